@@ -1,0 +1,198 @@
+//! Engines: ways of running a process inside a root filesystem.
+//!
+//! - [`namespace`]: user + mount + PID (+ IPC, UTS) namespaces and `pivot_root`.
+//! - [`preload`]: for hosts that refuse user namespaces (AWS Lambda): the image's own dynamic
+//!   loader plus an `LD_PRELOAD` library that maps absolute paths into the image.
+//!
+//! The bootstrap and `scar` both go through [`Engine`]; [`select`] implements `auto`.
+
+pub mod namespace;
+pub mod preload;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// The engine a user asks for (`SCAR_ENGINE`, `scar run --engine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// `namespace` when the probe says user namespaces work, else `preload`.
+    #[default]
+    Auto,
+    /// User namespaces and `pivot_root`.
+    Namespace,
+    /// The image's loader with the path-mapping `LD_PRELOAD` library.
+    Preload,
+}
+
+impl EngineKind {
+    /// The name used in configuration and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Namespace => "namespace",
+            Self::Preload => "preload",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "namespace" => Ok(Self::Namespace),
+            "preload" => Ok(Self::Preload),
+            other => Err(format!("`{other}` is not an engine: use auto, namespace or preload")),
+        }
+    }
+}
+
+/// A host directory made visible inside the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// Existing directory or file on the host.
+    pub host: PathBuf,
+    /// Absolute path inside the container.
+    pub container: PathBuf,
+    /// Bind read-only.
+    pub read_only: bool,
+}
+
+/// What happens to one standard stream of the container.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stdio {
+    /// Share the caller's stream.
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A pipe, handed back in [`Container`].
+    Piped,
+}
+
+/// Everything an engine needs to start one container.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    /// The image's root filesystem; an engine never modifies it.
+    pub root: PathBuf,
+    /// The command, already resolved from Entrypoint/Cmd and the user's arguments.
+    pub argv: Vec<String>,
+    /// The complete environment of the process (`NAME`, `value`), in order.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the container (`/` when the image sets none).
+    pub workdir: String,
+    /// The image's `User`, `None` for container root.
+    pub user: Option<String>,
+    /// Host paths bound in (the request's input and output directories, volumes).
+    pub mounts: Vec<Mount>,
+    /// A private per-run directory the engine may use (overlay upper/work, the container's
+    /// `/tmp`); the engine removes what it created there when the run ends.
+    pub scratch: PathBuf,
+    /// Standard input.
+    pub stdin: Stdio,
+    /// Standard output.
+    pub stdout: Stdio,
+    /// Standard error.
+    pub stderr: Stdio,
+}
+
+/// How a container ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Exit status when the main process exited.
+    pub code: Option<i32>,
+    /// Signal number when the main process was killed by a signal.
+    pub signal: Option<i32>,
+    /// The deadline passed and the tree was stopped.
+    pub timed_out: bool,
+}
+
+impl Outcome {
+    /// The status a shell would report: the exit code, or 128 + the signal number.
+    pub fn exit_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            (None, None) => 1,
+        }
+    }
+}
+
+/// Why a container could not be started or waited for.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The namespace engine was asked for but this host refuses user namespaces.
+    #[error("the namespace engine is unavailable: {0}")]
+    NamespaceUnavailable(String),
+    /// The preload engine cannot be used.
+    #[error("the preload engine is unavailable: {0}")]
+    PreloadUnavailable(String),
+    /// A system call failed while setting the container up.
+    #[error("{step}: {source}")]
+    Setup {
+        /// The step that failed, e.g. `pivot_root into /tmp/scar/rootfs/sha256-…`.
+        step: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The command could not be found or executed inside the image.
+    #[error("cannot run `{command}` in the image: {reason}")]
+    Exec {
+        /// argv\[0\].
+        command: String,
+        /// What went wrong and what to do.
+        reason: String,
+    },
+}
+
+/// A running container: its standard streams (when piped) and a handle to stop and reap it.
+pub struct Container {
+    /// The container's stdin when [`Stdio::Piped`].
+    pub stdin: Option<ChildStdin>,
+    /// The container's stdout when [`Stdio::Piped`].
+    pub stdout: Option<ChildStdout>,
+    /// The container's stderr when [`Stdio::Piped`].
+    pub stderr: Option<ChildStderr>,
+    /// Engine-specific control of the process tree.
+    pub handle: Box<dyn ContainerHandle>,
+}
+
+impl Container {
+    /// Wait for the container to end; at `deadline` stop the whole tree (SIGTERM, then SIGKILL
+    /// after `grace`) and report `timed_out`.
+    pub fn wait(&mut self, deadline: Option<Instant>, grace: Duration) -> Result<Outcome, EngineError> {
+        self.handle.wait(deadline, grace)
+    }
+
+    /// Host PID of the container's top process.
+    pub fn pid(&self) -> u32 {
+        self.handle.pid()
+    }
+}
+
+/// Engine-specific control of a running container's process tree.
+pub trait ContainerHandle: Send {
+    /// Host PID of the top process.
+    fn pid(&self) -> u32;
+    /// Wait until the container ends or `deadline` passes (then stop the whole tree), and
+    /// release what the engine set up for this run.
+    fn wait(&mut self, deadline: Option<Instant>, grace: Duration) -> Result<Outcome, EngineError>;
+}
+
+/// A way of running processes inside a root filesystem.
+pub trait Engine: Send + Sync {
+    /// Which engine this is (never [`EngineKind::Auto`]).
+    fn kind(&self) -> EngineKind;
+    /// Start the container described by `spec`.
+    fn spawn(&self, spec: &RunSpec) -> Result<Container, EngineError>;
+}

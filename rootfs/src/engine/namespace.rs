@@ -1,0 +1,1 @@
+//! The namespace engine: user + mount + PID (+ IPC, UTS) namespaces and `pivot_root`.

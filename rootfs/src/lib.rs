@@ -1,0 +1,10 @@
+//! Image to root filesystem: references and sources, registry pulls, the content-addressed
+//! cache, safe layer extraction, and the engines that run a process inside a root filesystem.
+//!
+//! One invocation reads top to bottom through this crate: [`reference`] names an image,
+//! [`pull`] makes its root filesystem available in the [`cache`] (through [`registry`] and
+//! [`extract`]), and an [`engine`] runs the user's command inside it.
+
+pub mod engine;
+pub mod image;
+pub mod pull;

@@ -1,0 +1,97 @@
+//! Turn an image reference into a [`PreparedImage`]: warm cache hit, or resolve, download,
+//! verify, extract and publish.
+//!
+//! This is the single entry point the bootstrap and `scar` use.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::image::PreparedImage;
+
+/// When to contact the registry (`SCAR_PULL_POLICY`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Use the cached resolution of the reference when there is one: no network.
+    #[default]
+    IfNotPresent,
+    /// Resolve the reference again; layers already cached are not downloaded again.
+    Always,
+}
+
+impl FromStr for PullPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "if-not-present" | "IfNotPresent" => Ok(Self::IfNotPresent),
+            "always" | "Always" => Ok(Self::Always),
+            other => Err(format!("`{other}` is not a pull policy: use if-not-present or always")),
+        }
+    }
+}
+
+/// Registry credentials for basic auth or as the identity of a token request.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password or token; never logged.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything a pull needs besides the reference.
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    /// Cache root (`SCAR_CACHE_DIR`).
+    pub cache_dir: PathBuf,
+    /// Cap for the cache in bytes (`SCAR_CACHE_MAX_MB`); `None` means what the filesystem holds.
+    pub max_cache_bytes: Option<u64>,
+    /// `SCAR_PULL_POLICY`.
+    pub policy: PullPolicy,
+    /// `os/arch[/variant]` to select from an index; `None` means the running machine.
+    pub platform: Option<String>,
+    /// `SCAR_REGISTRY_USERNAME` / `SCAR_REGISTRY_PASSWORD`.
+    pub credentials: Option<Credentials>,
+    /// `SCAR_INSECURE_REGISTRIES`: `host:port` entries reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Keep compressed blobs after extraction (off by default: `/tmp` is small on Lambda).
+    pub keep_blobs: bool,
+}
+
+impl PullOptions {
+    /// Options with the defaults of DESIGN.md for a given cache root.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            max_cache_bytes: None,
+            policy: PullPolicy::IfNotPresent,
+            platform: None,
+            credentials: None,
+            insecure_registries: Vec::new(),
+            keep_blobs: false,
+        }
+    }
+}
+
+/// Why an image could not be made available.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// Placeholder until the pull pipeline lands (issue 3).
+    #[error("pulling images is not built yet")]
+    Unsupported,
+}
+
+/// Make `image` (any `SCAR_IMAGE` form) available as a root filesystem in the cache.
+pub async fn prepare(image: &str, options: &PullOptions) -> Result<PreparedImage, PullError> {
+    let _ = (image, options);
+    Err(PullError::Unsupported)
+}
