@@ -29,6 +29,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    scar_rootfs::engine::enter_container_if_requested();
     let cli = Cli::parse();
     cmd::init_logging();
     match cli.command {

@@ -196,3 +196,8 @@ pub trait Engine: Send + Sync {
     /// Start the container described by `spec`.
     fn spawn(&self, spec: &RunSpec) -> Result<Container, EngineError>;
 }
+
+/// Must be the first call in the `main` of every binary that starts containers (`bootstrap`,
+/// `scar`): when an engine re-executes the current binary as a container's helper process, this
+/// runs that role and never returns; otherwise it returns at once.
+pub fn enter_container_if_requested() {}
