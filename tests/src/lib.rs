@@ -1,1 +1,17 @@
-//! harness
+//! Test harness: real services on free loopback ports, one instance per test, stopped on drop.
+//!
+//! - [`Registry`]: the CNCF distribution registry (`docker-registry`), anonymous or basic auth.
+//! - [`S3Server`]: `s3s-fs` in-process with SigV4 checked, objects on disk.
+//! - [`RuntimeApi`]: the Lambda Runtime API of `cargo lambda watch --only-lambda-apis`.
+//!
+//! The API is synchronous: tests are plain `#[test]` functions. A service that cannot start
+//! panics at once with one line naming the missing package or the port.
+
+pub mod registry;
+pub mod runtime_api;
+pub mod s3;
+pub mod service;
+
+pub use registry::Registry;
+pub use runtime_api::{Invocation, RuntimeApi};
+pub use s3::S3Server;

@@ -1,0 +1,167 @@
+//! Plumbing shared by the services the tests start: free loopback ports, child processes that die
+//! with their owner, readiness waits that end in one clear line instead of a hang.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a service may take to accept connections. Generous: two shared cores, cold caches.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A free TCP port on 127.0.0.1, as the kernel hands it out for port 0.
+///
+/// The port is released before returning, so another process may take it first; the services
+/// retry with a new port when their child reports that the address is in use.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|err| panic!("cannot bind 127.0.0.1:0 to find a free port: {err}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|err| panic!("cannot read the address of a bound socket: {err}"))
+        .port()
+}
+
+/// The full path of `program` found on `PATH`, if any.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Panics with one line naming the package to install when `program` is not on `PATH`.
+pub fn require_program(program: &str, package: &str) -> PathBuf {
+    which(program).unwrap_or_else(|| {
+        panic!("`{program}` is not on PATH: install {package} (./test.sh installs everything the tests need)")
+    })
+}
+
+/// A child process in its own process group, killed (the whole group) and reaped on drop.
+#[derive(Debug)]
+pub struct ServiceChild {
+    child: Option<Child>,
+    name: String,
+    log: PathBuf,
+}
+
+impl ServiceChild {
+    /// Starts `command` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> ServiceChild {
+        let out = File::create(log)
+            .unwrap_or_else(|err| panic!("cannot create log {}: {err}", log.display()));
+        let err = out
+            .try_clone()
+            .unwrap_or_else(|err| panic!("cannot duplicate log {}: {err}", log.display()));
+        command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            // Own process group: a shim that forks (pyenv) still dies with us.
+            .process_group(0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
+        ServiceChild {
+            child: Some(child),
+            name: name.to_owned(),
+            log: log.to_owned(),
+        }
+    }
+
+    /// The process id of the child.
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The exit status if the child has already ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Everything the child has written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last non-empty line of the log, for one-line failure messages.
+    pub fn last_log_line(&self) -> String {
+        let Ok(file) = File::open(&self.log) else {
+            return String::new();
+        };
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|line| !line.trim().is_empty())
+            .last()
+            .unwrap_or_default()
+    }
+
+    /// Waits until `addr` accepts TCP connections.
+    ///
+    /// Returns `Err(last log line)` when the child exits first, so the caller can retry on another
+    /// port if it lost a port race; panics with one line after [`READY_TIMEOUT`].
+    pub fn wait_for_port(&mut self, addr: SocketAddr) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return Err(format!("{status}: {}", self.last_log_line()));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                panic!(
+                    "{} did not listen on {addr} within {}s: {}",
+                    self.name,
+                    READY_TIMEOUT.as_secs(),
+                    self.last_log_line()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for ServiceChild {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SIGKILL to the group we created at spawn (pgid == pid): a service has nothing to
+                // flush that a test needs, and a graceful stop would only slow every test down.
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether a failure line says the port was taken between [`free_port`] and the child's bind.
+pub fn is_port_race(line: &str) -> bool {
+    let line = line.to_ascii_lowercase();
+    line.contains("address already in use") || line.contains("addrinuse")
+}
+
+/// A tempdir under the system temp root, named after what it holds.
+pub fn temp_dir(what: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("scar-e2e-{what}-"))
+        .tempdir()
+        .unwrap_or_else(|err| panic!("cannot create a temporary directory for {what}: {err}"))
+}
