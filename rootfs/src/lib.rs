@@ -5,6 +5,10 @@
 //! [`pull`] makes its root filesystem available in the [`cache`] (through [`registry`] and
 //! [`extract`]), and an [`engine`] runs the user's command inside it.
 
+pub mod cache;
+pub mod digest;
 pub mod engine;
+pub mod extract;
 pub mod image;
 pub mod pull;
+pub mod reference;

@@ -1,0 +1,340 @@
+//! The content-addressed image cache (`SCAR_CACHE_DIR`), shaped like containerd's content store:
+//!
+//! ```text
+//! <cache>/lock                     flock: shared to read, exclusive to write
+//! <cache>/refs/<escaped ref>       JSON: reference -> manifest digest + ChainID (warm resolution)
+//! <cache>/rootfs/<chainid hex>/    root/ (the flattened filesystem), image.json, last-used
+//! <cache>/blobs/sha256/<hex>       compressed blobs, only when asked to keep them
+//! <cache>/tmp/, <cache>/ingest/    work areas; anything there is garbage after a crash
+//! ```
+//!
+//! Root filesystems are built under `tmp/` and renamed into `rootfs/` only once complete, so a
+//! reader never sees a half-extracted image.
+
+mod lock;
+mod remove;
+mod space;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use lock::CacheLock;
+pub use remove::remove_tree;
+pub use space::CachedImage;
+
+use crate::digest::Digest;
+use crate::image::ImageConfig;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Why the cache could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A file-system call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// The call.
+        op: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Not enough room even after evicting everything evictable.
+    #[error(
+        "image needs about {need_mib} MiB, {free_mib} MiB free in {dir}: raise SCAR_CACHE_MAX_MB, use a larger /tmp (Lambda ephemeral storage) or a smaller image"
+    )]
+    CannotFit {
+        /// Estimated need in MiB.
+        need_mib: u64,
+        /// What is available in MiB.
+        free_mib: u64,
+        /// The cache directory.
+        dir: PathBuf,
+    },
+    /// A metadata file is not what this version writes.
+    #[error("{path} is corrupt ({source}): remove it or run `scar cache gc`")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + use<'a> {
+    move |source| CacheError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What `refs/<ref>` records.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RefRecord {
+    /// The normalised reference.
+    pub reference: String,
+    /// Digest of the manifest it resolved to, when the source has one.
+    pub manifest: Option<Digest>,
+    /// ChainID of the image's layers: the `rootfs/` key.
+    pub chain_id: Digest,
+}
+
+/// What `rootfs/<hex>/image.json` records.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// The reference it was first pulled as.
+    pub reference: String,
+    /// ChainID.
+    pub chain_id: Digest,
+    /// The runtime config.
+    pub config: ImageConfig,
+    /// Bytes it occupies (content plus per-entry overhead, as charged during extraction).
+    pub size: u64,
+    /// Number of layers.
+    pub layers: usize,
+}
+
+/// A cache rooted at one directory.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Cache {
+    /// Open (creating its directories) the cache at `root`.
+    pub fn open(root: &Path) -> Result<Self, CacheError> {
+        for sub in ["refs", "rootfs", "tmp", "ingest"] {
+            let dir = root.join(sub);
+            std::fs::create_dir_all(&dir).map_err(io_err("mkdir", &dir))?;
+        }
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    /// The cache directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Take the lock shared (for reading) or exclusive (for writing).
+    pub fn lock(&self, exclusive: bool) -> Result<CacheLock, CacheError> {
+        let path = self.root.join("lock");
+        if exclusive {
+            CacheLock::exclusive(&path)
+        } else {
+            CacheLock::shared(&path)
+        }
+    }
+
+    fn ref_path(&self, reference: &str) -> PathBuf {
+        self.root.join("refs").join(escape(reference))
+    }
+
+    /// Where the image with this ChainID lives (whether or not it is there).
+    pub fn image_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join("rootfs").join(chain_id.hex())
+    }
+
+    /// The remembered resolution of `reference`, if any.
+    pub fn read_ref(&self, reference: &str) -> Result<Option<RefRecord>, CacheError> {
+        read_json(&self.ref_path(reference))
+    }
+
+    /// Remember that `reference` resolves to `record`.
+    pub fn write_ref(&self, record: &RefRecord) -> Result<(), CacheError> {
+        let path = self.ref_path(&record.reference);
+        write_json_atomic(self, &path, record)
+    }
+
+    /// Forget a reference.
+    pub fn remove_ref(&self, reference: &str) -> Result<bool, CacheError> {
+        let path = self.ref_path(reference);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("unlink", &path)(e)),
+        }
+    }
+
+    /// The published image with this ChainID, if complete; marks it used (LRU).
+    pub fn lookup(&self, chain_id: &Digest) -> Result<Option<ImageRecord>, CacheError> {
+        let dir = self.image_dir(chain_id);
+        let record: Option<ImageRecord> = read_json(&dir.join("image.json"))?;
+        if record.is_some() {
+            touch(&dir.join("last-used"));
+        }
+        Ok(record)
+    }
+
+    /// A fresh private build directory under `tmp/`.
+    pub fn new_tmp(&self) -> Result<PathBuf, CacheError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!(
+            "{}-{nanos}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = self.root.join("tmp").join(name);
+        std::fs::create_dir(&dir).map_err(io_err("mkdir", &dir))?;
+        Ok(dir)
+    }
+
+    /// Publish a complete build directory (holding `root/`) as the image `record` describes:
+    /// write its metadata, then rename it into place in one step.
+    pub fn publish(&self, build: &Path, record: &ImageRecord) -> Result<PathBuf, CacheError> {
+        let meta = build.join("image.json");
+        let text = serde_json::to_vec_pretty(record).map_err(|source| CacheError::Corrupt {
+            path: meta.clone(),
+            source,
+        })?;
+        std::fs::write(&meta, text).map_err(io_err("write", &meta))?;
+        touch(&build.join("last-used"));
+        let dest = self.image_dir(&record.chain_id);
+        match std::fs::rename(build, &dest) {
+            Ok(()) => Ok(dest),
+            // Someone published the same ChainID first (only possible without the lock).
+            Err(e) if dest.join("image.json").exists() => {
+                tracing::debug!(err = %e, "image already published");
+                let _ = remove_tree(build);
+                Ok(dest)
+            }
+            Err(e) => Err(io_err("rename", build)(e)),
+        }
+    }
+
+    /// Remove a published image and any reference pointing at it.
+    pub fn remove_image(&self, chain_id: &Digest) -> Result<(), CacheError> {
+        // Rename out of `rootfs/` first: the image stops being visible atomically, then dies.
+        let dir = self.image_dir(chain_id);
+        let grave = self
+            .root
+            .join("tmp")
+            .join(format!("evict-{}", chain_id.hex()));
+        match std::fs::rename(&dir, &grave) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("rename", &dir)(e)),
+        }
+        remove_tree(&grave).map_err(io_err("remove", &grave))?;
+        for r in self.refs()? {
+            if r.chain_id == *chain_id {
+                self.remove_ref(&r.reference)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// All remembered references.
+    pub fn refs(&self) -> Result<Vec<RefRecord>, CacheError> {
+        let dir = self.root.join("refs");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_err("readdir", &dir))? {
+            let entry = entry.map_err(io_err("readdir", &dir))?;
+            if let Ok(Some(r)) = read_json::<RefRecord>(&entry.path()) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove crash leftovers (`tmp/`, `ingest/`) and references to images no longer present.
+    /// Call with the exclusive lock held.
+    pub fn collect_garbage(&self) -> Result<u64, CacheError> {
+        let mut removed = 0;
+        for sub in ["tmp", "ingest"] {
+            let dir = self.root.join(sub);
+            for entry in std::fs::read_dir(&dir).map_err(io_err("readdir", &dir))? {
+                let entry = entry.map_err(io_err("readdir", &dir))?;
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&path).map_err(io_err("remove", &path))?;
+                } else {
+                    std::fs::remove_file(&path).map_err(io_err("unlink", &path))?;
+                }
+                removed += 1;
+            }
+        }
+        for r in self.refs()? {
+            if !self.image_dir(&r.chain_id).join("image.json").exists() {
+                self.remove_ref(&r.reference)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A path for a temporary download in `ingest/`.
+    pub fn ingest_path(&self, name: &str) -> PathBuf {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("ingest")
+            .join(format!("{}-{n}-{name}", std::process::id()))
+    }
+}
+
+/// Reference → file name: anything but `[A-Za-z0-9._-]` is percent-escaped.
+fn escape(reference: &str) -> String {
+    let mut out = String::with_capacity(reference.len() + 8);
+    for b in reference.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, CacheError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| CacheError::Corrupt {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn write_json_atomic<T: serde::Serialize>(
+    cache: &Cache,
+    path: &Path,
+    value: &T,
+) -> Result<(), CacheError> {
+    let text = serde_json::to_vec(value).map_err(|source| CacheError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
+    let tmp = cache.ingest_path("ref");
+    std::fs::write(&tmp, text).map_err(io_err("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err("rename", &tmp))
+}
+
+/// Mark a file as just used (creating it when missing); LRU order is its mtime.
+fn touch(path: &Path) {
+    let now = std::fs::FileTimes::new().set_modified(std::time::SystemTime::now());
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path);
+    if let Ok(f) = file {
+        let _ = f.set_times(now);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,467 @@
+//! What `SCAR_IMAGE` names: a registry reference (with Docker Hub normalisation, tags and
+//! digests) or a local/S3 image source (`oci:`, `oci-archive:`, `docker-archive:`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::digest::{Digest, DigestError};
+
+/// Docker Hub's canonical name, as containerd spells it.
+pub const DOCKER_HUB: &str = "docker.io";
+/// The host that actually serves Docker Hub's registry API.
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+/// Why an image reference was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// Empty `SCAR_IMAGE`.
+    #[error("the image reference is empty: set it to an image such as alpine:3.20")]
+    Empty,
+    /// Bad repository path.
+    #[error(
+        "`{reference}` is not a valid image reference: repository `{repository}` must be lowercase letters, digits and . _ - / separators"
+    )]
+    Repository {
+        /// The whole reference.
+        reference: String,
+        /// The offending repository.
+        repository: String,
+    },
+    /// Bad registry host.
+    #[error("`{reference}` names registry `{registry}`, whose port is not a number")]
+    Registry {
+        /// The whole reference.
+        reference: String,
+        /// The offending host.
+        registry: String,
+    },
+    /// Bad tag.
+    #[error("`{reference}` has an invalid tag `{tag}`: tags are up to 128 letters, digits, _ . -")]
+    Tag {
+        /// The whole reference.
+        reference: String,
+        /// The offending tag.
+        tag: String,
+    },
+    /// Bad digest.
+    #[error("`{reference}` has an invalid digest")]
+    Digest {
+        /// The whole reference.
+        reference: String,
+        /// What is wrong with it.
+        #[source]
+        source: DigestError,
+    },
+    /// `oci:` etc. with nothing after.
+    #[error("`{0}` names no path: write e.g. oci:/var/task/image:latest")]
+    MissingPath(String),
+    /// Malformed `s3://` location.
+    #[error("`{0}` is not an S3 location: write s3://bucket/key")]
+    S3(String),
+}
+
+/// An image in a registry: `registry/repository[:tag][@digest]`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    /// Registry host with optional port (`docker.io`, `127.0.0.1:5000`).
+    pub registry: String,
+    /// Repository path (`library/alpine`).
+    pub repository: String,
+    /// Tag, `None` when only a digest was given.
+    pub tag: Option<String>,
+    /// Digest pin.
+    pub digest: Option<Digest>,
+}
+
+impl Reference {
+    /// What to ask the registry's manifest endpoint for: the digest when pinned, else the tag.
+    pub fn manifest_ref(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_owned(),
+        }
+    }
+
+    /// The host the registry API answers on (Docker Hub's differs from its name).
+    pub fn api_host(&self) -> &str {
+        if self.registry == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            &self.registry
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Reference {
+    type Err = ReferenceError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        let (name_tag, digest) = match s.split_once('@') {
+            Some((n, d)) => {
+                let digest = d.parse().map_err(|source| ReferenceError::Digest {
+                    reference: input.to_owned(),
+                    source,
+                })?;
+                (n, Some(digest))
+            }
+            None => (s, None),
+        };
+        // A tag is a colon after the last slash; a colon before it is a registry port.
+        let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match name_tag[last_slash..].rfind(':') {
+            Some(i) => (
+                &name_tag[..last_slash + i],
+                Some(name_tag[last_slash + i + 1..].to_owned()),
+            ),
+            None => (name_tag, None),
+        };
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_owned(), rest.to_owned())
+            }
+            _ => (DOCKER_HUB.to_owned(), name.to_owned()),
+        };
+        let registry = if registry == "index.docker.io" {
+            DOCKER_HUB.to_owned()
+        } else {
+            registry
+        };
+        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        if let Some((_, port)) = registry.rsplit_once(':')
+            && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ReferenceError::Registry {
+                reference: input.to_owned(),
+                registry,
+            });
+        }
+        if !valid_repository(&repository) {
+            return Err(ReferenceError::Repository {
+                reference: input.to_owned(),
+                repository,
+            });
+        }
+        if let Some(t) = &tag
+            && !valid_tag(t)
+        {
+            return Err(ReferenceError::Tag {
+                reference: input.to_owned(),
+                tag: t.clone(),
+            });
+        }
+        let tag = match (tag, &digest) {
+            (None, None) => Some("latest".to_owned()),
+            (t, _) => t,
+        };
+        Ok(Self {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+}
+
+fn valid_repository(repo: &str) -> bool {
+    !repo.is_empty()
+        && repo.split('/').all(|component| {
+            let b = component.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+                })
+        })
+}
+
+fn valid_tag(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Where a file-backed image lives: a local path or an S3 object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A local file or directory.
+    Path(PathBuf),
+    /// `s3://bucket/key`.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+    },
+}
+
+impl Location {
+    fn parse(input: &str, rest: &str) -> Result<Self, ReferenceError> {
+        if rest.is_empty() {
+            return Err(ReferenceError::MissingPath(input.to_owned()));
+        }
+        if let Some(bucket_key) = rest.strip_prefix("s3://") {
+            return match bucket_key.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Self::S3 {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                }),
+                _ => Err(ReferenceError::S3(input.to_owned())),
+            };
+        }
+        Ok(Self::Path(PathBuf::from(rest)))
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Path(p) => write!(f, "{}", p.display()),
+            Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// Any image `SCAR_IMAGE` can name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageRef {
+    /// An image in a registry.
+    Registry(Reference),
+    /// `oci:<dir>[:tag]`: an OCI image layout directory.
+    OciDir {
+        /// The layout directory.
+        path: PathBuf,
+        /// `org.opencontainers.image.ref.name` to select; `None` takes the only image.
+        tag: Option<String>,
+    },
+    /// `oci-archive:<path or s3://b/k>[:tag]`: a tar of an OCI image layout.
+    OciArchive {
+        /// Where the tar is.
+        location: Location,
+        /// Tag to select, as for [`ImageRef::OciDir`].
+        tag: Option<String>,
+    },
+    /// `docker-archive:<path or s3://b/k>`: the output of `docker save`.
+    DockerArchive {
+        /// Where the tar is.
+        location: Location,
+    },
+}
+
+/// Split `path[:tag]` where the tag can only follow the last `/`.
+fn split_tag(rest: &str) -> (&str, Option<String>) {
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    match rest[last_slash..].rfind(':') {
+        Some(i) if last_slash + i > 0 => (
+            &rest[..last_slash + i],
+            Some(rest[last_slash + i + 1..].to_owned()).filter(|t| !t.is_empty()),
+        ),
+        _ => (rest, None),
+    }
+}
+
+impl FromStr for ImageRef {
+    type Err = ReferenceError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let s = input.trim();
+        if let Some(rest) = s.strip_prefix("oci:") {
+            let (path, tag) = split_tag(rest);
+            if path.is_empty() {
+                return Err(ReferenceError::MissingPath(input.to_owned()));
+            }
+            return Ok(Self::OciDir {
+                path: PathBuf::from(path),
+                tag,
+            });
+        }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            // `s3://b/k` has its own colon: only a colon after the key's last slash is a tag.
+            let (path, tag) = split_tag(rest);
+            return Ok(Self::OciArchive {
+                location: Location::parse(input, path)?,
+                tag,
+            });
+        }
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            return Ok(Self::DockerArchive {
+                location: Location::parse(input, rest)?,
+            });
+        }
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return rest.parse().map(Self::Registry);
+        }
+        s.parse().map(Self::Registry)
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Registry(r) => write!(f, "{r}"),
+            Self::OciDir { path, tag } => {
+                write!(f, "oci:{}", path.display())?;
+                tag.iter().try_for_each(|t| write!(f, ":{t}"))
+            }
+            Self::OciArchive { location, tag } => {
+                write!(f, "oci-archive:{location}")?;
+                tag.iter().try_for_each(|t| write!(f, ":{t}"))
+            }
+            Self::DockerArchive { location } => write!(f, "docker-archive:{location}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> Reference {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_bare_name_is_a_docker_hub_library_image_at_latest() {
+        assert_eq!(r("alpine").to_string(), "docker.io/library/alpine:latest");
+        assert_eq!(
+            r("alpine:3.20").to_string(),
+            "docker.io/library/alpine:3.20"
+        );
+        assert_eq!(
+            r("bitnami/redis").to_string(),
+            "docker.io/bitnami/redis:latest"
+        );
+        assert_eq!(
+            r("index.docker.io/library/debian:12").to_string(),
+            "docker.io/library/debian:12"
+        );
+        assert_eq!(r("alpine").api_host(), "registry-1.docker.io");
+    }
+
+    #[test]
+    fn a_host_with_a_dot_a_port_or_localhost_is_a_registry() {
+        let x = r("127.0.0.1:5000/team/tool:v1");
+        assert_eq!(x.registry, "127.0.0.1:5000");
+        assert_eq!(x.repository, "team/tool");
+        assert_eq!(x.tag.as_deref(), Some("v1"));
+        assert_eq!(r("localhost/foo").registry, "localhost");
+        assert_eq!(r("localhost:5000/foo").tag.as_deref(), Some("latest"));
+        let ecr = r("123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo:tag");
+        assert_eq!(ecr.registry, "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+    }
+
+    #[test]
+    fn a_digest_pins_the_manifest_and_drops_the_default_tag() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let x = r(&format!("ghcr.io/o/r@{d}"));
+        assert_eq!(x.tag, None);
+        assert_eq!(x.manifest_ref(), d);
+        let y = r(&format!("ghcr.io/o/r:1@{d}"));
+        assert_eq!(y.tag.as_deref(), Some("1"));
+        assert_eq!(y.manifest_ref(), d);
+    }
+
+    #[test]
+    fn malformed_references_name_what_is_wrong() {
+        assert!(matches!(
+            "".parse::<Reference>(),
+            Err(ReferenceError::Empty)
+        ));
+        assert!(matches!(
+            "Alpine".parse::<Reference>(),
+            Err(ReferenceError::Repository { .. })
+        ));
+        assert!(matches!(
+            "alpine:bad/tag:x".parse::<Reference>(),
+            Err(ReferenceError::Registry { .. })
+        ));
+        assert!(matches!(
+            "alpine:-x".parse::<Reference>(),
+            Err(ReferenceError::Tag { .. })
+        ));
+        assert!(matches!(
+            "alpine@sha256:zz".parse::<Reference>(),
+            Err(ReferenceError::Digest { .. })
+        ));
+    }
+
+    #[test]
+    fn file_sources_parse_paths_tags_and_s3_locations() {
+        let x: ImageRef = "oci:/var/task/img:v2".parse().unwrap();
+        assert_eq!(
+            x,
+            ImageRef::OciDir {
+                path: "/var/task/img".into(),
+                tag: Some("v2".into())
+            }
+        );
+        let y: ImageRef = "oci:./img".parse().unwrap();
+        assert_eq!(
+            y,
+            ImageRef::OciDir {
+                path: "./img".into(),
+                tag: None
+            }
+        );
+        let z: ImageRef = "oci-archive:s3://bucket/dir/img.tar".parse().unwrap();
+        assert_eq!(
+            z,
+            ImageRef::OciArchive {
+                location: Location::S3 {
+                    bucket: "bucket".into(),
+                    key: "dir/img.tar".into()
+                },
+                tag: None
+            }
+        );
+        let w: ImageRef = "docker-archive:/tmp/x.tar".parse().unwrap();
+        assert_eq!(
+            w,
+            ImageRef::DockerArchive {
+                location: Location::Path("/tmp/x.tar".into())
+            }
+        );
+        assert!(matches!(
+            "docker-archive:s3://bucket".parse::<ImageRef>(),
+            Err(ReferenceError::S3(_))
+        ));
+        assert!(matches!(
+            "oci:".parse::<ImageRef>(),
+            Err(ReferenceError::MissingPath(_))
+        ));
+    }
+}
