@@ -8,6 +8,8 @@
 
 pub mod namespace;
 pub mod preload;
+pub mod probe;
+pub mod process;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -52,7 +54,9 @@ impl FromStr for EngineKind {
             "auto" => Ok(Self::Auto),
             "namespace" => Ok(Self::Namespace),
             "preload" => Ok(Self::Preload),
-            other => Err(format!("`{other}` is not an engine: use auto, namespace or preload")),
+            other => Err(format!(
+                "`{other}` is not an engine: use auto, namespace or preload"
+            )),
         }
     }
 }
@@ -170,7 +174,11 @@ pub struct Container {
 impl Container {
     /// Wait for the container to end; at `deadline` stop the whole tree (SIGTERM, then SIGKILL
     /// after `grace`) and report `timed_out`.
-    pub fn wait(&mut self, deadline: Option<Instant>, grace: Duration) -> Result<Outcome, EngineError> {
+    pub fn wait(
+        &mut self,
+        deadline: Option<Instant>,
+        grace: Duration,
+    ) -> Result<Outcome, EngineError> {
         self.handle.wait(deadline, grace)
     }
 
@@ -200,4 +208,57 @@ pub trait Engine: Send + Sync {
 /// Must be the first call in the `main` of every binary that starts containers (`bootstrap`,
 /// `scar`): when an engine re-executes the current binary as a container's helper process, this
 /// runs that role and never returns; otherwise it returns at once.
-pub fn enter_container_if_requested() {}
+pub fn enter_container_if_requested() {
+    namespace::setup::run_if_requested();
+}
+
+/// What [`select`] needs besides the engine kind.
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// The binary the namespace engine re-executes as its helper; `None` means the current
+    /// one (`/proc/self/exe`), whose `main` calls [`enter_container_if_requested`].
+    pub helper: Option<PathBuf>,
+}
+
+/// Resolve `kind` to an engine: `auto` takes the namespace engine when the shared probe says
+/// user namespaces work here, else the preload engine; the choice and its reason are logged.
+pub fn select(kind: EngineKind, options: &EngineOptions) -> Result<Box<dyn Engine>, EngineError> {
+    let support = probe::namespace_support();
+    match (kind, support) {
+        (EngineKind::Namespace | EngineKind::Auto, probe::NamespaceSupport::Available) => {
+            let why = if kind == EngineKind::Auto {
+                "auto: user namespaces are available"
+            } else {
+                "requested"
+            };
+            tracing::info!(engine = "namespace", reason = why, "engine selected");
+            Ok(Box::new(namespace_engine(options)))
+        }
+        (EngineKind::Namespace, probe::NamespaceSupport::Unavailable(reason)) => {
+            Err(EngineError::NamespaceUnavailable(reason.clone()))
+        }
+        (EngineKind::Auto, probe::NamespaceSupport::Unavailable(reason)) => {
+            tracing::info!(engine = "preload", %reason, "engine selected: auto, user namespaces are unavailable");
+            preload_engine(options, reason)
+        }
+        (EngineKind::Preload, _) => {
+            tracing::info!(engine = "preload", reason = "requested", "engine selected");
+            preload_engine(options, "the preload engine was requested")
+        }
+    }
+}
+
+fn namespace_engine(options: &EngineOptions) -> namespace::NamespaceEngine {
+    match &options.helper {
+        Some(helper) => namespace::NamespaceEngine::with_helper(helper),
+        None => namespace::NamespaceEngine::new(),
+    }
+}
+
+/// The single spot where the preload engine is wired in (`why` says why it is used).
+fn preload_engine(options: &EngineOptions, why: &str) -> Result<Box<dyn Engine>, EngineError> {
+    let _ = options;
+    Err(EngineError::PreloadUnavailable(format!(
+        "{why}; and the preload engine is not built yet"
+    )))
+}

@@ -1,0 +1,275 @@
+//! The narrow set of system calls the root filesystem set-up makes, behind a trait so the
+//! mount logic can be unit-tested with a recording double; the real calls are exercised by the
+//! end-to-end tests.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2};
+use nix::mount::MsFlags;
+use nix::sys::stat::{Mode, mkdirat};
+use nix::sys::statvfs::{FsFlags, statvfs};
+
+/// What to do when a path inside the new root does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Fail with ENOENT.
+    No,
+    /// Create it (and missing parents) as a directory.
+    Dir,
+    /// Create it as an empty file (parents as directories).
+    File,
+}
+
+/// A path inside the new root, resolved so that symlinks cannot leave the root; `path` is
+/// usable as a mount target for as long as the value lives.
+#[derive(Debug)]
+pub struct Target {
+    /// `/proc/self/fd/N` for the real calls, a plain path for the test double.
+    pub path: PathBuf,
+    _fd: Option<OwnedFd>,
+}
+
+impl Target {
+    /// A target known by a plain path (test doubles).
+    pub fn plain(path: PathBuf) -> Self {
+        Self { path, _fd: None }
+    }
+}
+
+/// The system calls behind the root filesystem set-up.
+pub trait Syscall {
+    /// mount(2).
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), Errno>;
+    /// The flags of the mount at `target` that a remount inside a user namespace must keep
+    /// (the kernel locks nosuid, nodev and noexec of mounts inherited from the host).
+    fn locked_flags(&self, target: &Path) -> Result<MsFlags, Errno>;
+    /// Resolve the absolute container path `path` under `root`, symlinks staying inside `root`.
+    fn resolve(&self, root: &Path, path: &Path, create: Create) -> Result<Target, Errno>;
+    /// mkdir(2) of a path we own (inside a tmpfs we just mounted, or the run directory).
+    fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno>;
+    /// Create an empty file we own (a device node's bind target).
+    fn create_file(&self, path: &Path) -> Result<(), Errno>;
+    /// symlink(2): `link` points at `target`.
+    fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno>;
+    /// Whether a host path exists, and whether it is a directory.
+    fn host_kind(&self, path: &Path) -> Option<bool>;
+}
+
+/// The real system calls.
+pub struct LinuxSyscall;
+
+impl Syscall for LinuxSyscall {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), Errno> {
+        nix::mount::mount(source, target, fstype, flags, data)
+    }
+
+    fn locked_flags(&self, target: &Path) -> Result<MsFlags, Errno> {
+        let flags = statvfs(target)?.flags();
+        let mut locked = MsFlags::empty();
+        for (fs, ms) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        ] {
+            if flags.contains(fs) {
+                locked |= ms;
+            }
+        }
+        Ok(locked)
+    }
+
+    fn resolve(&self, root: &Path, path: &Path, create: Create) -> Result<Target, Errno> {
+        let root_fd = open(
+            root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let relative = relative(path);
+        match open_in_root(&root_fd, &relative) {
+            Err(Errno::ENOENT) if create != Create::No => {}
+            other => return other.map(fd_target),
+        }
+        // Create missing components one by one; every parent is resolved inside the root, so a
+        // symlink in the image (`/etc -> /home/user`) can never make us create on the host.
+        let mut prefix = PathBuf::new();
+        let components: Vec<_> = relative.components().collect();
+        for (index, component) in components.iter().enumerate() {
+            let parent = open_in_root(&root_fd, &prefix)?;
+            prefix.push(component);
+            match open_in_root(&root_fd, &prefix) {
+                Ok(_) => continue,
+                Err(Errno::ENOENT) => {}
+                Err(err) => return Err(err),
+            }
+            let last = index + 1 == components.len();
+            if last && create == Create::File {
+                let flags = OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_WRONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC;
+                drop(openat(
+                    &parent,
+                    component.as_os_str(),
+                    flags,
+                    Mode::from_bits_truncate(0o644),
+                )?);
+            } else {
+                mkdirat(
+                    &parent,
+                    component.as_os_str(),
+                    Mode::from_bits_truncate(0o755),
+                )?;
+            }
+        }
+        open_in_root(&root_fd, &relative).map(fd_target)
+    }
+
+    fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        nix::unistd::mkdir(path, Mode::from_bits_truncate(mode))
+    }
+
+    fn create_file(&self, path: &Path) -> Result<(), Errno> {
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        open(path, flags, Mode::from_bits_truncate(0o644)).map(drop)
+    }
+
+    fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno> {
+        nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link)
+    }
+
+    fn host_kind(&self, path: &Path) -> Option<bool> {
+        std::fs::metadata(path).ok().map(|meta| meta.is_dir())
+    }
+}
+
+/// `/a/b/../c` → `a/b/../c` (openat2 with RESOLVE_IN_ROOT clamps `..` at the root).
+fn relative(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
+        .collect()
+}
+
+fn open_in_root(root: &OwnedFd, relative: &Path) -> Result<OwnedFd, Errno> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let path = if relative.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        relative
+    };
+    openat2(root, path, how)
+}
+
+fn fd_target(fd: OwnedFd) -> Target {
+    Target {
+        path: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        _fd: Some(fd),
+    }
+}
+
+#[cfg(test)]
+pub mod double {
+    //! A recording [`Syscall`] for unit tests.
+
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Records every call as a line of text; `fail` makes calls whose line starts with a
+    /// prefix return an errno.
+    #[derive(Default)]
+    pub struct Recorder {
+        /// The calls made, in order.
+        pub calls: RefCell<Vec<String>>,
+        /// Line prefix → errno to return.
+        pub fail: HashMap<String, Errno>,
+        /// Container paths that "exist" in the image.
+        pub existing: Vec<PathBuf>,
+        /// Host paths that exist (`true` for directories).
+        pub host: HashMap<PathBuf, bool>,
+    }
+
+    impl Recorder {
+        fn record(&self, line: String) -> Result<(), Errno> {
+            let failure = self
+                .fail
+                .iter()
+                .find(|(prefix, _)| line.starts_with(prefix.as_str()))
+                .map(|(_, e)| *e);
+            self.calls.borrow_mut().push(line);
+            failure.map_or(Ok(()), Err)
+        }
+
+        /// The calls made.
+        pub fn lines(&self) -> Vec<String> {
+            self.calls.borrow().clone()
+        }
+    }
+
+    impl Syscall for Recorder {
+        fn mount(
+            &self,
+            source: Option<&Path>,
+            target: &Path,
+            fstype: Option<&str>,
+            flags: MsFlags,
+            data: Option<&str>,
+        ) -> Result<(), Errno> {
+            self.record(format!(
+                "mount {} {} {} {:?} {}",
+                source.map_or("-".into(), |s| s.display().to_string()),
+                target.display(),
+                fstype.unwrap_or("-"),
+                flags,
+                data.unwrap_or("-")
+            ))
+        }
+
+        fn locked_flags(&self, _target: &Path) -> Result<MsFlags, Errno> {
+            Ok(MsFlags::MS_NOSUID)
+        }
+
+        fn resolve(&self, root: &Path, path: &Path, create: Create) -> Result<Target, Errno> {
+            self.record(format!("resolve {} {:?}", path.display(), create))?;
+            let exists = self.existing.iter().any(|p| p == path);
+            if !exists && create == Create::No {
+                return Err(Errno::ENOENT);
+            }
+            Ok(Target::plain(root.join(relative(path))))
+        }
+
+        fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+            self.record(format!("mkdir {} {mode:o}", path.display()))
+        }
+
+        fn create_file(&self, path: &Path) -> Result<(), Errno> {
+            self.record(format!("create {}", path.display()))
+        }
+
+        fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno> {
+            self.record(format!("symlink {} -> {target}", link.display()))
+        }
+
+        fn host_kind(&self, path: &Path) -> Option<bool> {
+            self.host.get(path).copied()
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The shared probe: can this process run the namespace engine?
+//!
+//! `auto` and the bootstrap both ask [`namespace_support`]; the answer is found once per process.
+//! The probe runs in a forked child so the caller's own namespaces are never touched, and it
+//! walks the same steps the engine takes: `unshare(CLONE_NEWUSER)` (refused with ENOSPC when
+//! `user.max_user_namespaces` is 0, EPERM under seccomp or `unprivileged_userns_clone=0`),
+//! `setgroups` deny, the `uid_map`/`gid_map` writes (refused with EPERM on AWS Lambda, see
+//! aws-lambda-base-images issue 143), the other namespaces and a private mount propagation.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::OnceLock;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Uid, fork, pipe2};
+
+/// Whether the namespace engine can run on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamespaceSupport {
+    /// User, mount, PID, IPC and UTS namespaces can be created and the uid mapped.
+    Available,
+    /// They cannot; the text says which step failed and why.
+    Unavailable(String),
+}
+
+impl NamespaceSupport {
+    /// True when the namespace engine can run.
+    pub fn is_available(&self) -> bool {
+        matches!(self, Self::Available)
+    }
+}
+
+static SUPPORT: OnceLock<NamespaceSupport> = OnceLock::new();
+
+/// The probe's answer, computed on first use and then shared by every caller in this process.
+pub fn namespace_support() -> &'static NamespaceSupport {
+    SUPPORT.get_or_init(probe_in_child)
+}
+
+/// One step of the probe, in the order the engine takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+enum Step {
+    UnshareUser = 1,
+    DenySetgroups = 2,
+    UidMap = 3,
+    GidMap = 4,
+    UnshareOthers = 5,
+    PrivateMounts = 6,
+}
+
+impl Step {
+    fn from_u32(value: u32) -> Option<Self> {
+        [
+            Self::UnshareUser,
+            Self::DenySetgroups,
+            Self::UidMap,
+            Self::GidMap,
+            Self::UnshareOthers,
+            Self::PrivateMounts,
+        ]
+        .into_iter()
+        .find(|step| *step as u32 == value)
+    }
+}
+
+/// Explain a failed step for a person: the step, the errno and what it usually means.
+fn explain(step: Step, errno: Errno, uid: Uid, gid: Gid) -> String {
+    let what = match step {
+        Step::UnshareUser => "unshare(CLONE_NEWUSER)".to_string(),
+        Step::DenySetgroups => "writing `deny` to /proc/self/setgroups".to_string(),
+        Step::UidMap => format!("writing `0 {uid} 1` to /proc/self/uid_map"),
+        Step::GidMap => format!("writing `0 {gid} 1` to /proc/self/gid_map"),
+        Step::UnshareOthers => {
+            "unshare(CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)".to_string()
+        }
+        Step::PrivateMounts => "making mounts private in a new mount namespace".to_string(),
+    };
+    let hint = match (step, errno) {
+        (Step::UnshareUser, Errno::ENOSPC) => {
+            "the user-namespace limit is reached (is /proc/sys/user/max_user_namespaces 0?)"
+        }
+        (Step::UnshareUser, Errno::EPERM) => {
+            "user namespaces are forbidden here (seccomp, kernel.unprivileged_userns_clone=0 or an AppArmor policy)"
+        }
+        (Step::UnshareUser, Errno::EINVAL) => "the kernel was built without user namespaces",
+        (Step::UidMap | Step::GidMap, Errno::EPERM) => {
+            "the host refuses uid/gid maps in new user namespaces (AWS Lambda does)"
+        }
+        _ => "",
+    };
+    let mut text = format!("{what} failed: {errno:?} ({})", errno.desc());
+    if !hint.is_empty() {
+        text.push_str(": ");
+        text.push_str(hint);
+    }
+    text.push_str("; use the preload engine (--engine preload) on this host");
+    text
+}
+
+/// Run the probe in a forked child and turn its report into a [`NamespaceSupport`].
+fn probe_in_child() -> NamespaceSupport {
+    let support = match run_probe() {
+        Ok(support) => support,
+        Err(err) => {
+            NamespaceSupport::Unavailable(format!("the user-namespace probe could not run: {err}"))
+        }
+    };
+    match &support {
+        NamespaceSupport::Available => tracing::debug!("user namespaces are available"),
+        NamespaceSupport::Unavailable(reason) => {
+            tracing::debug!(%reason, "user namespaces are unavailable")
+        }
+    }
+    support
+}
+
+fn run_probe() -> Result<NamespaceSupport, Errno> {
+    let uid = Uid::current();
+    let gid = Gid::current();
+    // Everything the child needs is prepared before fork: the caller is multithreaded, so
+    // after fork the child may only make async-signal-safe calls (raw syscalls, no allocation).
+    let uid_map = format!("0 {uid} 1\n");
+    let gid_map = format!("0 {gid} 1\n");
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
+    // SAFETY: the child only calls async-signal-safe functions (`probe_steps` makes raw
+    // syscalls on pre-built buffers) and ends with `_exit`, never returning into Rust code
+    // that could touch locks held by other threads at the time of fork.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            let code = match probe_steps(uid_map.as_bytes(), gid_map.as_bytes()) {
+                Ok(()) => 0,
+                Err((step, errno)) => {
+                    let mut record = [0u8; 8];
+                    record[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+                    record[4..].copy_from_slice(&(errno as i32).to_ne_bytes());
+                    // SAFETY: write(2) is async-signal-safe; the buffer lives on this stack.
+                    unsafe {
+                        libc::write(write_end.as_raw_fd(), record.as_ptr().cast(), record.len())
+                    };
+                    1
+                }
+            };
+            // SAFETY: _exit(2) is async-signal-safe and skips atexit handlers and destructors
+            // that belong to the parent's threads.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let record = read_record(&read_end);
+            loop {
+                match waitpid(child, None) {
+                    Err(Errno::EINTR) => continue,
+                    Ok(WaitStatus::Exited(_, 0)) => break,
+                    Ok(_) | Err(_) => break,
+                }
+            }
+            Ok(match record {
+                None => NamespaceSupport::Available,
+                Some((step, errno)) => {
+                    NamespaceSupport::Unavailable(explain(step, errno, uid, gid))
+                }
+            })
+        }
+    }
+}
+
+fn read_record(fd: &OwnedFd) -> Option<(Step, Errno)> {
+    let mut record = [0u8; 8];
+    let mut filled = 0;
+    while filled < record.len() {
+        match nix::unistd::read(fd, &mut record[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if filled < record.len() {
+        return None;
+    }
+    let step = u32::from_ne_bytes([record[0], record[1], record[2], record[3]]);
+    let errno = i32::from_ne_bytes([record[4], record[5], record[6], record[7]]);
+    Some((Step::from_u32(step)?, Errno::from_raw(errno)))
+}
+
+/// The probe proper, run in the forked child: raw syscalls only.
+fn probe_steps(uid_map: &[u8], gid_map: &[u8]) -> Result<(), (Step, Errno)> {
+    // SAFETY: unshare(2) with constant flags; it only affects this (child) process.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        return Err((Step::UnshareUser, Errno::last()));
+    }
+    write_proc_file(c"/proc/self/setgroups", b"deny").map_err(|e| (Step::DenySetgroups, e))?;
+    write_proc_file(c"/proc/self/uid_map", uid_map).map_err(|e| (Step::UidMap, e))?;
+    write_proc_file(c"/proc/self/gid_map", gid_map).map_err(|e| (Step::GidMap, e))?;
+    let others = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    // SAFETY: as above; the child now owns a user namespace in which it may create the others.
+    if unsafe { libc::unshare(others) } != 0 {
+        return Err((Step::UnshareOthers, Errno::last()));
+    }
+    let flags = libc::MS_REC | libc::MS_PRIVATE;
+    // SAFETY: mount(2) with static C strings and null data; it changes propagation in the
+    // child's own new mount namespace only.
+    if unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        return Err((Step::PrivateMounts, Errno::last()));
+    }
+    Ok(())
+}
+
+/// open + write + close with raw syscalls (async-signal-safe).
+fn write_proc_file(path: &CStr, content: &[u8]) -> Result<(), Errno> {
+    // SAFETY: open(2) on a NUL-terminated static path.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: write(2) of a borrowed buffer to the fd opened above.
+    let written = unsafe { libc::write(fd, content.as_ptr().cast(), content.len()) };
+    let result = if written < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    };
+    // SAFETY: closing the fd opened above, exactly once.
+    unsafe { libc::close(fd) };
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_round_trips_through_its_number() {
+        for value in 1..=6 {
+            let step = Step::from_u32(value).unwrap();
+            assert_eq!(step as u32, value);
+        }
+        assert_eq!(Step::from_u32(0), None);
+    }
+
+    #[test]
+    fn a_refused_uid_map_write_is_explained_as_the_lambda_case() {
+        let text = explain(
+            Step::UidMap,
+            Errno::EPERM,
+            Uid::from_raw(993),
+            Gid::from_raw(993),
+        );
+        assert!(text.contains("/proc/self/uid_map"), "{text}");
+        assert!(text.contains("EPERM"), "{text}");
+        assert!(text.contains("AWS Lambda"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
+
+    #[test]
+    fn a_zero_namespace_limit_is_explained() {
+        let text = explain(
+            Step::UnshareUser,
+            Errno::ENOSPC,
+            Uid::from_raw(0),
+            Gid::from_raw(0),
+        );
+        assert!(text.contains("max_user_namespaces"), "{text}");
+    }
+
+    #[test]
+    fn the_probe_answers_the_same_twice() {
+        let first = namespace_support();
+        let second = namespace_support();
+        assert!(std::ptr::eq(first, second));
+    }
+}
