@@ -1,8 +1,222 @@
 //! `bootstrap`: the AWS Lambda custom runtime of SCAR.
+//!
+//! Init: read the configuration, start the image pull in the background (`SCAR_PREFETCH`),
+//! wait for it at most 9 s (Lambda gives init 10 s), then serve invocations one at a time until
+//! Lambda freezes or ends the sandbox.
 
-fn main() {
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::Instrument;
+
+use scar_bootstrap::config::{self, Config, ConfigError, DEFAULT_LOG_FILTER, LogFormat};
+use scar_bootstrap::invoke::Supervisor;
+use scar_bootstrap::logs;
+use scar_bootstrap::report::{self, Failure, FailureKind};
+use scar_bootstrap::runtime::{ErrorReport, RuntimeApi, RuntimeEndpoint};
+
+/// Longest wait for the prefetch during init: Lambda ends an init phase that takes 10 s.
+const PREFETCH_INIT_WAIT: Duration = Duration::from_secs(9);
+/// Consecutive failures of `/invocation/next` before giving up (Lambda then restarts us).
+const MAX_NEXT_FAILURES: u32 = 5;
+/// `errorType` of a configuration error at init.
+const CONFIG_ERROR: &str = "Scar.ConfigError";
+
+fn main() -> ExitCode {
     scar_rootfs::engine::enter_container_if_requested();
-    if std::env::args().nth(1).as_deref() == Some("--version") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "--version")
+    {
         println!("bootstrap {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
     }
+    make_non_dumpable();
+    let started = Instant::now();
+    let config = Config::from_env();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("bootstrap: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config, started))
+}
+
+/// Keep the supervisor's memory and `/proc/<pid>/environ` (AWS credentials, the registry
+/// password) away from container processes running under the same uid: a non-dumpable
+/// process can only be inspected by a holder of CAP_SYS_PTRACE in the initial namespace.
+/// Children get the flag reset by `execve`, so the container itself is unaffected.
+fn make_non_dumpable() {
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!(
+            "bootstrap: prctl(PR_SET_DUMPABLE, 0): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+async fn serve(config: Result<Config, ConfigError>, started: Instant) -> ExitCode {
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => {
+            logs::init(DEFAULT_LOG_FILTER, LogFormat::Text);
+            return init_failure(config::runtime_api_from_env(), &err).await;
+        }
+    };
+    logs::init(&config.log_filter, config.log_format);
+    let Some(endpoint_text) = config.runtime_api.clone() else {
+        tracing::error!(
+            "AWS_LAMBDA_RUNTIME_API is not set: the bootstrap runs inside AWS Lambda or a Runtime API emulator"
+        );
+        return ExitCode::FAILURE;
+    };
+    let endpoint = match RuntimeEndpoint::parse(&endpoint_text) {
+        Ok(endpoint) => endpoint,
+        Err(err) => {
+            tracing::error!(%err, "cannot reach the Runtime API");
+            return ExitCode::FAILURE;
+        }
+    };
+    let api = RuntimeApi::new(endpoint);
+    let supervisor = match Supervisor::new(config) {
+        Ok(supervisor) => Arc::new(supervisor),
+        Err(err) => return init_failure(Some(endpoint_text), &err).await,
+    };
+    supervisor.start_background_init().await;
+    supervisor.wait_prefetch(PREFETCH_INIT_WAIT).await;
+    let config = supervisor.config();
+    tracing::info!(
+        init_ms = started.elapsed().as_secs_f64() * 1e3,
+        image = %config.image,
+        engine = %config.engine,
+        prefetch = config.prefetch,
+        "bootstrap ready"
+    );
+    serve_invocations(&api, &supervisor).await
+}
+
+/// Report a configuration error to `/runtime/init/error` and give the exit status.
+async fn init_failure(endpoint: Option<String>, err: &ConfigError) -> ExitCode {
+    tracing::error!(error_type = CONFIG_ERROR, "{err}");
+    let report = ErrorReport {
+        error_type: CONFIG_ERROR.to_owned(),
+        error_message: err.to_string(),
+    };
+    match endpoint.as_deref().map(RuntimeEndpoint::parse) {
+        Some(Ok(endpoint)) => {
+            if let Err(post) = RuntimeApi::new(endpoint).init_error(&report).await {
+                tracing::error!(%post, "could not report the configuration error to the Runtime API");
+            }
+        }
+        Some(Err(bad)) => tracing::error!(%bad, "cannot report the configuration error"),
+        None => tracing::error!(
+            "AWS_LAMBDA_RUNTIME_API is not set: the configuration error is only logged"
+        ),
+    }
+    ExitCode::FAILURE
+}
+
+async fn serve_invocations(api: &RuntimeApi, supervisor: &Arc<Supervisor>) -> ExitCode {
+    let mut failures = 0;
+    loop {
+        let invocation = match api.next().await {
+            Ok(invocation) => {
+                failures = 0;
+                invocation
+            }
+            Err(err) => {
+                failures += 1;
+                tracing::error!(%err, failures, "waiting for the next invocation failed");
+                if failures >= MAX_NEXT_FAILURES {
+                    return ExitCode::FAILURE;
+                }
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures))).await;
+                continue;
+            }
+        };
+        let received = Instant::now();
+        let wall = SystemTime::now();
+        let request_id = invocation.request_id.clone();
+        let span = tracing::info_span!("invocation", request_id = %request_id);
+        let worker = supervisor.clone();
+        // The handler runs as its own task so that a panic in it is caught here (as a
+        // JoinError) and the process goes on serving.
+        let handled = tokio::spawn(
+            async move { worker.handle(&invocation, received, wall).await }
+                .instrument(span.clone()),
+        )
+        .await;
+        let result = handled.unwrap_or_else(|join| {
+            let reason = panic_text(join);
+            Err(Failure::new(
+                FailureKind::Internal,
+                format!("the supervisor failed: {reason}; this is a bug, please report it"),
+            ))
+        });
+        finish(api, supervisor, &request_id, result)
+            .instrument(span)
+            .await;
+    }
+}
+
+async fn finish(
+    api: &RuntimeApi,
+    supervisor: &Supervisor,
+    request_id: &str,
+    result: Result<report::Response, Failure>,
+) {
+    let posted = match result {
+        Ok(response) => {
+            tracing::info!(exit_code = ?response.exit_code, duration_ms = response.duration_ms, outputs = response.outputs.len(), "invocation succeeded");
+            match serde_json::to_vec(&response) {
+                Ok(body) => api.respond(request_id, body.into()).await,
+                Err(err) => {
+                    let failure = Failure::new(
+                        FailureKind::Internal,
+                        format!("cannot encode the response: {err}"),
+                    );
+                    api.invocation_error(request_id, &failure.report()).await
+                }
+            }
+        }
+        Err(failure) => {
+            tracing::error!(
+                error_type = failure.kind.error_type(),
+                "{}",
+                failure.message
+            );
+            api.invocation_error(request_id, &failure.report()).await
+        }
+    };
+    if let Err(err) = posted {
+        tracing::error!(%err, "could not report the invocation's result");
+    }
+    // The request directory's Drop already ran, also on unwinding; this catches the case where
+    // the panic happened while it was being created.
+    if let Some(leftover) = supervisor.request_dir_path(request_id)
+        && leftover.exists()
+        && let Err(err) = std::fs::remove_dir_all(&leftover)
+    {
+        tracing::warn!(path = %leftover.display(), %err, "could not remove the request directory");
+    }
+}
+
+fn panic_text(join: tokio::task::JoinError) -> String {
+    if !join.is_panic() {
+        return join.to_string();
+    }
+    let payload = join.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .map_or_else(|| "a panic".to_owned(), |text| format!("panic: {text}"))
 }

@@ -1,0 +1,679 @@
+//! Function configuration: every environment variable the bootstrap reads, parsed once at init
+//! into a typed [`Config`].
+//!
+//! Nothing else in the bootstrap reads `std::env`. Each variable is a named constant documented
+//! once in [`FUNCTION_VARIABLES`] (with its default as the README shows it); a unit test keeps
+//! the README's table and this list identical. An invalid value is an init error that names the
+//! variable and says what it accepts: silently falling back to a default hides mistakes until
+//! the first invoice.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use scar_rootfs::engine::EngineKind;
+use scar_rootfs::pull::{Credentials, PullOptions, PullPolicy};
+
+/// The image to run (required).
+pub const SCAR_IMAGE: &str = "SCAR_IMAGE";
+/// Script text run with the image's `/bin/sh`.
+pub const SCAR_SCRIPT: &str = "SCAR_SCRIPT";
+/// Script path or `s3://` URL.
+pub const SCAR_SCRIPT_FILE: &str = "SCAR_SCRIPT_FILE";
+/// `s3://bucket/prefix` for outputs.
+pub const SCAR_OUTPUT: &str = "SCAR_OUTPUT";
+/// Seconds kept before the deadline to stop the container and upload.
+pub const SCAR_TIMEOUT_MARGIN: &str = "SCAR_TIMEOUT_MARGIN";
+/// `auto`, `namespace` or `preload`.
+pub const SCAR_ENGINE: &str = "SCAR_ENGINE";
+/// Cache root.
+pub const SCAR_CACHE_DIR: &str = "SCAR_CACHE_DIR";
+/// Cache cap in MiB.
+pub const SCAR_CACHE_MAX_MB: &str = "SCAR_CACHE_MAX_MB";
+/// `if-not-present` or `always`.
+pub const SCAR_PULL_POLICY: &str = "SCAR_PULL_POLICY";
+/// Pull during the init phase.
+pub const SCAR_PREFETCH: &str = "SCAR_PREFETCH";
+/// Registry user name.
+pub const SCAR_REGISTRY_USERNAME: &str = "SCAR_REGISTRY_USERNAME";
+/// Registry password; never reaches the container or a log.
+pub const SCAR_REGISTRY_PASSWORD: &str = "SCAR_REGISTRY_PASSWORD";
+/// Comma list of `host:port` registries reached over plain HTTP.
+pub const SCAR_INSECURE_REGISTRIES: &str = "SCAR_INSECURE_REGISTRIES";
+/// Prefix of variables copied (without the prefix) into the container.
+pub const SCAR_ENV_PREFIX: &str = "SCAR_ENV_";
+/// Hand the function's AWS credentials to the container.
+pub const SCAR_PASS_AWS_CREDENTIALS: &str = "SCAR_PASS_AWS_CREDENTIALS";
+/// Accept `{"script": "<base64>"}` in a direct invocation.
+pub const SCAR_ALLOW_INVOKE_SCRIPT: &str = "SCAR_ALLOW_INVOKE_SCRIPT";
+/// Log filter in `tracing` syntax.
+pub const SCAR_LOG: &str = "SCAR_LOG";
+/// `text` or `json`.
+pub const SCAR_LOG_FORMAT: &str = "SCAR_LOG_FORMAT";
+/// The SDK's S3-specific endpoint override.
+pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
+/// The SDK's endpoint override for every service.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+/// Set by Lambda: `host:port` of the Runtime API (the emulator adds a scheme and a path).
+pub const AWS_LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
+/// Set by Lambda: the function's credentials and region, handed to the container only with
+/// `SCAR_PASS_AWS_CREDENTIALS`.
+pub const AWS_CREDENTIAL_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+];
+
+/// Default of `SCAR_TIMEOUT_MARGIN` in seconds.
+pub const DEFAULT_TIMEOUT_MARGIN_SECS: f64 = 10.0;
+/// Default of `SCAR_CACHE_DIR`.
+pub const DEFAULT_CACHE_DIR: &str = "/tmp/scar";
+/// Default output prefix inside the input bucket when `SCAR_OUTPUT` is unset.
+pub const DEFAULT_OUTPUT_PREFIX: &str = "output/";
+/// Default of `SCAR_LOG`.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// One user-facing variable as the README's configuration table documents it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VariableDoc {
+    /// The variable's name (`SCAR_ENV_<NAME>` for the prefix family).
+    pub name: &'static str,
+    /// What it means.
+    pub meaning: &'static str,
+    /// The default exactly as the README's default column shows it (backticks ignored).
+    pub default: &'static str,
+}
+
+/// Every variable a user sets on the function, in README order.
+pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
+    VariableDoc {
+        name: SCAR_IMAGE,
+        meaning: "image reference: `alpine:3.20`, `ghcr.io/...`, ECR, `...@sha256:...`, `oci:<dir>[:tag]`, `oci-archive:<path or s3://b/k>`, `docker-archive:<path or s3://b/k>`",
+        default: "required",
+    },
+    VariableDoc {
+        name: SCAR_SCRIPT,
+        meaning: "script text, run with the image's `/bin/sh`",
+        default: "—",
+    },
+    VariableDoc {
+        name: SCAR_SCRIPT_FILE,
+        meaning: "script path (e.g. in `/var/task`) or `s3://` URL; without a script the image's Entrypoint and Cmd run",
+        default: "—",
+    },
+    VariableDoc {
+        name: SCAR_OUTPUT,
+        meaning: "`s3://bucket/prefix` for outputs",
+        default: "s3://<input bucket>/output/",
+    },
+    VariableDoc {
+        name: SCAR_TIMEOUT_MARGIN,
+        meaning: "seconds kept before the deadline to stop the container and upload",
+        default: "10",
+    },
+    VariableDoc {
+        name: SCAR_ENGINE,
+        meaning: "`auto`, `namespace`, `preload`",
+        default: "auto",
+    },
+    VariableDoc {
+        name: SCAR_CACHE_DIR,
+        meaning: "cache root",
+        default: "/tmp/scar",
+    },
+    VariableDoc {
+        name: SCAR_CACHE_MAX_MB,
+        meaning: "cap for the cache in MiB",
+        default: "what the filesystem of the cache holds",
+    },
+    VariableDoc {
+        name: SCAR_PULL_POLICY,
+        meaning: "`if-not-present`, `always`",
+        default: "if-not-present",
+    },
+    VariableDoc {
+        name: SCAR_PREFETCH,
+        meaning: "pull during the init phase (`true` or `false`)",
+        default: "true",
+    },
+    VariableDoc {
+        name: SCAR_REGISTRY_USERNAME,
+        meaning: "registry user name (ECR needs none: the function role is used)",
+        default: "anonymous",
+    },
+    VariableDoc {
+        name: SCAR_REGISTRY_PASSWORD,
+        meaning: "registry password or token; never passed to the container",
+        default: "anonymous",
+    },
+    VariableDoc {
+        name: SCAR_INSECURE_REGISTRIES,
+        meaning: "comma list of `host:port` reached over plain HTTP",
+        default: "none",
+    },
+    VariableDoc {
+        name: "SCAR_ENV_<NAME>",
+        meaning: "sets `<NAME>` in the container",
+        default: "—",
+    },
+    VariableDoc {
+        name: SCAR_PASS_AWS_CREDENTIALS,
+        meaning: "hand the function's AWS credentials and region to the container",
+        default: "false",
+    },
+    VariableDoc {
+        name: SCAR_ALLOW_INVOKE_SCRIPT,
+        meaning: "accept `{\"script\": \"<base64>\"}` in a direct invocation",
+        default: "false",
+    },
+    VariableDoc {
+        name: SCAR_LOG,
+        meaning: "log filter (tracing syntax)",
+        default: "info",
+    },
+    VariableDoc {
+        name: SCAR_LOG_FORMAT,
+        meaning: "`text` or `json` (for CloudWatch Logs Insights)",
+        default: "text",
+    },
+    VariableDoc {
+        name: AWS_ENDPOINT_URL_S3,
+        meaning: "standard SDK override for an S3-compatible server; then path-style addressing",
+        default: "—",
+    },
+    VariableDoc {
+        name: AWS_ENDPOINT_URL,
+        meaning: "standard SDK override for every service; then path-style addressing",
+        default: "—",
+    },
+];
+
+/// An `s3://bucket/key` location; `key` may be empty or a prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Location {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key or key prefix, without a leading `/`.
+    pub key: String,
+}
+
+impl S3Location {
+    /// Parse `s3://bucket[/key]`; `None` when `text` is not such a URL.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix("s3://")?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return None;
+        }
+        Some(Self {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// The key prefix as a directory: empty, or ending in `/`.
+    pub fn prefix_dir(&self) -> String {
+        if self.key.is_empty() || self.key.ends_with('/') {
+            self.key.clone()
+        } else {
+            format!("{}/", self.key)
+        }
+    }
+}
+
+impl std::fmt::Display for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// Where the user's script comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptSource {
+    /// No script: the image's Entrypoint and Cmd run.
+    ImageCommand,
+    /// `SCAR_SCRIPT` text.
+    Inline(String),
+    /// `SCAR_SCRIPT_FILE` path on the function's filesystem.
+    File(PathBuf),
+    /// `SCAR_SCRIPT_FILE` `s3://` URL, fetched on the first invocation.
+    S3(S3Location),
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event (CloudWatch Logs Insights).
+    Json,
+}
+
+/// The whole function configuration, read once at init.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `SCAR_IMAGE` as written.
+    pub image: String,
+    /// `SCAR_SCRIPT` / `SCAR_SCRIPT_FILE`.
+    pub script: ScriptSource,
+    /// `SCAR_OUTPUT`; `None` means `s3://<input bucket>/output/`.
+    pub output: Option<S3Location>,
+    /// `SCAR_TIMEOUT_MARGIN`.
+    pub timeout_margin: Duration,
+    /// `SCAR_ENGINE`.
+    pub engine: EngineKind,
+    /// Cache, policy, credentials and insecure registries for the pull.
+    pub pull: PullOptions,
+    /// `SCAR_PREFETCH`.
+    pub prefetch: bool,
+    /// `SCAR_ENV_<NAME>` entries as (`NAME`, value), sorted by name.
+    pub container_env: Vec<(String, String)>,
+    /// The function's AWS credentials and region, captured only with
+    /// `SCAR_PASS_AWS_CREDENTIALS=true` (empty otherwise).
+    pub passed_aws_env: Vec<(String, String)>,
+    /// `SCAR_ALLOW_INVOKE_SCRIPT`.
+    pub allow_invoke_script: bool,
+    /// `SCAR_LOG`.
+    pub log_filter: String,
+    /// `SCAR_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`: an S3-compatible server.
+    pub s3_endpoint: Option<String>,
+    /// `AWS_LAMBDA_RUNTIME_API` as Lambda (or the emulator) wrote it.
+    pub runtime_api: Option<String>,
+}
+
+/// A missing or malformed variable.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        /// The variable.
+        name: &'static str,
+        /// What to set it to.
+        hint: &'static str,
+    },
+    /// A variable holds a value it cannot take.
+    #[error("{name}={value} {problem}")]
+    Invalid {
+        /// The variable.
+        name: String,
+        /// The value as given (never a secret's value).
+        value: String,
+        /// What is wrong and what is accepted.
+        problem: String,
+    },
+    /// Two variables that exclude each other are both set.
+    #[error("{first} and {second} are both set: set only one of them")]
+    Conflict {
+        /// One variable.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+    },
+    /// A variable's value is not valid UTF-8.
+    #[error("{name} is not valid UTF-8: write it as UTF-8 text")]
+    NotUnicode {
+        /// The variable.
+        name: String,
+    },
+}
+
+fn invalid(name: &str, value: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// The process environment as a map, read once; values that are not UTF-8 are kept as errors
+/// and only reported if the variable is one we read.
+struct Vars {
+    map: BTreeMap<String, Result<String, OsString>>,
+}
+
+impl Vars {
+    /// The value of `name`; an empty value counts as unset (the Lambda console makes it easy to
+    /// leave an empty row behind).
+    fn get(&self, name: &str) -> Result<Option<&str>, ConfigError> {
+        match self.map.get(name) {
+            None => Ok(None),
+            Some(Ok(value)) if value.trim().is_empty() => Ok(None),
+            Some(Ok(value)) => Ok(Some(value.as_str())),
+            Some(Err(_)) => Err(ConfigError::NotUnicode {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    fn bool(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name)? {
+            None => Ok(default),
+            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(invalid(name, value, "is not a boolean: use true or false")),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Read the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars_os())
+    }
+
+    /// Read the configuration from `(name, value)` pairs (the environment, or a test's list).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Self, ConfigError> {
+        let mut map = BTreeMap::new();
+        for (name, value) in vars {
+            // A variable whose name is not UTF-8 cannot be one of ours.
+            if let Ok(name) = name.into_string() {
+                map.insert(name, value.into_string());
+            }
+        }
+        let vars = Vars { map };
+
+        let image = vars
+            .get(SCAR_IMAGE)?
+            .ok_or(ConfigError::Missing {
+                name: SCAR_IMAGE,
+                hint: "set it to an image reference such as alpine:3.20",
+            })?
+            .trim()
+            .to_owned();
+
+        let script = match (vars.get(SCAR_SCRIPT)?, vars.get(SCAR_SCRIPT_FILE)?) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict {
+                    first: SCAR_SCRIPT,
+                    second: SCAR_SCRIPT_FILE,
+                });
+            }
+            (Some(text), None) => ScriptSource::Inline(text.to_owned()),
+            (None, Some(file)) => parse_script_file(file.trim())?,
+            (None, None) => ScriptSource::ImageCommand,
+        };
+
+        let output = match vars.get(SCAR_OUTPUT)? {
+            None => None,
+            Some(text) => Some(S3Location::parse(text.trim()).ok_or_else(|| {
+                invalid(
+                    SCAR_OUTPUT,
+                    text,
+                    "is not an S3 URL: use s3://bucket or s3://bucket/prefix",
+                )
+            })?),
+        };
+
+        let timeout_margin = match vars.get(SCAR_TIMEOUT_MARGIN)? {
+            None => Duration::from_secs_f64(DEFAULT_TIMEOUT_MARGIN_SECS),
+            Some(text) => parse_seconds(text).ok_or_else(|| {
+                invalid(
+                    SCAR_TIMEOUT_MARGIN,
+                    text,
+                    "is not a number of seconds: use a non-negative number such as 10",
+                )
+            })?,
+        };
+
+        let engine = match vars.get(SCAR_ENGINE)? {
+            None => EngineKind::Auto,
+            Some(text) => text.trim().parse().map_err(|_| {
+                invalid(
+                    SCAR_ENGINE,
+                    text,
+                    "is not an engine: use auto, namespace or preload",
+                )
+            })?,
+        };
+
+        let mut pull = PullOptions::new(
+            vars.get(SCAR_CACHE_DIR)?
+                .map_or(DEFAULT_CACHE_DIR, str::trim),
+        );
+        if !pull.cache_dir.is_absolute() {
+            return Err(invalid(
+                SCAR_CACHE_DIR,
+                &pull.cache_dir.display().to_string(),
+                "is not an absolute path: use e.g. /tmp/scar",
+            ));
+        }
+        if let Some(text) = vars.get(SCAR_CACHE_MAX_MB)? {
+            let mib: u64 = text
+                .trim()
+                .parse()
+                .ok()
+                .filter(|mib| *mib > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        SCAR_CACHE_MAX_MB,
+                        text,
+                        "is not a size in MiB: use a positive whole number such as 400",
+                    )
+                })?;
+            pull.max_cache_bytes = Some(mib.saturating_mul(1024 * 1024));
+        }
+        if let Some(text) = vars.get(SCAR_PULL_POLICY)? {
+            pull.policy = match text.trim() {
+                "if-not-present" => PullPolicy::IfNotPresent,
+                "always" => PullPolicy::Always,
+                _ => {
+                    return Err(invalid(
+                        SCAR_PULL_POLICY,
+                        text,
+                        "is not a pull policy: use if-not-present or always",
+                    ));
+                }
+            };
+        }
+        pull.credentials = match (
+            vars.get(SCAR_REGISTRY_USERNAME)?,
+            vars.get(SCAR_REGISTRY_PASSWORD)?,
+        ) {
+            (None, None) => None,
+            (Some(username), Some(password)) => Some(Credentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }),
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    name: SCAR_REGISTRY_PASSWORD,
+                    hint: "SCAR_REGISTRY_USERNAME is set, so set the password (or token) too",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: SCAR_REGISTRY_USERNAME,
+                    hint: "SCAR_REGISTRY_PASSWORD is set, so set the user name too",
+                });
+            }
+        };
+        if let Some(text) = vars.get(SCAR_INSECURE_REGISTRIES)? {
+            pull.insecure_registries = parse_registries(text)?;
+        }
+
+        let prefetch = vars.bool(SCAR_PREFETCH, true)?;
+        let pass_aws = vars.bool(SCAR_PASS_AWS_CREDENTIALS, false)?;
+        let allow_invoke_script = vars.bool(SCAR_ALLOW_INVOKE_SCRIPT, false)?;
+
+        let mut container_env = Vec::new();
+        for (name, value) in &vars.map {
+            let Some(inner) = name.strip_prefix(SCAR_ENV_PREFIX) else {
+                continue;
+            };
+            let value = value
+                .as_ref()
+                .map_err(|_| ConfigError::NotUnicode { name: name.clone() })?;
+            if inner.is_empty() || inner.contains('=') {
+                return Err(invalid(
+                    name,
+                    value,
+                    "does not name a variable: use SCAR_ENV_<NAME>=value",
+                ));
+            }
+            container_env.push((inner.to_owned(), value.clone()));
+        }
+
+        let mut passed_aws_env = Vec::new();
+        if pass_aws {
+            for name in AWS_CREDENTIAL_VARIABLES {
+                if let Some(value) = vars.get(name)? {
+                    passed_aws_env.push(((*name).to_owned(), value.to_owned()));
+                }
+            }
+        }
+
+        let log_filter = vars
+            .get(SCAR_LOG)?
+            .unwrap_or(DEFAULT_LOG_FILTER)
+            .trim()
+            .to_owned();
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&log_filter) {
+            return Err(invalid(
+                SCAR_LOG,
+                &log_filter,
+                format!("is not a log filter ({err}): use e.g. info or scar_bootstrap=debug,info"),
+            ));
+        }
+        let log_format = match vars.get(SCAR_LOG_FORMAT)?.map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    SCAR_LOG_FORMAT,
+                    other,
+                    "is not a log format: use text or json",
+                ));
+            }
+        };
+
+        let s3_endpoint = match vars
+            .get(AWS_ENDPOINT_URL_S3)?
+            .map(|v| (AWS_ENDPOINT_URL_S3, v))
+        {
+            Some(found) => Some(found),
+            None => vars.get(AWS_ENDPOINT_URL)?.map(|v| (AWS_ENDPOINT_URL, v)),
+        };
+        let s3_endpoint = match s3_endpoint {
+            None => None,
+            Some((name, text)) => {
+                let text = text.trim();
+                if !(text.starts_with("http://") || text.starts_with("https://")) {
+                    return Err(invalid(
+                        name,
+                        text,
+                        "is not an endpoint URL: use e.g. http://127.0.0.1:9000",
+                    ));
+                }
+                Some(text.to_owned())
+            }
+        };
+
+        let runtime_api = vars
+            .get(AWS_LAMBDA_RUNTIME_API)?
+            .map(|v| v.trim().to_owned());
+
+        Ok(Self {
+            image,
+            script,
+            output,
+            timeout_margin,
+            engine,
+            pull,
+            prefetch,
+            container_env,
+            passed_aws_env,
+            allow_invoke_script,
+            log_filter,
+            log_format,
+            s3_endpoint,
+            runtime_api,
+        })
+    }
+
+    /// The output location for an input from `input_bucket`.
+    pub fn output_for(&self, input_bucket: &str) -> S3Location {
+        self.output.clone().unwrap_or_else(|| S3Location {
+            bucket: input_bucket.to_owned(),
+            key: DEFAULT_OUTPUT_PREFIX.to_owned(),
+        })
+    }
+}
+
+/// `AWS_LAMBDA_RUNTIME_API` alone: where to report a configuration that did not parse.
+pub fn runtime_api_from_env() -> Option<String> {
+    std::env::var(AWS_LAMBDA_RUNTIME_API)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
+fn parse_script_file(text: &str) -> Result<ScriptSource, ConfigError> {
+    if text.starts_with("s3://") {
+        return S3Location::parse(text)
+            .filter(|loc| !loc.key.is_empty() && !loc.key.ends_with('/'))
+            .map(ScriptSource::S3)
+            .ok_or_else(|| {
+                invalid(
+                    SCAR_SCRIPT_FILE,
+                    text,
+                    "is not an S3 object URL: use s3://bucket/key",
+                )
+            });
+    }
+    if text.contains("://") {
+        return Err(invalid(
+            SCAR_SCRIPT_FILE,
+            text,
+            "is neither a path nor an s3:// URL: use e.g. /var/task/script.sh or s3://bucket/script.sh",
+        ));
+    }
+    Ok(ScriptSource::File(PathBuf::from(text)))
+}
+
+fn parse_seconds(text: &str) -> Option<Duration> {
+    let secs: f64 = text.trim().parse().ok()?;
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs))
+}
+
+fn parse_registries(text: &str) -> Result<Vec<String>, ConfigError> {
+    let mut registries = Vec::new();
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let valid = !entry.contains("://")
+            && !entry.contains('/')
+            && !entry.contains(char::is_whitespace)
+            && !entry.starts_with(':');
+        if !valid {
+            return Err(invalid(
+                SCAR_INSECURE_REGISTRIES,
+                text,
+                format!(
+                    "has `{entry}`, which is not host:port: use a comma list such as 127.0.0.1:5000,registry.local:5000"
+                ),
+            ));
+        }
+        registries.push(entry.to_owned());
+    }
+    Ok(registries)
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

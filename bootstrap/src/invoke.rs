@@ -1,0 +1,480 @@
+//! One invocation, in order: map the event, get the image (pull), stage each input in, run the
+//! container, stage the outputs out, answer. Each phase logs one line with its duration.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use scar_rootfs::engine::{Mount, Outcome, RunSpec, Stdio};
+use scar_rootfs::image::PreparedImage;
+
+use crate::config::{Config, ConfigError, S3Location, SCAR_OUTPUT, SCAR_SCRIPT_FILE, ScriptSource};
+use crate::container_env::{self, RunFacts};
+use crate::deadline::Deadline;
+use crate::event::{self, DIRECT_INPUT_NAME, EventRules, S3Input, Work};
+use crate::image::{EngineSlot, ImageSlot};
+use crate::report::{Failure, FailureKind, Response, describe_outputs};
+use crate::run::{self, Tails};
+use crate::runtime::Invocation;
+use crate::s3::S3;
+use crate::stage::{self, REQUEST_ROOT, RequestDir};
+use crate::upload::{self, UploadFailure, UploadReport};
+
+/// Longest pause between SIGTERM and SIGKILL when the stop time comes.
+const MAX_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything that lives across invocations of one sandbox.
+pub struct Supervisor {
+    config: Config,
+    s3: S3,
+    image: ImageSlot,
+    engine: EngineSlot,
+    script: tokio::sync::OnceCell<Option<String>>,
+    request_root: std::path::PathBuf,
+}
+
+impl Supervisor {
+    /// Set up from the configuration; a local `SCAR_SCRIPT_FILE` is read now so that a wrong
+    /// path is an init error.
+    pub fn new(mut config: Config) -> Result<Self, ConfigError> {
+        if let ScriptSource::File(path) = &config.script {
+            let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Invalid {
+                name: SCAR_SCRIPT_FILE.to_owned(),
+                value: path.display().to_string(),
+                problem: format!("cannot be read ({err}): use the path of a readable script, e.g. /var/task/script.sh"),
+            })?;
+            config.script = ScriptSource::Inline(text);
+        }
+        Ok(Self {
+            s3: S3::new(config.s3_endpoint.clone()),
+            image: ImageSlot::new(config.image.clone(), config.pull.clone()),
+            engine: EngineSlot::new(config.engine),
+            script: tokio::sync::OnceCell::new(),
+            request_root: Path::new(REQUEST_ROOT).to_owned(),
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Start the init-phase work in the background: the pull (with `SCAR_PREFETCH`), the
+    /// engine probe and the S3 client.
+    pub async fn start_background_init(self: &std::sync::Arc<Self>) {
+        if self.config.prefetch {
+            self.image.prefetch().await;
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = me.engine.get().await {
+                    tracing::warn!(%err, "no engine available; invocations will fail until this is fixed");
+                }
+            });
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.s3.client().await;
+        });
+    }
+
+    /// Wait at most `limit` for the prefetch (Lambda gives init 10 s in all).
+    pub async fn wait_prefetch(&self, limit: Duration) {
+        self.image.wait_prefetch(limit).await;
+    }
+
+    /// Where `request_id`'s directory lives (for the cleanup after a panic); `None` for an id
+    /// that is not a safe directory name (no directory was made for it).
+    pub fn request_dir_path(&self, request_id: &str) -> Option<std::path::PathBuf> {
+        stage::is_safe_request_id(request_id).then(|| self.request_root.join(request_id))
+    }
+
+    /// Process one invocation; `received` is when `/invocation/next` answered.
+    pub async fn handle(
+        &self,
+        invocation: &Invocation,
+        received: Instant,
+        wall: SystemTime,
+    ) -> Result<Response, Failure> {
+        let request_id = invocation.request_id.as_str();
+        let (deadline, warning) =
+            Deadline::from_header(invocation.deadline_ms.as_deref(), received, wall);
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+        }
+        let stop_at = deadline.stop_at(self.config.timeout_margin, received);
+        let rules = EventRules {
+            output: self.config.output.as_ref(),
+            allow_invoke_script: self.config.allow_invoke_script,
+        };
+        let mapped = event::map_event(&invocation.payload, rules)
+            .map_err(|e| Failure::new(FailureKind::Input, e))?;
+        let mut response = Response::new(request_id, &self.config.image);
+        response.skipped = mapped.skipped.clone();
+
+        let inputs: Vec<Option<S3Input>> = match mapped.work {
+            Work::Objects(objects) if objects.is_empty() => {
+                tracing::info!("every record was skipped; nothing to run");
+                response.duration_ms = received.elapsed().as_millis() as u64;
+                return Ok(response);
+            }
+            Work::Objects(objects) => objects.into_iter().map(Some).collect(),
+            Work::Direct => vec![None],
+        };
+        response.inputs = inputs.iter().flatten().map(S3Input::url).collect();
+
+        let started = Instant::now();
+        let image = self
+            .image
+            .get()
+            .await
+            .map_err(|m| Failure::new(FailureKind::Image, m))?;
+        response.phases_ms.pull = ms(started);
+        let engine = self
+            .engine
+            .get()
+            .await
+            .map_err(|m| Failure::new(FailureKind::Image, m))?;
+        response.engine = engine.kind().to_string();
+        let script = match mapped.script {
+            Some(script) => Some(script),
+            None => self.script().await?,
+        };
+
+        let dir = RequestDir::create(&self.request_root, request_id)
+            .map_err(|e| Failure::new(FailureKind::Input, e))?;
+        let event_text = String::from_utf8_lossy(&invocation.payload).into_owned();
+        let event_file = dir.meta().join("event.json");
+        write(&event_file, event_text.as_bytes())?;
+        let script_file = dir.meta().join("script.sh");
+        if let Some(script) = &script {
+            write(&script_file, script.as_bytes())?;
+        }
+        let received_at = aws_smithy_types::DateTime::from(wall)
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap_or_default();
+
+        let tails = Tails::default();
+        for (index, input) in inputs.iter().enumerate() {
+            if index > 0 {
+                dir.reset()
+                    .map_err(|e| Failure::new(FailureKind::Input, e))?;
+            }
+            let started = Instant::now();
+            let input_file = self
+                .stage_in(&dir, input.as_ref(), &invocation.payload, stop_at)
+                .await?;
+            response.phases_ms.stage_in += ms(started);
+            tracing::info!(phase = "stage-in", duration_ms = ms(started), input = %input_file.display(), "input staged");
+
+            let argv = command(&image, script.as_ref().map(|_| script_file.as_path()))?;
+            let facts = RunFacts {
+                input_file: &input_file.to_string_lossy(),
+                input_dir: &dir.input().to_string_lossy(),
+                output_dir: &dir.output().to_string_lossy(),
+                request_id,
+                object_key: input.as_ref().map_or("", |i| i.key.as_str()),
+                bucket: input.as_ref().map_or("", |i| i.bucket.as_str()),
+                event_time: input
+                    .as_ref()
+                    .and_then(|i| i.event_time.as_deref())
+                    .unwrap_or(&received_at),
+                event_file: &event_file.to_string_lossy(),
+                event: &event_text,
+            }
+            .to_owned_env(&image, &self.config);
+            let spec = RunSpec {
+                root: image.root.clone(),
+                argv,
+                env: facts,
+                workdir: image
+                    .config
+                    .working_dir
+                    .clone()
+                    .unwrap_or_else(|| "/".to_owned()),
+                user: image.config.user.clone(),
+                mounts: vec![
+                    Mount {
+                        host: dir.input(),
+                        container: dir.input(),
+                        read_only: false,
+                    },
+                    Mount {
+                        host: dir.output(),
+                        container: dir.output(),
+                        read_only: false,
+                    },
+                    Mount {
+                        host: dir.meta(),
+                        container: dir.meta(),
+                        read_only: true,
+                    },
+                ],
+                scratch: dir.scratch(),
+                stdin: Stdio::Null,
+                stdout: Stdio::Piped,
+                stderr: Stdio::Piped,
+            };
+
+            let started = Instant::now();
+            let outcome = self
+                .run(engine.clone(), spec, stop_at, request_id, &tails)
+                .await;
+            response.phases_ms.run += ms(started);
+            if let Ok(outcome) = &outcome {
+                tracing::info!(
+                    phase = "run",
+                    duration_ms = ms(started),
+                    exit_code = outcome.exit_code(),
+                    timed_out = outcome.timed_out,
+                    "container ended"
+                );
+            }
+
+            let started = Instant::now();
+            let output = match input {
+                Some(input) => Some(self.config.output_for(&input.bucket)),
+                None => self.config.output.clone(),
+            };
+            let report = self.stage_out(&dir, output.as_ref()).await;
+            response.phases_ms.stage_out += ms(started);
+            tracing::info!(
+                phase = "stage-out",
+                duration_ms = ms(started),
+                uploaded = report.uploaded.len(),
+                failed = report.failed.len(),
+                "outputs staged out"
+            );
+            response.outputs.extend(report.uploaded.iter().cloned());
+            let code = judge(
+                outcome,
+                &report,
+                &response.outputs,
+                &tails,
+                self.config.timeout_margin,
+            )?;
+            response.exit_code = Some(code);
+        }
+        response.stdout = tails.stdout_text();
+        response.stderr = tails.stderr_text();
+        response.duration_ms = received.elapsed().as_millis() as u64;
+        Ok(response)
+    }
+
+    async fn script(&self) -> Result<Option<String>, Failure> {
+        self.script
+            .get_or_try_init(|| async {
+                match &self.config.script {
+                    ScriptSource::ImageCommand => Ok(None),
+                    ScriptSource::Inline(text) => Ok(Some(text.clone())),
+                    ScriptSource::File(path) => Err(Failure::new(
+                        FailureKind::Input,
+                        format!("{SCAR_SCRIPT_FILE}={} was not read at init", path.display()),
+                    )),
+                    ScriptSource::S3(location) => self.fetch_script(location).await.map(Some),
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    async fn fetch_script(&self, location: &S3Location) -> Result<String, Failure> {
+        let failed = |why: String| {
+            Failure::new(
+                FailureKind::Input,
+                format!("{SCAR_SCRIPT_FILE}={location}: {why}"),
+            )
+        };
+        let object = self
+            .s3
+            .client()
+            .await
+            .get_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .send()
+            .await
+            .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .into_bytes();
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| failed("the script is not UTF-8 text".to_owned()))
+    }
+
+    async fn stage_in(
+        &self,
+        dir: &RequestDir,
+        input: Option<&S3Input>,
+        payload: &[u8],
+        stop_at: Instant,
+    ) -> Result<std::path::PathBuf, Failure> {
+        let input_failure = |e: stage::StageError| Failure::new(FailureKind::Input, e);
+        match input {
+            Some(input) => {
+                let path = dir
+                    .input()
+                    .join(stage::input_file_name(input).map_err(input_failure)?);
+                let client = self.s3.client().await;
+                let bytes = stage::download(client, input, &path, stop_at)
+                    .await
+                    .map_err(input_failure)?;
+                tracing::debug!(bytes, input = %input.url(), "downloaded");
+                Ok(path)
+            }
+            None => {
+                let path = dir.input().join(DIRECT_INPUT_NAME);
+                write(&path, payload)?;
+                Ok(path)
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        engine: std::sync::Arc<dyn scar_rootfs::engine::Engine>,
+        spec: RunSpec,
+        stop_at: Instant,
+        request_id: &str,
+        tails: &Tails,
+    ) -> Result<Outcome, Failure> {
+        let grace = MAX_GRACE.min(self.config.timeout_margin / 3);
+        let request_id = request_id.to_owned();
+        let tails = tails.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            run::run_container(engine.as_ref(), &spec, stop_at, grace, &request_id, &tails)
+        })
+        .await;
+        match joined {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(err)) => Err(Failure::new(
+                FailureKind::Image,
+                format!("cannot run the container: {err}"),
+            )),
+            Err(err) => Err(Failure::new(
+                FailureKind::Internal,
+                format!("the run stopped unexpectedly: {err}"),
+            )),
+        }
+    }
+
+    async fn stage_out(&self, dir: &RequestDir, output: Option<&S3Location>) -> UploadReport {
+        let Some(output) = output else {
+            let (planned, mut failed) = upload::plan(&dir.output(), "");
+            for plan in planned {
+                failed.push(UploadFailure {
+                    what: plan.key,
+                    reason: format!("{SCAR_OUTPUT} is not set and a direct invocation has no input bucket: set {SCAR_OUTPUT}"),
+                });
+            }
+            return UploadReport {
+                uploaded: Vec::new(),
+                failed,
+            };
+        };
+        let (planned, mut failed) = upload::plan(&dir.output(), &output.prefix_dir());
+        let mut report = if planned.is_empty() {
+            UploadReport::default()
+        } else {
+            upload::upload_all(self.s3.client().await, &output.bucket, planned).await
+        };
+        report.failed.append(&mut failed);
+        report
+    }
+}
+
+impl RunFacts<'_> {
+    fn to_owned_env(&self, image: &PreparedImage, config: &Config) -> Vec<(String, String)> {
+        container_env::build(
+            &image.config.env,
+            &config.passed_aws_env,
+            &config.container_env,
+            self,
+        )
+        .into_vec()
+    }
+}
+
+/// The command to run: the script with the image's `/bin/sh`, else Entrypoint + Cmd.
+fn command(image: &PreparedImage, script: Option<&Path>) -> Result<Vec<String>, Failure> {
+    if let Some(script) = script {
+        return Ok(vec![
+            "/bin/sh".to_owned(),
+            script.to_string_lossy().into_owned(),
+        ]);
+    }
+    let argv: Vec<String> = image
+        .config
+        .entrypoint
+        .iter()
+        .chain(&image.config.cmd)
+        .cloned()
+        .collect();
+    if argv.is_empty() {
+        return Err(Failure::new(
+            FailureKind::Image,
+            format!(
+                "{} has no Entrypoint or Cmd and no script is set: set SCAR_SCRIPT or SCAR_SCRIPT_FILE",
+                image.reference
+            ),
+        ));
+    }
+    Ok(argv)
+}
+
+/// Decide the result of one run from its outcome and its uploads.
+fn judge(
+    outcome: Result<Outcome, Failure>,
+    report: &UploadReport,
+    uploaded_so_far: &[String],
+    tails: &Tails,
+    margin: Duration,
+) -> Result<i32, Failure> {
+    let outputs = describe_outputs(uploaded_so_far, &report.failed);
+    let outcome = outcome.map_err(|f| f.with_outputs(&outputs))?;
+    if outcome.timed_out {
+        return Err(Failure::new(
+            FailureKind::Timeout,
+            format!(
+                "the container was stopped {:.1} s before the deadline (SCAR_TIMEOUT_MARGIN) and had not finished{outputs}; stderr tail:\n{}",
+                margin.as_secs_f64(),
+                tails.stderr_text()
+            ),
+        ));
+    }
+    let code = outcome.exit_code();
+    if code != 0 {
+        return Err(Failure::new(
+            FailureKind::ScriptFailed,
+            format!(
+                "the script exited with code {code}{outputs}; stderr tail:\n{}",
+                tails.stderr_text()
+            ),
+        ));
+    }
+    if !report.failed.is_empty() {
+        return Err(Failure::new(
+            FailureKind::Output,
+            format!(
+                "{} output(s) could not be uploaded{outputs}",
+                report.failed.len()
+            ),
+        ));
+    }
+    Ok(code)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    std::fs::write(path, bytes).map_err(|err| {
+        Failure::new(
+            FailureKind::Input,
+            format!("writing {}: {err}", path.display()),
+        )
+    })
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}

@@ -1,0 +1,21 @@
+//! The SCAR supervisor as a library: the `bootstrap` binary is a thin loop around it.
+//!
+//! One invocation reads through the modules in order: [`runtime`] hands over an event,
+//! [`event`] maps it to inputs, [`image`] makes the image available, [`stage`] downloads each
+//! input, [`run`] starts the container with the environment of [`container_env`] until the
+//! [`deadline`], [`upload`] sends the outputs back, and [`report`] shapes the answer;
+//! [`invoke`] strings these together. [`config`] is read once at init, [`logs`] sets up tracing.
+
+pub mod config;
+pub mod container_env;
+pub mod deadline;
+pub mod event;
+pub mod image;
+pub mod invoke;
+pub mod logs;
+pub mod report;
+pub mod run;
+pub mod runtime;
+pub mod s3;
+pub mod stage;
+pub mod upload;

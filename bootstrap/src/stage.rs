@@ -1,0 +1,330 @@
+//! Staging: the per-request directory and the streamed download of an input object.
+//!
+//! `/tmp/<request-id>/input` and `/tmp/<request-id>/output` are the paths the paper's scripts
+//! use (`OUTPUT_DIR="/tmp/$REQUEST_ID/output"`), so they are bound into the container at the
+//! same paths. The directory is removed when the [`RequestDir`] is dropped, which also happens
+//! while a panicking handler unwinds.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use tokio::io::AsyncWriteExt;
+
+use crate::event::S3Input;
+
+/// Where request directories live: Lambda's only writable filesystem.
+pub const REQUEST_ROOT: &str = "/tmp";
+
+/// Buffer between the S3 body stream and the file: few, large writes without holding the
+/// object in memory.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+/// Why staging failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The request id cannot be used as a directory name.
+    #[error("request id {0:?} is not a safe directory name (letters, digits, `-`, `_`, `.` only)")]
+    UnsafeRequestId(String),
+    /// A filesystem operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The key does not end in a file name.
+    #[error(
+        "s3://{bucket}/{key} does not end in a file name: only objects, not folders, can be processed"
+    )]
+    NoFileName {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// The object does not exist.
+    #[error("s3://{bucket}/{key} does not exist (or the function's role may not read it)")]
+    NoSuchObject {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// S3 refused or failed the download.
+    #[error("downloading s3://{bucket}/{key}: {message}")]
+    Download {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// What went wrong, with the SDK's context.
+        message: String,
+    },
+    /// The download did not finish before the container's stop time.
+    #[error("downloading s3://{bucket}/{key} did not finish before the deadline")]
+    Timeout {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StageError + 'a {
+    move |source| StageError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// `/tmp/<request-id>` with `input/`, `output/`, the read-only `.scar/` (event file, script)
+/// and the engine's private `.scratch/`.
+#[derive(Debug)]
+pub struct RequestDir {
+    root: PathBuf,
+}
+
+impl RequestDir {
+    /// Create a fresh request directory under `base` (leftovers of an earlier attempt of the same
+    /// request are removed first).
+    pub fn create(base: &Path, request_id: &str) -> Result<Self, StageError> {
+        if !is_safe_request_id(request_id) {
+            return Err(StageError::UnsafeRequestId(request_id.to_owned()));
+        }
+        let dir = Self {
+            root: base.join(request_id),
+        };
+        if dir.root.exists() {
+            std::fs::remove_dir_all(&dir.root).map_err(io("removing the leftover", &dir.root))?;
+        }
+        for sub in [dir.input(), dir.output(), dir.meta(), dir.scratch()] {
+            std::fs::create_dir_all(&sub).map_err(io("creating", &sub))?;
+        }
+        // The image's `User` may not be the uid the supervisor runs as; the output directory
+        // must stay writable for it. Nothing else shares this sandbox's /tmp.
+        set_mode(&dir.output(), 0o777)?;
+        Ok(dir)
+    }
+
+    /// `/tmp/<request-id>`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `/tmp/<request-id>/input`.
+    pub fn input(&self) -> PathBuf {
+        self.root.join("input")
+    }
+
+    /// `/tmp/<request-id>/output`.
+    pub fn output(&self) -> PathBuf {
+        self.root.join("output")
+    }
+
+    /// `/tmp/<request-id>/.scar`: event file and script, bound read-only.
+    pub fn meta(&self) -> PathBuf {
+        self.root.join(".scar")
+    }
+
+    /// `/tmp/<request-id>/.scratch`: the engine's private space, not bound into the container.
+    pub fn scratch(&self) -> PathBuf {
+        self.root.join(".scratch")
+    }
+
+    /// Empty `input/` and `output/` between two records of one event.
+    pub fn reset(&self) -> Result<(), StageError> {
+        for sub in [self.input(), self.output()] {
+            std::fs::remove_dir_all(&sub).map_err(io("emptying", &sub))?;
+            std::fs::create_dir_all(&sub).map_err(io("creating", &sub))?;
+        }
+        set_mode(&self.output(), 0o777)
+    }
+}
+
+impl Drop for RequestDir {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.root)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.root.display(), %err, "could not remove the request directory");
+        }
+    }
+}
+
+/// Whether `request_id` can name a directory under `/tmp` without escaping it.
+pub fn is_safe_request_id(request_id: &str) -> bool {
+    !request_id.is_empty()
+        && request_id.len() <= 128
+        && request_id != "."
+        && request_id != ".."
+        && request_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), StageError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io("setting the mode of", path))
+}
+
+/// The file name an input object gets: the last segment of its key.
+pub fn input_file_name(input: &S3Input) -> Result<&str, StageError> {
+    let name = input.key.rsplit('/').next().unwrap_or_default();
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(StageError::NoFileName {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+        });
+    }
+    Ok(name)
+}
+
+/// Download `input` to `dest`, streaming; stop at `until`. Returns the size written.
+pub async fn download(
+    s3: &aws_sdk_s3::Client,
+    input: &S3Input,
+    dest: &Path,
+    until: Instant,
+) -> Result<u64, StageError> {
+    let work = download_unbounded(s3, input, dest);
+    match tokio::time::timeout_at(until.into(), work).await {
+        Ok(result) => result,
+        Err(_) => Err(StageError::Timeout {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+        }),
+    }
+}
+
+async fn download_unbounded(
+    s3: &aws_sdk_s3::Client,
+    input: &S3Input,
+    dest: &Path,
+) -> Result<u64, StageError> {
+    let failed = |message: String| StageError::Download {
+        bucket: input.bucket.clone(),
+        key: input.key.clone(),
+        message,
+    };
+    let response = s3
+        .get_object()
+        .bucket(&input.bucket)
+        .key(&input.key)
+        .send()
+        .await
+        .map_err(|err| {
+            let missing = err.as_service_error().is_some_and(|e| e.is_no_such_key())
+                || err
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 404);
+            if missing {
+                StageError::NoSuchObject {
+                    bucket: input.bucket.clone(),
+                    key: input.key.clone(),
+                }
+            } else {
+                failed(DisplayErrorContext(&err).to_string())
+            }
+        })?;
+    let file = tokio::fs::File::create(dest)
+        .await
+        .map_err(io("creating", dest))?;
+    let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut body = response.body;
+    let mut written = 0u64;
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?
+    {
+        writer
+            .write_all(&chunk)
+            .await
+            .map_err(io("writing", dest))?;
+        written += chunk.len() as u64;
+    }
+    writer.flush().await.map_err(io("writing", dest))?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(key: &str) -> S3Input {
+        S3Input {
+            bucket: "b".into(),
+            key: key.into(),
+            size: None,
+            etag: None,
+            event_time: None,
+        }
+    }
+
+    #[test]
+    fn the_input_file_is_named_after_the_last_key_segment() {
+        assert_eq!(
+            input_file_name(&input("a/b/My Film.mp4")).unwrap(),
+            "My Film.mp4"
+        );
+        assert_eq!(input_file_name(&input("plain")).unwrap(), "plain");
+        for bad in ["dir/", "a/..", "."] {
+            assert!(input_file_name(&input(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_request_directory_is_created_fresh_and_removed_on_drop() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = RequestDir::create(base.path(), "8f5b-11ee").unwrap();
+        let root = dir.root().to_owned();
+        std::fs::write(dir.output().join("x"), b"x").unwrap();
+        assert!(dir.input().is_dir() && dir.meta().is_dir() && dir.scratch().is_dir());
+        dir.reset().unwrap();
+        assert!(!dir.output().join("x").exists());
+        drop(dir);
+        assert!(!root.exists());
+    }
+
+    #[test]
+    fn a_leftover_directory_of_the_same_request_is_replaced() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(base.path().join("r1/output")).unwrap();
+        std::fs::write(base.path().join("r1/output/stale"), b"old").unwrap();
+        let dir = RequestDir::create(base.path(), "r1").unwrap();
+        assert!(!dir.output().join("stale").exists());
+    }
+
+    #[test]
+    fn request_ids_that_could_escape_tmp_are_refused() {
+        let base = tempfile::tempdir().unwrap();
+        for bad in ["..", "../etc", "a/b", "", "x y"] {
+            assert!(
+                matches!(
+                    RequestDir::create(base.path(), bad),
+                    Err(StageError::UnsafeRequestId(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_directory_is_removed_when_a_handler_panics() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("r-panic");
+        let path = base.path().to_owned();
+        let result = std::panic::catch_unwind(move || {
+            let _dir = RequestDir::create(&path, "r-panic").unwrap();
+            panic!("handler bug");
+        });
+        assert!(result.is_err());
+        assert!(!root.exists());
+    }
+}
