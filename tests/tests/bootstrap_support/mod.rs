@@ -1,0 +1,448 @@
+//! Shared by `bootstrap.rs` and `bootstrap_bench.rs`: the real `bootstrap` binary started as a
+//! Lambda function against the harness's Runtime API emulator and S3 server, and a busybox
+//! image as an OCI layout.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use scar_e2e::runtime_api::{DEFAULT_FUNCTION, Invocation};
+use scar_e2e::{RuntimeApi, S3Server};
+use sha2::{Digest, Sha256};
+
+/// The input bucket every test uses.
+pub const BUCKET: &str = "in";
+/// Generous: two shared cores, and the first invocation may pull.
+pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Where built test images are cached between runs.
+const IMAGE_CACHE: &str = "/var/tmp/scar-test-images";
+/// Bump when the busybox layout recipe changes.
+const RECIPE: u32 = 1;
+
+/// Busybox applets linked in the image's `/bin`.
+const APPLETS: &[&str] = &[
+    "sh",
+    "ash",
+    "cat",
+    "cp",
+    "mv",
+    "rm",
+    "ls",
+    "echo",
+    "sleep",
+    "env",
+    "grep",
+    "head",
+    "tail",
+    "dd",
+    "wc",
+    "mkdir",
+    "find",
+    "tr",
+    "true",
+    "false",
+    "printf",
+    "test",
+    "[",
+    "cut",
+    "md5sum",
+    "sha256sum",
+    "ps",
+    "kill",
+    "date",
+    "stat",
+    "base64",
+    "basename",
+    "dirname",
+    "tee",
+    "sort",
+    "uniq",
+    "id",
+    "touch",
+    "seq",
+    "xargs",
+    "awk",
+    "sed",
+    "ln",
+    "readlink",
+    "pwd",
+    "chmod",
+    "uname",
+    "cmp",
+    "du",
+    "truncate",
+];
+
+/// The `bootstrap` binary of this workspace, built once per test process.
+pub fn bootstrap_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "scar-bootstrap", "--bin", "bootstrap"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run cargo build -p scar-bootstrap");
+        assert!(
+            status.success(),
+            "cargo build -p scar-bootstrap failed: {status}"
+        );
+        // This test binary is target/<profile>/deps/<name>; the bootstrap is target/<profile>/.
+        let exe = std::env::current_exe().expect("current_exe");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .join("bootstrap");
+        assert!(bin.is_file(), "no bootstrap at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// An OCI image layout holding a static busybox with its applets in `/bin`, tagged `latest`.
+pub fn busybox_layout() -> PathBuf {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(build_busybox_layout).clone()
+}
+
+/// `oci:<layout>:latest` for [`busybox_layout`].
+pub fn busybox_image() -> String {
+    format!("oci:{}:latest", busybox_layout().display())
+}
+
+fn build_busybox_layout() -> PathBuf {
+    let dest = Path::new(IMAGE_CACHE).join(format!("bootstrap-busybox-oci-{RECIPE}"));
+    if dest.join("index.json").is_file() {
+        return dest;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .expect("busybox is missing: apt-get install busybox-static");
+    std::fs::create_dir_all(IMAGE_CACHE).expect("create the image cache");
+    let work = tempfile::Builder::new()
+        .prefix("bootstrap-busybox-")
+        .tempdir_in(IMAGE_CACHE)
+        .expect("tempdir");
+    let blobs = work.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir blobs");
+
+    let mut tar = tar::Builder::new(Vec::new());
+    for (dir, mode) in [
+        ("bin", 0o755),
+        ("etc", 0o755),
+        ("tmp", 0o1777),
+        ("proc", 0o755),
+        ("dev", 0o755),
+        ("sys", 0o755),
+        ("root", 0o700),
+    ] {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(mode);
+        header.set_size(0);
+        header.set_mtime(1_700_000_000);
+        tar.append_data(&mut header, format!("{dir}/"), std::io::empty())
+            .expect("tar dir");
+    }
+    let body = std::fs::read(busybox).expect("read busybox");
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(0o755);
+    header.set_size(body.len() as u64);
+    header.set_mtime(1_700_000_000);
+    tar.append_data(&mut header, "bin/busybox", body.as_slice())
+        .expect("tar busybox");
+    let passwd = b"root:x:0:0:root:/root:/bin/sh\n";
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(0o644);
+    header.set_size(passwd.len() as u64);
+    header.set_mtime(1_700_000_000);
+    tar.append_data(&mut header, "etc/passwd", &passwd[..])
+        .expect("tar passwd");
+    for applet in APPLETS {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_mode(0o777);
+        header.set_size(0);
+        header.set_mtime(1_700_000_000);
+        tar.append_link(&mut header, format!("bin/{applet}"), "busybox")
+            .expect("tar link");
+    }
+    let layer_tar = tar.into_inner().expect("finish tar");
+    let diff_id = sha256(&layer_tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&layer_tar).expect("gzip");
+    let layer = gz.finish().expect("gzip");
+    let layer_digest = write_blob(&blobs, &layer);
+
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Env": ["PATH=/bin:/usr/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+    });
+    let config = serde_json::to_vec(&config).expect("config json");
+    let config_digest = write_blob(&blobs, &config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_digest}"), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": format!("sha256:{layer_digest}"), "size": layer.len()}],
+    });
+    let manifest = serde_json::to_vec(&manifest).expect("manifest json");
+    let manifest_digest = write_blob(&blobs, &manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{manifest_digest}"),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(
+        work.path().join("index.json"),
+        serde_json::to_vec(&index).expect("index"),
+    )
+    .expect("write index");
+    std::fs::write(
+        work.path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("write oci-layout");
+    let work = work.keep();
+    // Another test process may have won the race; either copy is complete.
+    if std::fs::rename(&work, &dest).is_err() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    dest
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn write_blob(dir: &Path, bytes: &[u8]) -> String {
+    let digest = sha256(bytes);
+    std::fs::write(dir.join(&digest), bytes).expect("write blob");
+    digest
+}
+
+/// Encode a key the way S3 notifications do: form-style, space as `+`.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for byte in key.bytes() {
+        match byte {
+            b' ' => out.push('+'),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => {
+                out.push(byte as char)
+            }
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// One S3 `ObjectCreated:Put` record as S3 sends it.
+pub fn s3_record(bucket: &str, key: &str, size: usize) -> serde_json::Value {
+    serde_json::json!({
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-11-27T15:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:EXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "EXAMPLE", "x-amz-id-2": "EXAMPLE"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "scar-trigger",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"}, "arn": format!("arn:aws:s3:::{bucket}")},
+            "object": {"key": encode_key(key), "size": size, "eTag": "d41d8cd98f00b204e9800998ecf8427e", "sequencer": "0055AED6DCD90281E5"}
+        }
+    })
+}
+
+/// An S3 notification holding `records`.
+pub fn s3_event(records: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({ "Records": records })
+}
+
+/// A bootstrap process serving the emulator's function, with its S3 server.
+pub struct Function {
+    /// The S3-compatible server (bucket [`BUCKET`] exists).
+    pub s3: S3Server,
+    /// The Runtime API emulator.
+    pub api: RuntimeApi,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// How to start a [`Function`].
+#[derive(Default)]
+pub struct FunctionSpec {
+    env: Vec<(String, String)>,
+    removed: Vec<String>,
+}
+
+impl FunctionSpec {
+    /// Set a variable of the function.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Leave a default variable out.
+    pub fn without(mut self, name: &str) -> Self {
+        self.removed.push(name.to_owned());
+        self
+    }
+
+    /// Start the services and the bootstrap.
+    pub fn start(self) -> Function {
+        let s3 = S3Server::start();
+        s3.create_bucket(BUCKET);
+        let api = RuntimeApi::start();
+        let dir = tempfile::Builder::new()
+            .prefix("scar-e2e-bootstrap-")
+            .tempdir()
+            .expect("tempdir");
+        let log = dir.path().join("bootstrap.log");
+        let mut env: Vec<(String, String)> = api.function_env(DEFAULT_FUNCTION);
+        env.extend(s3.env());
+        env.push(("SCAR_IMAGE".into(), busybox_image()));
+        env.push((
+            "SCAR_CACHE_DIR".into(),
+            dir.path().join("cache").display().to_string(),
+        ));
+        env.extend(self.env);
+        env.retain(|(name, _)| !self.removed.contains(name));
+        let log_file = std::fs::File::create(&log).expect("create the bootstrap log");
+        let child = Command::new(bootstrap_bin())
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn bootstrap");
+        Function {
+            s3,
+            api,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+}
+
+impl Function {
+    /// A function with the default environment plus what `spec` adds.
+    pub fn spec() -> FunctionSpec {
+        FunctionSpec::default()
+    }
+
+    /// Invoke the function with `payload`.
+    pub fn invoke(&self, payload: &serde_json::Value) -> Invocation {
+        self.api
+            .try_invoke(DEFAULT_FUNCTION, payload, INVOKE_TIMEOUT)
+            .unwrap_or_else(|err| panic!("{err}\n--- bootstrap log ---\n{}", self.log()))
+    }
+
+    /// Invoke with an S3 event for `keys` of [`BUCKET`].
+    pub fn invoke_s3(&self, keys: &[&str]) -> Invocation {
+        let records = keys.iter().map(|key| s3_record(BUCKET, key, 0)).collect();
+        self.invoke(&s3_event(records))
+    }
+
+    /// The bootstrap's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the bootstrap has logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait up to `timeout` for the bootstrap to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// A `/proc/<pid>/status` field of the bootstrap in KiB (`VmRSS`, `VmHWM`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        proc_status_kib(self.pid(), field)
+    }
+
+    /// Open file descriptors of the bootstrap.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `/proc/<pid>/status` field in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Write `mib` MiB of non-repeating bytes to `path` without holding them in memory.
+pub fn write_big_file(path: &Path, mib: usize) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create big file"));
+    let mut block = vec![0u8; 1024 * 1024];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..mib {
+        for chunk in block.chunks_mut(8) {
+            // xorshift: cheap bytes that compress poorly, like real media.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        file.write_all(&block).expect("write big file");
+    }
+    file.flush().expect("flush big file");
+}
+
+/// SHA-256 of a file, streamed.
+pub fn file_sha256(path: &Path) -> String {
+    let mut file = std::fs::File::open(path).expect("open for hashing");
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).expect("hash");
+    hex::encode(hasher.finalize())
+}
