@@ -10,5 +10,8 @@ pub mod digest;
 pub mod engine;
 pub mod extract;
 pub mod image;
+pub mod layout;
 pub mod pull;
 pub mod reference;
+pub mod registry;
+pub mod source;

@@ -5,8 +5,17 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
+use crate::cache::{Cache, CacheError, ImageRecord, RefRecord};
+use crate::extract::pipeline::{self, ChannelReader, Counted, Verified};
+use crate::extract::{ExtractError, Extractor};
 use crate::image::PreparedImage;
+use crate::reference::{ImageRef, ReferenceError};
+use crate::registry::download;
+use crate::source::{self, BlobRef, Blobs, Layer, ResolvedImage, SourceError};
 
 /// When to contact the registry (`SCAR_PULL_POLICY`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,7 +34,9 @@ impl FromStr for PullPolicy {
         match s {
             "if-not-present" | "IfNotPresent" => Ok(Self::IfNotPresent),
             "always" | "Always" => Ok(Self::Always),
-            other => Err(format!("`{other}` is not a pull policy: use if-not-present or always")),
+            other => Err(format!(
+                "`{other}` is not a pull policy: use if-not-present or always"
+            )),
         }
     }
 }
@@ -65,6 +76,8 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
     /// Keep compressed blobs after extraction (off by default: `/tmp` is small on Lambda).
     pub keep_blobs: bool,
+    /// S3 client for `s3://` archives; `None` builds one from the standard AWS configuration.
+    pub s3: Option<aws_sdk_s3::Client>,
 }
 
 impl PullOptions {
@@ -78,6 +91,7 @@ impl PullOptions {
             credentials: None,
             insecure_registries: Vec::new(),
             keep_blobs: false,
+            s3: None,
         }
     }
 }
@@ -85,13 +99,313 @@ impl PullOptions {
 /// Why an image could not be made available.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
-    /// Placeholder until the pull pipeline lands (issue 3).
-    #[error("pulling images is not built yet")]
-    Unsupported,
+    /// `SCAR_IMAGE` does not parse.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// The cache refused (no room, I/O).
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The image's metadata could not be read.
+    #[error(transparent)]
+    Source(Box<SourceError>),
+    /// A layer could not be downloaded, verified or applied; nothing of the image was kept.
+    #[error("layer {index}/{total} ({blob}) of {image}: {source}")]
+    Layer {
+        /// 1-based layer number.
+        index: usize,
+        /// Layer count.
+        total: usize,
+        /// Its digest or archive path.
+        blob: String,
+        /// The image.
+        image: String,
+        /// What failed.
+        #[source]
+        source: ExtractError,
+    },
+    /// A worker thread died.
+    #[error("the extraction worker stopped unexpectedly: {0}")]
+    Worker(String),
 }
+
+impl From<SourceError> for PullError {
+    fn from(err: SourceError) -> Self {
+        Self::Source(Box::new(err))
+    }
+}
+
+/// What a pull did, for the one summary line of `scar pull`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PullReport {
+    /// Layers applied (0 on a cache hit).
+    pub layers: usize,
+    /// Compressed bytes read from the registry or archive.
+    pub bytes_downloaded: u64,
+    /// Bytes of file content written.
+    pub bytes_written: u64,
+    /// Whether the image came from the cache as is.
+    pub cached: bool,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Progress of a pull, for a progress bar.
+#[derive(Clone, Copy, Debug)]
+pub enum PullEvent {
+    /// The image was resolved: this many layers, this many compressed bytes (when known).
+    Resolved {
+        /// Layer count.
+        layers: usize,
+        /// Sum of the layers' compressed sizes.
+        total_bytes: Option<u64>,
+    },
+    /// So many compressed bytes have been read so far.
+    Downloaded(u64),
+    /// Layer number `index` (1-based) is applied.
+    LayerDone(usize),
+}
+
+/// A progress callback.
+pub type Progress = Arc<dyn Fn(PullEvent) + Send + Sync>;
+
+/// How much larger than its compressed size a layer is assumed to be before it is
+/// extracted (typical gzip ratio of binaries and libraries); extraction enforces the real need.
+const EXPANSION: u64 = 2;
 
 /// Make `image` (any `SCAR_IMAGE` form) available as a root filesystem in the cache.
 pub async fn prepare(image: &str, options: &PullOptions) -> Result<PreparedImage, PullError> {
-    let _ = (image, options);
-    Err(PullError::Unsupported)
+    prepare_with_progress(image, options, None)
+        .await
+        .map(|(prepared, _)| prepared)
+}
+
+/// [`prepare`], reporting progress and returning what was done.
+pub async fn prepare_with_progress(
+    image: &str,
+    options: &PullOptions,
+    progress: Option<Progress>,
+) -> Result<(PreparedImage, PullReport), PullError> {
+    let started = Instant::now();
+    let image_ref: ImageRef = image.parse()?;
+    let cache = Cache::open(&options.cache_dir)?;
+    let key = image_ref.to_string();
+    let remembered = source::remembered(&image_ref);
+    let hit = |record: ImageRecord| {
+        let prepared = PreparedImage {
+            reference: image.to_owned(),
+            root: cache.image_dir(&record.chain_id).join("root"),
+            config: record.config,
+            chain_id: record.chain_id.to_string(),
+        };
+        let report = PullReport {
+            cached: true,
+            seconds: started.elapsed().as_secs_f64(),
+            ..PullReport::default()
+        };
+        (prepared, report)
+    };
+    if options.policy == PullPolicy::IfNotPresent && remembered {
+        let _shared = cache.lock(false)?;
+        if let Some(r) = cache.read_ref(&key)?
+            && let Some(record) = cache.lookup(&r.chain_id)?
+        {
+            return Ok(hit(record));
+        }
+    }
+    let (resolved, blobs) = source::resolve(&image_ref, options, &cache).await?;
+    let lock_cache = cache.clone();
+    let _lock = tokio::task::spawn_blocking(move || lock_cache.lock(true))
+        .await
+        .map_err(|e| PullError::Worker(e.to_string()))??;
+    let remember = |chain_id| -> Result<(), CacheError> {
+        if remembered {
+            cache.write_ref(&RefRecord {
+                reference: key.clone(),
+                manifest: resolved.manifest,
+                chain_id,
+            })?;
+        }
+        Ok(())
+    };
+    if let Some(record) = cache.lookup(&resolved.chain_id)? {
+        remember(record.chain_id)?;
+        return Ok(hit(record));
+    }
+    if let Some(p) = &progress {
+        p(PullEvent::Resolved {
+            layers: resolved.layers.len(),
+            total_bytes: resolved.layers.iter().map(|l| l.size).sum(),
+        });
+    }
+    let need = estimate(&resolved.layers);
+    let room = cache.make_room(need, options.max_cache_bytes, None)?;
+    let build = cache.new_tmp()?;
+    let outcome = build_root(&resolved, blobs, &build, room, progress).await;
+    let (bytes_downloaded, bytes_written, size) = match outcome {
+        Ok(v) => v,
+        Err(err) => {
+            // Nothing half-built may survive: the build directory is private and goes whole.
+            if let Err(e) = crate::cache::remove_tree(&build) {
+                tracing::warn!(dir = %build.display(), err = %e, "cannot remove failed build");
+            }
+            return Err(err);
+        }
+    };
+    let record = ImageRecord {
+        reference: key.clone(),
+        chain_id: resolved.chain_id,
+        config: resolved.config.clone(),
+        size,
+        layers: resolved.layers.len(),
+    };
+    cache.publish(&build, &record)?;
+    remember(record.chain_id)?;
+    let layers = record.layers;
+    let (prepared, _) = hit(record);
+    tracing::info!(image = %key, root = %prepared.root.display(), layers, bytes_downloaded, bytes_written, "image ready");
+    Ok((
+        prepared,
+        PullReport {
+            layers,
+            bytes_downloaded,
+            bytes_written,
+            cached: false,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+    ))
+}
+
+/// Bytes an image is expected to occupy once extracted.
+fn estimate(layers: &[Layer]) -> u64 {
+    layers
+        .iter()
+        .map(|l| {
+            let size = l.size.unwrap_or(0);
+            let plain = l.media_type.ends_with(".tar") || matches!(l.blob, BlobRef::ArchivePath(_));
+            if plain {
+                size
+            } else {
+                size.saturating_mul(EXPANSION)
+            }
+        })
+        .sum()
+}
+
+/// Download and apply every layer into `build/root`, in order; returns (compressed bytes
+/// read, content bytes written, bytes charged).
+async fn build_root(
+    resolved: &ResolvedImage,
+    blobs: Blobs,
+    build: &std::path::Path,
+    budget: u64,
+    progress: Option<Progress>,
+) -> Result<(u64, u64, u64), PullError> {
+    let root = build.join("root");
+    std::fs::create_dir(&root).map_err(|source| CacheError::Io {
+        op: "mkdir",
+        path: root.clone(),
+        source,
+    })?;
+    // Registry layers stream through bounded channels; two downloads run at once so the next
+    // layer's request and first bytes overlap the current layer's extraction.
+    let mut receivers = Vec::new();
+    let mut driver = None;
+    if let Blobs::Registry(client) = &blobs {
+        let mut jobs = Vec::new();
+        for layer in &resolved.layers {
+            let (tx, rx) = tokio::sync::mpsc::channel(download::CHANNEL_CHUNKS);
+            receivers.push(Some(rx));
+            if let BlobRef::Digest(d) = layer.blob {
+                jobs.push(download::stream_blob(client.clone(), d, layer.size, tx));
+            }
+        }
+        use futures::StreamExt;
+        driver = Some(tokio::spawn(
+            futures::stream::iter(jobs).buffered(2).collect::<Vec<()>>(),
+        ));
+    }
+    let downloaded = Arc::new(AtomicU64::new(0));
+    let layers = resolved.layers.clone();
+    let image = resolved.reference.clone();
+    let counter = downloaded.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        apply_all(
+            &root, &layers, &blobs, receivers, budget, &counter, progress, &image,
+        )
+    });
+    let result = work.await.map_err(|e| PullError::Worker(e.to_string()));
+    if let Some(d) = driver {
+        d.abort();
+    }
+    let (written, charged) = result??;
+    Ok((downloaded.load(Ordering::Relaxed), written, charged))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_all(
+    root: &std::path::Path,
+    layers: &[Layer],
+    blobs: &Blobs,
+    mut receivers: Vec<Option<tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>>>,
+    budget: u64,
+    counter: &Arc<AtomicU64>,
+    progress: Option<Progress>,
+    image: &str,
+) -> Result<(u64, u64), PullError> {
+    let mut extractor = Extractor::new(root, budget);
+    let mut written = 0;
+    let total = layers.len();
+    for (i, layer) in layers.iter().enumerate() {
+        let blob = match &layer.blob {
+            BlobRef::Digest(d) => d.to_string(),
+            BlobRef::ArchivePath(p) => p.clone(),
+        };
+        let fail = |source: ExtractError| PullError::Layer {
+            index: i + 1,
+            total,
+            blob: blob.clone(),
+            image: image.to_owned(),
+            source,
+        };
+        let input: Box<dyn std::io::Read + Send> = match blobs.open_local(&layer.blob)? {
+            Some(r) => r,
+            None => match receivers.get_mut(i).and_then(Option::take) {
+                Some(rx) => Box::new(ChannelReader::new(rx)),
+                None => return Err(PullError::Worker(format!("no stream for layer {}", i + 1))),
+            },
+        };
+        let (input, diff_id): (Box<dyn std::io::Read + Send>, _) = match layer.blob {
+            BlobRef::Digest(d) => (
+                Box::new(Verified::new(input, d, layer.size, counter.clone())),
+                None,
+            ),
+            BlobRef::ArchivePath(_) => (
+                Box::new(Counted::new(input, counter.clone())),
+                Some(layer.diff_id),
+            ),
+        };
+        let (mut tar, worker) = pipeline::decompress(input, diff_id);
+        let applied = extractor.apply_layer(&mut tar).and_then(|stats| {
+            tar.drain()
+                .map(|()| stats)
+                .map_err(|source| ExtractError::Read { source })
+        });
+        drop(tar);
+        let _ = worker.join();
+        let stats = applied.map_err(fail)?;
+        written += stats.bytes_written;
+        if let Some(p) = &progress {
+            p(PullEvent::Downloaded(counter.load(Ordering::Relaxed)));
+            p(PullEvent::LayerDone(i + 1));
+        }
+    }
+    let charged = extractor.charged();
+    extractor.finish().map_err(|source| PullError::Layer {
+        index: total,
+        total,
+        blob: "directory metadata".into(),
+        image: image.to_owned(),
+        source,
+    })?;
+    Ok((written, charged))
 }

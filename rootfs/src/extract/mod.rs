@@ -8,6 +8,7 @@
 
 mod fsops;
 mod path;
+pub mod pipeline;
 mod whiteout;
 
 use std::collections::{HashMap, HashSet};

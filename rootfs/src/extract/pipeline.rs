@@ -1,0 +1,411 @@
+//! The byte path of one layer: source bytes → digest check → decompression (its own thread) →
+//! tar application, with bounded buffers in between so no layer is ever held in memory.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+
+use crate::digest::{Digest, Hasher};
+
+/// Size of the decompressed chunks handed to the extractor.
+const CHUNK: usize = 256 * 1024;
+/// Decompressed chunks buffered between the threads.
+const DEPTH: usize = 8;
+/// Read buffer in front of the decompressor.
+const INPUT_BUF: usize = 256 * 1024;
+
+/// What went wrong with a layer's bytes (carried inside `io::Error`s through the readers).
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The compressed bytes do not match the manifest's digest.
+    #[error(
+        "blob {expected} does not match its digest (got {actual}): the image is corrupt or was tampered with; nothing from it was kept"
+    )]
+    Digest {
+        /// From the manifest.
+        expected: Digest,
+        /// Computed.
+        actual: Digest,
+    },
+    /// The uncompressed tar does not match the config's DiffID.
+    #[error(
+        "layer with DiffID {expected} uncompresses to {actual}: the archive is corrupt; nothing from it was kept"
+    )]
+    DiffId {
+        /// From the config.
+        expected: Digest,
+        /// Computed.
+        actual: Digest,
+    },
+    /// More bytes than the manifest announced.
+    #[error("blob {digest} is longer than the {size} bytes its manifest announces: refusing it")]
+    TooLong {
+        /// Blob.
+        digest: Digest,
+        /// Announced size.
+        size: u64,
+    },
+    /// Corrupt or truncated compressed data.
+    #[error("the layer's {format} data is corrupt or truncated ({detail}): push the image again")]
+    Decompress {
+        /// gzip or zstd.
+        format: &'static str,
+        /// The decoder's complaint.
+        detail: String,
+    },
+}
+
+impl BlobError {
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+}
+
+/// Reads a tokio channel of chunks from a blocking thread.
+pub struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    /// Wrap a receiver fed by a download task.
+    pub fn new(rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        Self {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(bytes)) => self.current = bytes,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Checks a blob against its digest (and announced size) as it is read; the verdict comes at
+/// end of stream, as an error in place of EOF.
+pub struct Verified<R> {
+    inner: R,
+    hasher: Option<Hasher>,
+    expected: Digest,
+    size: Option<u64>,
+    counter: Arc<AtomicU64>,
+}
+
+impl<R: Read> Verified<R> {
+    /// Verify `inner` against `expected`; bytes read are added to `counter`.
+    pub fn new(inner: R, expected: Digest, size: Option<u64>, counter: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            hasher: Some(Hasher::new()),
+            expected,
+            size,
+            counter,
+        }
+    }
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let Some(hasher) = self.hasher.as_mut() else {
+            return Ok(n);
+        };
+        if n == 0 {
+            let actual = self.hasher.take().map(Hasher::finish);
+            if let Some(actual) = actual
+                && actual != self.expected
+            {
+                return Err(BlobError::Digest {
+                    expected: self.expected,
+                    actual,
+                }
+                .into_io());
+            }
+            return Ok(0);
+        }
+        hasher.update(&buf[..n]);
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(size) = self.size
+            && size > 0
+            && hasher.len() > size
+        {
+            return Err(BlobError::TooLong {
+                digest: self.expected,
+                size,
+            }
+            .into_io());
+        }
+        Ok(n)
+    }
+}
+
+/// Counts bytes read (sources verified after decompression instead).
+pub struct Counted<R> {
+    inner: R,
+    counter: Arc<AtomicU64>,
+}
+
+impl<R> Counted<R> {
+    /// Count `inner`'s bytes into `counter`.
+    pub fn new(inner: R, counter: Arc<AtomicU64>) -> Self {
+        Self { inner, counter }
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+type Input = Box<dyn Read + Send>;
+
+/// A layer's decompressor, chosen by the stream's magic bytes (media types lie, or are absent
+/// as in `docker save`).
+enum Decoder {
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<Input>>>),
+    Zstd(zstd::stream::read::Decoder<'static, BufReader<Input>>),
+    Plain(BufReader<Input>),
+}
+
+impl Decoder {
+    fn sniff(input: Input) -> io::Result<Self> {
+        let mut reader = BufReader::with_capacity(INPUT_BUF, input);
+        let head = reader.fill_buf()?;
+        Ok(if head.starts_with(&[0x1f, 0x8b]) {
+            Self::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Self::Zstd(zstd::stream::read::Decoder::with_buffer(reader)?)
+        } else {
+            Self::Plain(reader)
+        })
+    }
+
+    fn format(&self) -> &'static str {
+        match self {
+            Self::Gzip(_) => "gzip",
+            Self::Zstd(_) => "zstd",
+            Self::Plain(_) => "tar",
+        }
+    }
+
+    fn into_input(self) -> BufReader<Input> {
+        match self {
+            Self::Gzip(d) => d.into_inner(),
+            Self::Zstd(d) => d.finish(),
+            Self::Plain(r) => r,
+        }
+    }
+}
+
+impl Read for Decoder {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Gzip(d) => d.read(buf),
+            Self::Zstd(d) => d.read(buf),
+            Self::Plain(r) => r.read(buf),
+        }
+    }
+}
+
+/// Errors of ours pass through the decoder unchanged; anything else it says is corruption.
+fn decoder_error(format: &'static str, err: io::Error) -> io::Error {
+    if err.get_ref().is_some_and(|e| e.is::<BlobError>()) || format == "tar" {
+        return err;
+    }
+    BlobError::Decompress {
+        format,
+        detail: err.to_string(),
+    }
+    .into_io()
+}
+
+/// The extractor's side of the decompression thread.
+pub struct PipeReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    recycle: Sender<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+    finished: bool,
+}
+
+impl PipeReader {
+    /// Read to the end, so the digest verdict (which comes at the end) is seen even when the
+    /// tar ended before its padding did.
+    pub fn drain(&mut self) -> io::Result<()> {
+        io::copy(self, &mut io::sink()).map(|_| ())
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.current.len() {
+            if self.finished {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    let old = std::mem::replace(&mut self.current, chunk);
+                    let _ = self.recycle.send(old);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.finished = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.finished = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Start decompressing `input` on its own thread; `diff_id` additionally verifies the
+/// uncompressed stream. Returns the tar stream and the thread.
+pub fn decompress(input: Input, diff_id: Option<Digest>) -> (PipeReader, JoinHandle<()>) {
+    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(DEPTH);
+    let (recycle_tx, recycle_rx) = channel::<Vec<u8>>();
+    let handle = std::thread::spawn(move || {
+        if let Err(e) = pump(input, diff_id, &tx, &recycle_rx) {
+            let _ = tx.send(Err(e));
+        }
+    });
+    let reader = PipeReader {
+        rx,
+        recycle: recycle_tx,
+        current: Vec::new(),
+        pos: 0,
+        finished: false,
+    };
+    (reader, handle)
+}
+
+fn pump(
+    input: Input,
+    diff_id: Option<Digest>,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+    recycle: &Receiver<Vec<u8>>,
+) -> io::Result<()> {
+    let mut decoder = Decoder::sniff(input)?;
+    let format = decoder.format();
+    let mut hasher = diff_id.map(|_| Hasher::new());
+    loop {
+        let mut chunk = recycle.try_recv().unwrap_or_default();
+        chunk.resize(CHUNK, 0);
+        let mut filled = 0;
+        while filled < CHUNK {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(decoder_error(format, e)),
+            }
+        }
+        chunk.truncate(filled);
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
+        let end = filled < CHUNK;
+        if filled > 0 && tx.send(Ok(chunk)).is_err() {
+            return Ok(()); // the extractor stopped
+        }
+        if end {
+            break;
+        }
+    }
+    // Whatever follows the compressed stream still counts towards the digest.
+    let mut rest = decoder.into_input();
+    io::copy(&mut rest, &mut io::sink())?;
+    if let (Some(expected), Some(h)) = (diff_id, hasher) {
+        let actual = h.finish();
+        if actual != expected {
+            return Err(BlobError::DiffId { expected, actual }.into_io());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn run(blob: Vec<u8>, expected: Digest) -> io::Result<Vec<u8>> {
+        let counter = Arc::new(AtomicU64::new(0));
+        let size = Some(blob.len() as u64);
+        let input = Box::new(Verified::new(
+            io::Cursor::new(blob),
+            expected,
+            size,
+            counter,
+        ));
+        let (mut pipe, handle) = decompress(input, None);
+        let mut out = Vec::new();
+        let r = pipe.read_to_end(&mut out);
+        handle.join().unwrap();
+        r.map(|_| out)
+    }
+
+    #[test]
+    fn gzip_zstd_and_plain_streams_are_recognised() {
+        let data = vec![7u8; 3 * CHUNK + 5];
+        let gz = gzip(&data);
+        assert_eq!(run(gz.clone(), Digest::of(&gz)).unwrap(), data);
+        let zs = zstd::encode_all(data.as_slice(), 1).unwrap();
+        assert_eq!(run(zs.clone(), Digest::of(&zs)).unwrap(), data);
+        assert_eq!(run(data.clone(), Digest::of(&data)).unwrap(), data);
+    }
+
+    #[test]
+    fn a_digest_mismatch_is_reported_at_the_end() {
+        let gz = gzip(b"hello");
+        let err = run(gz, Digest::of(b"other")).unwrap_err();
+        assert!(
+            err.to_string().contains("does not match its digest"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn truncated_gzip_is_reported_as_corrupt() {
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut gz = gzip(&data);
+        gz.truncate(gz.len() / 2);
+        let err = run(gz.clone(), Digest::of(&gz)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("gzip data is corrupt or truncated"),
+            "{err}"
+        );
+    }
+}

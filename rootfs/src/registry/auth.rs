@@ -1,0 +1,235 @@
+//! Registry authentication: the bearer-token flow of the distribution spec (Docker Hub's
+//! anonymous tokens included), HTTP basic, and Amazon ECR through `GetAuthorizationToken`.
+
+use base64::Engine as _;
+
+use super::RegistryError;
+use crate::pull::Credentials;
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Challenge {
+    /// `Bearer realm=...,service=...,scope=...`.
+    Bearer {
+        /// Token endpoint.
+        realm: String,
+        /// `service` parameter.
+        service: Option<String>,
+        /// `scope` parameter, if the registry named one.
+        scope: Option<String>,
+    },
+    /// `Basic realm=...`.
+    Basic,
+}
+
+impl Challenge {
+    /// Parse a `WWW-Authenticate` header value.
+    pub fn parse(header: &str) -> Option<Self> {
+        let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Some(Self::Basic);
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let params = parse_params(rest);
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
+        Some(Self::Bearer {
+            realm: get("realm")?,
+            service: get("service"),
+            scope: get("scope"),
+        })
+    }
+}
+
+/// `k="v", k2=v2` pairs; quoted values may contain commas (scopes do).
+fn parse_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key.trim().trim_start_matches(',').trim().to_owned();
+        let after = after.trim_start();
+        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            (
+                quoted[..end].to_owned(),
+                quoted.get(end + 1..).unwrap_or(""),
+            )
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_owned(), &after[end..])
+        };
+        out.push((key, value));
+        rest = remaining.trim_start().trim_start_matches(',').trim_start();
+    }
+    out
+}
+
+/// `Authorization: Basic ...` for credentials.
+pub fn basic(credentials: &Credentials) -> String {
+    let raw = format!("{}:{}", credentials.username, credentials.password);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
+/// Ask a token service for a pull token for `repository`.
+pub async fn bearer_token(
+    http: &reqwest::Client,
+    host: &str,
+    repository: &str,
+    realm: &str,
+    service: Option<&str>,
+    scope: Option<&str>,
+    credentials: Option<&Credentials>,
+) -> Result<String, RegistryError> {
+    let wanted_scope = format!("repository:{repository}:pull");
+    let mut query: Vec<(&str, &str)> = Vec::new();
+    if let Some(s) = service {
+        query.push(("service", s));
+    }
+    query.push(("scope", scope.unwrap_or(&wanted_scope)));
+    let mut request = http.get(realm).query(&query);
+    if let Some(c) = credentials {
+        request = request.header(reqwest::header::AUTHORIZATION, basic(c));
+    }
+    let token_err = |detail: String| RegistryError::Token {
+        host: host.to_owned(),
+        realm: realm.to_owned(),
+        detail,
+    };
+    let response = request.send().await.map_err(|e| token_err(e.to_string()))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(RegistryError::Unauthorized {
+            host: host.to_owned(),
+            repository: repository.to_owned(),
+            status: status.as_u16(),
+            had_credentials: credentials.is_some(),
+        });
+    }
+    if !status.is_success() {
+        return Err(token_err(format!("answered {status}")));
+    }
+    let body: TokenResponse = response
+        .json()
+        .await
+        .map_err(|e| token_err(format!("unreadable token response: {e}")))?;
+    body.token
+        .or(body.access_token)
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("Bearer {t}"))
+        .ok_or_else(|| token_err("the response holds no token".into()))
+}
+
+/// The region of an ECR registry host (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]`).
+pub fn ecr_region(host: &str) -> Option<&str> {
+    let host = host.split(':').next().unwrap_or(host);
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels.as_slice() {
+        [account, "dkr", "ecr", region, "amazonaws", "com", ..]
+            if account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(region)
+        }
+        [account, "dkr", "ecr-fips", region, "amazonaws", "com", ..]
+            if account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(region)
+        }
+        _ => None,
+    }
+}
+
+/// Basic credentials for ECR from `GetAuthorizationToken`, with the standard AWS credential
+/// chain (on Lambda: the function's role).
+pub async fn ecr_credentials(host: &str, region: &str) -> Result<Credentials, RegistryError> {
+    let ecr_err = |detail: String| RegistryError::Ecr {
+        host: host.to_owned(),
+        detail,
+    };
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await;
+    let client = aws_sdk_ecr::Client::new(&config);
+    let out = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| ecr_err(aws_sdk_ecr::error::DisplayErrorContext(&e).to_string()))?;
+    let token = out
+        .authorization_data()
+        .first()
+        .and_then(|d| d.authorization_token())
+        .ok_or_else(|| ecr_err("GetAuthorizationToken returned no token".into()))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|e| ecr_err(format!("token is not base64: {e}")))?;
+    let text = String::from_utf8(decoded).map_err(|_| ecr_err("token is not UTF-8".into()))?;
+    let (username, password) = text
+        .split_once(':')
+        .ok_or_else(|| ecr_err("token is not user:password".into()))?;
+    Ok(Credentials {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_hub_bearer_challenges_are_parsed() {
+        let c = Challenge::parse(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/alpine:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="x""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(Challenge::parse("Negotiate"), None);
+    }
+
+    #[test]
+    fn ecr_hosts_give_their_region() {
+        assert_eq!(
+            ecr_region("123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+            Some("eu-west-1")
+        );
+        assert_eq!(ecr_region("ghcr.io"), None);
+        assert_eq!(ecr_region("x.dkr.ecr.eu-west-1.amazonaws.com"), None);
+    }
+}

@@ -1,0 +1,471 @@
+//! A small client for the OCI distribution API: manifests and blobs of one repository, with
+//! authentication, retries, and redirects to blob storage followed without credentials.
+
+pub mod auth;
+pub mod download;
+pub mod manifest;
+pub mod retry;
+
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, RANGE, WWW_AUTHENTICATE};
+use reqwest::{Response, StatusCode};
+use tokio::sync::Mutex;
+
+use crate::digest::Digest;
+use crate::pull::Credentials;
+use crate::reference::Reference;
+use auth::Challenge;
+
+/// Redirect hops followed before giving up.
+const MAX_REDIRECTS: usize = 5;
+
+/// Why the registry could not give what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No answer at all.
+    #[error(
+        "cannot reach registry {host} ({detail}): check the network, the host name, and SCAR_INSECURE_REGISTRIES for plain-HTTP registries"
+    )]
+    Unreachable {
+        /// Host.
+        host: String,
+        /// What failed.
+        detail: String,
+    },
+    /// 401/403.
+    #[error("registry {host} answered {status} for {repository}: {}", if *had_credentials { "check SCAR_REGISTRY_USERNAME and SCAR_REGISTRY_PASSWORD, and that they may pull this repository" } else { "set SCAR_REGISTRY_USERNAME and SCAR_REGISTRY_PASSWORD" })]
+    Unauthorized {
+        /// Host.
+        host: String,
+        /// Repository.
+        repository: String,
+        /// Status code.
+        status: u16,
+        /// Whether credentials were sent.
+        had_credentials: bool,
+    },
+    /// Token service failure.
+    #[error("the token service {realm} of registry {host} failed: {detail}")]
+    Token {
+        /// Host.
+        host: String,
+        /// Token endpoint.
+        realm: String,
+        /// What failed.
+        detail: String,
+    },
+    /// ECR credentials could not be obtained.
+    #[error(
+        "cannot get ECR credentials for {host}: {detail}. The function's role needs ecr:GetAuthorizationToken and ecr:BatchGetImage/GetDownloadUrlForLayer"
+    )]
+    Ecr {
+        /// Host.
+        host: String,
+        /// What failed.
+        detail: String,
+    },
+    /// 404.
+    #[error("{what} not found in {host}/{repository}: {hint}")]
+    NotFound {
+        /// Host.
+        host: String,
+        /// Repository.
+        repository: String,
+        /// The manifest or blob.
+        what: String,
+        /// What to check.
+        hint: &'static str,
+    },
+    /// Any other status, after retries.
+    #[error("registry {host} answered {status} for {what}{}", if *retried { " after retries" } else { "" })]
+    Status {
+        /// Host.
+        host: String,
+        /// The manifest or blob.
+        what: String,
+        /// Status code.
+        status: u16,
+        /// Whether it was retried.
+        retried: bool,
+    },
+    /// Manifest content did not match the digest asked for.
+    #[error(
+        "manifest {expected} from {host} has digest {actual}: the registry sent different content, refusing it"
+    )]
+    ManifestDigest {
+        /// Host.
+        host: String,
+        /// Asked for.
+        expected: Digest,
+        /// Got.
+        actual: Digest,
+    },
+    /// Body read failure.
+    #[error("reading {what} from {host} failed: {detail}")]
+    Body {
+        /// Host.
+        host: String,
+        /// The manifest or blob.
+        what: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A manifest or config too large to be one.
+    #[error("{what} from {host} is larger than {limit} bytes: refusing it")]
+    TooLarge {
+        /// Host.
+        host: String,
+        /// The document.
+        what: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// Bad document.
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+}
+
+/// Manifests and configs are small; a registry sending more is misbehaving.
+const MAX_DOCUMENT: usize = 8 * 1024 * 1024;
+
+/// A client for one repository of one registry.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: String,
+    host: String,
+    repository: String,
+    credentials: Option<Credentials>,
+    authorization: Mutex<Option<String>>,
+}
+
+impl RegistryClient {
+    /// A client for `reference`'s repository; `insecure` lists `host:port`s reached over HTTP.
+    pub fn new(
+        reference: &Reference,
+        credentials: Option<Credentials>,
+        insecure: &[String],
+    ) -> Result<Self, RegistryError> {
+        let host = reference.api_host().to_owned();
+        let scheme = if insecure
+            .iter()
+            .any(|h| h == &reference.registry || h == &host)
+        {
+            "http"
+        } else {
+            "https"
+        };
+        let http = reqwest::Client::builder()
+            // Redirects are followed by hand so Authorization never reaches blob storage.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("scar/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RegistryError::Unreachable {
+                host: host.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            base: format!("{scheme}://{host}"),
+            host,
+            repository: reference.repository.clone(),
+            credentials,
+            authorization: Mutex::new(None),
+        })
+    }
+
+    /// The registry host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Fetch a manifest or index by tag or digest: its bytes, content type and digest.
+    pub async fn manifest(
+        &self,
+        reference: &str,
+    ) -> Result<(Vec<u8>, Option<String>, Digest), RegistryError> {
+        let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
+        let what = format!("manifest {reference}");
+        let response = self.get(&url, &what, Some(manifest::ACCEPT), 0).await?;
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = self.small_body(response, &what).await?;
+        let digest = Digest::of(&body);
+        if let Ok(expected) = reference.parse::<Digest>()
+            && expected != digest
+        {
+            return Err(RegistryError::ManifestDigest {
+                host: self.host.clone(),
+                expected,
+                actual: digest,
+            });
+        }
+        Ok((body, content_type, digest))
+    }
+
+    /// Fetch a small blob (an image config) whole, verified.
+    pub async fn small_blob(&self, digest: &Digest) -> Result<Vec<u8>, RegistryError> {
+        let what = format!("blob {digest}");
+        let response = self.blob(digest, 0).await?;
+        let body = self.small_body(response, &what).await?;
+        let actual = Digest::of(&body);
+        if actual != *digest {
+            return Err(RegistryError::ManifestDigest {
+                host: self.host.clone(),
+                expected: *digest,
+                actual,
+            });
+        }
+        Ok(body)
+    }
+
+    /// Start a blob download at byte `offset` (a `Range` request when > 0). A registry that
+    /// ignores the range answers 200 with the whole blob: the caller must check the status.
+    pub async fn blob(&self, digest: &Digest, offset: u64) -> Result<Response, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
+        self.get(&url, &format!("blob {digest}"), None, offset)
+            .await
+    }
+
+    async fn small_body(&self, response: Response, what: &str) -> Result<Vec<u8>, RegistryError> {
+        use futures::StreamExt;
+        let mut stream = response.bytes_stream();
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| RegistryError::Body {
+                host: self.host.clone(),
+                what: what.to_owned(),
+                detail: e.to_string(),
+            })?;
+            if body.len() + chunk.len() > MAX_DOCUMENT {
+                return Err(RegistryError::TooLarge {
+                    host: self.host.clone(),
+                    what: what.to_owned(),
+                    limit: MAX_DOCUMENT,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// GET with authentication, retries and credential-free redirects; returns a 2xx response.
+    async fn get(
+        &self,
+        url: &str,
+        what: &str,
+        accept: Option<&str>,
+        offset: u64,
+    ) -> Result<Response, RegistryError> {
+        let mut authenticated = false;
+        loop {
+            let authorization = self.authorization.lock().await.clone();
+            let response = self
+                .send_retrying(url, what, accept, offset, authorization.as_deref())
+                .await?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !authenticated {
+                authenticated = true;
+                let challenge = response
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Challenge::parse);
+                self.authenticate(challenge, status).await?;
+                continue;
+            }
+            if status.is_redirection() {
+                return self.follow_redirect(response, what, offset).await;
+            }
+            return self.check(response, what, authorization.is_some());
+        }
+    }
+
+    fn check(
+        &self,
+        response: Response,
+        what: &str,
+        had_auth: bool,
+    ) -> Result<Response, RegistryError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
+                host: self.host.clone(),
+                repository: self.repository.clone(),
+                status: status.as_u16(),
+                had_credentials: had_auth || self.credentials.is_some(),
+            },
+            StatusCode::NOT_FOUND => RegistryError::NotFound {
+                host: self.host.clone(),
+                repository: self.repository.clone(),
+                what: what.to_owned(),
+                hint: if what.starts_with("manifest") {
+                    "check the repository name and tag"
+                } else {
+                    "the image names a layer the registry does not have; push the image again"
+                },
+            },
+            other => RegistryError::Status {
+                host: self.host.clone(),
+                what: what.to_owned(),
+                status: other.as_u16(),
+                retried: retry::retryable(other),
+            },
+        })
+    }
+
+    /// Blob storage (S3, a CDN) gets the request without our Authorization: it has its own
+    /// signature in the URL, and a second credential makes S3 refuse the request.
+    async fn follow_redirect(
+        &self,
+        mut response: Response,
+        what: &str,
+        offset: u64,
+    ) -> Result<Response, RegistryError> {
+        for _ in 0..MAX_REDIRECTS {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| RegistryError::Status {
+                    host: self.host.clone(),
+                    what: what.to_owned(),
+                    status: response.status().as_u16(),
+                    retried: false,
+                })?;
+            let next = response
+                .url()
+                .join(location)
+                .map_err(|e| RegistryError::Body {
+                    host: self.host.clone(),
+                    what: what.to_owned(),
+                    detail: format!("bad redirect `{location}`: {e}"),
+                })?;
+            response = self
+                .send_retrying(next.as_str(), what, None, offset, None)
+                .await?;
+            if !response.status().is_redirection() {
+                return self.check(response, what, false);
+            }
+        }
+        Err(RegistryError::Status {
+            host: self.host.clone(),
+            what: format!("{what} (too many redirects)"),
+            status: response.status().as_u16(),
+            retried: false,
+        })
+    }
+
+    async fn authenticate(
+        &self,
+        challenge: Option<Challenge>,
+        status: StatusCode,
+    ) -> Result<(), RegistryError> {
+        let credentials = match &self.credentials {
+            Some(c) => Some(c.clone()),
+            None => match auth::ecr_region(&self.host) {
+                Some(region) => Some(auth::ecr_credentials(&self.host, region).await?),
+                None => None,
+            },
+        };
+        let header = match challenge {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                auth::bearer_token(
+                    &self.http,
+                    &self.host,
+                    &self.repository,
+                    &realm,
+                    service.as_deref(),
+                    scope.as_deref(),
+                    credentials.as_ref(),
+                )
+                .await?
+            }
+            Some(Challenge::Basic) | None => match &credentials {
+                Some(c) => auth::basic(c),
+                None => {
+                    return Err(RegistryError::Unauthorized {
+                        host: self.host.clone(),
+                        repository: self.repository.clone(),
+                        status: status.as_u16(),
+                        had_credentials: false,
+                    });
+                }
+            },
+        };
+        *self.authorization.lock().await = Some(header);
+        Ok(())
+    }
+
+    async fn send_retrying(
+        &self,
+        url: &str,
+        what: &str,
+        accept: Option<&str>,
+        offset: u64,
+        authorization: Option<&str>,
+    ) -> Result<Response, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            let mut request = self.http.get(url);
+            if let Some(a) = accept {
+                request = request.header(ACCEPT, a);
+            }
+            if let Some(a) = authorization {
+                request = request.header(AUTHORIZATION, a);
+            }
+            if offset > 0 {
+                request = request.header(RANGE, format!("bytes={offset}-"));
+            }
+            let last = attempt + 1 >= retry::ATTEMPTS;
+            match request.send().await {
+                Ok(response) if retry::retryable(response.status()) && !last => {
+                    let wait = retry::retry_after(response.headers())
+                        .unwrap_or_else(|| retry::backoff(attempt));
+                    tracing::info!(
+                        host = %self.host, %what, status = response.status().as_u16(),
+                        wait_ms = wait.as_millis() as u64, "registry asked to retry"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(response) => return Ok(response),
+                Err(err) if !last && !err.is_builder() => {
+                    let wait = retry::backoff(attempt);
+                    tracing::info!(host = %self.host, %what, %err, "request failed, retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    return Err(RegistryError::Unreachable {
+                        host: self.host.clone(),
+                        detail: error_chain(&err),
+                    });
+                }
+            }
+            attempt += 1;
+        }
+    }
+}
+
+/// An error and its causes on one line (reqwest hides the useful part in its sources).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
