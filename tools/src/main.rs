@@ -26,6 +26,8 @@ enum Command {
     /// Inspect and clean the image cache.
     #[command(subcommand)]
     Cache(cmd::cache::CacheCommand),
+    /// Measure pulls, engines and invocations side by side with the peers; write docs/benchmarks.md.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,5 +38,6 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Pull(args) => cmd::pull::run(args),
         Command::Cache(command) => cmd::cache::run(command),
+        Command::Bench(args) => cmd::bench::run(args),
     }
 }

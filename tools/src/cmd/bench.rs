@@ -1,0 +1,248 @@
+//! `scar bench`: this project's pull, engines and bootstrap measured side by side with the peers
+//! (skopeo + umoci, udocker, bwrap, unshare + chroot) and the raw floors, in one run, on images
+//! built on this machine and served by a loopback registry. Prints one table and writes
+//! `benchmarks.md` with PNG plots of how the costs grow.
+
+mod images;
+mod invoke;
+mod measure;
+mod oci;
+mod plot;
+mod pull;
+mod registry;
+mod report;
+mod start;
+mod table;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use registry::Registry;
+
+/// Arguments of `scar bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Tiny images, 2 runs, small inputs: a few minutes at most (the test suite runs this).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where `benchmarks.md` and the plots go (default: `docs`, or a temporary directory with
+    /// --quick).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Runs per row for pulls and invocations (default 5; 2 with --quick).
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Where built images are cached between runs.
+    #[arg(long, default_value = "/var/tmp/scar-bench")]
+    pub cache: PathBuf,
+    /// Debian mirror for debootstrap.
+    #[arg(long, default_value = "http://deb.debian.org/debian")]
+    pub mirror: String,
+    /// The `bootstrap` binary (default: next to this `scar`).
+    #[arg(long)]
+    pub bootstrap: Option<PathBuf>,
+}
+
+/// How many times each kind of row runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Runs {
+    /// Cold pulls and the syscall-heavy job.
+    pub pull: usize,
+    /// Process starts (cheap, so more runs).
+    pub start: usize,
+}
+
+/// What every section needs: the binaries, the registry, a scratch directory and the run counts.
+pub struct Bench {
+    /// This `scar`.
+    pub scar: PathBuf,
+    /// The `bootstrap` to measure.
+    pub bootstrap: PathBuf,
+    /// The loopback registry holding `bench/<image>:latest`.
+    pub registry: Registry,
+    /// Scratch space, removed at the end.
+    pub work: PathBuf,
+    /// Run counts.
+    pub runs: Runs,
+    /// Limit for any one measured command.
+    pub limit: Duration,
+}
+
+impl Bench {
+    /// `scar <sub>` with the registry marked insecure (plain HTTP) and quiet logs.
+    pub fn scar_command(&self, sub: &str) -> Command {
+        let mut command = Command::new(&self.scar);
+        command
+            .arg(sub)
+            .env("SCAR_INSECURE_REGISTRIES", self.registry.host())
+            .env("SCAR_LOG", "warn");
+        command
+    }
+
+    /// `udocker` on its own repository, offline: no tools tarball download (the system `proot`
+    /// runs containers), plain HTTP to the loopback registry.
+    pub fn udocker(&self, repo: &Path) -> Command {
+        let mut command = Command::new("udocker");
+        command
+            .env("UDOCKER_DIR", repo)
+            .env("UDOCKER_TARBALL", "")
+            .env(
+                "UDOCKER_USE_PROOT_EXECUTABLE",
+                self.work.join(PROOT_WRAPPER),
+            );
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            command.arg("--allow-root");
+        }
+        command.args(["--quiet", "--insecure"]);
+        command
+    }
+}
+
+/// The `proot` udocker is pointed at: Debian's, minus udocker's `-k <release>`. Debian's proot
+/// 5.1 with kernel emulation on makes glibc's loader fail inside the guest ("cannot stat shared
+/// object: Invalid argument") on this kernel; udocker's own build of proot comes in its tools
+/// tarball, which cannot be downloaded offline.
+const PROOT_WRAPPER: &str = "proot-without-k";
+
+fn write_proot_wrapper(work: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let proot = images::which("proot").unwrap_or_else(|| PathBuf::from("/usr/bin/proot"));
+    let script = format!(
+        "#!/bin/sh\nn=$#\nwhile [ \"$n\" -gt 0 ]; do\n  a=$1; shift; n=$((n-1))\n  if [ \"$a\" = \"-k\" ]; then shift; n=$((n-1)); continue; fi\n  set -- \"$@\" \"$a\"\ndone\nexec '{}' \"$@\"\n",
+        proot.display()
+    );
+    let path = work.join(PROOT_WRAPPER);
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// Why the bench could not run at all (a missing peer only fails its own rows).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Building the images failed.
+    #[error("building the bench images: {0}")]
+    Images(#[from] images::ImageError),
+    /// The registry failed.
+    #[error("loopback registry: {0}")]
+    Registry(#[from] registry::RegistryError),
+    /// Writing the report failed.
+    #[error("writing the report: {0}")]
+    Report(#[from] report::ReportError),
+    /// A filesystem operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Run `scar bench`.
+pub fn run(args: BenchArgs) -> ExitCode {
+    match bench(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => super::fail(&err),
+    }
+}
+
+fn bench(args: BenchArgs) -> Result<(), BenchError> {
+    let quick = args.quick;
+    let runs = match (args.runs, quick) {
+        (Some(n), _) => Runs {
+            pull: n.max(1),
+            start: (n * 4).max(1),
+        },
+        (None, true) => Runs { pull: 2, start: 2 },
+        (None, false) => Runs { pull: 5, start: 20 },
+    };
+    let io_err = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BenchError::Io { what, path, source }
+    };
+    let work = args.cache.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(io_err("create", &work))?;
+    let out = match (&args.out, quick) {
+        (Some(out), _) => out.clone(),
+        (None, true) => std::env::temp_dir().join(format!("scar-bench-{}", std::process::id())),
+        (None, false) => PathBuf::from("docs"),
+    };
+    let result = bench_in(&args, quick, runs, &work, &out);
+    pull::remove_tree(&work);
+    result
+}
+
+fn bench_in(
+    args: &BenchArgs,
+    quick: bool,
+    runs: Runs,
+    work: &Path,
+    out: &Path,
+) -> Result<(), BenchError> {
+    let started = std::time::SystemTime::now();
+    let scar = std::env::current_exe().map_err(|source| BenchError::Io {
+        what: "find",
+        path: PathBuf::from("/proc/self/exe"),
+        source,
+    })?;
+    let bootstrap = args
+        .bootstrap
+        .clone()
+        .unwrap_or_else(|| scar.with_file_name("bootstrap"));
+    write_proot_wrapper(work).map_err(io_err_path("write", &work.join(PROOT_WRAPPER)))?;
+    let images = images::prepare(&args.cache, quick, &args.mirror)?;
+    let registry = Registry::start(&work.join("registry"))?;
+    for image in &images {
+        registry.push(&image.layout, image.name)?;
+    }
+    let bench = Bench {
+        scar,
+        bootstrap,
+        registry,
+        work: work.to_path_buf(),
+        runs,
+        limit: if quick {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_secs(900)
+        },
+    };
+
+    let mut rows = pull::cold_pulls(&bench, &images);
+    // Warm starts run in the dynamic Debian-like image: `medium`, or `dyn` in a quick run.
+    if let Some(image) = images
+        .iter()
+        .find(|i| i.name == "medium" || i.name == "dyn")
+    {
+        rows.extend(start::warm_starts(&bench, image));
+    }
+    let invocations = invoke::invocations(&bench, &images);
+    rows.extend(invocations.rows.iter().cloned());
+
+    let report = report::Report {
+        rows,
+        images: images.iter().map(|i| (i.name, i.layout.clone())).collect(),
+        started,
+        quick,
+        release_build: !cfg!(debug_assertions),
+    };
+    println!("{}", report.table_text());
+    std::fs::create_dir_all(out).map_err(io_err_path("create", out))?;
+    let written = report.write(out)?;
+    for path in written {
+        eprintln!("scar bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn io_err_path(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> BenchError + use<> {
+    let path = path.to_path_buf();
+    move |source| BenchError::Io { what, path, source }
+}
