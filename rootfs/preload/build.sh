@@ -61,4 +61,4 @@ if [ "$arch" = x86_64 ]; then
   install -m 0644 "$target_dir/x86_64-unknown-linux-musl/release/libscar_preload.so" "$out/libscar_preload-musl.so"
 fi
 
-ls -l "$out"/libscar_preload-*.so
+ls -l "$out"/libscar_preload-*.so >&2

@@ -7,6 +7,7 @@
 //! The API is synchronous: tests are plain `#[test]` functions. A service that cannot start
 //! panics at once with one line naming the missing package or the port.
 
+pub mod lambda_sim;
 pub mod registry;
 pub mod runtime_api;
 pub mod s3;

@@ -1,0 +1,594 @@
+//! The preload engine end to end: images run through their own loader with the path-mapping
+//! library, first directly on this host, then inside a simulated Lambda sandbox (non-root uid,
+//! user namespaces refused, read-only root, small `/tmp`).
+//!
+//! Run: `cargo test -p scar-e2e --test preload` (as root for the sandbox cases; the Debian case
+//! builds its image with debootstrap once and caches it under /var/tmp/scar-test-images).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use scar_e2e::lambda_sim::{self, LambdaSim};
+use scar_rootfs::engine::preload::PreloadEngine;
+use scar_rootfs::engine::{Engine, Mount, Outcome, RunSpec, Stdio};
+
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn engine() -> PreloadEngine {
+    PreloadEngine::new(lambda_sim::preload_libs()).expect("preload libraries built")
+}
+
+fn spec(root: &Path, argv: &[&str]) -> RunSpec {
+    RunSpec {
+        root: root.to_path_buf(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![
+            ("PATH".into(), PATH.into()),
+            ("HOME".into(), "/root".into()),
+        ],
+        workdir: "/".into(),
+        user: None,
+        mounts: Vec::new(),
+        scratch: std::env::temp_dir(),
+        stdin: Stdio::Null,
+        stdout: Stdio::Piped,
+        stderr: Stdio::Piped,
+    }
+}
+
+struct Ran {
+    outcome: Outcome,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_spec(spec: &RunSpec, deadline: Option<Duration>) -> Ran {
+    let mut c = engine().spawn(spec).expect("spawn");
+    let mut out = c.stdout.take().expect("stdout");
+    let mut err = c.stderr.take().expect("stderr");
+    let t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let outcome = c
+        .wait(deadline.map(|d| Instant::now() + d), Duration::from_secs(2))
+        .expect("wait");
+    Ran {
+        outcome,
+        stdout: t2.join().unwrap(),
+        stderr: t.join().unwrap(),
+    }
+}
+
+fn sh(root: &Path, script: &str) -> Ran {
+    let ran = run_spec(
+        &spec(root, &["/bin/sh", "-c", script]),
+        Some(Duration::from_secs(120)),
+    );
+    assert_eq!(
+        ran.outcome.code,
+        Some(0),
+        "script failed\nstdout:\n{}\nstderr:\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+    ran
+}
+
+#[test]
+fn os_release_comes_from_the_image_not_the_host() {
+    let root = lambda_sim::dynamic_image();
+    let ran = run_spec(&spec(&root, &["cat", "/etc/os-release"]), None);
+    assert_eq!(ran.outcome.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("SCAR dynamic test image"),
+        "{}",
+        ran.stdout
+    );
+    let host = std::fs::read_to_string("/etc/os-release").unwrap();
+    assert_ne!(ran.stdout, host);
+}
+
+#[test]
+fn shell_scripts_with_coreutils_pipelines_and_subshells_run_in_the_image() {
+    let root = lambda_sim::dynamic_image();
+    let ran = sh(
+        &root,
+        r#"set -e
+        n=$(ls /usr/share/scar-test | wc -l)
+        echo "files=$n"
+        (cd /usr/share/scar-test && echo "sub=$(pwd)" && cat data.txt) | tr a-z A-Z
+        seq 1 100 | grep -c 7 | sed 's/^/sevens=/'
+        cat /usr/share/scar-test/*.txt | sort | head -1
+        echo "bash says $(bash -c 'echo $((6*7))')"
+        test -x /usr/bin/cat && echo executable
+        readlink /proc/self/exe
+        echo "cwd=$(pwd)"
+        "#,
+    );
+    let out = ran.stdout;
+    assert!(out.contains("files=2"), "{out}");
+    assert!(
+        out.contains("SUB=/USR/SHARE/SCAR-TEST") && out.contains("FORTY-TWO"),
+        "{out}"
+    );
+    assert!(out.contains("sevens=19"), "{out}");
+    assert!(out.contains("bash says 42"), "{out}");
+    assert!(out.contains("executable"), "{out}");
+    assert!(
+        out.contains("/usr/bin/readlink"),
+        "/proc/self/exe must answer the image path: {out}"
+    );
+    assert!(out.contains("cwd=/\n"), "{out}");
+}
+
+#[test]
+fn a_program_reads_data_files_by_absolute_path_and_spawns_children() {
+    let root = lambda_sim::dynamic_image();
+    let ran = run_spec(
+        &spec(&root, &["probe", "spawn"]),
+        Some(Duration::from_secs(60)),
+    );
+    let out = &ran.stdout;
+    assert_eq!(ran.outcome.code, Some(0), "{out}\n{}", ran.stderr);
+    assert!(out.contains("argv0=probe\n"), "{out}");
+    assert!(out.contains("data=forty-two"), "{out}");
+    assert!(out.contains("entries=4"), "{out}");
+    assert!(out.contains("exe=/usr/bin/probe"), "{out}");
+    assert!(
+        out.contains("realpath=/usr/share/scar-test/data.txt"),
+        "{out}"
+    );
+    assert!(out.contains("write-image=Read-only file system"), "{out}");
+    assert!(
+        out.contains("i am the child") && out.contains("child-status=0"),
+        "{out}"
+    );
+    assert!(!root.join("etc/probe-write").exists());
+}
+
+#[test]
+fn absolute_symlinks_in_the_image_resolve_inside_it() {
+    let root = lambda_sim::dynamic_image();
+    let ran = sh(
+        &root,
+        "awk 'BEGIN { print \"awk ok\" }'; readlink -f /usr/bin/awk; realpath /lib64/ld-linux-x86-64.so.2; \
+         cat /etc/alternatives/awk > /dev/null && echo through-link",
+    );
+    let out = ran.stdout;
+    assert!(out.contains("awk ok"), "{out}");
+    assert!(out.contains("/usr/bin/mawk"), "{out}");
+    assert!(
+        out.contains("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+            || cfg!(not(target_arch = "x86_64")),
+        "{out}"
+    );
+    assert!(out.contains("through-link"), "{out}");
+}
+
+#[test]
+fn writes_into_the_image_fail_with_erofs_and_it_stays_pristine() {
+    let root = lambda_sim::dynamic_image();
+    let ran = sh(
+        &root,
+        "touch /etc/new 2>&1; mkdir /opt-new 2>&1; rm /etc/os-release 2>&1; echo x >> /etc/passwd 2>&1; \
+         ln -s /x /etc/link 2>&1; mv /etc/passwd /etc/p2 2>&1; chmod 777 /etc/os-release 2>&1; \
+         echo scratch > /tmp/scar-preload-test-$$ && cat /tmp/scar-preload-test-$$ && rm /tmp/scar-preload-test-$$; true",
+    );
+    let out = ran.stdout;
+    assert!(out.matches("Read-only file system").count() >= 6, "{out}");
+    assert!(out.contains("scratch"), "/tmp must stay writable: {out}");
+    assert!(!root.join("etc/new").exists() && !root.join("opt-new").exists());
+    assert!(root.join("etc/os-release").exists() && !root.join("etc/link").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/passwd")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
+}
+
+#[test]
+fn a_script_runs_another_shebang_script_from_a_bound_directory() {
+    let root = lambda_sim::dynamic_image();
+    let dir = tempfile::tempdir().unwrap();
+    let write_script = |name: &str, text: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write_script(
+        "outer.sh",
+        "#!/bin/sh\necho \"outer $0\"\n/scripts/inner.pl hello\n/scripts/inner.sh > /scripts/out.txt\n",
+    );
+    write_script(
+        "inner.sh",
+        "#!/usr/bin/env bash\necho \"inner $BASH_VERSION\" | cut -c1-7\ncat /etc/os-release | head -1\n",
+    );
+    write_script(
+        "inner.pl",
+        "#!/usr/bin/perl -w\nuse strict;\nopen(my $f, '<', '/usr/share/scar-test/data.txt') or die;\nprint \"perl read \", scalar(<$f>);\nprint \"perl arg $ARGV[0]\\n\";\n",
+    );
+    let mut s = spec(&root, &["/scripts/outer.sh"]);
+    s.mounts.push(Mount {
+        host: dir.path().to_path_buf(),
+        container: PathBuf::from("/scripts"),
+        read_only: false,
+    });
+    let ran = run_spec(&s, Some(Duration::from_secs(60)));
+    assert_eq!(ran.outcome.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("outer /scripts/outer.sh"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("perl read forty-two") && ran.stdout.contains("perl arg hello"),
+        "{}",
+        ran.stdout
+    );
+    let inner = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+    assert!(
+        inner.contains("inner 5") && inner.contains("SCAR dynamic test image"),
+        "{inner}"
+    );
+}
+
+#[test]
+fn a_static_program_runs_directly() {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        eprintln!("SKIP: /bin/busybox (busybox-static) is not installed");
+        return;
+    }
+    let root = lambda_sim::dynamic_image();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
+    let mut s = spec(&root, &["/static/busybox", "echo", "static ok"]);
+    s.mounts.push(Mount {
+        host: dir.path().to_path_buf(),
+        container: PathBuf::from("/static"),
+        read_only: true,
+    });
+    let ran = run_spec(&s, Some(Duration::from_secs(30)));
+    assert_eq!(ran.outcome.code, Some(0), "{}", ran.stderr);
+    assert_eq!(ran.stdout, "static ok\n");
+}
+
+#[test]
+fn a_missing_command_is_a_clear_error() {
+    let root = lambda_sim::dynamic_image();
+    let err = engine()
+        .spawn(&spec(&root, &["no-such-tool"]))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("no-such-tool") && err.contains("PATH"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_deadline_stops_the_whole_process_group() {
+    let root = lambda_sim::dynamic_image();
+    let started = Instant::now();
+    let mut s = spec(
+        &root,
+        &["/bin/sh", "-c", "sleep 300 & sleep 300; echo not reached"],
+    );
+    s.stdout = Stdio::Null;
+    s.stderr = Stdio::Null;
+    let mut c = engine().spawn(&s).expect("spawn");
+    let pgid = nix::unistd::Pid::from_raw(c.pid() as i32);
+    let outcome = c
+        .wait(
+            Some(Instant::now() + Duration::from_secs(2)),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    assert!(outcome.timed_out, "{outcome:?}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    let survivors = live_members_of_group(pgid.as_raw());
+    assert!(
+        survivors.is_empty(),
+        "background job survived: {survivors:?}"
+    );
+}
+
+/// PIDs in process group `pgid` that are not zombies (an orphan killed by the sweep may stay a
+/// zombie until this machine's init reaps it).
+fn live_members_of_group(pgid: i32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name, which is in parentheses: state ppid pgrp …
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// `.gnu.version_r` as `readelf -V` prints it: every `GLIBC_x.y` a library needs.
+fn glibc_versions_needed(lib: &Path) -> Vec<(u32, u32)> {
+    let out = Command::new("readelf")
+        .arg("-V")
+        .arg(lib)
+        .output()
+        .expect("readelf (binutils)");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let section = text
+        .split("Version needs section")
+        .nth(1)
+        .expect(".gnu.version_r present");
+    section
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut it = v.split('.');
+            Some((
+                it.next()?.parse().ok()?,
+                it.next().unwrap_or("0").parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn the_glibc_build_needs_no_symbol_version_newer_than_2_17() {
+    let lib = lambda_sim::preload_libs().join("libscar_preload-gnu.so");
+    let versions = glibc_versions_needed(&lib);
+    assert!(
+        !versions.is_empty(),
+        "no GLIBC versions parsed from {}",
+        lib.display()
+    );
+    let newest = versions.iter().max().unwrap();
+    assert!(
+        *newest <= (2, 17),
+        "{} needs GLIBC_{}.{}: {versions:?}",
+        lib.display(),
+        newest.0,
+        newest.1
+    );
+    // The aarch64 build as well (cross-built with zig).
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(lambda_sim::repo_root().join("rootfs/preload/build.sh"))
+        .arg("aarch64")
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let arm = glibc_versions_needed(&out.path().join("libscar_preload-gnu.so"));
+    assert!(arm.iter().all(|v| *v <= (2, 17)), "aarch64: {arm:?}");
+}
+
+#[test]
+fn the_musl_image_runs_through_the_musl_loader() {
+    let Some(root) = lambda_sim::musl_image() else {
+        return;
+    };
+    let ran = run_spec(
+        &spec(&root, &["/usr/bin/probe", "spawn"]),
+        Some(Duration::from_secs(60)),
+    );
+    let out = &ran.stdout;
+    assert_eq!(ran.outcome.code, Some(0), "{out}\n{}", ran.stderr);
+    assert!(
+        out.contains("data=forty-two") && out.contains("exe=/usr/bin/probe"),
+        "{out}"
+    );
+    assert!(out.contains("write-image=Read-only file system"), "{out}");
+    assert!(out.contains("i am the child"), "{out}");
+}
+
+#[test]
+fn the_debian_image_runs_its_own_tools() {
+    let Some(root) = lambda_sim::debian_image() else {
+        return;
+    };
+    let ran = sh(
+        &root,
+        "cat /etc/debian_version; . /etc/os-release; echo \"id=$ID\"; dpkg-query -W -f '${Package}\\n' bash; \
+         perl -MFile::Spec -e 'print \"perl \", File::Spec->catfile(\"a\",\"b\"), \"\\n\"'; \
+         find /usr/share/doc -maxdepth 1 -type d | wc -l; getconf GNU_LIBC_VERSION",
+    );
+    let out = ran.stdout;
+    assert!(
+        out.contains("id=debian") && out.contains("\nbash\n") && out.contains("perl a/b"),
+        "{out}"
+    );
+}
+
+// ---- Under the simulated Lambda ------------------------------------------------------------
+
+/// Runs one container when a sandboxed test starts this binary with `SCAR_TEST_RUN` set (the
+/// JSON `{"root": …, "argv": […]}`); the process exits with the container's status.
+#[test]
+#[ignore = "helper started inside the simulated Lambda by the tests below"]
+fn sandbox_runner() {
+    let Ok(job) = std::env::var("SCAR_TEST_RUN") else {
+        return;
+    };
+    let job: serde_json::Value = serde_json::from_str(&job).unwrap();
+    let root = PathBuf::from(job["root"].as_str().unwrap());
+    let argv: Vec<String> = job["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let dir = std::env::var_os("SCAR_PRELOAD_DIR").map(PathBuf::from);
+    let engine = PreloadEngine::locate_with(dir.as_deref()).unwrap();
+    let mut s = spec(&root, &argv.iter().map(String::as_str).collect::<Vec<_>>());
+    s.stdout = Stdio::Inherit;
+    s.stderr = Stdio::Inherit;
+    let mut c = engine.spawn(&s).unwrap();
+    let outcome = c
+        .wait(
+            Some(Instant::now() + Duration::from_secs(300)),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    std::process::exit(outcome.exit_code());
+}
+
+/// A shell line that copies `image` into the sandbox's `/tmp/scar/rootfs/<name>` (where Lambda
+/// keeps the cache, writable by the function's uid) and runs `argv` there through the runner.
+fn sandboxed(image: &Path, name: &str, argv: &[&str]) -> (String, String) {
+    let exe = std::env::current_exe().unwrap();
+    let root = format!("/tmp/scar/rootfs/{name}");
+    let job = serde_json::json!({ "root": root, "argv": argv }).to_string();
+    let line = format!(
+        "mkdir -p /tmp/scar/rootfs && cp -a {image} {root} && {exe} --exact sandbox_runner --include-ignored --nocapture --test-threads=1 -q",
+        image = image.display(),
+        exe = exe.display(),
+    );
+    (line, job)
+}
+
+fn sim_or_skip() -> Option<(LambdaSim, tempfile::TempDir)> {
+    if let Some(why) = lambda_sim::unavailable() {
+        eprintln!("SKIP simulated Lambda: {why}");
+        return None;
+    }
+    let layer = lambda_sim::layer_dir();
+    Some((LambdaSim::new(layer.path()), layer))
+}
+
+#[test]
+fn the_simulated_lambda_refuses_user_namespaces_and_runs_as_uid_993() {
+    let Some((sim, _layer)) = sim_or_skip() else {
+        return;
+    };
+    let out = sim.run(
+        "id -u; unshare -U true 2>&1; echo rc=$?; touch /probe 2>&1; ls /opt/preload",
+        &[],
+    );
+    out.assert_success();
+    assert!(out.stdout.starts_with("993\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("No space left on device") && out.stdout.contains("rc=1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Read-only file system"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("libscar_preload-gnu.so"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn under_simulated_lambda_the_dynamic_image_runs_scripts_perl_and_stays_pristine() {
+    let Some((sim, _layer)) = sim_or_skip() else {
+        return;
+    };
+    let image = lambda_sim::dynamic_image();
+    let script = "cat /etc/os-release; ls / | wc -l | sed 's/^/top=/'; (echo sub; echo shell) | sort -r | tr '\\n' ' '; echo; \
+        perl -e 'print \"perl \", 6*7, \"\\n\"'; probe spawn | grep -E 'data=|child-status'; \
+        touch /etc/new 2>&1; echo written > /tmp/out.txt && cat /tmp/out.txt; \
+        cat /proc/$PPID/environ > /dev/null 2>&1 && echo parent-environ-readable || echo parent-environ-hidden";
+    let (line, job) = sandboxed(&image, "dyn", &["/bin/sh", "-c", script]);
+    let line = format!("{line} && test ! -e /tmp/scar/rootfs/dyn/etc/new && echo image-pristine");
+    let out = sim.run(
+        &line,
+        &[
+            ("SCAR_TEST_RUN", &job),
+            ("SCAR_PRELOAD_DIR", "/opt/preload"),
+            ("SCAR_TEST_SECRET", "hunter2"),
+        ],
+    );
+    out.assert_success();
+    let o = &out.stdout;
+    assert!(o.contains("SCAR dynamic test image"), "{o}");
+    assert!(o.contains("sub shell"), "{o}");
+    assert!(o.contains("perl 42"), "{o}");
+    assert!(
+        o.contains("data=forty-two") && o.contains("child-status=0"),
+        "{o}"
+    );
+    assert!(
+        o.contains("touch: cannot touch '/etc/new': Read-only file system"),
+        "{o}"
+    );
+    assert!(o.contains("written"), "{o}");
+    assert!(o.contains("parent-environ-hidden"), "{o}");
+    assert!(o.contains("image-pristine"), "{o}");
+}
+
+#[test]
+fn under_simulated_lambda_the_musl_image_runs() {
+    let Some((sim, _layer)) = sim_or_skip() else {
+        return;
+    };
+    let Some(image) = lambda_sim::musl_image() else {
+        return;
+    };
+    let (line, job) = sandboxed(&image, "musl", &["/usr/bin/probe", "spawn"]);
+    let out = sim.run(
+        &line,
+        &[
+            ("SCAR_TEST_RUN", &job),
+            ("SCAR_PRELOAD_DIR", "/opt/preload"),
+        ],
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.contains("data=forty-two") && out.stdout.contains("i am the child"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn under_simulated_lambda_the_debian_image_runs() {
+    let Some((sim, _layer)) = sim_or_skip() else {
+        return;
+    };
+    let Some(image) = lambda_sim::debian_image() else {
+        return;
+    };
+    let script = "cat /etc/os-release | grep ^ID=; bash -c 'echo bash $((1+1))'; \
+        perl -e 'print \"perl ok\\n\"'; find /etc -xdev -type f | wc -l | sed 's/^/etc-files=/'";
+    let (line, job) = sandboxed(&image, "debian", &["/bin/sh", "-c", script]);
+    let out = sim.run(
+        &line,
+        &[
+            ("SCAR_TEST_RUN", &job),
+            ("SCAR_PRELOAD_DIR", "/opt/preload"),
+        ],
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.contains("ID=debian")
+            && out.stdout.contains("bash 2")
+            && out.stdout.contains("perl ok"),
+        "{}",
+        out.stdout
+    );
+}
