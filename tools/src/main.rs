@@ -26,6 +26,14 @@ enum Command {
     /// Inspect and clean the image cache.
     #[command(subcommand)]
     Cache(cmd::cache::CacheCommand),
+    /// The Lambda + S3 flow on this machine: the real bootstrap, no AWS account.
+    Local(Box<cmd::local::LocalArgs>),
+    /// Make images without a registry (pack a directory as an OCI layout).
+    #[command(subcommand)]
+    Image(cmd::image::ImageCommand),
+    /// Build and publish the Lambda layer.
+    #[command(subcommand)]
+    Layer(cmd::layer::LayerCommand),
     /// Measure pulls, engines and invocations side by side with the peers; write docs/benchmarks.md.
     Bench(cmd::bench::BenchArgs),
 }
@@ -38,6 +46,9 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Pull(args) => cmd::pull::run(args),
         Command::Cache(command) => cmd::cache::run(command),
+        Command::Local(args) => cmd::local::run(*args),
+        Command::Image(command) => cmd::image::run(command),
+        Command::Layer(command) => cmd::layer::run(command),
         Command::Bench(args) => cmd::bench::run(args),
     }
 }

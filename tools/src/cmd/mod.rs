@@ -2,6 +2,9 @@
 
 pub mod bench;
 pub mod cache;
+pub mod image;
+pub mod layer;
+pub mod local;
 pub mod pull;
 pub mod run;
 
