@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 / Ubuntu machine (as root, or a user with sudo):
+#
+#   ./test.sh
+#
+# 1. installs what the tests need, idempotently (apt packages, PyPI binaries, rustup targets and
+#    components, subordinate id ranges for root);
+# 2. cargo fmt --check, clippy with -D warnings, the static release builds (./build.sh), and
+#    cargo test for the whole workspace against real services the tests start themselves.
+#
+# Environment: SCAR_TEST_SKIP_INSTALL=1 skips step 1 (a machine already set up).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")" && pwd)
+cd "$repo"
+
+started=$(date +%s)
+phase() {
+  echo "==> test.sh: $1 (at +$(($(date +%s) - started))s)"
+}
+
+# Debian packages the tests use:
+#   docker-registry   the CNCF distribution registry (harness Registry)
+#   qemu-user-static  runs the aarch64 bootstrap (tests/tests/build.rs)
+#   busybox-static, umoci, skopeo  make and move test images
+#   bubblewrap, uidmap, util-linux  Lambda-like sandboxes (unshare --map-users, setpriv)
+#   musl-tools, zip, unzip, hyperfine, python3-pip: builds, layer zips, benchmarks
+apt_packages=(
+  ca-certificates curl git build-essential pkg-config python3 python3-pip util-linux
+  docker-registry qemu-user-static busybox-static bubblewrap uidmap skopeo umoci
+  musl-tools zip unzip hyperfine
+)
+# PyPI binaries: the Runtime API emulator, zig + cargo-zigbuild for the static builds, the linter
+# of the SAM templates.
+pip_packages=(cargo-lambda ziglang cargo-zigbuild cfn-lint)
+rust_targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  else
+    sudo "$@"
+  fi
+}
+
+install_apt() {
+  local missing=() package
+  for package in "${apt_packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$package")
+    fi
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "test.sh: installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+install_pip() {
+  local missing=() package
+  for package in "${pip_packages[@]}"; do
+    if ! python3 -m pip show --quiet "$package" >/dev/null 2>&1; then
+      missing+=("$package")
+    fi
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "test.sh: installing PyPI packages: ${missing[*]}"
+    # Debian 12's system Python refuses pip installs without --break-system-packages (PEP 668);
+    # a pyenv or venv Python takes them as they are.
+    as_root python3 -m pip install --quiet "${missing[@]}" ||
+      as_root python3 -m pip install --quiet --break-system-packages "${missing[@]}"
+    hash -r
+  fi
+}
+
+install_rust() {
+  if ! command -v cargo >/dev/null 2>&1 || ! command -v rustup >/dev/null 2>&1; then
+    echo "test.sh: Rust (cargo, rustup) is missing: install it with rustup (https://rustup.rs)" >&2
+    exit 1
+  fi
+  local installed
+  installed=$(rustup component list --installed)
+  for component in rustfmt clippy; do
+    if ! grep -q "^$component" <<<"$installed"; then
+      rustup component add "$component"
+    fi
+  done
+  installed=$(rustup target list --installed)
+  for target in "${rust_targets[@]}"; do
+    if ! grep -qx "$target" <<<"$installed"; then
+      rustup target add "$target"
+    fi
+  done
+}
+
+# `unshare --map-users=0,0,65536` (the Lambda-like sandbox of the preload tests) needs root to own
+# the subordinate ids 0-65535.
+install_subids() {
+  local file
+  for file in /etc/subuid /etc/subgid; do
+    if ! grep -qx 'root:0:65536' "$file" 2>/dev/null; then
+      echo 'root:0:65536' | as_root tee -a "$file" >/dev/null
+    fi
+  done
+}
+
+if [ "${SCAR_TEST_SKIP_INSTALL:-0}" != 1 ]; then
+  phase "installing what the tests need"
+  install_apt
+  install_pip
+  install_rust
+  install_subids
+fi
+
+for tool in docker-registry cargo-lambda qemu-aarch64-static; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "test.sh: $tool is still not on PATH after the install step (PATH=$PATH)" >&2
+    exit 1
+  fi
+done
+
+phase "cargo fmt --all --check"
+cargo fmt --all --check
+
+phase "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+phase "./build.sh (static release builds, layer zips)"
+./build.sh
+
+phase "cargo test --workspace"
+# The build tests reuse the zips just built instead of running build.sh again.
+export SCAR_E2E_DIST="$repo/dist"
+cargo test --workspace --locked
+
+phase "all passed"
