@@ -218,6 +218,9 @@ pub struct EngineOptions {
     /// The binary the namespace engine re-executes as its helper; `None` means the current
     /// one (`/proc/self/exe`), whose `main` calls [`enter_container_if_requested`].
     pub helper: Option<PathBuf>,
+    /// Directory of the preload libraries (`libscar_preload-*.so`); `None` means next to the
+    /// running executable (see [`preload::PreloadEngine::locate`]).
+    pub preload_dir: Option<PathBuf>,
 }
 
 /// Resolve `kind` to an engine: `auto` takes the namespace engine when the shared probe says
@@ -257,8 +260,11 @@ fn namespace_engine(options: &EngineOptions) -> namespace::NamespaceEngine {
 
 /// The single spot where the preload engine is wired in (`why` says why it is used).
 fn preload_engine(options: &EngineOptions, why: &str) -> Result<Box<dyn Engine>, EngineError> {
-    let _ = options;
-    Err(EngineError::PreloadUnavailable(format!(
-        "{why}; and the preload engine is not built yet"
-    )))
+    match preload::PreloadEngine::locate_with(options.preload_dir.as_deref()) {
+        Ok(engine) => Ok(Box::new(engine)),
+        Err(EngineError::PreloadUnavailable(e)) => {
+            Err(EngineError::PreloadUnavailable(format!("{why}; and {e}")))
+        }
+        Err(e) => Err(e),
+    }
 }
