@@ -150,7 +150,7 @@ pub struct PullReport {
 }
 
 /// Progress of a pull, for a progress bar.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum PullEvent {
     /// The image was resolved: this many layers, this many compressed bytes (when known).
     Resolved {
@@ -158,6 +158,8 @@ pub enum PullEvent {
         layers: usize,
         /// Sum of the layers' compressed sizes.
         total_bytes: Option<u64>,
+        /// Compressed bytes read so far, updated as they stream (poll it for a smooth bar).
+        downloaded: Arc<AtomicU64>,
     },
     /// So many compressed bytes have been read so far.
     Downloaded(u64),
@@ -230,12 +232,6 @@ pub async fn prepare_with_progress(
     if let Some(record) = cache.lookup(&resolved.chain_id)? {
         remember(record.chain_id)?;
         return Ok(hit(record));
-    }
-    if let Some(p) = &progress {
-        p(PullEvent::Resolved {
-            layers: resolved.layers.len(),
-            total_bytes: resolved.layers.iter().map(|l| l.size).sum(),
-        });
     }
     let need = estimate(&resolved.layers);
     let room = cache.make_room(need, options.max_cache_bytes, None)?;
@@ -325,6 +321,13 @@ async fn build_root(
         ));
     }
     let downloaded = Arc::new(AtomicU64::new(0));
+    if let Some(p) = &progress {
+        p(PullEvent::Resolved {
+            layers: resolved.layers.len(),
+            total_bytes: resolved.layers.iter().map(|l| l.size).sum(),
+            downloaded: downloaded.clone(),
+        });
+    }
     let layers = resolved.layers.clone();
     let image = resolved.reference.clone();
     let counter = downloaded.clone();

@@ -97,6 +97,24 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Evict least-recently-used images until the cache uses at most `cap` bytes; returns how
+    /// many were evicted. Call with the exclusive lock held.
+    pub fn trim(&self, cap: u64) -> Result<usize, CacheError> {
+        let mut usage = self.usage()?;
+        let mut evicted = 0;
+        for image in self.images()? {
+            if usage <= cap {
+                break;
+            }
+            self.remove_image(&image.record.chain_id)?;
+            usage = usage.saturating_sub(image.record.size);
+            evicted += 1;
+        }
+        Ok(evicted)
+    }
+}
+
 /// Bytes an unprivileged user may still write on the file system holding `dir`.
 pub fn free_space(dir: &Path) -> Result<u64, CacheError> {
     let st = nix::sys::statvfs::statvfs(dir).map_err(|e| CacheError::Io {

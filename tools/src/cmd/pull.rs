@@ -1,16 +1,154 @@
-//! `scar pull`.
+//! `scar pull`: make an image's root filesystem available in the cache and print its path.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use scar_rootfs::pull::{Credentials, PullEvent, PullOptions, PullPolicy, PullReport};
+
+/// Default cache root, as on Lambda.
+pub const DEFAULT_CACHE: &str = "/tmp/scar";
+
+/// Cache options shared by `scar pull` and `scar cache`.
+#[derive(clap::Args, Clone)]
+pub struct CacheArgs {
+    /// Cache directory.
+    #[arg(long = "cache", env = "SCAR_CACHE_DIR", default_value = DEFAULT_CACHE)]
+    pub dir: PathBuf,
+    /// Cap for the cache in MiB (default: what the file system holds).
+    #[arg(long = "max-cache-mb", env = "SCAR_CACHE_MAX_MB")]
+    pub max_mb: Option<u64>,
+}
+
+impl CacheArgs {
+    /// The cap in bytes.
+    pub fn max_bytes(&self) -> Option<u64> {
+        self.max_mb.map(|mb| mb.saturating_mul(1024 * 1024))
+    }
+}
 
 /// Arguments of `scar pull`.
 #[derive(clap::Args)]
 pub struct PullArgs {
-    /// Image reference, e.g. alpine:3.20 or oci:./layout:tag.
+    /// Image: alpine:3.20, ghcr.io/o/r@sha256:..., oci:<dir>[:tag], oci-archive:<path|s3://b/k>,
+    /// docker-archive:<path|s3://b/k>.
     pub image: String,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Platform to select from a multi-platform image (default: this machine).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Resolve the reference again even when the cache knows it.
+    #[arg(long, env = "SCAR_PULL_POLICY", default_value = "if-not-present")]
+    pub policy: PullPolicy,
+    /// Registries reached over plain HTTP (comma-separated host:port).
+    #[arg(long, env = "SCAR_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure: Vec<String>,
+    /// Registry user name.
+    #[arg(long, env = "SCAR_REGISTRY_USERNAME", requires = "password")]
+    pub username: Option<String>,
+    /// Registry password or token.
+    #[arg(long, env = "SCAR_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Keep the compressed layer blobs in the cache.
+    #[arg(long)]
+    pub keep_blobs: bool,
 }
 
 /// Run `scar pull`.
 pub fn run(args: PullArgs) -> ExitCode {
-    eprintln!("scar pull {}: not built yet", args.image);
-    ExitCode::FAILURE
+    let mut options = PullOptions::new(&args.cache.dir);
+    options.max_cache_bytes = args.cache.max_bytes();
+    options.policy = args.policy;
+    options.platform = args.platform.clone();
+    options.insecure_registries = args.insecure.iter().map(|h| h.trim().to_owned()).collect();
+    options.keep_blobs = args.keep_blobs;
+    if let (Some(username), Some(password)) = (&args.username, &args.password) {
+        options.credentials = Some(Credentials {
+            username: username.clone(),
+            password: password.clone(),
+        });
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(err) => return super::fail(&err),
+    };
+    let bar = indicatif::ProgressBar::hidden();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+    let progress = progress_callback(bar.clone());
+    let result = runtime.block_on(scar_rootfs::pull::prepare_with_progress(
+        &args.image,
+        &options,
+        Some(progress),
+    ));
+    bar.finish_and_clear();
+    match result {
+        Ok((prepared, report)) => {
+            println!("{}", prepared.root.display());
+            eprintln!("{}", summary(&args.image, &report));
+            ExitCode::SUCCESS
+        }
+        Err(err) => super::fail(&err),
+    }
+}
+
+fn progress_callback(bar: indicatif::ProgressBar) -> scar_rootfs::pull::Progress {
+    Arc::new(move |event| match event {
+        PullEvent::Resolved {
+            layers,
+            total_bytes,
+            downloaded,
+        } => {
+            bar.set_length(total_bytes.unwrap_or(0));
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_message(format!("layer 1/{layers}"));
+            // The pipeline counts bytes from its own threads; the bar polls that counter.
+            let ticker = bar.clone();
+            std::thread::spawn(move || {
+                while !ticker.is_finished() {
+                    ticker.set_position(downloaded.load(Ordering::Relaxed));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            bar.set_prefix(layers.to_string());
+        }
+        PullEvent::Downloaded(n) => bar.set_position(n),
+        PullEvent::LayerDone(i) => {
+            let layers = bar.prefix();
+            bar.set_message(format!(
+                "layer {}/{layers}",
+                (i + 1).min(layers.parse().unwrap_or(i + 1))
+            ));
+        }
+    })
+}
+
+/// The one summary line.
+fn summary(image: &str, r: &PullReport) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if r.cached {
+        return format!(
+            "{image}: cached, 0 layers, 0 bytes downloaded, 0 bytes written, {:.3} s",
+            r.seconds
+        );
+    }
+    format!(
+        "{image}: {} layers, {:.1} MiB downloaded, {:.1} MiB written, {:.2} s",
+        r.layers,
+        r.bytes_downloaded as f64 / MIB,
+        r.bytes_written as f64 / MIB,
+        r.seconds
+    )
 }
