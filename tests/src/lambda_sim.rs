@@ -466,34 +466,34 @@ impl LambdaSim {
         }
     }
 
-    /// Run `command` with the host's `/bin/sh` inside the sandbox as uid 993, with `env` added
-    /// to the environment, and wait for it.
-    pub fn run(&self, command: &str, env: &[(&str, &str)]) -> SimOutput {
+    /// The `unshare` command that runs `command` with the host's `/bin/sh` inside the sandbox
+    /// as uid 993, with `env` added to the environment. Killing it kills the whole sandbox
+    /// (`--kill-child`: its PID namespace's init dies, and with it every process inside).
+    pub fn command(&self, command: &str, env: &[(&str, &str)]) -> Command {
         ensure_subids();
         let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--user",
-            "--map-users=0,0,65536",
-            "--map-groups=0,0,65536",
-            "--mount",
-            "--pid",
-            "--fork",
-        ])
-        .args([
-            "--propagation",
-            "private",
-            "--",
-            "/bin/sh",
-            "-c",
-            INSIDE,
-            "sim",
-        ])
-        .arg(&self.layer)
-        .arg(self.tmp_mb.to_string())
-        .arg(command)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
-        let out = cmd
+        cmd.args(["--user", "--map-users=0,0,65536", "--map-groups=0,0,65536"])
+            .args([
+                "--mount",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--propagation",
+                "private",
+            ])
+            .args(["--", "/bin/sh", "-c", INSIDE, "sim"])
+            .arg(&self.layer)
+            .arg(self.tmp_mb.to_string())
+            .arg(command)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run `command` inside the sandbox (see [`command`](Self::command)) and wait for it.
+    pub fn run(&self, command: &str, env: &[(&str, &str)]) -> SimOutput {
+        let out = self
+            .command(command, env)
             .output()
             .unwrap_or_else(|e| panic!("start unshare: {e}"));
         SimOutput {

@@ -592,3 +592,83 @@ fn under_simulated_lambda_the_debian_image_runs() {
         out.stdout
     );
 }
+
+// ---- The bootstrap under the simulated Lambda: engine auto → preload -----------------------
+
+#[path = "bootstrap_support/mod.rs"]
+#[allow(dead_code)]
+mod bootstrap_support;
+
+/// Reads every process environment it can reach through `/proc`, and converts its input.
+const SNOOP_SCRIPT: &str = r#"
+for f in /proc/[0-9]*/environ; do cat "$f" 2>/dev/null; done | tr '\0' '\n' > /tmp/seen.txt
+grep -c -e registry-secret-marker -e aws-secret-probe-7f3a /tmp/seen.txt > "$SCAR_OUTPUT_DIR/hits.txt"
+tr a-z A-Z < "$SCAR_INPUT_FILE" > "$SCAR_OUTPUT_DIR/$(basename "$SCAR_INPUT_FILE")"
+exit 0
+"#;
+
+#[test]
+fn under_simulated_lambda_the_bootstrap_picks_preload_and_completes_the_s3_flow() {
+    use scar_e2e::{RuntimeApi, S3Server};
+    let Some((sim, layer)) = sim_or_skip() else {
+        return;
+    };
+    let bootstrap = layer.path().join("bootstrap");
+    std::fs::copy(bootstrap_support::bootstrap_bin(), &bootstrap).unwrap();
+    let s3 = S3Server::start();
+    s3.create_bucket(bootstrap_support::BUCKET);
+    let api = RuntimeApi::start();
+    let mut env: Vec<(String, String)> = api.function_env(scar_e2e::runtime_api::DEFAULT_FUNCTION);
+    env.extend(s3.env());
+    env.extend(
+        [
+            ("SCAR_IMAGE", bootstrap_support::busybox_image()),
+            ("SCAR_CACHE_DIR", "/tmp/scar".into()),
+            ("SCAR_SCRIPT", SNOOP_SCRIPT.into()),
+            ("SCAR_REGISTRY_USERNAME", "someone".into()),
+            ("SCAR_REGISTRY_PASSWORD", "registry-secret-marker".into()),
+            ("AWS_SESSION_TOKEN", "aws-secret-probe-7f3a".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let log_path = layer.path().join("bootstrap.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = sim
+        .command("exec /opt/bootstrap", &env_ref)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    s3.put_object(bootstrap_support::BUCKET, "in/cat.txt", b"meow\n");
+    let event = bootstrap_support::s3_event(vec![bootstrap_support::s3_record(
+        bootstrap_support::BUCKET,
+        "in/cat.txt",
+        5,
+    )]);
+    let result = api.try_invoke(
+        scar_e2e::runtime_api::DEFAULT_FUNCTION,
+        &event,
+        bootstrap_support::INVOKE_TIMEOUT,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let result = result.unwrap_or_else(|e| panic!("{e}\n--- bootstrap log ---\n{log}"));
+    assert_eq!(result.status, 200, "{}\n{log}", result.body);
+    assert_eq!(result.body["engine"], "preload", "{}\n{log}", result.body);
+    let out = s3.get_object(bootstrap_support::BUCKET, "output/cat.txt");
+    assert_eq!(out.as_deref(), Some(&b"MEOW\n"[..]), "{log}");
+    let hits = s3
+        .get_object(bootstrap_support::BUCKET, "output/hits.txt")
+        .expect("hits.txt");
+    assert_eq!(
+        String::from_utf8_lossy(&hits).trim(),
+        "0",
+        "the container read the bootstrap's secrets"
+    );
+    assert!(
+        log.contains("preload"),
+        "the engine choice is logged:\n{log}"
+    );
+}

@@ -315,7 +315,8 @@ fn plan(engine: &PreloadEngine, spec: &RunSpec) -> Result<Plan, EngineError> {
             );
             let mut args = vec![OsString::from(&shown_argv0)];
             args.extend(rest);
-            let env = container_env(engine, spec, &root, Flavor::Gnu, "", &cpath, &shown_argv0)?;
+            // No library will read a configuration: the environment is the container's alone.
+            let env = spec.env.clone();
             return Ok(Plan {
                 program: host,
                 args,
