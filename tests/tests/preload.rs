@@ -596,7 +596,6 @@ fn under_simulated_lambda_the_debian_image_runs() {
 // ---- The bootstrap under the simulated Lambda: engine auto → preload -----------------------
 
 #[path = "bootstrap_support/mod.rs"]
-#[allow(dead_code)]
 mod bootstrap_support;
 
 /// Reads every process environment it can reach through `/proc`, and converts its input.
