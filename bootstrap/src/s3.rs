@@ -5,7 +5,6 @@
 //! since such servers rarely resolve `<bucket>.<host>` names.
 
 use aws_config::BehaviorVersion;
-use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_sdk_s3::config::Region;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
@@ -47,14 +46,17 @@ async fn build(endpoint: Option<String>) -> aws_sdk_s3::Client {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    let region = RegionProviderChain::default_provider().or_else(Region::new(FALLBACK_REGION));
+    // The loader's own region chain (environment, profile, IMDS) shares its HTTP client; a
+    // chain built outside it would have none and panic on its first lookup.
     let shared = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
-        .region(region)
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .load()
         .await;
     let mut config = aws_sdk_s3::config::Builder::from(&shared);
+    if shared.region().is_none() {
+        config = config.region(Region::new(FALLBACK_REGION));
+    }
     if let Some(endpoint) = endpoint {
         config = config.endpoint_url(endpoint).force_path_style(true);
     }

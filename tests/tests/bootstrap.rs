@@ -47,7 +47,7 @@ fn an_s3_event_runs_the_papers_script_and_uploads_its_output() {
         function.s3.get_object(BUCKET, "output/cat.txt").as_deref(),
         Some(&b"MEOW\n"[..])
     );
-    assert_eq!(outputs(body), ["s3://in/output/cat.txt"]);
+    assert_eq!(outputs(body), ["s3://scar-in/output/cat.txt"]);
     assert_eq!(body["exitCode"], 0);
     assert_eq!(
         response_text(body, "image"),
@@ -138,7 +138,7 @@ fn the_container_sees_exactly_the_designed_environment() {
         "{env}"
     );
     assert!(
-        env.contains("STORAGE_OBJECT_KEY=a.txt") && env.contains("SCAR_INPUT_BUCKET=in"),
+        env.contains("STORAGE_OBJECT_KEY=a.txt") && env.contains("SCAR_INPUT_BUCKET=scar-in"),
         "{env}"
     );
     assert!(env.contains("EVENT_TIME=2026-11-27T15:00:00.000Z"), "{env}");
@@ -236,7 +236,10 @@ fn a_script_that_exits_3_reports_script_failed_with_its_outputs_uploaded() {
     let message = result.error_message().unwrap_or_default();
     assert!(message.contains("code 3"), "{message}");
     assert!(message.contains("boom: cannot decode"), "{message}");
-    assert!(message.contains("s3://in/output/half.txt"), "{message}");
+    assert!(
+        message.contains("s3://scar-in/output/half.txt"),
+        "{message}"
+    );
     assert_eq!(
         function.s3.get_object(BUCKET, "output/half.txt").as_deref(),
         Some(&b"half\n"[..])
@@ -266,7 +269,10 @@ sleep 7919";
         function.log()
     );
     let message = result.error_message().unwrap_or_default();
-    assert!(message.contains("s3://in/output/partial.txt"), "{message}");
+    assert!(
+        message.contains("s3://scar-in/output/partial.txt"),
+        "{message}"
+    );
     assert_eq!(
         function
             .s3
@@ -345,7 +351,7 @@ fn a_missing_input_object_reports_an_input_error() {
     );
     let message = result.error_message().unwrap_or_default();
     assert!(
-        message.contains("s3://in/not-there.txt does not exist"),
+        message.contains("s3://scar-in/not-there.txt does not exist"),
         "{message}"
     );
 }
@@ -364,7 +370,7 @@ fn keys_with_spaces_plus_signs_and_non_ascii_are_decoded() {
     assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
     assert_eq!(
         outputs(&result.body),
-        ["s3://in/output/Été à Zürich +1 (final).txt"]
+        ["s3://scar-in/output/Été à Zürich +1 (final).txt"]
     );
     assert_eq!(
         function
@@ -389,7 +395,7 @@ fn two_records_in_one_event_are_both_processed() {
     assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
     assert_eq!(
         outputs(&result.body),
-        ["s3://in/output/one.txt", "s3://in/output/two.txt"]
+        ["s3://scar-in/output/one.txt", "s3://scar-in/output/two.txt"]
     );
     assert_eq!(
         function.s3.get_object(BUCKET, "output/two.txt").as_deref(),
@@ -410,7 +416,7 @@ fn records_under_the_output_prefix_are_skipped_so_the_function_cannot_trigger_it
     function.s3.put_object(BUCKET, "output/result.txt", b"r");
     let result = function.invoke_s3(&["output/result.txt"]);
     assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
-    assert_eq!(result.body["skipped"][0], "s3://in/output/result.txt");
+    assert_eq!(result.body["skipped"][0], "s3://scar-in/output/result.txt");
     assert!(result.body["exitCode"].is_null(), "{}", result.body);
     assert_eq!(
         function.s3.list_keys(BUCKET, "output/output/"),
@@ -430,12 +436,12 @@ fn a_direct_invocation_hands_the_payload_over_as_event_json() {
             "SCAR_SCRIPT",
             "cp \"$SCAR_INPUT_FILE\" \"$SCAR_OUTPUT_DIR/\"",
         )
-        .env("SCAR_OUTPUT", "s3://in/direct")
+        .env("SCAR_OUTPUT", "s3://scar-in/direct")
         .start();
     let payload = serde_json::json!({"frames": [1, 2, 3]});
     let result = function.invoke(&payload);
     assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
-    assert_eq!(outputs(&result.body), ["s3://in/direct/event.json"]);
+    assert_eq!(outputs(&result.body), ["s3://scar-in/direct/event.json"]);
     let stored: serde_json::Value =
         serde_json::from_slice(&function.s3.get_object(BUCKET, "direct/event.json").unwrap())
             .unwrap();

@@ -15,7 +15,7 @@ use scar_e2e::{RuntimeApi, S3Server};
 use sha2::{Digest, Sha256};
 
 /// The input bucket every test uses.
-pub const BUCKET: &str = "in";
+pub const BUCKET: &str = "scar-in";
 /// Generous: two shared cores, and the first invocation may pull.
 pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Where built test images are cached between runs.
