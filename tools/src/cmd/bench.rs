@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// The `bootstrap` binary (default: next to this `scar`).
     #[arg(long)]
     pub bootstrap: Option<PathBuf>,
+    /// Directory of the preload engine's libraries (default: $SCAR_PRELOAD_DIR, else `preload/`
+    /// next to `scar`, else the build tree's `target/preload/lib`).
+    #[arg(long)]
+    pub preload_dir: Option<PathBuf>,
 }
 
 /// How many times each kind of row runs.
@@ -51,6 +55,8 @@ pub struct Runs {
     pub pull: usize,
     /// Process starts (cheap, so more runs).
     pub start: usize,
+    /// Warm invocations through bootstrap.
+    pub invoke: usize,
 }
 
 /// What every section needs: the binaries, the registry, a scratch directory and the run counts.
@@ -59,6 +65,8 @@ pub struct Bench {
     pub scar: PathBuf,
     /// The `bootstrap` to measure.
     pub bootstrap: PathBuf,
+    /// The preload engine's libraries, when found.
+    pub preload_dir: Option<PathBuf>,
     /// The loopback registry holding `bench/<image>:latest`.
     pub registry: Registry,
     /// Scratch space, removed at the end.
@@ -67,6 +75,8 @@ pub struct Bench {
     pub runs: Runs,
     /// Limit for any one measured command.
     pub limit: Duration,
+    /// Quick mode: small inputs too.
+    pub quick: bool,
 }
 
 impl Bench {
@@ -77,6 +87,9 @@ impl Bench {
             .arg(sub)
             .env("SCAR_INSECURE_REGISTRIES", self.registry.host())
             .env("SCAR_LOG", "warn");
+        if let Some(dir) = &self.preload_dir {
+            command.env("SCAR_PRELOAD_DIR", dir);
+        }
         command
     }
 
@@ -156,9 +169,18 @@ fn bench(args: BenchArgs) -> Result<(), BenchError> {
         (Some(n), _) => Runs {
             pull: n.max(1),
             start: (n * 4).max(1),
+            invoke: n.max(1),
         },
-        (None, true) => Runs { pull: 2, start: 2 },
-        (None, false) => Runs { pull: 5, start: 20 },
+        (None, true) => Runs {
+            pull: 2,
+            start: 2,
+            invoke: 2,
+        },
+        (None, false) => Runs {
+            pull: 5,
+            start: 20,
+            invoke: 5,
+        },
     };
     let io_err = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -199,9 +221,11 @@ fn bench_in(
     for image in &images {
         registry.push(&image.layout, image.name)?;
     }
+    let preload_dir = find_preload_dir(args.preload_dir.as_deref(), &scar);
     let bench = Bench {
         scar,
         bootstrap,
+        preload_dir,
         registry,
         work: work.to_path_buf(),
         runs,
@@ -210,6 +234,7 @@ fn bench_in(
         } else {
             Duration::from_secs(900)
         },
+        quick,
     };
 
     let mut rows = pull::cold_pulls(&bench, &images);
@@ -220,8 +245,7 @@ fn bench_in(
     {
         rows.extend(start::warm_starts(&bench, image));
     }
-    let invocations = invoke::invocations(&bench, &images);
-    rows.extend(invocations.rows.iter().cloned());
+    rows.extend(invoke::invocations(&bench, &images));
 
     let report = report::Report {
         rows,
@@ -237,6 +261,22 @@ fn bench_in(
         eprintln!("scar bench: wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Where the preload libraries are: `explicit`, `$SCAR_PRELOAD_DIR`, `preload/` beside `scar`
+/// (an installation), or `target/preload/lib` (where `rootfs/preload/build.sh` puts them in a
+/// build tree, `scar` being `target/<profile>/scar`).
+fn find_preload_dir(explicit: Option<&Path>, scar: &Path) -> Option<PathBuf> {
+    if let Some(dir) = explicit {
+        return Some(dir.to_path_buf());
+    }
+    if let Some(dir) = std::env::var_os("SCAR_PRELOAD_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let beside = scar.parent()?;
+    [beside.join("preload"), beside.join("../preload/lib")]
+        .into_iter()
+        .find(|dir| dir.join("libscar_preload-gnu.so").is_file())
 }
 
 fn io_err_path(

@@ -10,10 +10,10 @@
 //! - `scar local invoke --function DIR --event EVENT.json` (or `--input FILE`): one event, the
 //!   response printed.
 
-mod event;
+pub(crate) mod event;
 mod function;
-mod runtime_api;
-mod s3;
+pub(crate) mod runtime_api;
+pub(crate) mod s3;
 mod sandbox;
 mod session;
 mod watch;
