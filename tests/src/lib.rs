@@ -3,13 +3,16 @@
 //! - [`Registry`]: the CNCF distribution registry (`docker-registry`), anonymous or basic auth.
 //! - [`S3Server`]: `s3s-fs` in-process with SigV4 checked, objects on disk.
 //! - [`RuntimeApi`]: the Lambda Runtime API of `cargo lambda watch --only-lambda-apis`.
+//! - [`images`]: test root filesystems (static busybox, the host's loader and libc) as directories.
 //! - [`dist`]: the outputs of `build.sh`, built once per test process; [`zip_listing`] reads zips.
 //!
 //! The API is synchronous: tests are plain `#[test]` functions. A service that cannot start
 //! panics at once with one line naming the missing package or the port.
 
 pub mod dist;
+pub mod images;
 pub mod lambda_sim;
+pub mod oci;
 pub mod registry;
 pub mod runtime_api;
 pub mod s3;

@@ -238,7 +238,9 @@ pub fn select(kind: EngineKind, options: &EngineOptions) -> Result<Box<dyn Engin
             Ok(Box::new(namespace_engine(options)))
         }
         (EngineKind::Namespace, probe::NamespaceSupport::Unavailable(reason)) => {
-            Err(EngineError::NamespaceUnavailable(reason.clone()))
+            Err(EngineError::NamespaceUnavailable(format!(
+                "{reason}; on this host use the preload engine (--engine preload, SCAR_ENGINE=preload)"
+            )))
         }
         (EngineKind::Auto, probe::NamespaceSupport::Unavailable(reason)) => {
             tracing::info!(engine = "preload", %reason, "engine selected: auto, user namespaces are unavailable");

@@ -149,11 +149,7 @@ fn create_run_dir(scratch: &Path) -> Result<PathBuf, EngineError> {
         );
         let dir = scratch.join(name);
         match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                std::fs::create_dir(dir.join("root"))
-                    .map_err(setup(format!("creating {}/root", dir.display())))?;
-                return Ok(dir);
-            }
+            Ok(()) => return Ok(dir),
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(err) => {
                 return Err(setup(format!(

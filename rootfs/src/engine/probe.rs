@@ -96,7 +96,6 @@ fn explain(step: Step, errno: Errno, uid: Uid, gid: Gid) -> String {
         text.push_str(": ");
         text.push_str(hint);
     }
-    text.push_str("; use the preload engine (--engine preload) on this host");
     text
 }
 

@@ -1,16 +1,391 @@
-//! `scar run`.
+//! `scar run`: run a command inside an image the way Docker would, through the same engines
+//! the Lambda bootstrap uses.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::unistd::Pid;
+use scar_rootfs::engine::{self, EngineError, EngineKind, EngineOptions, Mount, RunSpec, Stdio};
+use scar_rootfs::image::ImageConfig;
+use scar_rootfs::pull::{PullOptions, PullPolicy};
+
+/// PATH when the image sets none (Docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Time between SIGTERM and SIGKILL when `--timeout` expires.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Exit status when the container could not be started (Docker uses the same).
+const START_FAILED: u8 = 125;
+/// Exit status when the command cannot be executed in the image.
+const EXEC_FAILED: u8 = 127;
 
 /// Arguments of `scar run`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Image reference, e.g. alpine:3.20 or oci:./layout:tag.
-    pub image: String,
+    /// Image reference, e.g. alpine:3.20 or oci:./layout:tag (omit it with --rootfs).
+    #[arg(required_unless_present = "rootfs")]
+    pub image: Option<String>,
+    /// Run a plain directory as the root filesystem instead of an image (it is never
+    /// modified; there is no image config, so give the command after --).
+    #[arg(long, value_name = "DIR", conflicts_with = "image")]
+    pub rootfs: Option<PathBuf>,
+    /// Engine: auto (namespace when user namespaces work here, else preload), namespace, preload.
+    #[arg(long, default_value = "auto", value_name = "ENGINE")]
+    pub engine: EngineKind,
+    /// Set an environment variable in the container (K=V; a bare K copies it from here).
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Bind a host path into the container: HOST:CONTAINER[:ro].
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    pub volumes: Vec<String>,
+    /// Working directory inside the container (default: the image's WorkingDir, else /).
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Stop the container after this many seconds (SIGTERM, then SIGKILL 2 s later).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Image cache (default: $SCAR_CACHE_DIR, else ~/.cache/scar).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Contact the registry even when the image is cached.
+    #[arg(long)]
+    pub pull_always: bool,
+    /// The command and its arguments; replaces the image's Cmd (the Entrypoint stays).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
+
+/// Why `scar run` could not start the container.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A `-v` argument is malformed.
+    #[error(
+        "volume `{0}`: use HOST:CONTAINER or HOST:CONTAINER:ro with an absolute CONTAINER path"
+    )]
+    Volume(String),
+    /// An `-e` argument is malformed.
+    #[error("environment `{0}`: use NAME=value or NAME")]
+    Env(String),
+    /// `--timeout` is not a positive number.
+    #[error("--timeout {0}: give a positive number of seconds")]
+    Timeout(f64),
+    /// Nothing to run.
+    #[error("nothing to run: the image has no Entrypoint or Cmd; give a command after --")]
+    NoCommand,
+    /// The image could not be pulled.
+    #[error("cannot prepare image {image}: {source}")]
+    Pull {
+        /// The reference.
+        image: String,
+        /// Why (boxed: pull errors are large).
+        source: Box<scar_rootfs::pull::PullError>,
+    },
+    /// The `--rootfs` directory is unusable.
+    #[error("--rootfs {0}: not a directory")]
+    Rootfs(PathBuf),
+    /// The tokio runtime for the pull could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The engine refused or failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The PID signals to `scar` are forwarded to (0 until the container runs).
+static CONTAINER_PID: AtomicI32 = AtomicI32::new(0);
 
 /// Run `scar run`.
 pub fn run(args: RunArgs) -> ExitCode {
-    eprintln!("scar run {}: not built yet", args.image);
-    ExitCode::FAILURE
+    forward_signals();
+    match run_container(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            super::fail(&err);
+            ExitCode::from(match err {
+                RunError::Engine(EngineError::Exec { .. }) => EXEC_FAILED,
+                _ => START_FAILED,
+            })
+        }
+    }
+}
+
+fn run_container(args: &RunArgs) -> Result<u8, RunError> {
+    let deadline = match args.timeout {
+        Some(seconds) if seconds.is_finite() && seconds > 0.0 => {
+            Some(Instant::now() + Duration::from_secs_f64(seconds))
+        }
+        Some(seconds) => return Err(RunError::Timeout(seconds)),
+        None => None,
+    };
+    let mounts = args
+        .volumes
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (root, config) = image_root(args)?;
+    let argv = container_command(&config, &args.command)?;
+    let env = container_env(&config, &args.env, |name| std::env::var(name).ok())?;
+    let workdir = args
+        .workdir
+        .clone()
+        .or_else(|| config.working_dir.clone())
+        .unwrap_or_else(|| "/".to_string());
+    // The engine makes (and removes) its own per-run directory in here.
+    let scratch = std::env::temp_dir();
+    let spec = RunSpec {
+        root,
+        argv,
+        env,
+        workdir,
+        user: config.user.clone(),
+        mounts,
+        scratch,
+        stdin: Stdio::Inherit,
+        stdout: Stdio::Inherit,
+        stderr: Stdio::Inherit,
+    };
+    let engine = engine::select(args.engine, &EngineOptions::default())?;
+    let result = engine.spawn(&spec).and_then(|mut container| {
+        CONTAINER_PID.store(container.pid() as i32, Ordering::SeqCst);
+        let outcome = container.wait(deadline, STOP_GRACE);
+        CONTAINER_PID.store(0, Ordering::SeqCst);
+        outcome
+    });
+    let outcome = result?;
+    if outcome.timed_out {
+        eprintln!(
+            "scar: the container was stopped after --timeout {}s",
+            args.timeout.unwrap_or_default()
+        );
+    }
+    Ok(u8::try_from(outcome.exit_code()).unwrap_or(u8::MAX))
+}
+
+/// The root filesystem and image config: `--rootfs` as is, else the pulled image.
+fn image_root(args: &RunArgs) -> Result<(PathBuf, ImageConfig), RunError> {
+    if let Some(dir) = &args.rootfs {
+        if !dir.is_dir() {
+            return Err(RunError::Rootfs(dir.clone()));
+        }
+        return Ok((dir.clone(), ImageConfig::default()));
+    }
+    let image = args.image.clone().unwrap_or_default();
+    let mut options = PullOptions::new(args.cache_dir.clone().unwrap_or_else(default_cache_dir));
+    if args.pull_always {
+        options.policy = PullPolicy::Always;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let prepared = runtime
+        .block_on(scar_rootfs::pull::prepare(&image, &options))
+        .map_err(|source| RunError::Pull {
+            image,
+            source: Box::new(source),
+        })?;
+    Ok((prepared.root, prepared.config))
+}
+
+/// The default image cache on this machine.
+fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SCAR_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache").join("scar"),
+        None => PathBuf::from("/tmp/scar"),
+    }
+}
+
+/// Docker's rule: Entrypoint + (the user's arguments, else Cmd).
+pub fn container_command(config: &ImageConfig, user: &[String]) -> Result<Vec<String>, RunError> {
+    let tail = if user.is_empty() { &config.cmd } else { user };
+    let argv: Vec<String> = config.entrypoint.iter().chain(tail).cloned().collect();
+    if argv.is_empty() {
+        return Err(RunError::NoCommand);
+    }
+    Ok(argv)
+}
+
+/// The image's Env, then `-e` (a later name replaces an earlier one in place), with Docker's
+/// defaults for PATH and HOME when neither sets them.
+pub fn container_env(
+    config: &ImageConfig,
+    extra: &[String],
+    host: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, RunError> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |name: String, value: String| match env.iter_mut().find(|(n, _)| *n == name) {
+        Some(entry) => entry.1 = value,
+        None => env.push((name, value)),
+    };
+    for entry in &config.env {
+        if let Some((name, value)) = entry.split_once('=') {
+            set(name.to_string(), value.to_string());
+        }
+    }
+    for entry in extra {
+        match entry.split_once('=') {
+            Some(("", _)) => return Err(RunError::Env(entry.clone())),
+            Some((name, value)) => set(name.to_string(), value.to_string()),
+            None if entry.is_empty() => return Err(RunError::Env(String::new())),
+            // `-e NAME` copies NAME from here, and is skipped when unset (as Docker does).
+            None => {
+                if let Some(value) = host(entry) {
+                    set(entry.clone(), value);
+                }
+            }
+        }
+    }
+    if !env.iter().any(|(n, _)| n == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    if !env.iter().any(|(n, _)| n == "HOME") {
+        env.push(("HOME".into(), "/root".into()));
+    }
+    Ok(env)
+}
+
+/// `HOST:CONTAINER[:ro]`.
+pub fn parse_volume(text: &str) -> Result<Mount, RunError> {
+    let bad = || RunError::Volume(text.to_string());
+    let (rest, read_only) = match text.strip_suffix(":ro") {
+        Some(rest) => (rest, true),
+        None => (text.strip_suffix(":rw").unwrap_or(text), false),
+    };
+    let (host, container) = rest.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || !container.starts_with('/') {
+        return Err(bad());
+    }
+    let host = std::path::absolute(host).map_err(|_| bad())?;
+    Ok(Mount {
+        host,
+        container: PathBuf::from(container),
+        read_only,
+    })
+}
+
+/// SIGTERM and SIGHUP sent to `scar` go to the container (its init passes them on). SIGINT
+/// from a terminal already reaches the container directly (same process group), and is
+/// forwarded as well for `kill -INT`.
+fn forward_signals() {
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+        set.add(sig);
+    }
+    // Blocked before any other thread starts, so every thread inherits the mask and only
+    // the waiter below receives these signals.
+    if sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).is_err() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            while let Ok(sig) = set.wait() {
+                match CONTAINER_PID.load(Ordering::SeqCst) {
+                    0 => std::process::exit(128 + sig as i32),
+                    pid => {
+                        let _ = kill(Pid::from_raw(pid), sig);
+                    }
+                }
+            }
+        });
+    if spawned.is_err() {
+        let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(entrypoint: &[&str], cmd: &[&str], env: &[&str]) -> ImageConfig {
+        ImageConfig {
+            env: env.iter().map(|s| s.to_string()).collect(),
+            entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            working_dir: None,
+            user: None,
+        }
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn user_arguments_replace_cmd_and_keep_the_entrypoint() {
+        let image = config(&["/entry", "-x"], &["default"], &[]);
+        assert_eq!(
+            container_command(&image, &[]).unwrap(),
+            strings(&["/entry", "-x", "default"])
+        );
+        assert_eq!(
+            container_command(&image, &strings(&["mine"])).unwrap(),
+            strings(&["/entry", "-x", "mine"])
+        );
+        let plain = config(&[], &["sh"], &[]);
+        assert_eq!(
+            container_command(&plain, &strings(&["id", "-u"])).unwrap(),
+            strings(&["id", "-u"])
+        );
+    }
+
+    #[test]
+    fn an_image_without_entrypoint_or_cmd_needs_a_command() {
+        assert!(matches!(
+            container_command(&config(&[], &[], &[]), &[]),
+            Err(RunError::NoCommand)
+        ));
+    }
+
+    #[test]
+    fn env_flags_override_the_image_env_in_place_and_defaults_fill_path_and_home() {
+        let image = config(&[], &[], &["A=1", "PATH=/bin", "B=2"]);
+        let host = |name: &str| (name == "FROM_HOST").then(|| "h".to_string());
+        let env = container_env(
+            &image,
+            &strings(&["A=9", "C=3", "FROM_HOST", "UNSET"]),
+            host,
+        )
+        .unwrap();
+        let expected = [
+            ("A", "9"),
+            ("PATH", "/bin"),
+            ("B", "2"),
+            ("C", "3"),
+            ("FROM_HOST", "h"),
+            ("HOME", "/root"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(env, expected);
+        let defaults = container_env(&config(&[], &[], &[]), &[], |_| None).unwrap();
+        assert!(defaults.contains(&("PATH".into(), DEFAULT_PATH.into())));
+    }
+
+    #[test]
+    fn an_env_flag_without_a_name_is_refused() {
+        assert!(container_env(&ImageConfig::default(), &strings(&["=x"]), |_| None).is_err());
+    }
+
+    #[test]
+    fn volumes_parse_with_and_without_ro() {
+        let m = parse_volume("/data:/in:ro").unwrap();
+        assert_eq!(
+            (m.host, m.container, m.read_only),
+            ("/data".into(), "/in".into(), true)
+        );
+        let m = parse_volume("/data:/out").unwrap();
+        assert!(!m.read_only);
+        assert!(parse_volume("/data").is_err());
+        assert!(parse_volume("/data:relative").is_err());
+    }
 }
