@@ -13,6 +13,7 @@ mod registry;
 mod report;
 mod start;
 mod table;
+mod tree;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

@@ -13,6 +13,18 @@ use super::table::{Row, Section};
 
 const FAMILY: &str = "sans-serif";
 
+/// Distinct colours that read on white (the "tab10" set); plotters' own palette has yellows.
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
 fn register_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -101,7 +113,7 @@ pub fn scaling(
             .map_err(|e| err(&e))?;
     }
     for (index, line) in lines.iter().enumerate() {
-        let color = Palette99::pick(index).mix(0.95);
+        let color = COLORS[index % COLORS.len()];
         let style = ShapeStyle::from(&color).stroke_width(3);
         chart
             .draw_series(LineSeries::new(line.points.iter().copied(), style))
