@@ -5,6 +5,7 @@
 # `scar image from-dir` as the OCI layout examples/demo/image, tag `demo`.
 #
 # Usage: examples/demo/build-image.sh [path/to/scar]
+# Environment: DEMO_IMAGE  the layout to write (default examples/demo/image)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,8 +31,9 @@ fi
 echo "==> building the grayscale converter for $triple"
 cargo build --quiet --manifest-path "$repo/Cargo.toml" -p scar-demo-grayscale --release --target "$triple"
 
-rootfs="$target_dir/demo-rootfs"
-rm -rf "$rootfs"
+image=${DEMO_IMAGE:-$repo/examples/demo/image}
+rootfs=$(mktemp -d "${TMPDIR:-/tmp}/scar-demo-rootfs.XXXXXX")
+trap 'rm -rf "$rootfs"' EXIT
 mkdir -p "$rootfs/bin" "$rootfs/usr/local/bin" "$rootfs/tmp"
 chmod 1777 "$rootfs/tmp"
 cp "$busybox" "$rootfs/bin/busybox"
@@ -41,6 +43,6 @@ done
 cp "$target_dir/$triple/release/grayscale" "$rootfs/usr/local/bin/grayscale"
 
 echo "==> packing $rootfs as an OCI image layout"
-rm -rf "$repo/examples/demo/image"
-"$scar" image from-dir "$rootfs" --output "$repo/examples/demo/image" --tag demo \
+rm -rf "$image"
+"$scar" image from-dir "$rootfs" --output "$image" --tag demo \
     --env PATH=/usr/local/bin:/usr/bin:/bin --workdir / --cmd /bin/sh

@@ -99,6 +99,10 @@ struct FunctionArgs {
     /// function's EphemeralStorage size (needs bubblewrap).
     #[arg(long)]
     lambda_sim: bool,
+    /// The preload engine's libraries, mounted at /opt/preload under --lambda-sim (default:
+    /// $SCAR_PRELOAD_DIR, else preload/ next to the bootstrap, else the build tree's).
+    #[arg(long, value_name = "DIR")]
+    preload_dir: Option<PathBuf>,
     /// Size of /tmp under --lambda-sim, in MB (default: the template's EphemeralStorage, or 512).
     #[arg(long, value_name = "MB")]
     tmp_size: Option<u64>,
@@ -330,11 +334,13 @@ async fn start(
     let sim = args.lambda_sim.then(|| LambdaSim {
         tmp_mb: args.tmp_size.unwrap_or(function.ephemeral_mb),
     });
+    let preload_dir = sandbox::find_preload_dir(args.preload_dir.as_deref(), &bootstrap);
     let mut launch = Launch {
         bootstrap,
         function_dir: function.dir.clone(),
         env: Vec::new(),
         sim,
+        preload_dir,
     };
     let (task_root, visible_bootstrap) = sandbox::visible_paths(&launch);
     let runtime_dir = visible_bootstrap
@@ -408,8 +414,14 @@ fn describe_function(function: &Function, launch: &Launch, data_dir: &Path, buck
     );
     match &launch.sim {
         Some(sim) => eprintln!(
-            "scar local: --lambda-sim: uid 993, read-only root, no new user namespaces, /tmp of {} MB",
-            sim.tmp_mb
+            "scar local: --lambda-sim: uid 993, read-only root, no new user namespaces, /tmp of {} MB; preload libraries {}",
+            sim.tmp_mb,
+            launch
+                .preload_dir
+                .as_ref()
+                .map_or("not found (pass --preload-dir)".into(), |d| d
+                    .display()
+                    .to_string())
         ),
         None => eprintln!("scar local: bootstrap {}", launch.bootstrap.display()),
     }

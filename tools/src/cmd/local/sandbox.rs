@@ -19,6 +19,8 @@ use tokio::process::Command;
 /// Where Lambda puts a layer's bootstrap, and the function's code.
 const SIM_BOOTSTRAP: &str = "/opt/bootstrap";
 const SIM_TASK_ROOT: &str = "/var/task";
+/// Where the layer puts the preload engine's libraries (next to the bootstrap).
+const SIM_PRELOAD: &str = "/opt/preload";
 /// The uid and gid Lambda runs functions as (`sbx_user1051`).
 const SIM_UID: u32 = 993;
 
@@ -53,6 +55,9 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Apply Lambda's restrictions.
     pub sim: Option<LambdaSim>,
+    /// The preload engine's libraries, mounted at `/opt/preload` under `--lambda-sim` as the
+    /// layer ships them (Lambda refuses user namespaces, so the preload engine is what runs).
+    pub preload_dir: Option<PathBuf>,
 }
 
 /// The bootstrap to use: `explicit`, else `bootstrap` next to the running `scar`.
@@ -68,6 +73,23 @@ pub fn find_bootstrap(explicit: Option<&Path>) -> Result<PathBuf, SandboxError> 
     } else {
         Err(SandboxError::NoBootstrap(candidate))
     }
+}
+
+/// The preload libraries for `bootstrap`: `explicit`, else `$SCAR_PRELOAD_DIR`, else
+/// `preload/` next to it (the layer's layout), else `../preload/lib` (a build tree, where
+/// `rootfs/preload/build.sh` puts them).
+pub fn find_preload_dir(explicit: Option<&Path>, bootstrap: &Path) -> Option<PathBuf> {
+    if let Some(dir) = explicit {
+        return std::path::absolute(dir).ok();
+    }
+    if let Some(dir) = std::env::var_os("SCAR_PRELOAD_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let beside = bootstrap.parent()?;
+    [beside.join("preload"), beside.join("../preload/lib")]
+        .into_iter()
+        .find(|dir| dir.join("libscar_preload-gnu.so").is_file())
+        .and_then(|dir| dir.canonicalize().ok())
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
@@ -151,6 +173,13 @@ fn bwrap_args(launch: &Launch, sim: &LambdaSim) -> Vec<String> {
         launch.bootstrap.display().to_string(),
         SIM_BOOTSTRAP.into(),
     ]);
+    if let Some(dir) = &launch.preload_dir {
+        args.extend([
+            "--ro-bind".into(),
+            dir.display().to_string(),
+            SIM_PRELOAD.into(),
+        ]);
+    }
     args.extend([
         "--ro-bind".into(),
         launch.function_dir.display().to_string(),
@@ -179,6 +208,7 @@ mod tests {
             function_dir: PathBuf::from("/src/examples/demo"),
             env: vec![("SCAR_IMAGE".into(), "oci:image:demo".into())],
             sim,
+            preload_dir: Some(PathBuf::from("/build/preload")),
         }
     }
 
@@ -197,6 +227,10 @@ mod tests {
         );
         assert!(
             joined.contains("--ro-bind /src/examples/demo /var/task"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("--ro-bind /build/preload /opt/preload"),
             "{joined}"
         );
         assert!(joined.contains("--uid 993 --gid 993"), "{joined}");

@@ -1,0 +1,474 @@
+//! `scar local` end to end: the real `scar` and `bootstrap` binaries, the embedded Runtime API
+//! and S3 endpoint, the offline demo's image built by `examples/demo/build-image.sh`.
+//!
+//! Outputs are checked by decoding the PNG pictures: each output pixel must be the BT.601 luma
+//! of the input pixel, so a copy or a wrong conversion fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use scar_e2e::lambda_sim;
+
+/// `scar` and `bootstrap` of this workspace, built once per test process.
+fn binaries() -> &'static (PathBuf, PathBuf) {
+    static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "scar-tools", "-p", "scar-bootstrap"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run cargo build -p scar-tools -p scar-bootstrap");
+        assert!(
+            status.success(),
+            "cargo build of scar and bootstrap failed: {status}"
+        );
+        // This test binary is target/<profile>/deps/<name>; the binaries are in target/<profile>/.
+        let exe = std::env::current_exe().expect("current_exe");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
+        (dir.join("scar"), dir.join("bootstrap"))
+    })
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// The demo's image, built once per test process by the demo's own script.
+fn demo_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let (scar, _) = binaries();
+        let dir =
+            std::env::temp_dir().join(format!("scar-local-test-image-{}", std::process::id()));
+        let image = dir.join("image");
+        let output = Command::new("bash")
+            .arg(repo().join("examples/demo/build-image.sh"))
+            .arg(scar)
+            .env("DEMO_IMAGE", &image)
+            .output()
+            .expect("run examples/demo/build-image.sh");
+        assert!(
+            output.status.success(),
+            "build-image.sh failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        image
+    })
+}
+
+/// A function directory: the demo's files (or `template` instead of its template.yaml), and
+/// its image copied in as `image/`.
+fn function_dir(root: &Path, template: Option<&str>) -> PathBuf {
+    let dir = root.join("function");
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = repo().join("examples/demo");
+    std::fs::copy(demo.join("script.sh"), dir.join("script.sh")).unwrap();
+    match template {
+        Some(text) => std::fs::write(dir.join("template.yaml"), text).unwrap(),
+        None => {
+            std::fs::copy(demo.join("template.yaml"), dir.join("template.yaml")).unwrap();
+        }
+    }
+    let status = Command::new("cp")
+        .arg("-R")
+        .arg(demo_image())
+        .arg(dir.join("image"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir
+}
+
+fn scar_local(args: &[&str], function: &Path, cache: &Path) -> Command {
+    let (scar, bootstrap) = binaries();
+    let mut command = Command::new(scar);
+    command.arg("local");
+    command.args(args);
+    command
+        .arg("--function")
+        .arg(function)
+        .arg("--bootstrap")
+        .arg(bootstrap)
+        .arg("--cache-dir")
+        .arg(cache);
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    let output = command.output().expect("run scar local");
+    eprintln!(
+        "--- scar local stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The JSON document `scar local invoke` prints last on stdout.
+fn response(output: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let start = text
+        .find("\n{")
+        .map(|i| i + 1)
+        .or_else(|| text.starts_with('{').then_some(0))
+        .expect("a JSON document");
+    serde_json::from_str(&text[start..]).expect("the response is JSON")
+}
+
+fn decode(path: &Path) -> (png::ColorType, u32, u32, Vec<u8>) {
+    let mut decoder = png::Decoder::new(BufReader::new(std::fs::File::open(path).unwrap()));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buffer).unwrap();
+    buffer.truncate(frame.buffer_size());
+    (frame.color_type, frame.width, frame.height, buffer)
+}
+
+/// Assert that `output` is the grayscale version of the RGB picture `input`.
+fn assert_grayscale_of(input: &Path, output: &Path) {
+    let (in_color, width, height, rgb) = decode(input);
+    assert_eq!(in_color, png::ColorType::Rgb, "the sample picture is RGB");
+    let (out_color, out_width, out_height, gray) = decode(output);
+    assert_eq!(
+        out_color,
+        png::ColorType::Grayscale,
+        "{} is not a grayscale PNG",
+        output.display()
+    );
+    assert_eq!((out_width, out_height), (width, height));
+    let expected: Vec<u8> = rgb
+        .chunks_exact(3)
+        .map(|p| {
+            ((299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2]) + 500) / 1000)
+                as u8
+        })
+        .collect();
+    assert_eq!(
+        gray, expected,
+        "the output pixels are not the luma of the input pixels"
+    );
+}
+
+fn sample() -> PathBuf {
+    repo().join("examples/demo/sample.png")
+}
+
+#[test]
+fn the_demo_picture_becomes_grayscale_through_scar_local_invoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let function = function_dir(tmp.path(), None);
+    let data = tmp.path().join("data");
+    let mut command = scar_local(&["invoke"], &function, &tmp.path().join("cache"));
+    command.arg("--input").arg(sample()).arg("--dir").arg(&data);
+    let output = run(command);
+    assert!(output.status.success(), "scar local invoke failed");
+
+    let document = response(&output);
+    assert_eq!(document["exitCode"], 0);
+    assert_eq!(document["outputs"][0], "s3://scar-local/output/sample.png");
+    assert_eq!(document["inputs"][0], "s3://scar-local/input/sample.png");
+    assert!(
+        data.join("input/sample.png").is_file(),
+        "the input was not placed in the bucket"
+    );
+    assert_grayscale_of(&sample(), &data.join("output/sample.png"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(
+        &format!("output: {}", data.canonicalize().unwrap().join("output/sample.png").display())
+    ));
+}
+
+#[test]
+fn an_s3_event_file_with_an_encoded_key_is_served_from_the_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let function = function_dir(tmp.path(), None);
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("input/holiday pics")).unwrap();
+    std::fs::copy(sample(), data.join("input/holiday pics/été 1.png")).unwrap();
+    // The shape S3 sends, with the key form-encoded; the bucket name is the event's own.
+    let event = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-27T12:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "my-photos", "arn": "arn:aws:s3:::my-photos"},
+               "object": {"key": "input/holiday+pics/%C3%A9t%C3%A9+1.png", "size": 3507}}
+    }]});
+    let event_path = tmp.path().join("event.json");
+    std::fs::write(&event_path, event.to_string()).unwrap();
+    let mut command = scar_local(&["invoke"], &function, &tmp.path().join("cache"));
+    command
+        .arg("--event")
+        .arg(&event_path)
+        .arg("--dir")
+        .arg(&data);
+    let output = run(command);
+    assert!(output.status.success(), "scar local invoke failed");
+    assert_eq!(
+        response(&output)["inputs"][0],
+        "s3://my-photos/input/holiday pics/été 1.png"
+    );
+    assert_grayscale_of(&sample(), &data.join("output/été 1.png"));
+}
+
+#[test]
+fn files_dropped_under_input_are_processed_by_watch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let function = function_dir(tmp.path(), None);
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("input")).unwrap();
+    // A file already there is left alone (S3 does not re-send events for old objects).
+    std::fs::copy(sample(), data.join("input/old.png")).unwrap();
+    let mut command = scar_local(&[], &function, &tmp.path().join("cache"));
+    command
+        .arg("--watch")
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = command.spawn().expect("start scar local --watch");
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let collected = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("watch | {line}");
+            collected.lock().unwrap().push(line);
+        }
+    });
+
+    // Give the watch time to take its first look, then drop two pictures in.
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::copy(sample(), data.join("input/first.png")).unwrap();
+    std::fs::create_dir_all(data.join("input/nested dir")).unwrap();
+    std::fs::copy(sample(), data.join("input/nested dir/second pic.png")).unwrap();
+    let wanted = [
+        data.join("output/first.png"),
+        data.join("output/second pic.png"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !wanted.iter().all(|p| p.is_file()) && Instant::now() < deadline {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "scar local --watch exited early"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGINT, as Ctrl-C: the watch stops its bootstrap and exits.
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    for path in &wanted {
+        assert_grayscale_of(&sample(), path);
+    }
+    assert!(status.success(), "scar local --watch ended with {status}");
+    let lines = lines.lock().unwrap().join("\n");
+    assert!(lines.contains("input/first.png: done in"), "{lines}");
+    assert!(
+        lines.contains("input/nested dir/second pic.png: done in"),
+        "{lines}"
+    );
+    assert!(
+        !lines.contains("old.png"),
+        "a file present at the start was processed: {lines}"
+    );
+    assert!(!data.join("output/old.png").exists());
+}
+
+/// A template for the demo's image with `script` inline and extra environment lines.
+fn inline_template(script: &str, extra_env: &str) -> String {
+    format!(
+        r#"AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Greeting:
+    Type: String
+    Default: hello
+Resources:
+  Probe:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: provided.al2023
+      Handler: script.sh
+      Timeout: 60
+      Environment:
+        Variables:
+          SCAR_IMAGE: oci:image:demo
+          SCAR_SCRIPT: {script:?}
+{extra_env}"#
+    )
+}
+
+#[test]
+fn a_failing_script_is_reported_with_its_error_type_and_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let template = inline_template("echo 'no luck with this file' >&2; exit 3", "");
+    let function = function_dir(tmp.path(), Some(&template));
+    let mut command = scar_local(&["invoke"], &function, &tmp.path().join("cache"));
+    command
+        .arg("--input")
+        .arg(sample())
+        .arg("--dir")
+        .arg(tmp.path().join("data"));
+    let output = run(command);
+    assert!(
+        !output.status.success(),
+        "a failing script was reported as a success"
+    );
+    let document = response(&output);
+    assert_eq!(document["errorType"], "Scar.ScriptFailed");
+    let message = document["errorMessage"].as_str().unwrap();
+    assert!(message.contains('3'), "{message}");
+    assert!(message.contains("no luck with this file"), "{message}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("FAILED"));
+}
+
+#[test]
+fn a_function_without_an_image_fails_at_init_naming_the_variable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let template =
+        inline_template("true", "").replace("          SCAR_IMAGE: oci:image:demo\n", "");
+    let function = function_dir(tmp.path(), Some(&template));
+    let mut command = scar_local(&["invoke"], &function, &tmp.path().join("cache"));
+    command
+        .arg("--input")
+        .arg(sample())
+        .arg("--dir")
+        .arg(tmp.path().join("data"));
+    let output = run(command);
+    assert!(!output.status.success());
+    let document = response(&output);
+    assert_eq!(document["errorType"], "Scar.ConfigError");
+    assert!(
+        document["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("SCAR_IMAGE"),
+        "{document}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("could not start"));
+}
+
+#[test]
+fn the_templates_environment_reaches_the_script_with_parameters_resolved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let template = inline_template(
+        "echo \"$GREETING $PLACE $OVERRIDDEN\" > $SCAR_OUTPUT_DIR/env.txt",
+        "          SCAR_ENV_GREETING: !Ref Greeting\n          SCAR_ENV_PLACE: !Sub \"from-${AWS::Region}\"\n          SCAR_ENV_OVERRIDDEN: template\n          SCAR_ENV_ARN: !GetAtt Somewhere.Arn\n",
+    );
+    let function = function_dir(tmp.path(), Some(&template));
+    let data = tmp.path().join("data");
+    let mut command = scar_local(&["invoke"], &function, &tmp.path().join("cache"));
+    command
+        .args([
+            "--region",
+            "eu-west-3",
+            "--env",
+            "SCAR_ENV_OVERRIDDEN=command-line",
+        ])
+        .arg("--input")
+        .arg(sample())
+        .arg("--dir")
+        .arg(&data);
+    let output = run(command);
+    assert!(output.status.success(), "scar local invoke failed");
+    let written = std::fs::read_to_string(data.join("output/env.txt")).unwrap();
+    assert_eq!(written.trim(), "hello from-eu-west-3 command-line");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("SCAR_ENV_ARN is computed by CloudFormation"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_function_directory_without_a_template_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = scar_local(&["invoke"], tmp.path(), &tmp.path().join("cache"));
+    command
+        .arg("--input")
+        .arg(sample())
+        .arg("--dir")
+        .arg(tmp.path().join("data"));
+    let output = run(command);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("template.yaml") && stderr.contains("No such file"),
+        "{stderr}"
+    );
+}
+
+/// Under `--lambda-sim` the bootstrap runs as uid 993 with user namespaces refused, so the
+/// preload engine runs the script; the image is the harness's dynamically linked one (a static
+/// shell cannot be path-mapped by `LD_PRELOAD`).
+#[test]
+fn lambda_sim_runs_the_script_as_a_non_root_user_through_the_preload_engine() {
+    if which("bwrap").is_none() {
+        panic!("bwrap is missing: apt-get install bubblewrap");
+    }
+    let (scar, _) = binaries();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("function/image");
+    let packed = Command::new(scar)
+        .args(["image", "from-dir"])
+        .arg(lambda_sim::dynamic_image())
+        .arg("--output")
+        .arg(&image)
+        .args(["--tag", "demo", "--env", "PATH=/usr/bin:/bin"])
+        .output()
+        .unwrap();
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let template = inline_template(
+        "cp \"$SCAR_INPUT_FILE\" \"$SCAR_OUTPUT_DIR/\"; id -u > \"$SCAR_OUTPUT_DIR/uid.txt\"",
+        "",
+    );
+    let function = tmp.path().join("function");
+    std::fs::write(function.join("template.yaml"), template).unwrap();
+    let data = tmp.path().join("data");
+    let mut command = scar_local(
+        &["invoke", "--lambda-sim", "--tmp-size", "256"],
+        &function,
+        &tmp.path().join("cache"),
+    );
+    command.arg("--preload-dir").arg(lambda_sim::preload_libs());
+    command.arg("--input").arg(sample()).arg("--dir").arg(&data);
+    let output = run(command);
+    assert!(
+        output.status.success(),
+        "scar local invoke --lambda-sim failed"
+    );
+    assert_eq!(response(&output)["engine"], "preload");
+    assert_eq!(
+        std::fs::read_to_string(data.join("output/uid.txt"))
+            .unwrap()
+            .trim(),
+        "993"
+    );
+    assert_eq!(
+        std::fs::read(data.join("output/sample.png")).unwrap(),
+        std::fs::read(sample()).unwrap()
+    );
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
