@@ -10,6 +10,7 @@
 //! panics at once with one line naming the missing package or the port.
 
 pub mod dist;
+pub mod fault;
 pub mod images;
 pub mod lambda_sim;
 pub mod oci;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod runtime_api;
 pub mod s3;
 pub mod service;
+pub mod token;
 pub mod zip_listing;
 
 pub use registry::Registry;

@@ -1,0 +1,183 @@
+//! A TCP proxy in front of the real registry that injects one kind of fault into the first
+//! matching requests: a `429 Too Many Requests` answer, or a connection cut in the middle of the
+//! response. Every other byte comes from the registry itself.
+//!
+//! Each forwarded request is rewritten to `Connection: close`, so one connection carries one
+//! request and the proxy sees every request line.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What to do to a matching request.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Answer `429` with `Retry-After: <secs>` instead of forwarding.
+    TooManyRequests {
+        /// Value of `Retry-After`.
+        retry_after_secs: u32,
+    },
+    /// Forward, then cut both connections after this many response bytes.
+    DropAfter {
+        /// Response bytes (headers included) let through.
+        bytes: usize,
+    },
+}
+
+struct Shared {
+    upstream: SocketAddr,
+    fault: Fault,
+    pattern: String,
+    remaining: AtomicUsize,
+    injected: AtomicUsize,
+    requests: Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
+/// A running proxy; stops accepting on drop.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// Proxy to `upstream` (`host:port`), injecting `fault` into the first `times` requests
+    /// whose request line contains `pattern`.
+    pub fn start(upstream: &str, fault: Fault, pattern: &str, times: usize) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fault proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let shared = Arc::new(Shared {
+            upstream: upstream.parse().expect("upstream host:port"),
+            fault,
+            pattern: pattern.to_owned(),
+            remaining: AtomicUsize::new(times),
+            injected: AtomicUsize::new(0),
+            requests: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let s = s.clone();
+                std::thread::spawn(move || handle(&s, conn));
+            }
+        });
+        FaultProxy { addr, shared }
+    }
+
+    /// `127.0.0.1:PORT` of the proxy.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// How many faults were injected.
+    pub fn injected(&self) -> usize {
+        self.shared.injected.load(Ordering::Relaxed)
+    }
+
+    /// Request lines seen (with their `Range` header, when any), in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn handle(s: &Shared, mut client: TcpStream) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_owned();
+    let range = lines
+        .clone()
+        .find(|l| l.to_ascii_lowercase().starts_with("range:"))
+        .map(|l| format!(" [{}]", l.trim()))
+        .unwrap_or_default();
+    if let Ok(mut r) = s.requests.lock() {
+        r.push(format!("{request_line}{range}"));
+    }
+    let matches = request_line.contains(&s.pattern)
+        && s.remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    if matches {
+        s.injected.fetch_add(1, Ordering::Relaxed);
+    }
+    if let (true, Fault::TooManyRequests { retry_after_secs }) = (matches, s.fault) {
+        let answer = format!(
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after_secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = client.write_all(answer.as_bytes());
+        return;
+    }
+    let Ok(mut upstream) = TcpStream::connect(s.upstream) else {
+        return;
+    };
+    let mut rewritten = String::new();
+    let end = text.find("\r\n\r\n").unwrap_or(text.len());
+    for line in text[..end].split("\r\n") {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            rewritten.push_str(line);
+            rewritten.push_str("\r\n");
+        }
+    }
+    rewritten.push_str("Connection: close\r\n\r\n");
+    if upstream.write_all(rewritten.as_bytes()).is_err() {
+        return;
+    }
+    // Anything after the head (a request body) follows as is.
+    let body_start = end + 4;
+    if head.len() > body_start && upstream.write_all(&head[body_start..]).is_err() {
+        return;
+    }
+    let limit = match (matches, s.fault) {
+        (true, Fault::DropAfter { bytes }) => Some(bytes),
+        _ => None,
+    };
+    let mut sent = 0usize;
+    loop {
+        let n = match upstream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let n = match limit {
+            Some(l) if sent + n >= l => {
+                let _ = client.write_all(&buf[..l - sent]);
+                // The body stops short of its Content-Length: the client sees the drop.
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = upstream.shutdown(Shutdown::Both);
+                return;
+            }
+            _ => n,
+        };
+        if client.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n;
+    }
+    let _ = client.shutdown(Shutdown::Both);
+}
