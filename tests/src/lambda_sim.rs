@@ -20,7 +20,7 @@ use std::sync::{Mutex, OnceLock};
 /// Where test images are cached between runs.
 pub const IMAGE_CACHE: &str = "/var/tmp/scar-test-images";
 /// Bump when the dynamic or musl image recipe changes.
-const RECIPE: u32 = 1;
+const RECIPE: u32 = 2;
 /// Unprivileged uid and gid of the simulated function (Lambda's is 993 as well).
 pub const SANDBOX_UID: u32 = 993;
 
@@ -123,7 +123,7 @@ fn copy_file(from: &Path, to: &Path) {
 
 /// The C program the images carry: reads data files by absolute path, lists a directory, reads
 /// `/proc/self/exe`, tries to write into the image and, with `spawn`, starts itself again
-/// through `posix_spawnp`.
+/// through `posix_spawnp`; with `system`, runs a shell through libc's `system()`.
 pub const PROBE_C: &str = r#"
 #include <dirent.h>
 #include <errno.h>
@@ -166,6 +166,12 @@ int main(int argc, char **argv) {
         printf("child-status=%d\n", WEXITSTATUS(status));
     }
     if (argc > 1 && strcmp(argv[1], "child") == 0) printf("i am the child\n");
+    if (argc > 1 && strcmp(argv[1], "system") == 0) {
+        /* libc runs /bin/sh with its internal execve, behind the library's back. */
+        fflush(stdout);
+        int r = system("echo \"shell-exe=$(readlink /proc/$$/exe)\"");
+        printf("system=%d\n", r);
+    }
     return 0;
 }
 "#;

@@ -156,6 +156,24 @@ fn a_program_reads_data_files_by_absolute_path_and_spawns_children() {
 }
 
 #[test]
+fn a_shell_started_by_libc_system_is_the_image_shell() {
+    let root = lambda_sim::dynamic_image();
+    let ran = run_spec(
+        &spec(&root, &["probe", "system"]),
+        Some(Duration::from_secs(60)),
+    );
+    let out = &ran.stdout;
+    assert_eq!(ran.outcome.code, Some(0), "{out}\n{}", ran.stderr);
+    // glibc's system() execs the host's /bin/sh internally; the library's constructor sees a
+    // program outside the image and starts the image's /bin/sh through the image's loader.
+    assert!(
+        out.contains("shell-exe=/usr/lib/") && out.contains("ld-linux"),
+        "{out}"
+    );
+    assert!(out.contains("system=0"), "{out}");
+}
+
+#[test]
 fn absolute_symlinks_in_the_image_resolve_inside_it() {
     let root = lambda_sim::dynamic_image();
     let ran = sh(
