@@ -59,18 +59,20 @@ impl Supervisor {
         &self.config
     }
 
-    /// Start the init-phase work in the background: the pull (with `SCAR_PREFETCH`), the
-    /// engine probe and the S3 client.
+    /// With `SCAR_PREFETCH`, start the init-phase work in the background: the pull, the engine
+    /// probe and the S3 client. Without it init stays lean (the first poll of the Runtime API
+    /// comes first) and the first invocation does this work.
     pub async fn start_background_init(self: &std::sync::Arc<Self>) {
-        if self.config.prefetch {
-            self.image.prefetch().await;
-            let me = self.clone();
-            tokio::spawn(async move {
-                if let Err(err) = me.engine.get().await {
-                    tracing::warn!(%err, "no engine available; invocations will fail until this is fixed");
-                }
-            });
+        if !self.config.prefetch {
+            return;
         }
+        self.image.prefetch().await;
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = me.engine.get().await {
+                tracing::warn!(%err, "no engine available; invocations will fail until this is fixed");
+            }
+        });
         let me = self.clone();
         tokio::spawn(async move {
             me.s3.client().await;
@@ -257,6 +259,7 @@ impl Supervisor {
         response.stdout = tails.stdout_text();
         response.stderr = tails.stderr_text();
         response.duration_ms = received.elapsed().as_millis() as u64;
+        response.phases_ms.total = ms(received);
         Ok(response)
     }
 

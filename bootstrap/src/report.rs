@@ -98,6 +98,8 @@ pub struct Phases {
     pub run: f64,
     /// Uploading the outputs.
     pub stage_out: f64,
+    /// From receiving the event to the answer, all phases included.
+    pub total: f64,
 }
 
 /// The response of a successful invocation.

@@ -77,10 +77,14 @@ const APPLETS: &[&str] = &[
     "truncate",
 ];
 
-/// The `bootstrap` binary of this workspace, built once per test process.
+/// The `bootstrap` binary of this workspace, built once per test process; `SCAR_E2E_BOOTSTRAP`
+/// names another one (e.g. the release build of `build.sh`, for benchmark figures).
 pub fn bootstrap_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SCAR_E2E_BOOTSTRAP") {
+            return PathBuf::from(bin);
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "-p", "scar-bootstrap", "--bin", "bootstrap"])
