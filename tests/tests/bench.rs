@@ -94,7 +94,12 @@ fn quick_bench_prints_one_table_and_writes_the_report_and_plots() {
     // Every table row carries a median or says why it has none.
     let rows: Vec<&str> = stdout
         .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| **") && !l.starts_with("| case"))
+        .filter(|l| {
+            l.starts_with("| ")
+                && !l.starts_with("| **")
+                && !l.starts_with("| case")
+                && !l.starts_with("| ---")
+        })
         .collect();
     assert!(rows.len() >= 10, "too few rows:\n{stdout}");
     for row in &rows {

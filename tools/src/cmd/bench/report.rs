@@ -170,7 +170,11 @@ impl Report {
             Bound {
                 issue: "bootstrap (5)",
                 text: "peak RSS of bootstrap streaming a 200 MiB input and output ≤ 40 MiB",
-                measured: rss(self.find(Section::Invocation, "200 MiB", "bootstrap (end to end)")),
+                measured: rss(self.find(
+                    Section::Invocation,
+                    "200.0 MiB",
+                    "bootstrap (end to end)",
+                )),
                 limit: 40.0,
             },
             Bound {
