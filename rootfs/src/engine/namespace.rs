@@ -22,7 +22,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -98,14 +97,11 @@ impl Engine for NamespaceEngine {
         if let UserDecision::RootInstead(reason) = user::decide(&spec.root, spec.user.as_deref()) {
             tracing::info!(%reason, "running as container root");
         }
-        let run_dir = create_run_dir(&spec.scratch)?;
-        match start(&self.helper, spec, &run_dir) {
-            Ok(container) => Ok(container),
-            Err(err) => {
-                remove_run_dir(&run_dir);
-                Err(err)
-            }
-        }
+        std::fs::create_dir_all(&spec.scratch).map_err(|source| EngineError::Setup {
+            step: format!("creating the scratch directory {}", spec.scratch.display()),
+            source,
+        })?;
+        start(&self.helper, spec)
     }
 }
 
@@ -122,6 +118,15 @@ fn validate(spec: &RunSpec) -> Result<(), EngineError> {
         });
     }
     for mount in &spec.mounts {
+        if let Err(source) = std::fs::metadata(&mount.host) {
+            return Err(EngineError::Setup {
+                step: format!(
+                    "volume {}: the host path is not usable",
+                    mount.host.display()
+                ),
+                source,
+            });
+        }
         let path = &mount.container;
         if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
             return Err(invalid(format!(
@@ -131,57 +136,6 @@ fn validate(spec: &RunSpec) -> Result<(), EngineError> {
         }
     }
     Ok(())
-}
-
-/// A fresh directory for this run under the spec's scratch directory.
-fn create_run_dir(scratch: &Path) -> Result<PathBuf, EngineError> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let setup = |step: String| move |source| EngineError::Setup { step, source };
-    std::fs::create_dir_all(scratch).map_err(setup(format!(
-        "creating the scratch directory {}",
-        scratch.display()
-    )))?;
-    loop {
-        let name = format!(
-            "ns-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = scratch.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(err) => {
-                return Err(setup(format!(
-                    "creating a run directory in {}",
-                    scratch.display()
-                ))(err));
-            }
-        }
-    }
-}
-
-/// Remove a run directory, including the overlay's work directory the kernel leaves mode 000.
-fn remove_run_dir(dir: &Path) {
-    if std::fs::remove_dir_all(dir).is_ok() {
-        return;
-    }
-    make_writable(dir);
-    if let Err(err) = std::fs::remove_dir_all(dir) {
-        tracing::warn!(dir = %dir.display(), %err, "could not remove the container's run directory");
-    }
-}
-
-fn make_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                make_writable(&entry.path());
-            }
-        }
-    }
 }
 
 fn errno_setup(step: &str) -> impl FnOnce(Errno) -> EngineError + '_ {
@@ -200,10 +154,10 @@ fn stdio(kind: Stdio) -> std::process::Stdio {
 }
 
 /// Start the helper, hand it the spec, and wait for its verdict.
-fn start(helper: &Path, spec: &RunSpec, run_dir: &Path) -> Result<Container, EngineError> {
+fn start(helper: &Path, spec: &RunSpec) -> Result<Container, EngineError> {
     let config = InitConfig {
         root: spec.root.clone(),
-        run_dir: run_dir.to_path_buf(),
+        run_dir: spec.scratch.clone(),
         argv: spec.argv.clone(),
         env: spec.env.clone(),
         workdir: spec.workdir.clone(),
@@ -293,7 +247,7 @@ fn start(helper: &Path, spec: &RunSpec, run_dir: &Path) -> Result<Container, Eng
         pid,
         init_pid,
         init_pidfd: pidfd_open(init_pid),
-        run_dir: Some(run_dir.to_path_buf()),
+        stopped: false,
     };
     Ok(Container {
         stdin: child.stdin.take(),
@@ -314,7 +268,8 @@ struct NamespaceHandle {
     pid: Pid,
     init_pid: Pid,
     init_pidfd: Option<OwnedFd>,
-    run_dir: Option<PathBuf>,
+    /// Reaped by `wait` (else `Drop` stops the container).
+    stopped: bool,
 }
 
 impl NamespaceHandle {
@@ -347,9 +302,7 @@ impl ContainerHandle for NamespaceHandle {
             }
         });
         self.wait_for_namespace_end();
-        if let Some(dir) = self.run_dir.take() {
-            remove_run_dir(&dir);
-        }
+        self.stopped = true;
         Ok(outcome?)
     }
 }
@@ -357,12 +310,11 @@ impl ContainerHandle for NamespaceHandle {
 impl Drop for NamespaceHandle {
     fn drop(&mut self) {
         // A container dropped without `wait` is stopped, not leaked.
-        if let Some(dir) = self.run_dir.take() {
+        if !self.stopped {
             let _ = kill(self.pid, Signal::SIGKILL);
             let _ = kill(self.init_pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(self.pid, None);
             self.wait_for_namespace_end();
-            remove_run_dir(&dir);
         }
     }
 }

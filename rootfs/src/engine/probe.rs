@@ -1,20 +1,19 @@
 //! The shared probe: can this process run the namespace engine?
 //!
 //! `auto` and the bootstrap both ask [`namespace_support`]; the answer is found once per process.
-//! The probe runs in a forked child so the caller's own namespaces are never touched, and it
+//! The probe runs in a cloned child so the caller's own namespaces are never touched, and it
 //! walks the same steps the engine takes: `unshare(CLONE_NEWUSER)` (refused with ENOSPC when
 //! `user.max_user_namespaces` is 0, EPERM under seccomp or `unprivileged_userns_clone=0`),
 //! `setgroups` deny, the `uid_map`/`gid_map` writes (refused with EPERM on AWS Lambda, see
 //! aws-lambda-base-images issue 143), the other namespaces and a private mount propagation.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Gid, Uid, fork, pipe2};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Gid, Pid, Uid};
 
 /// Whether the namespace engine can run on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +98,7 @@ fn explain(step: Step, errno: Errno, uid: Uid, gid: Gid) -> String {
     text
 }
 
-/// Run the probe in a forked child and turn its report into a [`NamespaceSupport`].
+/// Run the probe in a cloned child and turn its report into a [`NamespaceSupport`].
 fn probe_in_child() -> NamespaceSupport {
     let support = match run_probe() {
         Ok(support) => support,
@@ -119,73 +118,73 @@ fn probe_in_child() -> NamespaceSupport {
 fn run_probe() -> Result<NamespaceSupport, Errno> {
     let uid = Uid::current();
     let gid = Gid::current();
-    // Everything the child needs is prepared before fork: the caller is multithreaded, so
-    // after fork the child may only make async-signal-safe calls (raw syscalls, no allocation).
+    // Everything the child needs is prepared before the clone: it shares this (multithreaded)
+    // process's memory and may only make raw syscalls on these buffers.
     let uid_map = format!("0 {uid} 1\n");
     let gid_map = format!("0 {gid} 1\n");
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
-    // SAFETY: the child only calls async-signal-safe functions (`probe_steps` makes raw
-    // syscalls on pre-built buffers) and ends with `_exit`, never returning into Rust code
-    // that could touch locks held by other threads at the time of fork.
-    match unsafe { fork() }? {
-        ForkResult::Child => {
-            let code = match probe_steps(uid_map.as_bytes(), gid_map.as_bytes()) {
-                Ok(()) => 0,
-                Err((step, errno)) => {
-                    let mut record = [0u8; 8];
-                    record[..4].copy_from_slice(&(step as u32).to_ne_bytes());
-                    record[4..].copy_from_slice(&(errno as i32).to_ne_bytes());
-                    // SAFETY: write(2) is async-signal-safe; the buffer lives on this stack.
-                    unsafe {
-                        libc::write(write_end.as_raw_fd(), record.as_ptr().cast(), record.len())
-                    };
-                    1
-                }
-            };
-            // SAFETY: _exit(2) is async-signal-safe and skips atexit handlers and destructors
-            // that belong to the parent's threads.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => {
-            drop(write_end);
-            let record = read_record(&read_end);
-            loop {
-                match waitpid(child, None) {
-                    Err(Errno::EINTR) => continue,
-                    Ok(WaitStatus::Exited(_, 0)) => break,
-                    Ok(_) | Err(_) => break,
-                }
-            }
-            Ok(match record {
-                None => NamespaceSupport::Available,
-                Some((step, errno)) => {
-                    NamespaceSupport::Unavailable(explain(step, errno, uid, gid))
-                }
-            })
+    let child = ProbeChild {
+        uid_map: uid_map.as_bytes(),
+        gid_map: gid_map.as_bytes(),
+        failure: AtomicU64::new(0),
+    };
+    let mut stack = vec![0u8; PROBE_STACK];
+    // The stack grows down on every architecture we build for; keep it 16-byte aligned.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    // CLONE_VM | CLONE_VFORK: no copy of this process's page tables (the child only makes a
+    // few syscalls), and this thread sleeps until the child has exited, so `child` and
+    // `stack` outlive it.
+    // SAFETY: `probe_entry` only makes raw syscalls through `probe_steps`, writes its result
+    // into the atomic in `child`, and returns (the libc wrapper then calls exit(2)); `top` is
+    // the aligned end of a live buffer of PROBE_STACK bytes; the parent is suspended meanwhile.
+    let pid = unsafe {
+        libc::clone(
+            probe_entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&child as *const ProbeChild).cast_mut().cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(Errno::last());
+    }
+    while let Err(Errno::EINTR) = waitpid(Pid::from_raw(pid), None) {}
+    drop(stack);
+    let failure = child.failure.load(Ordering::SeqCst);
+    if failure == 0 {
+        return Ok(NamespaceSupport::Available);
+    }
+    let step = Step::from_u32((failure >> 32) as u32).unwrap_or(Step::UnshareUser);
+    let errno = Errno::from_raw((failure & 0xffff_ffff) as i32);
+    Ok(NamespaceSupport::Unavailable(explain(
+        step, errno, uid, gid,
+    )))
+}
+
+/// Stack of the probe's child: a handful of syscall frames.
+const PROBE_STACK: usize = 64 * 1024;
+
+/// What the probe's child reads and writes (shared memory: CLONE_VM).
+struct ProbeChild<'a> {
+    uid_map: &'a [u8],
+    gid_map: &'a [u8],
+    /// `step << 32 | errno` of the first failing step, 0 when every step worked.
+    failure: AtomicU64,
+}
+
+extern "C" fn probe_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ProbeChild` on the suspended parent's stack (see `run_probe`).
+    let child = unsafe { &*(arg as *const ProbeChild) };
+    match probe_steps(child.uid_map, child.gid_map) {
+        Ok(()) => 0,
+        Err((step, errno)) => {
+            let record = (u64::from(step as u32) << 32) | u64::from(errno as i32 as u32);
+            child.failure.store(record, Ordering::SeqCst);
+            1
         }
     }
 }
 
-fn read_record(fd: &OwnedFd) -> Option<(Step, Errno)> {
-    let mut record = [0u8; 8];
-    let mut filled = 0;
-    while filled < record.len() {
-        match nix::unistd::read(fd, &mut record[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    if filled < record.len() {
-        return None;
-    }
-    let step = u32::from_ne_bytes([record[0], record[1], record[2], record[3]]);
-    let errno = i32::from_ne_bytes([record[4], record[5], record[6], record[7]]);
-    Some((Step::from_u32(step)?, Errno::from_raw(errno)))
-}
-
-/// The probe proper, run in the forked child: raw syscalls only.
+/// The probe proper, run in the cloned child: raw syscalls only.
 fn probe_steps(uid_map: &[u8], gid_map: &[u8]) -> Result<(), (Step, Errno)> {
     // SAFETY: unshare(2) with constant flags; it only affects this (child) process.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {

@@ -22,7 +22,8 @@ pub const HELPER_ARG0: &str = "scar-container-init";
 pub struct InitConfig {
     /// The image's root filesystem (never modified).
     pub root: PathBuf,
-    /// The per-run directory: overlay upper/work and the new root's mount point live here.
+    /// The engine's scratch directory: a tmpfs private to the helper's mount namespace is
+    /// mounted over it, holding the new root's mount point and the overlay's upper and work.
     pub run_dir: PathBuf,
     /// The command.
     pub argv: Vec<String>,

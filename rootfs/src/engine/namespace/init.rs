@@ -29,6 +29,8 @@ pub fn run(config: &InitConfig, reporter: &Reporter, status: OwnedFd, monitor: P
     // (getppid() cannot confirm the monitor is still there: it lives outside this PID
     // namespace, so it reads 0; the engine also kills the init directly.)
     let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+    // `ps` inside shows this name for PID 1 rather than `exe`.
+    let _ = prctl::set_name(c"scar-init");
     let _ = monitor;
     if let Err(err) = enter_root(config, reporter) {
         fail(reporter, err);

@@ -125,13 +125,39 @@ fn setup(config: &InitConfig, reporter: &Reporter) -> Result<(Pid, OwnedFd), Set
     write_uid_map(uid)?;
     write_gid_map(gid)?;
     set_hostname(&config.hostname)?;
+    let (pinned, _fds) = pin_sources(config)?;
     let mut notes = Vec::new();
-    let mounted = mounts::prepare_root(&LinuxSyscall, config, &mut notes);
+    let mounted = mounts::prepare_root(&LinuxSyscall, &pinned, &mut notes);
     for message in notes {
         reporter.send(&Report::Note { message });
     }
     mounted?;
-    fork_init(config, reporter)
+    fork_init(&pinned, reporter)
+}
+
+/// Open the image root and the volume sources before a tmpfs covers the scratch directory
+/// (which may hold them, e.g. `scar run` uses /tmp), and name them by `/proc/self/fd/N` from
+/// then on: the mounts reach them whatever gets mounted over their paths.
+fn pin_sources(config: &InitConfig) -> Result<(InitConfig, Vec<OwnedFd>), SetupError> {
+    use std::os::fd::AsRawFd;
+    let mut fds = Vec::new();
+    let mut pin = |path: &std::path::Path| -> Result<std::path::PathBuf, SetupError> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| SetupError::new(format!("opening {}", path.display()), e))?;
+        let pinned = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        fds.push(fd);
+        Ok(pinned)
+    };
+    let mut pinned = config.clone();
+    pinned.root = pin(&config.root)?;
+    for mount in &mut pinned.mounts {
+        mount.host = pin(&mount.host)?;
+    }
+    Ok((pinned, fds))
 }
 
 fn unshare_namespaces() -> Result<(), SetupError> {
