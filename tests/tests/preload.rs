@@ -415,6 +415,7 @@ fn the_musl_image_runs_through_the_musl_loader() {
         out.contains("data=forty-two") && out.contains("exe=/usr/bin/probe"),
         "{out}"
     );
+    assert!(out.contains("argv0=/usr/bin/probe\n"), "{out}");
     assert!(out.contains("write-image=Read-only file system"), "{out}");
     assert!(out.contains("i am the child"), "{out}");
 }
