@@ -579,3 +579,60 @@ fn fifty_invocations_in_one_process_leave_no_files_directories_or_memory_behind(
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
 }
+
+#[test]
+fn under_simulated_lambda_the_preload_engine_runs_the_script_and_the_bootstrap_stays_unreadable() {
+    // No PID namespace here: the container's processes run as the bootstrap's uid (993) and see
+    // it in /proc. Only PR_SET_DUMPABLE=0 keeps its environment (credentials) out of reach.
+    let script = r#"cp "$SCAR_INPUT_FILE" "$SCAR_OUTPUT_DIR/"
+id -u > "$SCAR_OUTPUT_DIR/uid.txt"
+for d in /proc/[0-9]*; do
+  if grep -q bootstrap "$d/cmdline" 2>/dev/null; then echo "${d#/proc/}" >> /tmp/bootstrap-pids; fi
+done
+sort -u /tmp/bootstrap-pids | wc -l > "$SCAR_OUTPUT_DIR/visible.txt"
+for p in $(cat /tmp/bootstrap-pids); do cat /proc/$p/environ 2>/dev/null; head -c 1 /proc/$p/mem 2>/dev/null; done | tr '\0' '\n' | grep -c -e registry-secret-marker -e aws-secret-probe-7f3a > "$SCAR_OUTPUT_DIR/hits.txt"
+exit 0
+"#;
+    let Some(function) = Function::spec()
+        .env("SCAR_SCRIPT", script)
+        .env("SCAR_REGISTRY_USERNAME", "someone")
+        .env("SCAR_REGISTRY_PASSWORD", "registry-secret-marker")
+        .env("AWS_SESSION_TOKEN", "aws-secret-probe-7f3a")
+        .start_simulated()
+    else {
+        return;
+    };
+    function.s3.put_object(BUCKET, "lambda.txt", b"on lambda");
+    let result = function.invoke_s3(&["lambda.txt"]);
+    assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
+    assert_eq!(
+        response_text(&result.body, "engine"),
+        "preload",
+        "{}",
+        result.body
+    );
+    assert_eq!(
+        function
+            .s3
+            .get_object(BUCKET, "output/lambda.txt")
+            .as_deref(),
+        Some(&b"on lambda"[..])
+    );
+    let get = |key: &str| {
+        String::from_utf8(function.s3.get_object(BUCKET, key).unwrap())
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(get("output/uid.txt"), "993");
+    assert_ne!(
+        get("output/visible.txt"),
+        "0",
+        "the bootstrap must be visible in /proc for this test to mean anything"
+    );
+    assert_eq!(
+        get("output/hits.txt"),
+        "0",
+        "the container read the bootstrap's environment"
+    );
+}

@@ -21,7 +21,7 @@ pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Where built test images are cached between runs.
 const IMAGE_CACHE: &str = "/var/tmp/scar-test-images";
 /// Bump when the busybox layout recipe changes.
-const RECIPE: u32 = 1;
+const RECIPE: u32 = 2;
 
 /// Busybox applets linked in the image's `/bin`.
 const APPLETS: &[&str] = &[
@@ -227,6 +227,12 @@ fn build_busybox_layout() -> PathBuf {
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .expect("write oci-layout");
+    // Readable by the simulated Lambda's unprivileged uid (tempdirs are created 0700).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod layout");
+    }
     let work = work.keep();
     // Another test process may have won the race; either copy is complete.
     if std::fs::rename(&work, &dest).is_err() {
@@ -294,6 +300,7 @@ pub struct Function {
     child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    _layer: Option<tempfile::TempDir>,
 }
 
 /// How to start a [`Function`].
@@ -318,6 +325,24 @@ impl FunctionSpec {
 
     /// Start the services and the bootstrap.
     pub fn start(self) -> Function {
+        self.launch(None)
+    }
+
+    /// Start the services on the host and the bootstrap inside the simulated Lambda sandbox
+    /// (uid 993, user namespaces refused, read-only root, tmpfs `/tmp`, the layer at `/opt`);
+    /// `None` (with the reason printed) when the simulation cannot run here.
+    pub fn start_simulated(self) -> Option<Function> {
+        if let Some(why) = scar_e2e::lambda_sim::unavailable() {
+            eprintln!("SKIP simulated Lambda: {why}");
+            return None;
+        }
+        let layer = scar_e2e::lambda_sim::layer_dir();
+        std::fs::copy(bootstrap_bin(), layer.path().join("bootstrap"))
+            .expect("copy bootstrap into the layer");
+        Some(self.launch(Some(layer)))
+    }
+
+    fn launch(self, layer: Option<tempfile::TempDir>) -> Function {
         let s3 = S3Server::start();
         s3.create_bucket(BUCKET);
         let api = RuntimeApi::start();
@@ -329,14 +354,27 @@ impl FunctionSpec {
         let mut env: Vec<(String, String)> = api.function_env(DEFAULT_FUNCTION);
         env.extend(s3.env());
         env.push(("SCAR_IMAGE".into(), busybox_image()));
-        env.push((
-            "SCAR_CACHE_DIR".into(),
-            dir.path().join("cache").display().to_string(),
-        ));
+        if layer.is_none() {
+            // In the simulation the default `/tmp/scar` is the sandbox's own tmpfs.
+            env.push((
+                "SCAR_CACHE_DIR".into(),
+                dir.path().join("cache").display().to_string(),
+            ));
+        }
         env.extend(self.env);
         env.retain(|(name, _)| !self.removed.contains(name));
         let log_file = std::fs::File::create(&log).expect("create the bootstrap log");
-        let child = Command::new(bootstrap_bin())
+        let mut command = match &layer {
+            None => Command::new(bootstrap_bin()),
+            Some(layer) => {
+                // `unshare` and `setpriv` are found on PATH; the bootstrap sees only the
+                // function's variables plus that PATH.
+                env.push(("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()));
+                scar_e2e::lambda_sim::LambdaSim::new(layer.path())
+                    .command("exec /opt/bootstrap", &[])
+            }
+        };
+        let child = command
             .env_clear()
             .envs(env)
             .stdin(Stdio::null())
@@ -350,6 +388,7 @@ impl FunctionSpec {
             child,
             log,
             _dir: dir,
+            _layer: layer,
         }
     }
 }
