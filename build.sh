@@ -30,7 +30,7 @@ triples=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 mkdir -p "$dist"
 # One build at a time (tests may call this script while a person runs it).
 if command -v flock >/dev/null 2>&1; then
-  exec 9>"$dist/.build.lock"
+  exec 9>"$dist/.lock"
   flock 9
 fi
 
@@ -104,6 +104,7 @@ with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
             with open(path, "rb") as f:
                 zf.writestr(info, f.read(), compresslevel=9)
 PY
+  chmod 0644 "$tmp" # mktemp made it 0600
   mv -f "$tmp" "$dest"
 }
 
