@@ -174,6 +174,39 @@ fn a_shell_started_by_libc_system_is_the_image_shell() {
 }
 
 #[test]
+fn without_openat2_the_userspace_resolver_gives_the_same_answers() {
+    // Kernels before 5.6 (or a seccomp filter refusing openat2) take the library's userspace
+    // walk; SCAR_PRELOAD_NO_OPENAT2 forces it here.
+    let root = lambda_sim::dynamic_image();
+    let mut s = spec(
+        &root,
+        &[
+            "/bin/sh",
+            "-c",
+            "awk 'BEGIN { print \"awk ok\" }'; readlink -f /usr/bin/awk; cat /etc/os-release; \
+             probe spawn | grep -E 'data=|realpath=|child-status'; cd /usr/share/scar-test && cat data.txt",
+        ],
+    );
+    s.env.push(("SCAR_PRELOAD_NO_OPENAT2".into(), "1".into()));
+    let ran = run_spec(&s, Some(Duration::from_secs(60)));
+    let out = &ran.stdout;
+    assert_eq!(ran.outcome.code, Some(0), "{out}\n{}", ran.stderr);
+    assert!(
+        out.contains("awk ok") && out.contains("/usr/bin/mawk"),
+        "{out}"
+    );
+    assert!(out.contains("SCAR dynamic test image"), "{out}");
+    assert!(
+        out.contains("realpath=/usr/share/scar-test/data.txt"),
+        "{out}"
+    );
+    assert!(
+        out.contains("child-status=0") && out.matches("forty-two").count() >= 2,
+        "{out}"
+    );
+}
+
+#[test]
 fn absolute_symlinks_in_the_image_resolve_inside_it() {
     let root = lambda_sim::dynamic_image();
     let ran = sh(

@@ -13,6 +13,7 @@
 //! | `SCAR_PRELOAD_FLAVOR` | `gnu` or `musl`: whether the loader accepts `--inhibit-cache` |
 //! | `SCAR_PRELOAD_EXE` | the running program's path in the image (`/proc/self/exe`) |
 //! | `SCAR_PRELOAD_ARGV0` | the `argv[0]` its parent asked for |
+//! | `SCAR_PRELOAD_NO_OPENAT2` | `1`: resolve paths in userspace as on kernels before 5.6 (tests) |
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +55,8 @@ pub struct Config {
     pub argv0: &'static [u8],
     /// `SCAR_PRELOAD_BINDS` as received, handed on to children.
     pub binds_raw: &'static [u8],
+    /// Never use `openat2` (exercises the userspace resolver of old kernels).
+    pub no_openat2: bool,
 }
 
 struct Cell {
@@ -82,6 +85,7 @@ static CELL: Cell = Cell {
         exe: b"",
         argv0: b"",
         binds_raw: b"",
+        no_openat2: false,
     }),
     arena: UnsafeCell::new([0; ARENA]),
 };
@@ -157,6 +161,7 @@ pub unsafe fn init(envp: *const *const u8) {
             b"FLAVOR" => config.musl = value == b"musl",
             b"EXE" => config.exe = keep(value),
             b"ARGV0" => config.argv0 = keep(value),
+            b"NO_OPENAT2" => config.no_openat2 = value == b"1",
             _ => {}
         }
     }

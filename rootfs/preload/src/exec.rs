@@ -405,7 +405,7 @@ pub fn prepare(
     put(core::ptr::null());
     launch.argv = out_argv.cast_const();
 
-    let out_env = a.pointers(envc + 10)?;
+    let out_env = a.pointers(envc + 11)?;
     let mut j = 0;
     for k in 0..envc {
         // SAFETY: k < envc.
@@ -415,7 +415,7 @@ pub fn prepare(
         if s.starts_with(b"SCAR_PRELOAD_") || s.starts_with(b"LD_PRELOAD=") {
             continue;
         }
-        // SAFETY: j < envc + 10.
+        // SAFETY: j < envc + 11.
         unsafe { *out_env.add(j) = e };
         j += 1;
     }
@@ -430,9 +430,11 @@ pub fn prepare(
         (b"SCAR_PRELOAD_ARGV0=", argv0),
         (b"LD_PRELOAD=", cfg.lib),
     ];
-    for (name, value) in ours {
+    let walk: [(&[u8], &[u8]); 1] = [(b"SCAR_PRELOAD_NO_OPENAT2=", b"1")];
+    let extra = if cfg.no_openat2 { &walk[..] } else { &[] };
+    for (name, value) in ours.iter().chain(extra) {
         let s = a.bytes(&[name, value])?;
-        // SAFETY: j < envc + 10.
+        // SAFETY: j < envc + 11.
         unsafe { *out_env.add(j) = s };
         j += 1;
     }

@@ -192,7 +192,7 @@ fn root_fd(refresh: bool) -> Result<i32, Errno> {
 /// Open a normalized absolute container path inside the image with `openat2(RESOLVE_IN_ROOT)`.
 /// `Err(ENOSYS)` means: resolve in userspace instead.
 pub fn image_open(abs: &[u8], flags: i32, mode: u32) -> Result<i32, Errno> {
-    if NO_OPENAT2.load(Ordering::Relaxed) {
+    if NO_OPENAT2.load(Ordering::Relaxed) || config::get().no_openat2 {
         return Err(sys::ENOSYS);
     }
     let mut p = PathBuf::new();

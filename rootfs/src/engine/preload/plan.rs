@@ -314,7 +314,10 @@ fn container_env(
     let mut env: Vec<(String, String)> = spec
         .env
         .iter()
-        .filter(|(k, _)| k != "LD_PRELOAD" && !k.starts_with("SCAR_PRELOAD_"))
+        // The caller's own SCAR_PRELOAD_* would fight ours; NO_OPENAT2 (tests) is a request.
+        .filter(|(k, _)| {
+            k != "LD_PRELOAD" && (!k.starts_with("SCAR_PRELOAD_") || k == "SCAR_PRELOAD_NO_OPENAT2")
+        })
         .cloned()
         .collect();
     let lib = lib.to_string_lossy().into_owned();
