@@ -1,0 +1,179 @@
+//! The variables themselves: one named constant each, and the documentation of the
+//! user-facing ones exactly as the README's configuration table shows it.
+
+/// The image to run (required).
+pub const SCAR_IMAGE: &str = "SCAR_IMAGE";
+/// Script text run with the image's `/bin/sh`.
+pub const SCAR_SCRIPT: &str = "SCAR_SCRIPT";
+/// Script path or `s3://` URL.
+pub const SCAR_SCRIPT_FILE: &str = "SCAR_SCRIPT_FILE";
+/// `s3://bucket/prefix` for outputs.
+pub const SCAR_OUTPUT: &str = "SCAR_OUTPUT";
+/// Seconds kept before the deadline to stop the container and upload.
+pub const SCAR_TIMEOUT_MARGIN: &str = "SCAR_TIMEOUT_MARGIN";
+/// `auto`, `namespace` or `preload`.
+pub const SCAR_ENGINE: &str = "SCAR_ENGINE";
+/// Cache root.
+pub const SCAR_CACHE_DIR: &str = "SCAR_CACHE_DIR";
+/// Cache cap in MiB.
+pub const SCAR_CACHE_MAX_MB: &str = "SCAR_CACHE_MAX_MB";
+/// `if-not-present` or `always`.
+pub const SCAR_PULL_POLICY: &str = "SCAR_PULL_POLICY";
+/// Pull during the init phase.
+pub const SCAR_PREFETCH: &str = "SCAR_PREFETCH";
+/// Registry user name.
+pub const SCAR_REGISTRY_USERNAME: &str = "SCAR_REGISTRY_USERNAME";
+/// Registry password; never reaches the container or a log.
+pub const SCAR_REGISTRY_PASSWORD: &str = "SCAR_REGISTRY_PASSWORD";
+/// Comma list of `host:port` registries reached over plain HTTP.
+pub const SCAR_INSECURE_REGISTRIES: &str = "SCAR_INSECURE_REGISTRIES";
+/// Prefix of variables copied (without the prefix) into the container.
+pub const SCAR_ENV_PREFIX: &str = "SCAR_ENV_";
+/// Hand the function's AWS credentials to the container.
+pub const SCAR_PASS_AWS_CREDENTIALS: &str = "SCAR_PASS_AWS_CREDENTIALS";
+/// Accept `{"script": "<base64>"}` in a direct invocation.
+pub const SCAR_ALLOW_INVOKE_SCRIPT: &str = "SCAR_ALLOW_INVOKE_SCRIPT";
+/// Log filter in `tracing` syntax.
+pub const SCAR_LOG: &str = "SCAR_LOG";
+/// `text` or `json`.
+pub const SCAR_LOG_FORMAT: &str = "SCAR_LOG_FORMAT";
+/// The SDK's S3-specific endpoint override.
+pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
+/// The SDK's endpoint override for every service.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+/// Set by Lambda: `host:port` of the Runtime API (the emulator adds a scheme and a path).
+pub const AWS_LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
+/// Set by Lambda: the function's credentials and region, handed to the container only with
+/// `SCAR_PASS_AWS_CREDENTIALS`.
+pub const AWS_CREDENTIAL_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+];
+
+/// Default of `SCAR_TIMEOUT_MARGIN` in seconds.
+pub const DEFAULT_TIMEOUT_MARGIN_SECS: f64 = 10.0;
+/// Default of `SCAR_CACHE_DIR`.
+pub const DEFAULT_CACHE_DIR: &str = "/tmp/scar";
+/// Default output prefix inside the input bucket when `SCAR_OUTPUT` is unset.
+pub const DEFAULT_OUTPUT_PREFIX: &str = "output/";
+/// Default of `SCAR_LOG`.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// One user-facing variable as the README's configuration table documents it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VariableDoc {
+    /// The variable's name (`SCAR_ENV_<NAME>` for the prefix family).
+    pub name: &'static str,
+    /// What it means.
+    pub meaning: &'static str,
+    /// The default exactly as the README's default column shows it (backticks ignored).
+    pub default: &'static str,
+}
+
+/// Every variable a user sets on the function, in README order.
+pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
+    VariableDoc {
+        name: SCAR_IMAGE,
+        meaning: "image reference: `alpine:3.20`, `ghcr.io/...`, ECR, `...@sha256:...`, `oci:<dir>[:tag]`, `oci-archive:<path or s3://b/k>`, `docker-archive:<path or s3://b/k>`",
+        default: "required",
+    },
+    VariableDoc {
+        name: SCAR_SCRIPT,
+        meaning: "script text, run with the image's `/bin/sh`",
+        default: "—",
+    },
+    VariableDoc {
+        name: SCAR_SCRIPT_FILE,
+        meaning: "script path (e.g. in `/var/task`) or `s3://` URL; without a script the image's Entrypoint and Cmd run",
+        default: "—",
+    },
+    VariableDoc {
+        name: SCAR_OUTPUT,
+        meaning: "`s3://bucket/prefix` for outputs",
+        default: "s3://<input bucket>/output/",
+    },
+    VariableDoc {
+        name: SCAR_TIMEOUT_MARGIN,
+        meaning: "seconds kept before the deadline to stop the container and upload",
+        default: "10",
+    },
+    VariableDoc {
+        name: SCAR_ENGINE,
+        meaning: "`auto`, `namespace`, `preload`",
+        default: "auto",
+    },
+    VariableDoc {
+        name: SCAR_CACHE_DIR,
+        meaning: "cache root",
+        default: "/tmp/scar",
+    },
+    VariableDoc {
+        name: SCAR_CACHE_MAX_MB,
+        meaning: "cap for the cache in MiB",
+        default: "what the filesystem of the cache holds",
+    },
+    VariableDoc {
+        name: SCAR_PULL_POLICY,
+        meaning: "`if-not-present`, `always`",
+        default: "if-not-present",
+    },
+    VariableDoc {
+        name: SCAR_PREFETCH,
+        meaning: "pull during the init phase (`true` or `false`)",
+        default: "true",
+    },
+    VariableDoc {
+        name: SCAR_REGISTRY_USERNAME,
+        meaning: "registry user name (ECR needs none: the function role is used)",
+        default: "anonymous",
+    },
+    VariableDoc {
+        name: SCAR_REGISTRY_PASSWORD,
+        meaning: "registry password or token; never passed to the container",
+        default: "anonymous",
+    },
+    VariableDoc {
+        name: SCAR_INSECURE_REGISTRIES,
+        meaning: "comma list of `host:port` reached over plain HTTP",
+        default: "none",
+    },
+    VariableDoc {
+        name: "SCAR_ENV_<NAME>",
+        meaning: "sets `<NAME>` in the container",
+        default: "—",
+    },
+    VariableDoc {
+        name: SCAR_PASS_AWS_CREDENTIALS,
+        meaning: "hand the function's AWS credentials and region to the container",
+        default: "false",
+    },
+    VariableDoc {
+        name: SCAR_ALLOW_INVOKE_SCRIPT,
+        meaning: "accept `{\"script\": \"<base64>\"}` in a direct invocation",
+        default: "false",
+    },
+    VariableDoc {
+        name: SCAR_LOG,
+        meaning: "log filter (tracing syntax)",
+        default: "info",
+    },
+    VariableDoc {
+        name: SCAR_LOG_FORMAT,
+        meaning: "`text` or `json` (for CloudWatch Logs Insights)",
+        default: "text",
+    },
+    VariableDoc {
+        name: AWS_ENDPOINT_URL_S3,
+        meaning: "standard SDK override for an S3-compatible server; then path-style addressing",
+        default: "—",
+    },
+    VariableDoc {
+        name: AWS_ENDPOINT_URL,
+        meaning: "standard SDK override for every service; then path-style addressing",
+        default: "—",
+    },
+];
