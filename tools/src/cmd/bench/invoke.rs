@@ -271,6 +271,10 @@ async fn measure_size(
             })
             .collect();
         let mut row = Row::from_runs(Section::Invocation, case, label, &samples, None);
+        // The parts that grow with the input go on the scaling plot next to the total.
+        if label.starts_with("phase: stage") || label.starts_with("phase: run") {
+            row.x = Some(size as f64);
+        }
         if label == "supervisor overhead" {
             row.note = "durationMs − stage-in − stage-out (S3 round trips excluded)".into();
         } else if label.starts_with("durationMs") {
