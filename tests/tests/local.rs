@@ -203,8 +203,16 @@ fn an_s3_event_file_with_an_encoded_key_is_served_from_the_data_directory() {
     let event = serde_json::json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
         "eventTime": "2026-11-27T12:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "my-photos", "arn": "arn:aws:s3:::my-photos"},
-               "object": {"key": "input/holiday+pics/%C3%A9t%C3%A9+1.png", "size": 3507}}
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "203.0.113.9"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "example"},
+        "s3": {
+            "s3SchemaVersion": "1.0", "configurationId": "upload",
+            "bucket": {"name": "my-photos", "ownerIdentity": {"principalId": "A3EXAMPLE"},
+                       "arn": "arn:aws:s3:::my-photos"},
+            "object": {"key": "input/holiday+pics/%C3%A9t%C3%A9+1.png", "size": 3507,
+                       "eTag": "d41d8cd98f00b204e9800998ecf8427e", "sequencer": "0A1B2C3D4E5F678901"}
+        }
     }]});
     let event_path = tmp.path().join("event.json");
     std::fs::write(&event_path, event.to_string()).unwrap();
@@ -257,8 +265,16 @@ fn files_dropped_under_input_are_processed_by_watch() {
         data.join("output/first.png"),
         data.join("output/second pic.png"),
     ];
+    // Wait for both results to be reported (the files exist a little earlier: the bootstrap
+    // uploads before it answers).
+    let reported = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains(": done in") || l.contains(": FAILED"))
+            .count()
+    };
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !wanted.iter().all(|p| p.is_file()) && Instant::now() < deadline {
+    while reported(&lines.lock().unwrap()) < 2 && Instant::now() < deadline {
         assert!(
             child.try_wait().unwrap().is_none(),
             "scar local --watch exited early"

@@ -633,9 +633,9 @@ async fn run_watch(
     let (mut done, mut failed) = (0u64, 0u64);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    loop {
+    'watch: loop {
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            _ = &mut ctrl_c => break 'watch,
             () = tokio::time::sleep(POLL) => {}
         }
         for path in watcher.scan() {
@@ -648,11 +648,16 @@ async fn run_watch(
                 }
             };
             let started = std::time::Instant::now();
-            let outcome = session
-                .invoke(payload, |request_id| {
+            // Ctrl-C during an invocation stops the sandbox at once, as closing Lambda would.
+            let outcome = tokio::select! {
+                _ = &mut ctrl_c => {
+                    println!("{key}: interrupted");
+                    break 'watch;
+                }
+                outcome = session.invoke(payload, |request_id| {
                     println!("{key}: started (request {request_id})")
-                })
-                .await?;
+                }) => outcome?,
+            };
             if report(&context, &key, &outcome, started.elapsed()) {
                 done += 1;
             } else {
