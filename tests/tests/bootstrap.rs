@@ -636,3 +636,35 @@ exit 0
         "the container read the bootstrap's environment"
     );
 }
+
+#[test]
+fn json_logs_carry_the_request_id_and_one_line_per_phase() {
+    let function = Function::spec()
+        .env("SCAR_SCRIPT", "echo hello-json")
+        .env("SCAR_LOG_FORMAT", "json")
+        .start();
+    function.s3.put_object(BUCKET, "a.txt", b"x");
+    let result = function.invoke_s3(&["a.txt"]);
+    assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
+    let request_id = response_text(&result.body, "requestId");
+    let log = function.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for phase in ["stage-in", "run", "stage-out"] {
+        let line = lines
+            .iter()
+            .find(|l| l["phase"] == phase)
+            .unwrap_or_else(|| panic!("no {phase} line:\n{log}"));
+        assert_eq!(line["span"]["request_id"], request_id, "{line}");
+        assert!(line["duration_ms"].as_f64().is_some(), "{line}");
+    }
+    let stdout = lines
+        .iter()
+        .find(|l| l["message"] == "hello-json")
+        .expect("container line");
+    assert_eq!(stdout["request_id"], request_id);
+    assert_eq!(stdout["stream"], "stdout");
+}
