@@ -233,10 +233,14 @@ pub async fn prepare_with_progress(
         remember(record.chain_id)?;
         return Ok(hit(record));
     }
-    let need = estimate(&resolved.layers);
+    let mut need = estimate(&resolved.layers);
+    let keep = options.keep_blobs.then(|| cache.clone());
+    if keep.is_some() {
+        need += resolved.layers.iter().filter_map(|l| l.size).sum::<u64>();
+    }
     let room = cache.make_room(need, options.max_cache_bytes, None)?;
     let build = cache.new_tmp()?;
-    let outcome = build_root(&resolved, blobs, &build, room, progress).await;
+    let outcome = build_root(&resolved, blobs, &build, room, progress, keep).await;
     let (bytes_downloaded, bytes_written, size) = match outcome {
         Ok(v) => v,
         Err(err) => {
@@ -295,6 +299,7 @@ async fn build_root(
     build: &std::path::Path,
     budget: u64,
     progress: Option<Progress>,
+    keep: Option<Cache>,
 ) -> Result<(u64, u64, u64), PullError> {
     let root = build.join("root");
     std::fs::create_dir(&root).map_err(|source| CacheError::Io {
@@ -310,10 +315,15 @@ async fn build_root(
         let mut jobs = Vec::new();
         for layer in &resolved.layers {
             let (tx, rx) = tokio::sync::mpsc::channel(download::CHANNEL_CHUNKS);
-            receivers.push(Some(rx));
             if let BlobRef::Digest(d) = layer.blob {
+                // A blob kept by an earlier pull is read from disk instead.
+                if keep.as_ref().is_some_and(|c| c.blob_path(&d).exists()) {
+                    receivers.push(None);
+                    continue;
+                }
                 jobs.push(download::stream_blob(client.clone(), d, layer.size, tx));
             }
+            receivers.push(Some(rx));
         }
         use futures::StreamExt;
         driver = Some(tokio::spawn(
@@ -332,9 +342,12 @@ async fn build_root(
     let image = resolved.reference.clone();
     let counter = downloaded.clone();
     let work = tokio::task::spawn_blocking(move || {
-        apply_all(
-            &root, &layers, &blobs, receivers, budget, &counter, progress, &image,
-        )
+        let sources = Sources {
+            blobs: &blobs,
+            receivers,
+            keep,
+        };
+        apply_all(&root, &layers, sources, budget, &counter, progress, &image)
     });
     let result = work.await.map_err(|e| PullError::Worker(e.to_string()));
     if let Some(d) = driver {
@@ -344,12 +357,63 @@ async fn build_root(
     Ok((downloaded.load(Ordering::Relaxed), written, charged))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where each layer's bytes come from.
+struct Sources<'a> {
+    blobs: &'a Blobs,
+    receivers: Vec<Option<tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>>>,
+    /// The cache, when compressed blobs are kept.
+    keep: Option<Cache>,
+}
+
+impl Sources<'_> {
+    /// A reader over layer `i`, and where a copy of it is being written (to publish once
+    /// verified).
+    fn open(
+        &mut self,
+        i: usize,
+        layer: &Layer,
+    ) -> Result<(Box<dyn std::io::Read + Send>, Option<PathBuf>), PullError> {
+        if let Some(r) = self.blobs.open_local(&layer.blob)? {
+            return Ok((r, None));
+        }
+        let BlobRef::Digest(digest) = layer.blob else {
+            return Err(PullError::Worker(format!("layer {} has no digest", i + 1)));
+        };
+        let io = |op, path: &std::path::Path, source| {
+            PullError::Cache(CacheError::Io {
+                op,
+                path: path.to_owned(),
+                source,
+            })
+        };
+        if let Some(cache) = &self.keep {
+            let kept = cache.blob_path(&digest);
+            if kept.exists() {
+                let file = std::fs::File::open(&kept).map_err(|e| io("open", &kept, e))?;
+                return Ok((Box::new(file), None));
+            }
+        }
+        let rx = self
+            .receivers
+            .get_mut(i)
+            .and_then(Option::take)
+            .ok_or_else(|| PullError::Worker(format!("no stream for layer {}", i + 1)))?;
+        let reader = ChannelReader::new(rx);
+        match &self.keep {
+            Some(cache) => {
+                let tmp = cache.ingest_path(&digest.hex());
+                let file = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
+                Ok((Box::new(pipeline::Tee::new(reader, file)), Some(tmp)))
+            }
+            None => Ok((Box::new(reader), None)),
+        }
+    }
+}
+
 fn apply_all(
     root: &std::path::Path,
     layers: &[Layer],
-    blobs: &Blobs,
-    mut receivers: Vec<Option<tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>>>,
+    mut sources: Sources<'_>,
     budget: u64,
     counter: &Arc<AtomicU64>,
     progress: Option<Progress>,
@@ -370,13 +434,7 @@ fn apply_all(
             image: image.to_owned(),
             source,
         };
-        let input: Box<dyn std::io::Read + Send> = match blobs.open_local(&layer.blob)? {
-            Some(r) => r,
-            None => match receivers.get_mut(i).and_then(Option::take) {
-                Some(rx) => Box::new(ChannelReader::new(rx)),
-                None => return Err(PullError::Worker(format!("no stream for layer {}", i + 1))),
-            },
-        };
+        let (input, copy) = sources.open(i, layer)?;
         let (input, diff_id): (Box<dyn std::io::Read + Send>, _) = match layer.blob {
             BlobRef::Digest(d) => (
                 Box::new(Verified::new(input, d, layer.size, counter.clone())),
@@ -395,7 +453,19 @@ fn apply_all(
         });
         drop(tar);
         let _ = worker.join();
-        let stats = applied.map_err(fail)?;
+        let stats = match applied {
+            Ok(stats) => stats,
+            Err(err) => {
+                if let Some(tmp) = &copy {
+                    let _ = std::fs::remove_file(tmp);
+                }
+                return Err(fail(err));
+            }
+        };
+        // The copy was verified along the way (the digest verdict came before EOF).
+        if let (Some(tmp), Some(cache), BlobRef::Digest(d)) = (&copy, &sources.keep, &layer.blob) {
+            cache.keep_blob(tmp, d)?;
+        }
         written += stats.bytes_written;
         if let Some(p) = &progress {
             p(PullEvent::Downloaded(counter.load(Ordering::Relaxed)));

@@ -562,6 +562,41 @@ impl Pusher {
         assert_eq!(put.status().as_u16(), 201, "PUT blob: {:?}", put.text());
     }
 
+    /// Upload a file as a blob whose digest is already known, streaming it from disk.
+    pub fn blob_file(&self, repo: &str, path: &Path, digest: &str) {
+        let start = self
+            .req(
+                reqwest::Method::POST,
+                &format!("{}/v2/{repo}/blobs/uploads/", self.base),
+            )
+            .send()
+            .expect("start upload");
+        assert_eq!(
+            start.status().as_u16(),
+            202,
+            "start upload: {:?}",
+            start.text()
+        );
+        let location = start.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
+        let url = if location.starts_with("http") {
+            location
+        } else {
+            format!("{}{location}", self.base)
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let file = std::fs::File::open(path).expect("open blob file");
+        let put = self
+            .req(reqwest::Method::PUT, &format!("{url}{sep}digest={digest}"))
+            .header("Content-Type", "application/octet-stream")
+            .body(reqwest::blocking::Body::from(file))
+            .send()
+            .expect("PUT blob");
+        assert_eq!(put.status().as_u16(), 201, "PUT blob: {:?}", put.text());
+    }
+
     /// Put a manifest or index under `reference` (tag or digest).
     pub fn manifest(&self, repo: &str, reference: &str, blob: &Blob) {
         let put = self

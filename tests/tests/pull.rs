@@ -437,3 +437,42 @@ fn scar_pull_extracts_as_an_unprivileged_user_and_scar_cache_lists_and_removes()
     );
     assert_cache_empty(cache.path());
 }
+
+#[test]
+fn kept_blobs_rebuild_an_evicted_image_without_downloading_its_layers_again() {
+    use scar_e2e::fault::{Fault, FaultProxy};
+    let registry = Registry::start();
+    let image = layered_image();
+    Pusher::new(&registry.url(), None).image("team/kept", "v1", &image);
+    // A proxy that injects nothing: it only records which requests reach the registry.
+    let proxy = FaultProxy::start(&registry.host(), Fault::DropAfter { bytes: 0 }, "never", 0);
+    let reference = format!("{}/team/kept:v1", proxy.host());
+    let cache = tempfile::tempdir().expect("tmp");
+    let mut o = PullOptions::new(cache.path());
+    o.insecure_registries = vec![proxy.host()];
+    o.keep_blobs = true;
+    let first = pull(&reference, &o).expect("first pull");
+    for layer in &image.layers {
+        let kept = cache
+            .path()
+            .join("blobs/sha256")
+            .join(&layer.blob.digest()[7..]);
+        assert_eq!(std::fs::read(&kept).expect("kept blob"), layer.blob.bytes);
+    }
+    let store = scar_rootfs::cache::Cache::open(cache.path()).expect("cache");
+    let chain: scar_rootfs::digest::Digest = first.chain_id.parse().expect("digest");
+    store.remove_image(&chain).expect("remove image");
+    assert!(!first.root.exists());
+    let before = proxy.requests().len();
+    let second = pull(&reference, &o).expect("second pull");
+    check_layered_root(&second.root);
+    let layer_requests: Vec<String> = proxy.requests()[before..]
+        .iter()
+        .filter(|r| image.layers.iter().any(|l| r.contains(&l.blob.digest())))
+        .cloned()
+        .collect();
+    assert!(
+        layer_requests.is_empty(),
+        "layers came from the cache: {layer_requests:?}"
+    );
+}

@@ -273,6 +273,20 @@ impl Cache {
         Ok(removed)
     }
 
+    /// Where a kept compressed blob lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Move a verified download into `blobs/sha256/`.
+    pub fn keep_blob(&self, download: &Path, digest: &Digest) -> Result<(), CacheError> {
+        let dest = self.blob_path(digest);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err("mkdir", dir))?;
+        }
+        std::fs::rename(download, &dest).map_err(io_err("rename", download))
+    }
+
     /// A path for a temporary download in `ingest/`.
     pub fn ingest_path(&self, name: &str) -> PathBuf {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);

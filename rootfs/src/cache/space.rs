@@ -38,9 +38,18 @@ impl Cache {
         Ok(out)
     }
 
-    /// Bytes the published images occupy, by their records.
+    /// Bytes the published images (by their records) and kept blobs occupy.
     pub fn usage(&self) -> Result<u64, CacheError> {
-        Ok(self.images()?.iter().map(|i| i.record.size).sum())
+        let images: u64 = self.images()?.iter().map(|i| i.record.size).sum();
+        let blobs: u64 = std::fs::read_dir(self.root.join("blobs/sha256"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        Ok(images + blobs)
     }
 
     /// Room for a new image now: the cap minus what is used, bounded by the file system's free

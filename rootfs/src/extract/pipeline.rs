@@ -14,7 +14,7 @@ use crate::digest::{Digest, Hasher};
 /// Size of the decompressed chunks handed to the extractor.
 const CHUNK: usize = 256 * 1024;
 /// Decompressed chunks buffered between the threads.
-const DEPTH: usize = 8;
+const DEPTH: usize = 4;
 /// Read buffer in front of the decompressor.
 const INPUT_BUF: usize = 256 * 1024;
 
@@ -172,6 +172,27 @@ impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Copies what is read into a file (compressed blobs kept in the cache).
+pub struct Tee<R> {
+    inner: R,
+    copy: std::fs::File,
+}
+
+impl<R> Tee<R> {
+    /// Copy `inner` into `copy` as it is read.
+    pub fn new(inner: R, copy: std::fs::File) -> Self {
+        Self { inner, copy }
+    }
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        io::Write::write_all(&mut self.copy, &buf[..n])?;
         Ok(n)
     }
 }

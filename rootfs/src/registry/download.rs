@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use super::{RegistryClient, error_chain, retry};
 use crate::digest::Digest;
 
-/// Chunks in flight per layer: with hyper's ≤ 64 KiB reads this bounds memory to a few MiB.
-pub const CHANNEL_CHUNKS: usize = 64;
+/// Chunks in flight per layer: hyper hands out reads of up to ~400 KiB, so this bounds a
+/// layer's buffered download to ~6 MiB.
+pub const CHANNEL_CHUNKS: usize = 16;
 
 /// Why a blob stream stopped early.
 #[derive(Debug, thiserror::Error)]
