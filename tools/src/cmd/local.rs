@@ -683,6 +683,69 @@ mod tests {
         assert!(key_of(Path::new("/d"), Path::new("/elsewhere/c.png")).is_err());
     }
 
+    #[tokio::test]
+    async fn the_bootstrap_gets_lambdas_variables_then_the_templates_then_the_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = S3Endpoint::start(dir.path(), &["scar-local".into()])
+            .await
+            .unwrap();
+        let function = Function {
+            dir: PathBuf::from("/fn"),
+            logical_id: "Demo".into(),
+            name: "demo-fn".into(),
+            env: vec![
+                ("SCAR_IMAGE".into(), "oci:image:demo".into()),
+                ("SCAR_OUTPUT".into(), "s3://elsewhere/".into()),
+                ("SCAR_LOG".into(), "debug".into()),
+            ],
+            unresolved: Vec::new(),
+            timeout_s: 60,
+            memory_mb: 1024,
+            ephemeral_mb: 512,
+            handler: "script.sh".into(),
+            runtime: Some("provided.al2023".into()),
+        };
+        let args = FunctionArgs {
+            function: Some(PathBuf::from("/fn")),
+            function_id: None,
+            bootstrap: None,
+            lambda_sim: false,
+            preload_dir: None,
+            tmp_size: None,
+            env: Vec::new(),
+            region: "eu-south-2".into(),
+            bucket: "scar-local".into(),
+            cache_dir: None,
+            timeout: None,
+        };
+        let endpoints = Endpoints {
+            runtime_api: "127.0.0.1:9001".into(),
+            s3: &s3,
+            task_root: Path::new("/fn"),
+            runtime_dir: Path::new("/opt"),
+            cache_dir: Path::new("/cache"),
+            output: "s3://scar-local/output/".into(),
+        };
+        let overrides = vec![("SCAR_LOG".to_owned(), "trace".to_owned())];
+        let env = lambda_environment(&function, &args, &endpoints, &overrides);
+        let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("AWS_LAMBDA_RUNTIME_API"), Some("127.0.0.1:9001"));
+        assert_eq!(get("AWS_LAMBDA_FUNCTION_NAME"), Some("demo-fn"));
+        assert_eq!(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), Some("1024"));
+        assert_eq!(get("AWS_REGION"), Some("eu-south-2"));
+        assert_eq!(get("AWS_ENDPOINT_URL_S3"), Some(s3.url().as_str()));
+        assert_eq!(get("AWS_ACCESS_KEY_ID"), Some(s3.access_key.as_str()));
+        assert_eq!(get("LAMBDA_TASK_ROOT"), Some("/fn"));
+        assert_eq!(get("SCAR_CACHE_DIR"), Some("/cache"));
+        assert_eq!(get("SCAR_IMAGE"), Some("oci:image:demo"));
+        // Outputs always land in the local bucket; --env wins over the template.
+        assert_eq!(get("SCAR_OUTPUT"), Some("s3://scar-local/output/"));
+        assert_eq!(get("SCAR_LOG"), Some("trace"));
+        assert_eq!(env.iter().filter(|(n, _)| n == "SCAR_LOG").count(), 1);
+        // Nothing of this process's own environment leaks in besides the logging choices.
+        assert!(get("HOME").is_none());
+    }
+
     #[test]
     fn set_replaces_an_earlier_value_and_keeps_one_entry() {
         let mut env = vec![("A".to_owned(), "1".to_owned())];
