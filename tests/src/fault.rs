@@ -24,6 +24,12 @@ pub enum Fault {
         /// Response bytes (headers included) let through.
         bytes: usize,
     },
+    /// Answer `307 Temporary Redirect` to `<base><request path>`, as registries do to send
+    /// blob downloads to object storage.
+    Redirect {
+        /// `http://host:port` of the storage.
+        base: &'static str,
+    },
 }
 
 struct Shared {
@@ -134,6 +140,14 @@ fn handle(s: &Shared, mut client: TcpStream) {
         let _ = client.write_all(answer.as_bytes());
         return;
     }
+    if let (true, Fault::Redirect { base }) = (matches, s.fault) {
+        let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+        let answer = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {base}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = client.write_all(answer.as_bytes());
+        return;
+    }
     let Ok(mut upstream) = TcpStream::connect(s.upstream) else {
         return;
     };
@@ -180,4 +194,72 @@ fn handle(s: &Shared, mut client: TcpStream) {
         sent += n;
     }
     let _ = client.shutdown(Shutdown::Both);
+}
+
+/// A stand-in for object storage behind a registry redirect: serves blobs by the last path
+/// segment (`sha256:<hex>`) and records the `Authorization` header of every request.
+pub struct BlobStore {
+    base: &'static str,
+    seen: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl BlobStore {
+    /// Serve `blobs` (digest, bytes).
+    pub fn start(blobs: Vec<(String, Vec<u8>)>) -> BlobStore {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind blob store");
+        let base: &'static str =
+            Box::leak(format!("http://{}", listener.local_addr().expect("addr")).into_boxed_str());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let blobs = Arc::new(blobs);
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let auth = text
+                    .split("\r\n")
+                    .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                    .map(str::to_owned);
+                if let Ok(mut v) = s.lock() {
+                    v.push(auth);
+                }
+                let path = text.split_whitespace().nth(1).unwrap_or("/");
+                let digest = path.rsplit('/').next().unwrap_or("");
+                let answer = match blobs.iter().find(|(d, _)| d == digest) {
+                    Some((_, bytes)) => {
+                        let mut a = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            bytes.len()
+                        )
+                        .into_bytes();
+                        a.extend_from_slice(bytes);
+                        a
+                    }
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = conn.write_all(&answer);
+            }
+        });
+        BlobStore { base, seen }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> &'static str {
+        self.base
+    }
+
+    /// The `Authorization` header of each request served (`None` when absent).
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
 }

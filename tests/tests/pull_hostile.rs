@@ -441,3 +441,49 @@ fn a_registry_behind_a_token_service_is_pulled_with_anonymous_and_user_tokens() 
         "token"
     );
 }
+
+#[test]
+fn blob_redirects_to_storage_are_followed_without_the_registry_credentials() {
+    let registry = Registry::start_with_basic_auth("scar", "s3cret");
+    let image = ImageBuilder::new()
+        .layer(
+            LayerBuilder::new(Compression::Gzip)
+                .file("stored", b"from storage")
+                .finish(),
+        )
+        .build();
+    Pusher::with_basic(&registry.url(), "scar", "s3cret").image("team/redirect", "v1", &image);
+    let blobs = image
+        .blobs()
+        .into_iter()
+        .map(|b| (b.digest(), b.bytes.clone()))
+        .collect();
+    let store = scar_e2e::fault::BlobStore::start(blobs);
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        Fault::Redirect { base: store.base() },
+        "/blobs/",
+        usize::MAX,
+    );
+    let cache = tempfile::tempdir().expect("tmp");
+    let mut o = options(cache.path(), &proxy.host());
+    o.credentials = Some(Credentials {
+        username: "scar".into(),
+        password: "s3cret".into(),
+    });
+    let p = pull(&format!("{}/team/redirect:v1", proxy.host()), &o).expect("pull via redirects");
+    assert_eq!(
+        std::fs::read_to_string(p.root.join("stored")).expect("stored"),
+        "from storage"
+    );
+    let seen = store.authorizations();
+    assert_eq!(
+        seen.len(),
+        2,
+        "config and layer came from storage: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(Option::is_none),
+        "credentials leaked to storage: {seen:?}"
+    );
+}
