@@ -4,8 +4,9 @@
 //! table; asserts only that every contender ran.
 //!
 //! Run: `cargo test -p scar-e2e --test engine_bench -- --nocapture` (`SCAR_BENCH_QUICK=1` for
-//! 10 rounds instead of 40). The `scar` measured is the static release build in `dist/` when
-//! `./build.sh` made one, else the debug build (its 400 MB binary makes each exec slower).
+//! 10 rounds instead of 40). The `scar` measured is `$SCAR_BENCH_SCAR` when set, else the
+//! static release build in `dist/` when `./build.sh` made one, else the debug build (its
+//! 400 MB binary makes each exec slower).
 //!
 //! Bounds of issue 4: the namespace engine ≤ 0.6 × bwrap and ≤ 1.5 × unshare + chroot.
 
@@ -19,6 +20,9 @@ use scar_rootfs::engine::{Engine, RunSpec, Stdio as EngineStdio};
 
 /// The `scar` to measure: the release build when there is one.
 fn scar() -> (PathBuf, &'static str) {
+    if let Some(path) = std::env::var_os("SCAR_BENCH_SCAR") {
+        return (PathBuf::from(path), "SCAR_BENCH_SCAR");
+    }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("repo root");

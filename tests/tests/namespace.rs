@@ -605,3 +605,84 @@ fn an_oci_image_runs_with_its_entrypoint_cmd_and_env() {
         );
     }
 }
+
+#[test]
+fn the_engine_api_pipes_output_and_stops_the_tree_at_a_deadline() {
+    use scar_rootfs::engine::namespace::NamespaceEngine;
+    use scar_rootfs::engine::{Engine, RunSpec, Stdio as EngineStdio};
+    use std::io::Read;
+    let roots = roots(Who::Root);
+    let engine = NamespaceEngine::with_helper(scar());
+    let spec = |script: &str| RunSpec {
+        root: roots.busybox.clone(),
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec![("PATH".into(), "/bin:/usr/bin:/sbin:/usr/sbin".into())],
+        workdir: "/".into(),
+        user: Some("nobody".into()),
+        mounts: Vec::new(),
+        scratch: roots.host.join("scratch"),
+        stdin: EngineStdio::Null,
+        stdout: EngineStdio::Piped,
+        stderr: EngineStdio::Piped,
+    };
+    let mut container = engine
+        .spawn(&spec("echo out; echo err >&2; id -u"))
+        .unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    container
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    container
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let outcome = container.wait(None, Duration::from_secs(1)).unwrap();
+    // `nobody` is not mapped: the command runs as container root (and the engine logs why).
+    assert_eq!(
+        (out.as_str(), err.as_str(), outcome.exit_code()),
+        ("out\n0\n", "err\n", 0)
+    );
+
+    let seconds = format!("{}", 200_000 + std::process::id());
+    let mut container = engine
+        .spawn(&spec(&format!(
+            "trap '' TERM; sleep {seconds} & sleep {seconds}"
+        )))
+        .unwrap();
+    let started = Instant::now();
+    let outcome = container
+        .wait(
+            Some(Instant::now() + Duration::from_millis(500)),
+            Duration::from_millis(500),
+        )
+        .unwrap();
+    assert!(outcome.timed_out, "{outcome:?}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{outcome:?}");
+    assert!(
+        host_sleeps(&seconds).is_empty(),
+        "processes left on the host"
+    );
+
+    // A container dropped without `wait` is stopped and reaped, not leaked.
+    drop(engine.spawn(&spec(&format!("sleep {seconds}"))).unwrap());
+    assert!(
+        host_sleeps(&seconds).is_empty(),
+        "a dropped container left processes"
+    );
+    let mut missing = spec("x");
+    missing.argv = vec!["/no/such/program".into()];
+    let err = engine
+        .spawn(&missing)
+        .err()
+        .expect("a missing program is an error");
+    assert!(
+        err.to_string()
+            .contains("/no/such/program does not exist in the image"),
+        "{err}"
+    );
+}
