@@ -121,7 +121,7 @@ fn scar_binary() -> PathBuf {
 }
 
 /// Run under `/usr/bin/time -v`: (wall time, peak RSS in MiB, output).
-fn timed(mut command: Command, what: &str) -> (Duration, f64, String) {
+fn timed(command: Command, what: &str) -> (Duration, f64, String) {
     let program = command.get_program().to_owned();
     let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
     let envs: Vec<_> = command
