@@ -19,6 +19,7 @@ pub mod runtime_api;
 pub mod s3;
 pub mod service;
 pub mod token;
+pub mod workspace;
 pub mod zip_listing;
 
 pub use registry::Registry;

@@ -30,24 +30,8 @@ fn scar() -> (PathBuf, &'static str) {
     if release.is_file() {
         return (release, "release (dist/)");
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "scar-tools", "--bin", "scar"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("run cargo build -p scar-tools");
-    assert!(
-        status.success(),
-        "cargo build -p scar-tools failed: {status}"
-    );
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
     (
-        dir.join("scar"),
+        scar_e2e::workspace::binary("scar-tools", "scar"),
         "debug (no dist/: run ./build.sh for the release figures)",
     )
 }

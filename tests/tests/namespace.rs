@@ -20,27 +20,7 @@ const NOBODY: u32 = 65534;
 /// `scar` of this workspace, built once per test process.
 fn scar() -> &'static Path {
     static SCAR: OnceLock<PathBuf> = OnceLock::new();
-    SCAR.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "scar-tools", "--bin", "scar"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("run cargo build -p scar-tools");
-        assert!(
-            status.success(),
-            "cargo build -p scar-tools failed: {status}"
-        );
-        // This test binary is target/<profile>/deps/<name>; scar is in target/<profile>/.
-        let exe = std::env::current_exe().expect("current_exe");
-        let scar = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .join("scar");
-        reachable_by_nobody(&scar)
-    })
+    SCAR.get_or_init(|| reachable_by_nobody(&scar_e2e::workspace::binary("scar-tools", "scar")))
 }
 
 fn is_root() -> bool {

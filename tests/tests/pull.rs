@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -350,21 +350,7 @@ fn oci_layouts_oci_archives_and_docker_archives_are_sources_too() {
 /// `scar` of this workspace, built once per test process.
 fn scar() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "scar-tools", "--bin", "scar"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("cargo build -p scar-tools");
-        assert!(status.success(), "cargo build of scar failed: {status}");
-        let exe = std::env::current_exe().expect("current_exe");
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .join("scar")
-    })
+    BIN.get_or_init(|| scar_e2e::workspace::binary("scar-tools", "scar"))
 }
 
 #[test]
