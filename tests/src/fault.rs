@@ -1,15 +1,18 @@
-//! A TCP proxy in front of the real registry that injects one kind of fault into the first
-//! matching requests: a `429 Too Many Requests` answer, or a connection cut in the middle of the
-//! response. Every other byte comes from the registry itself.
+//! A TCP proxy in front of a real service (the registry, the Runtime API emulator) that injects
+//! one kind of fault into the first matching requests: a `429 Too Many Requests` answer, a
+//! connection cut in the middle of the response, a redirect, or a stall before forwarding. Every
+//! other byte comes from the service itself, and every request line is recorded with the time
+//! it arrived, so a test can also use the proxy as a tap.
 //!
 //! Each forwarded request is rewritten to `Connection: close`, so one connection carries one
-//! request and the proxy sees every request line.
+//! request and the proxy sees every request line. A request body is forwarded by its
+//! `Content-Length` (chunked request bodies are not supported).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// What to do to a matching request.
 #[derive(Clone, Copy, Debug)]
@@ -30,15 +33,33 @@ pub enum Fault {
         /// `http://host:port` of the storage.
         base: &'static str,
     },
+    /// Hold the request this long, then forward it as if nothing happened: a registry that
+    /// stalls (a slow storage backend, a congested link).
+    Stall {
+        /// How long the request is held before it reaches the upstream.
+        secs: u64,
+    },
+}
+
+/// A request the proxy saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// When its head had arrived.
+    pub at: Instant,
+    /// The request line (with its `Range` header, when any).
+    pub line: String,
+    /// Whether the fault was injected into it.
+    pub faulted: bool,
 }
 
 struct Shared {
-    upstream: SocketAddr,
+    /// Set at start, or later by [`FaultProxy::set_upstream`]; requests wait for it.
+    upstream: OnceLock<SocketAddr>,
     fault: Fault,
     pattern: String,
     remaining: AtomicUsize,
     injected: AtomicUsize,
-    requests: Mutex<Vec<String>>,
+    requests: Mutex<Vec<Seen>>,
     stop: AtomicBool,
 }
 
@@ -52,10 +73,18 @@ impl FaultProxy {
     /// Proxy to `upstream` (`host:port`), injecting `fault` into the first `times` requests
     /// whose request line contains `pattern`.
     pub fn start(upstream: &str, fault: Fault, pattern: &str, times: usize) -> FaultProxy {
+        let proxy = Self::start_deferred(fault, pattern, times);
+        proxy.set_upstream(upstream);
+        proxy
+    }
+
+    /// Like [`FaultProxy::start`] for an upstream whose address is known only after the proxy's
+    /// has been handed out: requests wait up to a minute for [`FaultProxy::set_upstream`].
+    pub fn start_deferred(fault: Fault, pattern: &str, times: usize) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fault proxy");
         let addr = listener.local_addr().expect("proxy address");
         let shared = Arc::new(Shared {
-            upstream: upstream.parse().expect("upstream host:port"),
+            upstream: OnceLock::new(),
             fault,
             pattern: pattern.to_owned(),
             remaining: AtomicUsize::new(times),
@@ -77,6 +106,20 @@ impl FaultProxy {
         FaultProxy { addr, shared }
     }
 
+    /// A proxy that only records requests on their way to the upstream set later.
+    pub fn tap_deferred() -> FaultProxy {
+        // An empty budget: the fault never fires.
+        Self::start_deferred(Fault::Stall { secs: 0 }, "", 0)
+    }
+
+    /// Where requests go (`host:port`); only the first call counts.
+    pub fn set_upstream(&self, upstream: &str) {
+        let addr = upstream
+            .parse()
+            .unwrap_or_else(|err| panic!("upstream {upstream:?} is not host:port: {err}"));
+        let _ = self.shared.upstream.set(addr);
+    }
+
     /// `127.0.0.1:PORT` of the proxy.
     pub fn host(&self) -> String {
         self.addr.to_string()
@@ -89,6 +132,11 @@ impl FaultProxy {
 
     /// Request lines seen (with their `Range` header, when any), in order.
     pub fn requests(&self) -> Vec<String> {
+        self.seen().into_iter().map(|s| s.line).collect()
+    }
+
+    /// Requests seen with their arrival times, in order.
+    pub fn seen(&self) -> Vec<Seen> {
         self.shared
             .requests
             .lock()
@@ -115,6 +163,7 @@ fn handle(s: &Shared, mut client: TcpStream) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
+    let arrived = Instant::now();
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
     let request_line = lines.next().unwrap_or_default().to_owned();
@@ -123,15 +172,22 @@ fn handle(s: &Shared, mut client: TcpStream) {
         .find(|l| l.to_ascii_lowercase().starts_with("range:"))
         .map(|l| format!(" [{}]", l.trim()))
         .unwrap_or_default();
-    if let Ok(mut r) = s.requests.lock() {
-        r.push(format!("{request_line}{range}"));
-    }
     let matches = request_line.contains(&s.pattern)
         && s.remaining
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
+    if let Ok(mut r) = s.requests.lock() {
+        r.push(Seen {
+            at: arrived,
+            line: format!("{request_line}{range}"),
+            faulted: matches,
+        });
+    }
     if matches {
         s.injected.fetch_add(1, Ordering::Relaxed);
+    }
+    if let (true, Fault::Stall { secs }) = (matches, s.fault) {
+        std::thread::sleep(Duration::from_secs(secs));
     }
     if let (true, Fault::TooManyRequests { retry_after_secs }) = (matches, s.fault) {
         let answer = format!(
@@ -148,7 +204,10 @@ fn handle(s: &Shared, mut client: TcpStream) {
         let _ = client.write_all(answer.as_bytes());
         return;
     }
-    let Ok(mut upstream) = TcpStream::connect(s.upstream) else {
+    let Some(upstream_addr) = wait_upstream(s) else {
+        return;
+    };
+    let Ok(mut upstream) = TcpStream::connect(upstream_addr) else {
         return;
     };
     let mut rewritten = String::new();
@@ -163,10 +222,30 @@ fn handle(s: &Shared, mut client: TcpStream) {
     if upstream.write_all(rewritten.as_bytes()).is_err() {
         return;
     }
-    // Anything after the head (a request body) follows as is.
+    // Anything after the head (a request body) follows as is, up to its Content-Length.
     let body_start = end + 4;
     if head.len() > body_start && upstream.write_all(&head[body_start..]).is_err() {
         return;
+    }
+    let content_length = text[..end]
+        .split("\r\n")
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body_left = content_length.saturating_sub(head.len().saturating_sub(body_start));
+    while body_left > 0 {
+        let want = body_left.min(buf.len());
+        let n = match client.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if upstream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+        body_left -= n;
     }
     let limit = match (matches, s.fault) {
         (true, Fault::DropAfter { bytes }) => Some(bytes),
@@ -194,6 +273,20 @@ fn handle(s: &Shared, mut client: TcpStream) {
         sent += n;
     }
     let _ = client.shutdown(Shutdown::Both);
+}
+
+/// The upstream address, waiting up to a minute for a deferred one.
+fn wait_upstream(s: &Shared) -> Option<SocketAddr> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(addr) = s.upstream.get() {
+            return Some(*addr);
+        }
+        if Instant::now() > until || s.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A stand-in for object storage behind a registry redirect: serves blobs by the last path

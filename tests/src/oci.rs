@@ -648,3 +648,39 @@ pub fn stored_blob_path(storage: &Path, digest: &str) -> std::path::PathBuf {
         &hex[..2]
     ))
 }
+
+/// Applets a [`busybox_image`] links in `/bin`: what the tests' scripts call.
+pub const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "cat", "cp", "echo", "tr", "ls", "mkdir", "sleep", "basename", "wc", "head", "true",
+];
+
+/// A runnable image: Debian's static busybox (`busybox-static`) at `/bin/busybox` with
+/// [`BUSYBOX_APPLETS`] linked in `/bin` (a gzip layer), then `files` (path, contents) in a
+/// second, zstd layer; `PATH=/bin`, `Cmd` `/bin/sh`.
+pub fn busybox_image(files: &[(&str, &[u8])]) -> Image {
+    let busybox = std::fs::read(crate::images::BUSYBOX).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err}: apt-get install busybox-static",
+            crate::images::BUSYBOX
+        )
+    });
+    let mut base = LayerBuilder::new(Compression::Gzip)
+        .dir("bin")
+        .dir("etc")
+        .raw("tmp", tar::EntryType::Directory, 0o1777, "", b"")
+        .file_mode("bin/busybox", 0o755, &busybox)
+        .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n");
+    for applet in BUSYBOX_APPLETS {
+        base = base.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    let mut top = LayerBuilder::new(Compression::Zstd);
+    for (path, data) in files {
+        top = top.file(path, data);
+    }
+    ImageBuilder::new()
+        .layer(base.finish())
+        .layer(top.finish())
+        .config("Env", serde_json::json!(["PATH=/bin"]))
+        .config("Cmd", serde_json::json!(["/bin/sh"]))
+        .build()
+}
