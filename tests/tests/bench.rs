@@ -6,49 +6,12 @@
 //! Run: `cargo test -p scar-e2e --test bench` (needs docker-registry, skopeo, busybox-static;
 //! the peers umoci, udocker, proot, bwrap and GNU time are measured when installed).
 
-use std::path::PathBuf;
 use std::process::Command;
-
-/// `target/<profile>/` of this workspace (this test binary is `target/<profile>/deps/<name>`).
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .expect("current_exe")
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>")
-        .to_path_buf()
-}
-
-/// Build `scar` and `bootstrap` the way the test profile builds them.
-fn build_binaries() -> (PathBuf, PathBuf) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut command = Command::new(cargo);
-    command.args([
-        "build",
-        "-p",
-        "scar-tools",
-        "--bin",
-        "scar",
-        "-p",
-        "scar-bootstrap",
-        "--bin",
-        "bootstrap",
-    ]);
-    if target_dir().file_name().is_some_and(|n| n == "release") {
-        command.arg("--release");
-    }
-    let status = command.status().expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build of scar and bootstrap failed: {status}"
-    );
-    let dir = target_dir();
-    (dir.join("scar"), dir.join("bootstrap"))
-}
 
 #[test]
 fn quick_bench_prints_one_table_and_writes_the_report_and_plots() {
-    let (scar, bootstrap) = build_binaries();
+    let [scar, bootstrap] =
+        scar_e2e::workspace::binaries([("scar-tools", "scar"), ("scar-bootstrap", "bootstrap")]);
     let out = tempfile::Builder::new()
         .prefix("scar-bench-test-")
         .tempdir()

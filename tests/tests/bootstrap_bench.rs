@@ -17,7 +17,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bootstrap_support::{BUCKET, Function, bootstrap_bin, s3_event, s3_record, write_big_file};
+use bootstrap_support::{BUCKET, COPY_BIG_SCRIPT, COPY_SCRIPT, Function, bootstrap_bin};
 
 fn quick() -> bool {
     std::env::var("SCAR_BENCH_QUICK").is_ok_and(|v| v == "1")
@@ -63,12 +63,7 @@ fn host_cp_ms(dir: &std::path::Path) -> f64 {
 #[test]
 fn bench_supervisor_overhead_per_warm_invocation() {
     let rounds = if quick() { 10 } else { 40 };
-    let function = Function::spec()
-        .env(
-            "SCAR_SCRIPT",
-            "cp \"$SCAR_INPUT_FILE\" \"$SCAR_OUTPUT_DIR/\"",
-        )
-        .start();
+    let function = Function::spec().env("SCAR_SCRIPT", COPY_SCRIPT).start();
     function.s3.put_object(BUCKET, "one-kib.bin", &[b'x'; 1024]);
     for _ in 0..3 {
         let warm = function.invoke_s3(&["one-kib.bin"]);
@@ -124,26 +119,12 @@ fn bench_supervisor_overhead_per_warm_invocation() {
 #[test]
 fn bench_peak_rss_while_streaming_a_large_input_and_output() {
     let mib = if quick() { 32 } else { 200 };
-    let function = Function::spec()
-        .env(
-            "SCAR_SCRIPT",
-            "cp \"$SCAR_INPUT_FILE\" \"$SCAR_OUTPUT_DIR/copy.bin\"",
-        )
-        .start();
+    let function = Function::spec().env("SCAR_SCRIPT", COPY_BIG_SCRIPT).start();
     function.s3.put_object(BUCKET, "small.bin", &[b'x'; 1024]);
     let small = function.invoke_s3(&["small.bin"]);
     assert_eq!(small.status, 200, "{}\n{}", small.body, function.log());
     let baseline = function.status_kib("VmHWM");
-    let source = tempfile::NamedTempFile::new().unwrap();
-    write_big_file(source.path(), mib);
-    function.s3.put_file(BUCKET, "big.bin", source.path());
-    let result = function.invoke(&s3_event(vec![s3_record(BUCKET, "big.bin", mib << 20)]));
-    assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
-    let stored = function.s3.root().join(BUCKET).join("output/copy.bin");
-    assert_eq!(
-        std::fs::metadata(&stored).unwrap().len(),
-        (mib as u64) << 20
-    );
+    let (result, _source, _stored) = function.stream_big_file(mib);
     let peak = function.status_kib("VmHWM");
     let body = &result.body;
     println!("\n== peak RSS of bootstrap, {mib} MiB in and {mib} MiB out ==");

@@ -16,25 +16,11 @@ use scar_e2e::lambda_sim;
 fn binaries() -> &'static (PathBuf, PathBuf) {
     static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINS.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "scar-tools", "-p", "scar-bootstrap"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("run cargo build -p scar-tools -p scar-bootstrap");
-        assert!(
-            status.success(),
-            "cargo build of scar and bootstrap failed: {status}"
-        );
-        // This test binary is target/<profile>/deps/<name>; the binaries are in target/<profile>/.
-        let exe = std::env::current_exe().expect("current_exe");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .to_path_buf();
-        (dir.join("scar"), dir.join("bootstrap"))
+        let [scar, bootstrap] = scar_e2e::workspace::binaries([
+            ("scar-tools", "scar"),
+            ("scar-bootstrap", "bootstrap"),
+        ]);
+        (scar, bootstrap)
     })
 }
 
@@ -167,14 +153,24 @@ fn sample() -> PathBuf {
     repo().join("examples/demo/sample.png")
 }
 
+/// `scar local invoke` with `args` on the demo's sample picture, the data directory
+/// `<root>/data` and the cache `<root>/cache`.
+fn invoke_sample(root: &Path, function: &Path, args: &[&str]) -> Command {
+    let mut command = scar_local(&[&["invoke"], args].concat(), function, &root.join("cache"));
+    command
+        .arg("--input")
+        .arg(sample())
+        .arg("--dir")
+        .arg(root.join("data"));
+    command
+}
+
 #[test]
 fn the_demo_picture_becomes_grayscale_through_scar_local_invoke() {
     let tmp = tempfile::tempdir().unwrap();
     let function = function_dir(tmp.path(), None);
     let data = tmp.path().join("data");
-    let mut command = scar_local(&["invoke"], &function, &tmp.path().join("cache"));
-    command.arg("--input").arg(sample()).arg("--dir").arg(&data);
-    let output = run(command);
+    let output = run(invoke_sample(tmp.path(), &function, &[]));
     assert!(output.status.success(), "scar local invoke failed");
 
     let document = response(&output);
@@ -332,13 +328,7 @@ fn a_failing_script_is_reported_with_its_error_type_and_stderr() {
     let tmp = tempfile::tempdir().unwrap();
     let template = inline_template("echo 'no luck with this file' >&2; exit 3", "");
     let function = function_dir(tmp.path(), Some(&template));
-    let mut command = scar_local(&["invoke"], &function, &tmp.path().join("cache"));
-    command
-        .arg("--input")
-        .arg(sample())
-        .arg("--dir")
-        .arg(tmp.path().join("data"));
-    let output = run(command);
+    let output = run(invoke_sample(tmp.path(), &function, &[]));
     assert!(
         !output.status.success(),
         "a failing script was reported as a success"
@@ -357,13 +347,7 @@ fn a_function_without_an_image_fails_at_init_naming_the_variable() {
     let template =
         inline_template("true", "").replace("          SCAR_IMAGE: oci:image:demo\n", "");
     let function = function_dir(tmp.path(), Some(&template));
-    let mut command = scar_local(&["invoke"], &function, &tmp.path().join("cache"));
-    command
-        .arg("--input")
-        .arg(sample())
-        .arg("--dir")
-        .arg(tmp.path().join("data"));
-    let output = run(command);
+    let output = run(invoke_sample(tmp.path(), &function, &[]));
     assert!(!output.status.success());
     let document = response(&output);
     assert_eq!(document["errorType"], "Scar.ConfigError");
@@ -386,19 +370,16 @@ fn the_templates_environment_reaches_the_script_with_parameters_resolved() {
     );
     let function = function_dir(tmp.path(), Some(&template));
     let data = tmp.path().join("data");
-    let mut command = scar_local(&["invoke"], &function, &tmp.path().join("cache"));
-    command
-        .args([
+    let output = run(invoke_sample(
+        tmp.path(),
+        &function,
+        &[
             "--region",
             "eu-west-3",
             "--env",
             "SCAR_ENV_OVERRIDDEN=command-line",
-        ])
-        .arg("--input")
-        .arg(sample())
-        .arg("--dir")
-        .arg(&data);
-    let output = run(command);
+        ],
+    ));
     assert!(output.status.success(), "scar local invoke failed");
     let written = std::fs::read_to_string(data.join("output/env.txt")).unwrap();
     assert_eq!(written.trim(), "hello from-eu-west-3 command-line");
@@ -412,13 +393,7 @@ fn the_templates_environment_reaches_the_script_with_parameters_resolved() {
 #[test]
 fn a_function_directory_without_a_template_is_refused_clearly() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut command = scar_local(&["invoke"], tmp.path(), &tmp.path().join("cache"));
-    command
-        .arg("--input")
-        .arg(sample())
-        .arg("--dir")
-        .arg(tmp.path().join("data"));
-    let output = run(command);
+    let output = run(invoke_sample(tmp.path(), tmp.path(), &[]));
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -458,13 +433,12 @@ fn lambda_sim_runs_the_script_as_a_non_root_user_through_the_preload_engine() {
     let function = tmp.path().join("function");
     std::fs::write(function.join("template.yaml"), template).unwrap();
     let data = tmp.path().join("data");
-    let mut command = scar_local(
-        &["invoke", "--lambda-sim", "--tmp-size", "256"],
+    let mut command = invoke_sample(
+        tmp.path(),
         &function,
-        &tmp.path().join("cache"),
+        &["--lambda-sim", "--tmp-size", "256"],
     );
     command.arg("--preload-dir").arg(lambda_sim::preload_libs());
-    command.arg("--input").arg(sample()).arg("--dir").arg(&data);
     let output = run(command);
     assert!(
         output.status.success(),

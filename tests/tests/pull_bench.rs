@@ -99,27 +99,6 @@ fn make_layer(dir: &Path, index: usize, bytes: u64, noise: &mut Noise) -> (PathB
     (dir.join(format!("layer{index}.tar.gz")), diff_id)
 }
 
-/// `scar` of the same profile as this test.
-fn scar_binary() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut c = Command::new(cargo);
-    c.args(["build", "-p", "scar-tools", "--bin", "scar"]);
-    if !cfg!(debug_assertions) {
-        c.arg("--release");
-    }
-    let status = c
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "cargo build of scar failed");
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .join("scar")
-}
-
 /// Run under `/usr/bin/time -v`: (wall time, peak RSS in MiB, output).
 fn timed(command: Command, what: &str) -> (Duration, f64, String) {
     let program = command.get_program().to_owned();
@@ -215,7 +194,7 @@ fn cold_pull_warm_resolution_and_peak_rss_against_skopeo_umoci_and_gzip() {
     let reference = format!("{}/bench/image:v1", registry.host());
 
     // scar pull, cold.
-    let scar = scar_binary();
+    let scar = scar_e2e::workspace::binary("scar-tools", "scar");
     let cache = work.path().join("cache");
     let mut c = Command::new(&scar);
     c.args(["pull", &reference, "--cache"])

@@ -1,4 +1,4 @@
-//! Shared by `bootstrap.rs` and `bootstrap_bench.rs`: the real `bootstrap` binary started as a
+//! Shared by the `bootstrap*.rs` tests and benchmarks: the real `bootstrap` binary started as a
 //! Lambda function against the harness's Runtime API emulator and S3 server, and a busybox
 //! image as an OCI layout.
 
@@ -18,6 +18,10 @@ use sha2::{Digest, Sha256};
 pub const BUCKET: &str = "scar-in";
 /// Generous: two shared cores, and the first invocation may pull.
 pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(180);
+/// The script most tests run: copy the input into the output directory.
+pub const COPY_SCRIPT: &str = "cp \"$SCAR_INPUT_FILE\" \"$SCAR_OUTPUT_DIR/\"";
+/// The script of [`Function::stream_big_file`]: copy the input to `output/copy.bin`.
+pub const COPY_BIG_SCRIPT: &str = "cp \"$SCAR_INPUT_FILE\" \"$SCAR_OUTPUT_DIR/copy.bin\"";
 /// Where built test images are cached between runs.
 const IMAGE_CACHE: &str = "/var/tmp/scar-test-images";
 /// Bump when the busybox layout recipe changes.
@@ -85,26 +89,7 @@ pub fn bootstrap_bin() -> PathBuf {
         if let Some(bin) = std::env::var_os("SCAR_E2E_BOOTSTRAP") {
             return PathBuf::from(bin);
         }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "scar-bootstrap", "--bin", "bootstrap"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("run cargo build -p scar-bootstrap");
-        assert!(
-            status.success(),
-            "cargo build -p scar-bootstrap failed: {status}"
-        );
-        // This test binary is target/<profile>/deps/<name>; the bootstrap is target/<profile>/.
-        let exe = std::env::current_exe().expect("current_exe");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .join("bootstrap");
-        assert!(bin.is_file(), "no bootstrap at {}", bin.display());
-        bin
+        scar_e2e::workspace::binary("scar-bootstrap", "bootstrap")
     })
     .clone()
 }
@@ -291,6 +276,23 @@ pub fn s3_event(records: Vec<serde_json::Value>) -> serde_json::Value {
     serde_json::json!({ "Records": records })
 }
 
+/// A string field of a response document; panics naming the field when it is missing.
+pub fn response_text<'a>(body: &'a serde_json::Value, field: &str) -> &'a str {
+    body.get(field)
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+}
+
+/// The `outputs` URLs of a response document.
+pub fn outputs(body: &serde_json::Value) -> Vec<String> {
+    body["outputs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no outputs in {body}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// A bootstrap process serving the emulator's function, with its S3 server.
 pub struct Function {
     /// The S3-compatible server (bucket [`BUCKET`] exists).
@@ -410,6 +412,37 @@ impl Function {
     pub fn invoke_s3(&self, keys: &[&str]) -> Invocation {
         let records = keys.iter().map(|key| s3_record(BUCKET, key, 0)).collect();
         self.invoke(&s3_event(records))
+    }
+
+    /// Assert `result` failed with `error_type` (the panic shows the response and the log) and
+    /// return its error message.
+    pub fn expect_error(&self, result: &Invocation, error_type: &str) -> String {
+        assert_eq!(
+            result.error_type.as_deref(),
+            Some(error_type),
+            "{}\n{}",
+            result.body,
+            self.log()
+        );
+        result.error_message().unwrap_or_default().to_owned()
+    }
+
+    /// Stream `mib` MiB through a function running [`COPY_BIG_SCRIPT`]: put a file of
+    /// non-repeating bytes as `big.bin`, invoke with its S3 event, and check the invocation
+    /// succeeded and `output/copy.bin` has the input's size. Returns the invocation, the input
+    /// file and the stored output's path.
+    pub fn stream_big_file(&self, mib: usize) -> (Invocation, tempfile::NamedTempFile, PathBuf) {
+        let source = tempfile::NamedTempFile::new().expect("tempfile");
+        write_big_file(source.path(), mib);
+        self.s3.put_file(BUCKET, "big.bin", source.path());
+        let result = self.invoke(&s3_event(vec![s3_record(BUCKET, "big.bin", mib << 20)]));
+        assert_eq!(result.status, 200, "{}\n{}", result.body, self.log());
+        let stored = self.s3.root().join(BUCKET).join("output/copy.bin");
+        assert_eq!(
+            std::fs::metadata(&stored).expect("output/copy.bin").len(),
+            (mib as u64) << 20
+        );
+        (result, source, stored)
     }
 
     /// The bootstrap's process id.
