@@ -530,40 +530,17 @@ impl Pusher {
         if head.status().is_success() {
             return;
         }
-        let start = self
-            .req(
-                reqwest::Method::POST,
-                &format!("{}/v2/{repo}/blobs/uploads/", self.base),
-            )
-            .send()
-            .expect("start upload");
-        assert_eq!(
-            start.status().as_u16(),
-            202,
-            "start upload: {:?}",
-            start.text()
-        );
-        let location = start.headers()["location"]
-            .to_str()
-            .expect("location")
-            .to_owned();
-        let url = if location.starts_with("http") {
-            location
-        } else {
-            format!("{}{location}", self.base)
-        };
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let put = self
-            .req(reqwest::Method::PUT, &format!("{url}{sep}digest={d}"))
-            .header("Content-Type", "application/octet-stream")
-            .body(bytes.to_vec())
-            .send()
-            .expect("PUT blob");
-        assert_eq!(put.status().as_u16(), 201, "PUT blob: {:?}", put.text());
+        self.put_blob(repo, &d, bytes.to_vec().into());
     }
 
     /// Upload a file as a blob whose digest is already known, streaming it from disk.
     pub fn blob_file(&self, repo: &str, path: &Path, digest: &str) {
+        let file = std::fs::File::open(path).expect("open blob file");
+        self.put_blob(repo, digest, file.into());
+    }
+
+    /// Start an upload session of `repo` and finish it with one PUT of `body` as `digest`.
+    fn put_blob(&self, repo: &str, digest: &str, body: reqwest::blocking::Body) {
         let start = self
             .req(
                 reqwest::Method::POST,
@@ -587,11 +564,10 @@ impl Pusher {
             format!("{}{location}", self.base)
         };
         let sep = if url.contains('?') { '&' } else { '?' };
-        let file = std::fs::File::open(path).expect("open blob file");
         let put = self
             .req(reqwest::Method::PUT, &format!("{url}{sep}digest={digest}"))
             .header("Content-Type", "application/octet-stream")
-            .body(reqwest::blocking::Body::from(file))
+            .body(body)
             .send()
             .expect("PUT blob");
         assert_eq!(put.status().as_u16(), 201, "PUT blob: {:?}", put.text());
@@ -655,8 +631,8 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
 ];
 
 /// A runnable image: Debian's static busybox (`busybox-static`) at `/bin/busybox` with
-/// [`BUSYBOX_APPLETS`] linked in `/bin` (a gzip layer), then `files` (path, contents) in a
-/// second, zstd layer; `PATH=/bin`, `Cmd` `/bin/sh`.
+/// [`BUSYBOX_APPLETS`] linked in `/bin`, then `files` (path, contents) in a second layer, both
+/// gzip (what every archive format takes, docker-archive included); `PATH=/bin`, `Cmd` `/bin/sh`.
 pub fn busybox_image(files: &[(&str, &[u8])]) -> Image {
     let busybox = std::fs::read(crate::images::BUSYBOX).unwrap_or_else(|err| {
         panic!(
@@ -673,7 +649,7 @@ pub fn busybox_image(files: &[(&str, &[u8])]) -> Image {
     for applet in BUSYBOX_APPLETS {
         base = base.symlink(&format!("bin/{applet}"), "busybox");
     }
-    let mut top = LayerBuilder::new(Compression::Zstd);
+    let mut top = LayerBuilder::new(Compression::Gzip);
     for (path, data) in files {
         top = top.file(path, data);
     }
