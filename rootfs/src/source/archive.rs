@@ -29,36 +29,54 @@ pub(super) async fn open(
             (dest, Some(guard))
         }
     };
-    let path = file.clone();
-    let entries = tokio::task::spawn_blocking(move || index(&path))
+    let name = location.to_string();
+    let (path, display) = (file.clone(), name.clone());
+    let entries = tokio::task::spawn_blocking(move || index(&path, &display))
         .await
         .map_err(|e| SourceError::NotAnImage {
-            path: file.display().to_string(),
+            path: name.clone(),
             kind: "an image archive",
             detail: format!("indexing stopped: {e}"),
         })??;
     Ok(Blobs::Archive {
         file,
+        name,
         entries,
         _download: download,
     })
 }
 
-/// Entry name → (offset of its data, length), reading only the headers.
-fn index(path: &PathBuf) -> Result<HashMap<String, (u64, u64)>, SourceError> {
+/// Entry name → (offset of its data, length), reading only the headers. `name` is what the
+/// user called the archive, for errors.
+fn index(path: &PathBuf, name: &str) -> Result<HashMap<String, (u64, u64)>, SourceError> {
     let io = |op, source| SourceError::Io {
         op,
         path: path.clone(),
         source,
     };
     let file = File::open(path).map_err(|e| io("open", e))?;
+    let file_len = file.metadata().map_err(|e| io("stat", e))?.len();
     let mut archive = tar::Archive::new(BufReader::new(file));
     let mut out = HashMap::new();
     for entry in archive.entries_with_seek().map_err(|e| io("read tar", e))? {
         let entry = entry.map_err(|e| io("read tar", e))?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = name.trim_start_matches("./").to_owned();
-        out.insert(name, (entry.raw_file_position(), entry.size()));
+        let entry_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let entry_name = entry_name.trim_start_matches("./").to_owned();
+        let (offset, len) = (entry.raw_file_position(), entry.size());
+        // Seeking past the end succeeds and the tar reader takes the end of the file for the
+        // end of the archive: without this check a cut archive looks like a short, complete
+        // one and fails later as "missing index.json".
+        let end = offset.saturating_add(len);
+        if end > file_len {
+            return Err(SourceError::NotAnImage {
+                path: name.to_owned(),
+                kind: "a complete image archive",
+                detail: format!(
+                    "it is truncated: entry {entry_name} ends at byte {end} but the archive has {file_len} bytes; copy or upload the whole archive again"
+                ),
+            });
+        }
+        out.insert(entry_name, (offset, len));
     }
     Ok(out)
 }

@@ -142,6 +142,9 @@ pub enum Blobs {
     Archive {
         /// The tar.
         file: PathBuf,
+        /// What the user named (the path or `s3://bucket/key`), for errors: an S3 archive's
+        /// `file` is a temporary download nobody has heard of.
+        name: String,
         /// Entry path → (data offset, length).
         entries: HashMap<String, (u64, u64)>,
         /// A temporary download removed when the pull ends.
@@ -184,14 +187,19 @@ impl Blobs {
                 })?;
                 Ok(Some(Box::new(file)))
             }
-            Self::Archive { file, entries, .. } => {
+            Self::Archive {
+                file,
+                name: archive,
+                entries,
+                ..
+            } => {
                 let name = match blob {
                     BlobRef::Digest(d) => format!("blobs/sha256/{}", d.hex()),
                     BlobRef::ArchivePath(p) => p.clone(),
                 };
                 let &(offset, len) =
                     entries.get(&name).ok_or_else(|| SourceError::MissingBlob {
-                        path: file.display().to_string(),
+                        path: archive.clone(),
                         what: name.clone(),
                     })?;
                 let io = |op, source| SourceError::Io {
@@ -261,7 +269,7 @@ impl Blobs {
         match self {
             Self::Registry(c) => c.host().to_owned(),
             Self::Dir(d) => d.display().to_string(),
-            Self::Archive { file, .. } => file.display().to_string(),
+            Self::Archive { name, .. } => name.clone(),
         }
     }
 }

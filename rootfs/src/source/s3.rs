@@ -29,7 +29,7 @@ pub(super) async fn download(
         .key(key)
         .send()
         .await
-        .map_err(|e| err(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| err(describe(&e)))?;
     let mut body = object.body.into_async_read();
     let mut file = tokio::fs::File::create(dest)
         .await
@@ -43,6 +43,31 @@ pub(super) async fn download(
         .map_err(|e| err(e.to_string()))?;
     file.flush().await.map_err(|e| err(e.to_string()))?;
     Ok(())
+}
+
+/// What went wrong with a GetObject, in one line with the way out: the service's code and
+/// message when S3 answered, the whole error chain when it did not (network, credentials).
+fn describe(
+    e: &aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
+) -> String {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let Some(service) = e.as_service_error() else {
+        return aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+    };
+    let code = service.code().unwrap_or("an unnamed S3 error");
+    let message = service
+        .message()
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    let hint = match code {
+        "NoSuchKey" => {
+            "the object does not exist: check the bucket and key in the image name and that the archive was uploaded"
+        }
+        "NoSuchBucket" => "the bucket does not exist: check the bucket in the image name",
+        "AccessDenied" => "the function's role (or the AWS credentials) needs s3:GetObject on it",
+        _ => "see the S3 error code",
+    };
+    format!("{code}{message}: {hint}")
 }
 
 /// An S3 client from the standard AWS configuration chain, TLS through ring; path-style
