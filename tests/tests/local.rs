@@ -10,6 +10,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod demo_support;
+
+use demo_support::{assert_grayscale_of, repo, response, sample};
 use scar_e2e::lambda_sim;
 
 /// `scar` and `bootstrap` of this workspace, built once per test process.
@@ -22,13 +25,6 @@ fn binaries() -> &'static (PathBuf, PathBuf) {
         ]);
         (scar, bootstrap)
     })
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
 }
 
 /// The demo's image, built once per test process by the demo's own script.
@@ -101,56 +97,6 @@ fn run(mut command: Command) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-/// The JSON document `scar local invoke` prints last on stdout.
-fn response(output: &Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&output.stdout);
-    let start = text
-        .find("\n{")
-        .map(|i| i + 1)
-        .or_else(|| text.starts_with('{').then_some(0))
-        .expect("a JSON document");
-    serde_json::from_str(&text[start..]).expect("the response is JSON")
-}
-
-fn decode(path: &Path) -> (png::ColorType, u32, u32, Vec<u8>) {
-    let mut decoder = png::Decoder::new(BufReader::new(std::fs::File::open(path).unwrap()));
-    decoder.set_transformations(png::Transformations::EXPAND);
-    let mut reader = decoder.read_info().unwrap();
-    let mut buffer = vec![0; reader.output_buffer_size()];
-    let frame = reader.next_frame(&mut buffer).unwrap();
-    buffer.truncate(frame.buffer_size());
-    (frame.color_type, frame.width, frame.height, buffer)
-}
-
-/// Assert that `output` is the grayscale version of the RGB picture `input`.
-fn assert_grayscale_of(input: &Path, output: &Path) {
-    let (in_color, width, height, rgb) = decode(input);
-    assert_eq!(in_color, png::ColorType::Rgb, "the sample picture is RGB");
-    let (out_color, out_width, out_height, gray) = decode(output);
-    assert_eq!(
-        out_color,
-        png::ColorType::Grayscale,
-        "{} is not a grayscale PNG",
-        output.display()
-    );
-    assert_eq!((out_width, out_height), (width, height));
-    let expected: Vec<u8> = rgb
-        .chunks_exact(3)
-        .map(|p| {
-            ((299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2]) + 500) / 1000)
-                as u8
-        })
-        .collect();
-    assert_eq!(
-        gray, expected,
-        "the output pixels are not the luma of the input pixels"
-    );
-}
-
-fn sample() -> PathBuf {
-    repo().join("examples/demo/sample.png")
 }
 
 /// `scar local invoke` with `args` on the demo's sample picture, the data directory

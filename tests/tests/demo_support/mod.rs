@@ -1,0 +1,72 @@
+//! Shared by `local.rs` and `examples.rs`: the offline demo's sample picture, the response
+//! document of `scar local invoke`, and the pixel-by-pixel check of the demo's output (each
+//! output pixel must be the BT.601 luma of the input pixel, so a copy or a wrong conversion
+//! fails).
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The root of this repository.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// The demo's RGB sample picture.
+pub fn sample() -> PathBuf {
+    repo().join("examples/demo/sample.png")
+}
+
+/// The JSON document `scar local invoke` prints last on stdout.
+pub fn response(output: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let start = text
+        .find("\n{")
+        .map(|i| i + 1)
+        .or_else(|| text.starts_with('{').then_some(0))
+        .expect("a JSON document on stdout");
+    serde_json::from_str(&text[start..]).expect("the response is JSON")
+}
+
+fn decode(path: &Path) -> (png::ColorType, u32, u32, Vec<u8>) {
+    let file = std::fs::File::open(path)
+        .unwrap_or_else(|err| panic!("no picture at {}: {err}", path.display()));
+    let mut decoder = png::Decoder::new(BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buffer).unwrap();
+    buffer.truncate(frame.buffer_size());
+    (frame.color_type, frame.width, frame.height, buffer)
+}
+
+/// Assert that `output` is the grayscale version of the RGB picture `input`.
+pub fn assert_grayscale_of(input: &Path, output: &Path) {
+    let (in_color, width, height, rgb) = decode(input);
+    assert_eq!(in_color, png::ColorType::Rgb, "the sample picture is RGB");
+    let (out_color, out_width, out_height, gray) = decode(output);
+    assert_eq!(
+        out_color,
+        png::ColorType::Grayscale,
+        "{} is not a grayscale PNG",
+        output.display()
+    );
+    assert_eq!((out_width, out_height), (width, height));
+    let expected: Vec<u8> = rgb
+        .chunks_exact(3)
+        .map(|p| {
+            ((299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2]) + 500) / 1000)
+                as u8
+        })
+        .collect();
+    // Not assert_eq!: a mismatch would print every pixel twice.
+    assert!(
+        gray == expected,
+        "the output pixels are not the luma of the input pixels"
+    );
+}
