@@ -1,21 +1,75 @@
 #!/usr/bin/env bash
 # README command 1: turn examples/demo/sample.png into a grayscale picture, offline, through
 # `scar local`: the real bootstrap, an embedded Lambda Runtime API and S3 endpoint, and an
-# image built here from busybox and a static converter (no registry, no Docker, no AWS).
+# image built here from the host's dash, libc and a converter built from this repository (no
+# registry, no Docker, no AWS).
+#
+# Usage: ./demo.sh [--lambda-sim] [--engine auto|namespace|preload]
+#   --lambda-sim   run the bootstrap under Lambda's restrictions (uid 993, user namespaces
+#                  refused, read-only root; needs bubblewrap): the preload engine runs the script,
+#                  as on AWS Lambda
+#   --engine E     ask for an engine (SCAR_ENGINE); the default, auto, takes the namespace
+#                  engine where user namespaces work
+# Environment: DEMO_PROFILE  the cargo profile to build with (default demo: the dev profile
+#              without debug info, see Cargo.toml; the release profile's fat LTO is slow)
 set -euo pipefail
 cd "$(dirname "$0")"
+
+lambda_sim=
+engine=auto
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --lambda-sim) lambda_sim=1 ;;
+        --engine)
+            engine=${2:-}
+            shift
+            ;;
+        --engine=*) engine=${1#--engine=} ;;
+        *)
+            echo "usage: $0 [--lambda-sim] [--engine auto|namespace|preload]" >&2
+            exit 2
+            ;;
+    esac
+    shift
+done
+case "$engine" in
+    auto | namespace | preload) ;;
+    *)
+        echo "demo.sh: --engine $engine: use auto, namespace or preload" >&2
+        exit 2
+        ;;
+esac
+
+profile=${DEMO_PROFILE:-demo}
+case "$profile" in
+    dev) profile_dir=debug ;;
+    *) profile_dir=$profile ;;
+esac
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+bin=$target_dir/$profile_dir
 
-echo "==> building scar and the bootstrap (debug build: the release profile's LTO is slow)"
-cargo build --quiet -p scar-tools -p scar-bootstrap
-examples/demo/build-image.sh "$target_dir/debug/scar"
+echo "==> building scar, the bootstrap and the demo's converter (cargo profile $profile)"
+cargo build --quiet --profile "$profile" -p scar-tools -p scar-bootstrap -p scar-demo-grayscale
 
-echo "==> scar local invoke: examples/demo/sample.png as an S3 upload to input/sample.png"
+# The preload engine's LD_PRELOAD libraries, beside the bootstrap as the layer ships them: only
+# when the preload engine will run (asked for, or user namespaces are refused here).
+if [ -n "$lambda_sim" ] || [ "$engine" = preload ] ||
+    { [ "$engine" = auto ] && ! unshare --user --map-root-user true 2>/dev/null; }; then
+    echo "==> building the preload engine's libraries into $bin/preload"
+    rootfs/preload/build.sh "$(uname -m)" "$bin/preload"
+fi
+
+GRAYSCALE=$bin/grayscale examples/demo/build-image.sh "$bin/scar"
+
+options=()
+[ "$engine" = auto ] || options+=(--env "SCAR_ENGINE=$engine")
+[ -z "$lambda_sim" ] || options+=(--lambda-sim)
+echo "==> scar local invoke${options[*]:+ ${options[*]}}: examples/demo/sample.png as an S3 upload to input/sample.png"
 rm -rf examples/demo/run
 start=$(date +%s%N)
-"$target_dir/debug/scar" local invoke --function examples/demo \
+"$bin/scar" local invoke --function examples/demo ${options[@]+"${options[@]}"} \
     --input examples/demo/sample.png --dir examples/demo/run \
-    --bootstrap "$target_dir/debug/bootstrap"
+    --bootstrap "$bin/bootstrap"
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 
 result=examples/demo/run/output/sample.png

@@ -1,7 +1,8 @@
 //! `grayscale IN.png OUT.png`: write a grayscale copy of a PNG picture.
 //!
-//! The tool inside the offline demo's image. It is built for `x86_64-unknown-linux-musl` so it
-//! runs in an image that has no C library at all (busybox and this file are the whole image).
+//! The tool inside the offline demo's image. It is an ordinary dynamically linked program of the
+//! host: `build-image.sh` copies it into the image with the host's loader and C library, so both
+//! engines (the namespace engine and the preload engine Lambda needs) can run it.
 //! `grayscale --sample OUT.png` draws the colourful sample picture committed in `examples/demo`.
 
 use std::fs::File;
