@@ -3,6 +3,7 @@
 //! - [`Registry`]: the CNCF distribution registry (`docker-registry`), anonymous or basic auth.
 //! - [`S3Server`]: `s3s-fs` in-process with SigV4 checked, objects on disk.
 //! - [`RuntimeApi`]: the Lambda Runtime API of `cargo lambda watch --only-lambda-apis`.
+//! - [`ecr::EcrStandIn`]: ECR's `GetAuthorizationToken`, SigV4 checked, for ECR-named registries.
 //! - [`images`]: test root filesystems (static busybox, the host's loader and libc) as directories.
 //! - [`dist`]: the outputs of `build.sh`, built once per test process; [`zip_listing`] reads zips.
 //!
@@ -10,6 +11,7 @@
 //! panics at once with one line naming the missing package or the port.
 
 pub mod dist;
+pub mod ecr;
 pub mod fault;
 pub mod images;
 pub mod lambda_sim;
