@@ -9,11 +9,13 @@
 //! refused, read-only root), where the preload engine is the only one, as on Lambda. Outputs are
 //! checked pixel by pixel: each must be the BT.601 luma of the input pixel.
 
-use std::io::BufReader;
+mod demo_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use demo_support::{assert_grayscale_of, repo, response, sample};
 use scar_e2e::{lambda_sim, workspace};
 use serde_norway::Value;
 
@@ -26,13 +28,6 @@ FILENAME=`basename $SCAR_INPUT_FILE`
 OUTPUT_FILE=$OUTPUT_DIR/$FILENAME
 ffmpeg -loglevel panic -nostats -i $SCAR_INPUT_FILE -vf format=gray $OUTPUT_FILE < /dev/null
 "#;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
-}
 
 fn templates() -> Vec<PathBuf> {
     let mut all: Vec<PathBuf> = EXAMPLES
@@ -239,26 +234,10 @@ fn no_example_can_trigger_itself_with_its_own_outputs() {
     }
 }
 
+/// `scar` of this workspace, built once per test process.
 fn scar() -> &'static Path {
     static SCAR: OnceLock<PathBuf> = OnceLock::new();
-    SCAR.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "scar-tools"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("run cargo build -p scar-tools");
-        assert!(
-            status.success(),
-            "cargo build -p scar-tools failed: {status}"
-        );
-        let exe = std::env::current_exe().expect("current_exe");
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .join("scar")
-    })
+    SCAR.get_or_init(|| workspace::binary("scar-tools", "scar"))
 }
 
 #[test]
@@ -398,10 +377,6 @@ fn demo_function(root: &Path) -> PathBuf {
     dir
 }
 
-fn sample() -> PathBuf {
-    repo().join("examples/demo/sample.png")
-}
-
 /// `scar local invoke` of the demo with `args`, the sample as the upload, `data` as the bucket.
 fn invoke_demo(function: &Path, data: &Path, bootstrap: &Path, args: &[&str]) -> Output {
     let [scar, _, _] = demo_binaries();
@@ -423,54 +398,6 @@ fn invoke_demo(function: &Path, data: &Path, bootstrap: &Path, args: &[&str]) ->
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-/// The JSON document `scar local invoke` prints last on stdout.
-fn response(output: &Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&output.stdout);
-    let start = text
-        .find("\n{")
-        .map(|i| i + 1)
-        .or_else(|| text.starts_with('{').then_some(0))
-        .expect("a JSON document on stdout");
-    serde_json::from_str(&text[start..]).expect("the response is JSON")
-}
-
-fn decode(path: &Path) -> (png::ColorType, u32, u32, Vec<u8>) {
-    let file = std::fs::File::open(path)
-        .unwrap_or_else(|err| panic!("no picture at {}: {err}", path.display()));
-    let mut decoder = png::Decoder::new(BufReader::new(file));
-    decoder.set_transformations(png::Transformations::EXPAND);
-    let mut reader = decoder.read_info().unwrap();
-    let mut buffer = vec![0; reader.output_buffer_size()];
-    let frame = reader.next_frame(&mut buffer).unwrap();
-    buffer.truncate(frame.buffer_size());
-    (frame.color_type, frame.width, frame.height, buffer)
-}
-
-/// Assert that `output` is the grayscale version of the RGB picture `input`.
-fn assert_grayscale_of(input: &Path, output: &Path) {
-    let (in_color, width, height, rgb) = decode(input);
-    assert_eq!(in_color, png::ColorType::Rgb, "the sample picture is RGB");
-    let (out_color, out_width, out_height, gray) = decode(output);
-    assert_eq!(
-        out_color,
-        png::ColorType::Grayscale,
-        "{} is not a grayscale PNG",
-        output.display()
-    );
-    assert_eq!((out_width, out_height), (width, height));
-    let expected: Vec<u8> = rgb
-        .chunks_exact(3)
-        .map(|p| {
-            ((299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2]) + 500) / 1000)
-                as u8
-        })
-        .collect();
-    assert!(
-        gray == expected,
-        "the output pixels are not the luma of the input pixels"
-    );
 }
 
 /// Assert that the demo succeeded with `engine` and left the grayscale sample under `data`.
