@@ -31,6 +31,9 @@ pub struct EcrCall {
     pub scope: String,
     /// `Ok` when the SigV4 signature verified, else why not.
     pub signature: Result<(), String>,
+    /// `X-Amz-Security-Token` (temporary credentials, as Lambda's role gives), when sent and
+    /// covered by the signature.
+    pub signed_session_token: Option<String>,
 }
 
 struct Shared {
@@ -169,6 +172,13 @@ fn serve(s: &Shared, mut conn: TcpStream) {
         Ok(scope) => (scope, Ok(())),
         Err((scope, why)) => (scope, Err(why)),
     };
+    let signed_session_token = request
+        .header("x-amz-security-token")
+        .filter(|_| {
+            signature.is_ok()
+                && signed_headers(&request).contains(&"x-amz-security-token".to_owned())
+        })
+        .map(|t| t.trim().to_owned());
     let (status, body) = match (&signature, target.as_str()) {
         (Err(why), _) => (
             "400 Bad Request",
@@ -193,6 +203,7 @@ fn serve(s: &Shared, mut conn: TcpStream) {
             target,
             scope,
             signature,
+            signed_session_token,
         });
     }
     let body = body.to_string();
@@ -201,6 +212,18 @@ fn serve(s: &Shared, mut conn: TcpStream) {
         body.len()
     );
     let _ = conn.write_all(answer.as_bytes());
+}
+
+/// The `SignedHeaders` of the request's SigV4 Authorization header.
+fn signed_headers(r: &Raw) -> Vec<String> {
+    r.header("authorization")
+        .and_then(|a| {
+            a.split(',')
+                .map(str::trim)
+                .find_map(|f| f.split_whitespace().last()?.strip_prefix("SignedHeaders="))
+        })
+        .map(|h| h.split(';').map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {

@@ -27,6 +27,8 @@ const ACCOUNT: &str = "123456789012";
 const REGION: &str = "eu-west-3";
 const ACCESS_KEY: &str = "AKIASCARE2EECRTEST01";
 const SECRET_KEY: &str = "scar-e2e-ecr-secret-key-0123456789abcdef";
+/// Lambda hands its role's temporary credentials over with a session token.
+const SESSION_TOKEN: &str = "scar-e2e-session-token/role+lambda==";
 const MARKER: &[u8] = b"pulled from ECR\n";
 
 /// A registry that only `AWS:<password>` may read, holding the test image as `scar/app:v1`.
@@ -76,6 +78,7 @@ fn scar_pull(
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
         .env("AWS_ENDPOINT_URL_ECR", ecr.endpoint())
         .env("HTTP_PROXY", format!("http://{}", proxy.host()))
         .env("NO_PROXY", "127.0.0.1,localhost")
@@ -122,6 +125,11 @@ fn an_ecr_host_is_pulled_with_the_token_of_a_sigv4_signed_get_authorization_toke
     for call in &calls {
         assert_eq!(call.target, GET_AUTHORIZATION_TOKEN, "{call:?}");
         assert_eq!(call.signature, Ok(()), "{call:?}");
+        assert_eq!(
+            call.signed_session_token.as_deref(),
+            Some(SESSION_TOKEN),
+            "{call:?}"
+        );
         assert!(
             call.scope.starts_with(&format!("{ACCESS_KEY}/"))
                 && call.scope.ends_with(&format!("/{REGION}/ecr/aws4_request")),
