@@ -5,6 +5,7 @@
 //! Run: `cargo test -p scar-e2e --test namespace` (as root: the unprivileged cases use setpriv
 //! and the refusal case writes `user.max_user_namespaces` in a child user namespace).
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -134,6 +135,7 @@ fn scar_run(who: Who, args: &[&str], stdin: Option<&str>) -> Ran {
         .arg("run")
         .args(args)
         .env("SCAR_LOG", "warn")
+        .env("SCAR_TEST_SECRET", SECRET)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -161,6 +163,40 @@ fn scar_run(who: Who, args: &[&str], stdin: Option<&str>) -> Ran {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         took: started.elapsed(),
+    }
+}
+
+/// In the environment of every `scar run`: the container must never see it.
+const SECRET: &str = "hunter2-from-the-host";
+
+#[test]
+fn the_callers_environment_and_arguments_stay_out_of_the_container() {
+    for who in everyone() {
+        let roots = roots(who);
+        let script = "cat /proc/1/environ /proc/1/cmdline 2>&1; for p in /proc/[0-9]*; do \
+                      cat $p/environ 2>/dev/null; done; env";
+        let ran = scar_run(
+            who,
+            &[
+                "--rootfs",
+                &rootfs(&roots.busybox),
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            None,
+        );
+        assert_eq!(ran.code, 0, "{who:?}: {ran:?}");
+        assert!(!ran.stdout.contains(SECRET), "{who:?}: {ran:?}");
+        assert!(
+            !ran.stdout.contains(&rootfs(&roots.busybox)),
+            "{who:?}: the host path of the root is not shown: {ran:?}"
+        );
+        assert!(
+            ran.stdout.contains("scar-container-init"),
+            "{who:?}: {ran:?}"
+        );
     }
 }
 
@@ -490,31 +526,51 @@ fn a_command_missing_from_the_image_is_a_clear_error() {
     }
 }
 
+/// `scar ARGS` as `who` in a parent user namespace whose limit for nested ones is 0:
+/// creating a user namespace then fails with ENOSPC, as DESIGN.md's "Local fidelity"
+/// prescribes for a host like Lambda.
+fn scar_without_user_namespaces(
+    who: Who,
+    args: &[&OsStr],
+    env: &[(&str, &OsStr)],
+) -> std::process::Output {
+    let mut command = Command::new(if who == Who::Nobody {
+        "setpriv"
+    } else {
+        "unshare"
+    });
+    if who == Who::Nobody {
+        command.args(nobody_args()).arg("--").arg("unshare");
+    }
+    command
+        .args(["--user", "--map-root-user", "--fork", "sh", "-c"])
+        .arg("echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"")
+        .arg("sh")
+        .arg(scar())
+        .args(args)
+        .env("SCAR_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run unshare")
+}
+
 #[test]
 fn the_namespace_engine_refuses_in_one_line_when_user_namespaces_are_refused() {
     for who in everyone() {
         let roots = roots(who);
-        // A parent user namespace whose limit for nested ones is 0: unshare(CLONE_NEWUSER)
-        // then fails with ENOSPC, as DESIGN.md's "Local fidelity" prescribes.
-        let mut command = Command::new(if who == Who::Nobody {
-            "setpriv"
-        } else {
-            "unshare"
-        });
-        if who == Who::Nobody {
-            command.args(nobody_args()).arg("--").arg("unshare");
-        }
-        let output = command
-            .args(["--user", "--map-root-user", "--fork", "sh", "-c"])
-            .arg("echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"")
-            .arg("sh")
-            .arg(scar())
-            .args(["run", "--engine", "namespace", "--rootfs"])
-            .arg(&roots.busybox)
-            .args(["--", "true"])
-            .env("SCAR_LOG", "warn")
-            .output()
-            .expect("run unshare");
+        let output = scar_without_user_namespaces(
+            who,
+            &[
+                OsStr::new("run"),
+                OsStr::new("--engine"),
+                OsStr::new("namespace"),
+                OsStr::new("--rootfs"),
+                roots.busybox.as_os_str(),
+                OsStr::new("--"),
+                OsStr::new("true"),
+            ],
+            &[],
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(125), "{who:?}: {stderr}");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -524,14 +580,47 @@ fn the_namespace_engine_refuses_in_one_line_when_user_namespaces_are_refused() {
             "{who:?}: {stderr}"
         );
         assert!(
-            lines[0].contains("unshare(CLONE_NEWUSER)") && lines[0].contains("ENOSPC"),
+            lines[0].contains("CLONE_NEWUSER") && lines[0].contains("ENOSPC"),
             "{who:?}: {stderr}"
         );
         assert!(
-            lines[0].contains("max_user_namespaces"),
+            lines[0].contains("max_user_namespaces") && lines[0].contains("--engine preload"),
             "{who:?}: {stderr}"
         );
     }
+}
+
+#[test]
+fn auto_falls_back_to_the_preload_engine_when_user_namespaces_are_refused() {
+    let preload = scar_e2e::lambda_sim::preload_libs();
+    // Root only: the preload libraries live in the build tree, which need not be readable
+    // by the unprivileged user (the lambda-sim tests cover a non-root uid with preload).
+    let roots = roots(Who::Root);
+    let output = scar_without_user_namespaces(
+        Who::Root,
+        &[
+            OsStr::new("run"),
+            OsStr::new("--rootfs"),
+            roots.dynamic.as_os_str(),
+            OsStr::new("--"),
+            OsStr::new("sh"),
+            OsStr::new("-c"),
+            OsStr::new("echo $((6 * 7)); exit 3"),
+        ],
+        &[
+            ("SCAR_PRELOAD_DIR", preload.as_os_str()),
+            ("SCAR_LOG", OsStr::new("info")),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout} {stderr}");
+    assert_eq!(stdout.trim(), "42", "{stderr}");
+    assert!(
+        stderr.contains("user namespaces are unavailable") && stderr.contains("preload"),
+        "the fallback and its reason are logged: {stderr}"
+    );
+    assert!(stderr.contains("ENOSPC"), "{stderr}");
 }
 
 #[test]

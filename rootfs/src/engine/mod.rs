@@ -225,31 +225,104 @@ pub struct EngineOptions {
 
 /// Resolve `kind` to an engine: `auto` takes the namespace engine when the shared probe says
 /// user namespaces work here, else the preload engine; the choice and its reason are logged.
+///
+/// A single-threaded caller that has not probed yet skips the probe: the namespace engine's
+/// direct start finds the same answer on the way (see [`namespace::direct`]), and `auto`
+/// falls back to preload when it does.
 pub fn select(kind: EngineKind, options: &EngineOptions) -> Result<Box<dyn Engine>, EngineError> {
-    let support = probe::namespace_support();
-    match (kind, support) {
-        (EngineKind::Namespace | EngineKind::Auto, probe::NamespaceSupport::Available) => {
-            let why = if kind == EngineKind::Auto {
-                "auto: user namespaces are available"
-            } else {
-                "requested"
-            };
-            tracing::info!(engine = "namespace", reason = why, "engine selected");
-            Ok(Box::new(namespace_engine(options)))
-        }
-        (EngineKind::Namespace, probe::NamespaceSupport::Unavailable(reason)) => {
-            Err(EngineError::NamespaceUnavailable(format!(
-                "{reason}; on this host use the preload engine (--engine preload, SCAR_ENGINE=preload)"
-            )))
-        }
-        (EngineKind::Auto, probe::NamespaceSupport::Unavailable(reason)) => {
-            tracing::info!(engine = "preload", %reason, "engine selected: auto, user namespaces are unavailable");
-            preload_engine(options, reason)
-        }
+    let unprobed = probe::known_support().is_none() && namespace::direct::is_single_threaded();
+    match (kind, unprobed) {
         (EngineKind::Preload, _) => {
             tracing::info!(engine = "preload", reason = "requested", "engine selected");
             preload_engine(options, "the preload engine was requested")
         }
+        (EngineKind::Namespace, true) => {
+            tracing::info!(
+                engine = "namespace",
+                reason = "requested",
+                "engine selected"
+            );
+            Ok(Box::new(namespace_engine(options)))
+        }
+        (EngineKind::Auto, true) => Ok(Box::new(AutoEngine {
+            namespace: namespace_engine(options),
+            options: options.clone(),
+            chosen: std::sync::OnceLock::new(),
+        })),
+        (EngineKind::Namespace | EngineKind::Auto, false) => match probe::namespace_support() {
+            probe::NamespaceSupport::Available => {
+                let why = if kind == EngineKind::Auto {
+                    "auto: user namespaces are available"
+                } else {
+                    "requested"
+                };
+                tracing::info!(engine = "namespace", reason = why, "engine selected");
+                Ok(Box::new(namespace_engine(options)))
+            }
+            probe::NamespaceSupport::Unavailable(reason) if kind == EngineKind::Namespace => {
+                Err(namespace_unavailable(reason))
+            }
+            probe::NamespaceSupport::Unavailable(reason) => {
+                tracing::info!(engine = "preload", %reason, "engine selected: auto, user namespaces are unavailable");
+                preload_engine(options, reason)
+            }
+        },
+    }
+}
+
+/// The namespace engine cannot run here: the reason, and what to use instead.
+pub(crate) fn namespace_unavailable(reason: &str) -> EngineError {
+    EngineError::NamespaceUnavailable(format!(
+        "{reason}; on this host use the preload engine (--engine preload, SCAR_ENGINE=preload)"
+    ))
+}
+
+/// `auto` for a single-threaded caller: the namespace engine's direct start, which is itself
+/// the probe, and the preload engine when it finds user namespaces unavailable.
+struct AutoEngine {
+    namespace: namespace::NamespaceEngine,
+    options: EngineOptions,
+    chosen: std::sync::OnceLock<EngineKind>,
+}
+
+impl Engine for AutoEngine {
+    fn kind(&self) -> EngineKind {
+        self.chosen.get().copied().unwrap_or(EngineKind::Auto)
+    }
+
+    fn spawn(&self, spec: &RunSpec) -> Result<Container, EngineError> {
+        // The direct start reports unavailability precisely; a caller that has meanwhile
+        // started threads asks the probe first.
+        let usable = match probe::known_support() {
+            Some(support) => support.is_available(),
+            None if namespace::direct::is_single_threaded() => true,
+            None => probe::namespace_support().is_available(),
+        };
+        let reason = if usable {
+            match self.namespace.spawn(spec) {
+                Err(EngineError::NamespaceUnavailable(_)) => match probe::known_support() {
+                    Some(probe::NamespaceSupport::Unavailable(reason)) => reason.clone(),
+                    _ => "user namespaces are unavailable".to_string(),
+                },
+                started => {
+                    let _ = self.chosen.set(EngineKind::Namespace);
+                    tracing::info!(
+                        engine = "namespace",
+                        reason = "auto: user namespaces are available",
+                        "engine selected"
+                    );
+                    return started;
+                }
+            }
+        } else {
+            match probe::known_support() {
+                Some(probe::NamespaceSupport::Unavailable(reason)) => reason.clone(),
+                _ => "user namespaces are unavailable".to_string(),
+            }
+        };
+        tracing::info!(engine = "preload", %reason, "engine selected: auto, user namespaces are unavailable");
+        let _ = self.chosen.set(EngineKind::Preload);
+        preload_engine(&self.options, &reason)?.spawn(spec)
     }
 }
 

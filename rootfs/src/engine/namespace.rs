@@ -11,9 +11,11 @@
 //! Process tree: caller → helper (monitor, host PID namespace) → init (PID 1) → command.
 
 pub mod config;
+pub mod direct;
 pub mod init;
 pub mod mounts;
 pub mod setup;
+pub mod spawn;
 pub mod syscall;
 pub mod user;
 
@@ -101,7 +103,11 @@ impl Engine for NamespaceEngine {
             step: format!("creating the scratch directory {}", spec.scratch.display()),
             source,
         })?;
-        start(&self.helper, spec)
+        let config = init_config(spec);
+        if direct::is_single_threaded() {
+            return direct::start(&config, [spec.stdin, spec.stdout, spec.stderr]);
+        }
+        start(&self.helper, &config, spec)
     }
 }
 
@@ -153,9 +159,9 @@ fn stdio(kind: Stdio) -> std::process::Stdio {
     }
 }
 
-/// Start the helper, hand it the spec, and wait for its verdict.
-fn start(helper: &Path, spec: &RunSpec) -> Result<Container, EngineError> {
-    let config = InitConfig {
+/// What the init needs to know of the spec.
+fn init_config(spec: &RunSpec) -> InitConfig {
+    InitConfig {
         root: spec.root.clone(),
         run_dir: spec.scratch.clone(),
         argv: spec.argv.clone(),
@@ -171,8 +177,12 @@ fn start(helper: &Path, spec: &RunSpec) -> Result<Container, EngineError> {
             })
             .collect(),
         hostname: HOSTNAME.to_string(),
-    };
-    let json = serde_json::to_vec(&config).map_err(|e| EngineError::Setup {
+    }
+}
+
+/// Start the helper, hand it the spec, and wait for its verdict.
+fn start(helper: &Path, config: &InitConfig, spec: &RunSpec) -> Result<Container, EngineError> {
+    let json = serde_json::to_vec(config).map_err(|e| EngineError::Setup {
         step: "encoding the container spec (paths must be UTF-8)".into(),
         source: std::io::Error::other(e),
     })?;
@@ -207,25 +217,8 @@ fn start(helper: &Path, spec: &RunSpec) -> Result<Container, EngineError> {
     drop(report_write);
     // A helper that died early closes its end: the report below says why.
     let _ = std::fs::File::from(config_write).write_all(&json);
-    let reports = read_reports(report_read);
+    let (init_pid, failure) = verdict(read_reports(report_read));
     let pid = Pid::from_raw(child.id() as i32);
-    let mut init_pid = None;
-    let mut failure = None;
-    for report in reports {
-        match report {
-            Report::Ready { init_pid: pid } => init_pid = Some(Pid::from_raw(pid)),
-            Report::Note { message } => tracing::info!("{message}"),
-            Report::SetupFailed { step, errno } => {
-                failure.get_or_insert(EngineError::Setup {
-                    step,
-                    source: std::io::Error::from_raw_os_error(errno),
-                });
-            }
-            Report::ExecFailed { command, reason } => {
-                failure.get_or_insert(EngineError::Exec { command, reason });
-            }
-        }
-    }
     let failure = match (failure, init_pid) {
         (Some(err), _) => Some(err),
         (None, Some(_)) => None,
@@ -255,6 +248,31 @@ fn start(helper: &Path, spec: &RunSpec) -> Result<Container, EngineError> {
         stderr: child.stderr.take(),
         handle: Box::new(handle),
     })
+}
+
+/// What the reports say: the init's PID when it announced one, and the first failure.
+fn verdict(reports: Vec<Report>) -> (Option<Pid>, Option<EngineError>) {
+    let mut init_pid = None;
+    let mut failure = None;
+    for report in reports {
+        match report {
+            Report::Ready { init_pid: pid } => init_pid = Some(Pid::from_raw(pid)),
+            Report::Note { message } => tracing::info!("{message}"),
+            Report::Unavailable { reason } => {
+                failure.get_or_insert(EngineError::NamespaceUnavailable(reason));
+            }
+            Report::SetupFailed { step, errno } => {
+                failure.get_or_insert(EngineError::Setup {
+                    step,
+                    source: std::io::Error::from_raw_os_error(errno),
+                });
+            }
+            Report::ExecFailed { command, reason } => {
+                failure.get_or_insert(EngineError::Exec { command, reason });
+            }
+        }
+    }
+    (init_pid, failure)
 }
 
 fn read_reports(fd: OwnedFd) -> Vec<Report> {

@@ -38,16 +38,29 @@ pub fn namespace_support() -> &'static NamespaceSupport {
     SUPPORT.get_or_init(probe_in_child)
 }
 
+/// The answer when this process already found it without the probe (the engine's direct
+/// start is itself the probe); `None` when nobody has looked yet.
+pub fn known_support() -> Option<&'static NamespaceSupport> {
+    SUPPORT.get()
+}
+
+/// Record what a direct start found, so later callers in this process agree with it.
+pub(crate) fn record(support: NamespaceSupport) {
+    let _ = SUPPORT.set(support);
+}
+
 /// One step of the probe, in the order the engine takes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
-enum Step {
+pub(crate) enum Step {
     UnshareUser = 1,
     DenySetgroups = 2,
     UidMap = 3,
     GidMap = 4,
     UnshareOthers = 5,
     PrivateMounts = 6,
+    /// clone(2) straight into every new namespace (the engine's direct start).
+    CloneAll = 7,
 }
 
 impl Step {
@@ -59,6 +72,7 @@ impl Step {
             Self::GidMap,
             Self::UnshareOthers,
             Self::PrivateMounts,
+            Self::CloneAll,
         ]
         .into_iter()
         .find(|step| *step as u32 == value)
@@ -66,7 +80,7 @@ impl Step {
 }
 
 /// Explain a failed step for a person: the step, the errno and what it usually means.
-fn explain(step: Step, errno: Errno, uid: Uid, gid: Gid) -> String {
+pub(crate) fn explain(step: Step, errno: Errno, uid: Uid, gid: Gid) -> String {
     let what = match step {
         Step::UnshareUser => "unshare(CLONE_NEWUSER)".to_string(),
         Step::DenySetgroups => "writing `deny` to /proc/self/setgroups".to_string(),
@@ -76,15 +90,20 @@ fn explain(step: Step, errno: Errno, uid: Uid, gid: Gid) -> String {
             "unshare(CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)".to_string()
         }
         Step::PrivateMounts => "making mounts private in a new mount namespace".to_string(),
+        Step::CloneAll => {
+            "clone(CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)".to_string()
+        }
     };
     let hint = match (step, errno) {
-        (Step::UnshareUser, Errno::ENOSPC) => {
+        (Step::UnshareUser | Step::CloneAll, Errno::ENOSPC) => {
             "the user-namespace limit is reached (is /proc/sys/user/max_user_namespaces 0?)"
         }
-        (Step::UnshareUser, Errno::EPERM) => {
+        (Step::UnshareUser | Step::CloneAll, Errno::EPERM) => {
             "user namespaces are forbidden here (seccomp, kernel.unprivileged_userns_clone=0 or an AppArmor policy)"
         }
-        (Step::UnshareUser, Errno::EINVAL) => "the kernel was built without user namespaces",
+        (Step::UnshareUser | Step::CloneAll, Errno::EINVAL) => {
+            "the kernel was built without user namespaces"
+        }
         (Step::UidMap | Step::GidMap, Errno::EPERM) => {
             "the host refuses uid/gid maps in new user namespaces (AWS Lambda does)"
         }
@@ -190,9 +209,7 @@ fn probe_steps(uid_map: &[u8], gid_map: &[u8]) -> Result<(), (Step, Errno)> {
     if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
         return Err((Step::UnshareUser, Errno::last()));
     }
-    write_proc_file(c"/proc/self/setgroups", b"deny").map_err(|e| (Step::DenySetgroups, e))?;
-    write_proc_file(c"/proc/self/uid_map", uid_map).map_err(|e| (Step::UidMap, e))?;
-    write_proc_file(c"/proc/self/gid_map", gid_map).map_err(|e| (Step::GidMap, e))?;
+    write_id_maps(uid_map, gid_map)?;
     let others = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     // SAFETY: as above; the child now owns a user namespace in which it may create the others.
     if unsafe { libc::unshare(others) } != 0 {
@@ -214,6 +231,14 @@ fn probe_steps(uid_map: &[u8], gid_map: &[u8]) -> Result<(), (Step, Errno)> {
         return Err((Step::PrivateMounts, Errno::last()));
     }
     Ok(())
+}
+
+/// Deny setgroups(2), then map container root to the caller: `uid_map` and `gid_map` are
+/// `0 <id> 1` lines. Raw syscalls only, so any freshly cloned child may call it.
+pub(crate) fn write_id_maps(uid_map: &[u8], gid_map: &[u8]) -> Result<(), (Step, Errno)> {
+    write_proc_file(c"/proc/self/setgroups", b"deny").map_err(|e| (Step::DenySetgroups, e))?;
+    write_proc_file(c"/proc/self/uid_map", uid_map).map_err(|e| (Step::UidMap, e))?;
+    write_proc_file(c"/proc/self/gid_map", gid_map).map_err(|e| (Step::GidMap, e))
 }
 
 /// open + write + close with raw syscalls (async-signal-safe).
@@ -241,7 +266,7 @@ mod tests {
 
     #[test]
     fn every_step_round_trips_through_its_number() {
-        for value in 1..=6 {
+        for value in 1..=7 {
             let step = Step::from_u32(value).unwrap();
             assert_eq!(step as u32, value);
         }

@@ -33,7 +33,8 @@ pub struct RunArgs {
     /// modified; there is no image config, so give the command after --).
     #[arg(long, value_name = "DIR", conflicts_with = "image")]
     pub rootfs: Option<PathBuf>,
-    /// Engine: auto (namespace when user namespaces work here, else preload), namespace, preload.
+    /// Engine: auto (namespace when user namespaces work here, else preload), namespace, preload
+    /// (its libraries: $SCAR_PRELOAD_DIR, else preload/ beside scar).
     #[arg(long, default_value = "auto", value_name = "ENGINE")]
     pub engine: EngineKind,
     /// Set an environment variable in the container (K=V; a bare K copies it from here).
@@ -100,7 +101,6 @@ static CONTAINER_PID: AtomicI32 = AtomicI32::new(0);
 
 /// Run `scar run`.
 pub fn run(args: RunArgs) -> ExitCode {
-    forward_signals();
     match run_container(&args) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -148,9 +148,19 @@ fn run_container(args: &RunArgs) -> Result<u8, RunError> {
         stdout: Stdio::Inherit,
         stderr: Stdio::Inherit,
     };
-    let engine = engine::select(args.engine, &EngineOptions::default())?;
+    // The preload libraries: $SCAR_PRELOAD_DIR as for the bootstrap, else beside `scar`.
+    let options = EngineOptions {
+        preload_dir: std::env::var_os(engine::preload::PRELOAD_DIR_ENV)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from),
+        ..EngineOptions::default()
+    };
+    let engine = engine::select(args.engine, &options)?;
+    // No thread before the spawn: a single-threaded process lets the namespace engine clone
+    // the container's init directly instead of re-executing a helper.
     let result = engine.spawn(&spec).and_then(|mut container| {
         CONTAINER_PID.store(container.pid() as i32, Ordering::SeqCst);
+        forward_signals();
         let outcome = container.wait(deadline, STOP_GRACE);
         CONTAINER_PID.store(0, Ordering::SeqCst);
         outcome

@@ -61,6 +61,12 @@ pub enum Report {
         /// The text.
         message: String,
     },
+    /// The namespaces cannot be used on this host (e.g. the uid map is refused): the
+    /// engine is unavailable, as the probe would have found.
+    Unavailable {
+        /// The failed step and what it usually means.
+        reason: String,
+    },
     /// A setup step failed.
     SetupFailed {
         /// The step, with the path it worked on.
@@ -92,6 +98,11 @@ impl Reporter {
         Self {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         }
+    }
+
+    /// Take ownership of a report fd this process created.
+    pub fn from_owned(fd: OwnedFd) -> Self {
+        Self { fd }
     }
 
     /// Send one report; a failure to send is ignored (the engine then sees a bare exit).

@@ -34,7 +34,7 @@ pub const FORWARDED: [Signal; 7] = [
 ];
 
 /// Exit status of the helper when the container could not be set up.
-const SETUP_FAILED: i32 = 125;
+pub(super) const SETUP_FAILED: i32 = 125;
 
 /// The signals the monitor and the init wait for synchronously.
 pub fn waited_signals() -> SigSet {
@@ -124,15 +124,26 @@ fn setup(config: &InitConfig, reporter: &Reporter) -> Result<(Pid, OwnedFd), Set
     deny_setgroups()?;
     write_uid_map(uid)?;
     write_gid_map(gid)?;
+    let (pinned, _fds) = build_root(config, reporter)?;
+    fork_init(&pinned, reporter)
+}
+
+/// In the new namespaces, with the ids mapped: the hostname and the root filesystem. Returns
+/// the spec with its sources pinned, and the fds that pin them (keep them open until the
+/// init has pivoted).
+pub(super) fn build_root(
+    config: &InitConfig,
+    reporter: &Reporter,
+) -> Result<(InitConfig, Vec<OwnedFd>), SetupError> {
     set_hostname(&config.hostname)?;
-    let (pinned, _fds) = pin_sources(config)?;
+    let (pinned, fds) = pin_sources(config)?;
     let mut notes = Vec::new();
     let mounted = mounts::prepare_root(&LinuxSyscall, &pinned, &mut notes);
     for message in notes {
         reporter.send(&Report::Note { message });
     }
     mounted?;
-    fork_init(&pinned, reporter)
+    Ok((pinned, fds))
 }
 
 /// Open the image root and the volume sources before a tmpfs covers the scratch directory
