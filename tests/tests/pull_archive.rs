@@ -317,3 +317,31 @@ fn the_bootstrap_runs_an_s3_event_in_a_docker_archive_image_read_from_s3() {
         .put_file(IMAGES, "lambda/docker image.tar", &archive);
     check_invocation(&function, &image);
 }
+
+#[test]
+fn an_object_that_is_not_an_archive_fails_naming_it_and_caches_nothing() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let s3 = S3Server::start();
+    s3.create_bucket(IMAGES);
+    // A zip (what a user may upload by mistake): not a tar at all.
+    let mut zip = b"PK\x03\x04".to_vec();
+    zip.extend((0..4096u32).map(|i| (i * 7 % 251) as u8));
+    s3.put_object(IMAGES, "wrong/image.zip", &zip);
+    for reference in [
+        format!("oci-archive:s3://{IMAGES}/wrong/image.zip"),
+        format!("docker-archive:s3://{IMAGES}/wrong/image.zip"),
+    ] {
+        let cache = work.path().join("cache");
+        let err = prepare(&reference, &options(&cache, &s3))
+            .expect_err("a zip is not an image archive")
+            .to_string();
+        println!("{reference}: {err}");
+        assert!(
+            err.contains(&format!("s3://{IMAGES}/wrong/image.zip")),
+            "the error does not name the object: {err}"
+        );
+        assert!(err.contains("not a plain tar file"), "{err}");
+        assert!(!err.contains("/ingest/"), "a temporary path in: {err}");
+        assert_nothing_cached(&cache);
+    }
+}

@@ -57,9 +57,23 @@ fn index(path: &PathBuf, name: &str) -> Result<HashMap<String, (u64, u64)>, Sour
     let file = File::open(path).map_err(|e| io("open", e))?;
     let file_len = file.metadata().map_err(|e| io("stat", e))?.len();
     let mut archive = tar::Archive::new(BufReader::new(file));
+    // A bad header means the object is not a tar (a zip, a gzip of a tar): say so under the
+    // name the user gave, with the tar reader's words cut short (they quote raw header bytes).
+    let not_a_tar = |e: std::io::Error| SourceError::NotAnImage {
+        path: name.to_owned(),
+        kind: "an image archive",
+        detail: format!(
+            "it is not a plain tar file ({}); make one with `skopeo copy ... oci-archive:FILE` or `docker save`",
+            e.to_string()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(80)
+                .collect::<String>()
+        ),
+    };
     let mut out = HashMap::new();
-    for entry in archive.entries_with_seek().map_err(|e| io("read tar", e))? {
-        let entry = entry.map_err(|e| io("read tar", e))?;
+    for entry in archive.entries_with_seek().map_err(not_a_tar)? {
+        let entry = entry.map_err(not_a_tar)?;
         let entry_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let entry_name = entry_name.trim_start_matches("./").to_owned();
         let (offset, len) = (entry.raw_file_position(), entry.size());
