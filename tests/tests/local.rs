@@ -7,49 +7,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod demo_support;
 
-use demo_support::{assert_grayscale_of, repo, response, sample};
+use demo_support::{assert_grayscale_of, demo_binaries, demo_image, repo, response, sample};
 use scar_e2e::lambda_sim;
-
-/// `scar` and `bootstrap` of this workspace, built once per test process.
-fn binaries() -> &'static (PathBuf, PathBuf) {
-    static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let [scar, bootstrap] = scar_e2e::workspace::binaries([
-            ("scar-tools", "scar"),
-            ("scar-bootstrap", "bootstrap"),
-        ]);
-        (scar, bootstrap)
-    })
-}
-
-/// The demo's image, built once per test process by the demo's own script.
-fn demo_image() -> &'static Path {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let (scar, _) = binaries();
-        let dir =
-            std::env::temp_dir().join(format!("scar-local-test-image-{}", std::process::id()));
-        let image = dir.join("image");
-        let output = Command::new("bash")
-            .arg(repo().join("examples/demo/build-image.sh"))
-            .arg(scar)
-            .env("DEMO_IMAGE", &image)
-            .output()
-            .expect("run examples/demo/build-image.sh");
-        assert!(
-            output.status.success(),
-            "build-image.sh failed: {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        image
-    })
-}
 
 /// A function directory: the demo's files (or `template` instead of its template.yaml), and
 /// its image copied in as `image/`.
@@ -75,7 +38,7 @@ fn function_dir(root: &Path, template: Option<&str>) -> PathBuf {
 }
 
 fn scar_local(args: &[&str], function: &Path, cache: &Path) -> Command {
-    let (scar, bootstrap) = binaries();
+    let [scar, bootstrap, _] = demo_binaries();
     let mut command = Command::new(scar);
     command.arg("local");
     command.args(args);
@@ -356,7 +319,7 @@ fn lambda_sim_runs_the_script_as_a_non_root_user_through_the_preload_engine() {
     if which("bwrap").is_none() {
         panic!("bwrap is missing: apt-get install bubblewrap");
     }
-    let (scar, _) = binaries();
+    let [scar, _, _] = demo_binaries();
     let tmp = tempfile::tempdir().unwrap();
     let image = tmp.path().join("function/image");
     let packed = Command::new(scar)

@@ -1,13 +1,14 @@
-//! Shared by `local.rs` and `examples.rs`: the offline demo's sample picture, the response
-//! document of `scar local invoke`, and the pixel-by-pixel check of the demo's output (each
-//! output pixel must be the BT.601 luma of the input pixel, so a copy or a wrong conversion
-//! fails).
+//! Shared by `local.rs` and `examples.rs`: the offline demo's binaries, image and sample
+//! picture, the response document of `scar local invoke`, and the pixel-by-pixel check of the
+//! demo's output (each output pixel must be the BT.601 luma of the input pixel, so a copy or a
+//! wrong conversion fails).
 
 #![allow(dead_code)] // each test file uses a different part
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 /// The root of this repository.
 pub fn repo() -> PathBuf {
@@ -15,6 +16,45 @@ pub fn repo() -> PathBuf {
         .parent()
         .expect("repo root")
         .to_path_buf()
+}
+
+/// `scar`, `bootstrap` and the demo's converter of this workspace, built in one cargo call once
+/// per test process.
+pub fn demo_binaries() -> &'static [PathBuf; 3] {
+    static BINS: OnceLock<[PathBuf; 3]> = OnceLock::new();
+    BINS.get_or_init(|| {
+        scar_e2e::workspace::binaries([
+            ("scar-tools", "scar"),
+            ("scar-bootstrap", "bootstrap"),
+            ("scar-demo-grayscale", "grayscale"),
+        ])
+    })
+}
+
+/// The demo's image, built once per test process by the demo's own script from
+/// [`demo_binaries`] (so the script does not start a cargo build of its own).
+pub fn demo_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let [scar, _, grayscale] = demo_binaries();
+        let image = std::env::temp_dir()
+            .join(format!("scar-demo-image-{}", std::process::id()))
+            .join("image");
+        let output = Command::new("bash")
+            .arg(repo().join("examples/demo/build-image.sh"))
+            .arg(scar)
+            .env("DEMO_IMAGE", &image)
+            .env("GRAYSCALE", grayscale)
+            .output()
+            .expect("run examples/demo/build-image.sh");
+        assert!(
+            output.status.success(),
+            "build-image.sh failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        image
+    })
 }
 
 /// The demo's RGB sample picture.
