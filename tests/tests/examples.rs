@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use demo_support::{assert_grayscale_of, repo, response, sample};
+use demo_support::{assert_grayscale_of, demo_binaries, demo_image, repo, response, sample};
 use scar_e2e::{lambda_sim, workspace};
 use serde_norway::Value;
 
@@ -314,43 +314,6 @@ fn layer_publish_without_zips_says_to_build_first() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("scar layer build"));
-}
-
-/// `scar`, `bootstrap` and the demo's converter of this workspace, built once per process.
-fn demo_binaries() -> &'static [PathBuf; 3] {
-    static BINS: OnceLock<[PathBuf; 3]> = OnceLock::new();
-    BINS.get_or_init(|| {
-        workspace::binaries([
-            ("scar-tools", "scar"),
-            ("scar-bootstrap", "bootstrap"),
-            ("scar-demo-grayscale", "grayscale"),
-        ])
-    })
-}
-
-/// The demo's image, built once per test process by the demo's own script.
-fn demo_image() -> &'static Path {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let [scar, _, grayscale] = demo_binaries();
-        let image = std::env::temp_dir()
-            .join(format!("scar-examples-demo-{}", std::process::id()))
-            .join("image");
-        let output = Command::new("bash")
-            .arg(repo().join("examples/demo/build-image.sh"))
-            .arg(scar)
-            .env("DEMO_IMAGE", &image)
-            .env("GRAYSCALE", grayscale)
-            .output()
-            .expect("run examples/demo/build-image.sh");
-        assert!(
-            output.status.success(),
-            "build-image.sh failed: {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        image
-    })
 }
 
 /// The demo's function directory, unchanged, with its image, under `root`.
