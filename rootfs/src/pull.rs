@@ -181,6 +181,51 @@ pub async fn prepare(image: &str, options: &PullOptions) -> Result<PreparedImage
         .map(|(prepared, _)| prepared)
 }
 
+/// The image when the cache already holds it, found with no network, no thread and no async
+/// runtime: a remembered registry or S3 reference, or an OCI layout directory. `None` when
+/// [`prepare`] has work to do. `scar run` asks this first, so that a warm start stays a
+/// single-threaded process (see `engine::namespace::direct`).
+pub fn prepare_cached(
+    image: &str,
+    options: &PullOptions,
+) -> Result<Option<PreparedImage>, PullError> {
+    let image_ref: ImageRef = image.parse()?;
+    let cache = Cache::open(&options.cache_dir)?;
+    Ok(
+        cached_record(&image_ref, options, &cache)?.map(|record| PreparedImage {
+            reference: image.to_owned(),
+            root: cache.image_dir(&record.chain_id).join("root"),
+            config: record.config,
+            chain_id: record.chain_id.to_string(),
+        }),
+    )
+}
+
+/// The cache's record for `image` when it can be found without a pull.
+fn cached_record(
+    image: &ImageRef,
+    options: &PullOptions,
+    cache: &Cache,
+) -> Result<Option<ImageRecord>, PullError> {
+    let remembered = source::remembered(image);
+    if remembered && options.policy != PullPolicy::IfNotPresent {
+        return Ok(None);
+    }
+    let _shared = cache.lock(false)?;
+    let chain_id = if remembered {
+        match cache.read_ref(&image.to_string())? {
+            Some(r) => r.chain_id,
+            None => return Ok(None),
+        }
+    } else {
+        match source::resolve_local(image, options)? {
+            Some(resolved) => resolved.chain_id,
+            None => return Ok(None),
+        }
+    };
+    Ok(cache.lookup(&chain_id)?)
+}
+
 /// [`prepare`], reporting progress and returning what was done.
 pub async fn prepare_with_progress(
     image: &str,
@@ -206,13 +251,8 @@ pub async fn prepare_with_progress(
         };
         (prepared, report)
     };
-    if options.policy == PullPolicy::IfNotPresent && remembered {
-        let _shared = cache.lock(false)?;
-        if let Some(r) = cache.read_ref(&key)?
-            && let Some(record) = cache.lookup(&r.chain_id)?
-        {
-            return Ok(hit(record));
-        }
+    if let Some(record) = cached_record(&image_ref, options, &cache)? {
+        return Ok(hit(record));
     }
     let (resolved, blobs) = source::resolve(&image_ref, options, &cache).await?;
     let lock_cache = cache.clone();

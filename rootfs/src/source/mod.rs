@@ -304,6 +304,23 @@ pub async fn resolve(
     }
 }
 
+/// Resolve `image` when that needs neither network nor an async runtime (an OCI layout
+/// directory: a few small files); `None` for every other kind.
+pub fn resolve_local(
+    image: &ImageRef,
+    options: &PullOptions,
+) -> Result<Option<ResolvedImage>, SourceError> {
+    let ImageRef::OciDir { path, tag } = image else {
+        return Ok(None);
+    };
+    let platform = match &options.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let blobs = Blobs::Dir(path.clone());
+    layout::resolve(&blobs, &image.to_string(), tag.as_deref(), &platform).map(Some)
+}
+
 /// Whether the resolution of `image` may be remembered and reused without looking again:
 /// registries and S3 cost network; local files are cheap to read and may change.
 pub fn remembered(image: &ImageRef) -> bool {

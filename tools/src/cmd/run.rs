@@ -188,6 +188,16 @@ fn image_root(args: &RunArgs) -> Result<(PathBuf, ImageConfig), RunError> {
     if args.pull_always {
         options.policy = PullPolicy::Always;
     }
+    // A cached image is found without an async runtime, whose worker threads would make the
+    // engine re-execute a helper.
+    let cached =
+        scar_rootfs::pull::prepare_cached(&image, &options).map_err(|source| RunError::Pull {
+            image: image.clone(),
+            source: Box::new(source),
+        })?;
+    if let Some(prepared) = cached {
+        return Ok((prepared.root, prepared.config));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
