@@ -163,8 +163,19 @@ fn a_warm_pull_resolves_from_the_cache_with_the_registry_gone() {
     let cache = tempfile::tempdir().expect("tmp");
     let reference = format!("{}/team/warm:v1", registry.host());
     let opts = options(cache.path(), &registry);
+    assert!(
+        pull::prepare_cached(&reference, &opts)
+            .expect("lookup")
+            .is_none(),
+        "nothing is cached yet"
+    );
     let cold = pull(&reference, &opts).expect("cold pull");
     drop(registry);
+    // The synchronous lookup `scar run` makes first finds the same image.
+    let cached = pull::prepare_cached(&reference, &opts)
+        .expect("lookup")
+        .expect("cached");
+    assert_eq!((&cached.root, &cached.config), (&cold.root, &cold.config));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -318,8 +329,14 @@ fn oci_layouts_oci_archives_and_docker_archives_are_sources_too() {
     oci::write_docker_archive(&docker, "team/app:v1", &image);
     let cache = tempfile::tempdir().expect("tmp");
     let opts = PullOptions::new(cache.path());
-    let from_dir = pull(&format!("oci:{}:v1", layout.display()), &opts).expect("oci dir");
+    let v1 = format!("oci:{}:v1", layout.display());
+    assert!(pull::prepare_cached(&v1, &opts).expect("lookup").is_none());
+    let from_dir = pull(&v1, &opts).expect("oci dir");
     check_layered_root(&from_dir.root);
+    let cached = pull::prepare_cached(&v1, &opts)
+        .expect("lookup")
+        .expect("a layout already extracted is found without an async runtime");
+    assert_eq!(cached.root, from_dir.root);
     let second = pull(&format!("oci:{}:v2", layout.display()), &opts).expect("oci dir v2");
     assert_eq!(read(&second.root, "other"), "o");
     let err = pull(&format!("oci:{}", layout.display()), &opts).expect_err("two images, no tag");
