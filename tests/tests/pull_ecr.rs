@@ -176,6 +176,10 @@ fn a_badly_signed_token_request_fails_the_pull_naming_the_ecr_host_and_caches_no
         "{stderr}"
     );
     assert!(stderr.contains("InvalidSignatureException"), "{stderr}");
+    assert!(
+        stderr.contains("credentials are wrong or expired") && stderr.lines().count() == 1,
+        "one line with the way out: {stderr}"
+    );
     let calls = ecr.calls();
     assert!(
         calls.iter().all(|c| c.signature.is_err()) && !calls.is_empty(),

@@ -158,6 +158,34 @@ pub fn ecr_region(host: &str) -> Option<&str> {
     }
 }
 
+/// A failed GetAuthorizationToken in one line with the way out: the service's code and message
+/// when ECR answered, the whole error chain when it did not (network, no credentials).
+fn describe_ecr(
+    e: &aws_sdk_ecr::error::SdkError<
+        aws_sdk_ecr::operation::get_authorization_token::GetAuthorizationTokenError,
+    >,
+) -> String {
+    use aws_sdk_ecr::error::ProvideErrorMetadata;
+    let Some(service) = e.as_service_error() else {
+        return aws_sdk_ecr::error::DisplayErrorContext(e).to_string();
+    };
+    let code = service.code().unwrap_or("an unnamed ECR error");
+    let message = service
+        .message()
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    let hint = match code {
+        "AccessDeniedException" => {
+            "the function's role (or the AWS credentials) needs ecr:GetAuthorizationToken"
+        }
+        "InvalidSignatureException" | "UnrecognizedClientException" => {
+            "the AWS credentials are wrong or expired"
+        }
+        _ => "see the ECR error code",
+    };
+    format!("{code}{message}: {hint}")
+}
+
 /// Basic credentials for ECR from `GetAuthorizationToken`, with the standard AWS credential
 /// chain (on Lambda: the function's role).
 pub async fn ecr_credentials(host: &str, region: &str) -> Result<Credentials, RegistryError> {
@@ -180,7 +208,7 @@ pub async fn ecr_credentials(host: &str, region: &str) -> Result<Credentials, Re
         .get_authorization_token()
         .send()
         .await
-        .map_err(|e| ecr_err(aws_sdk_ecr::error::DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| ecr_err(describe_ecr(&e)))?;
     let token = out
         .authorization_data()
         .first()
