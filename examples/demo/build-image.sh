@@ -26,7 +26,7 @@ esac
 scar=${1:-$target_dir/$profile_dir/scar}
 image=${DEMO_IMAGE:-$repo/examples/demo/image}
 # What script.sh runs (sh, basename, grayscale) and a few tools to look around with.
-programs="sh basename dirname cat ls cp mv rm mkdir touch head tail wc env sleep"
+programs="sh basename dirname cat ls cp mv rm mkdir touch head tail wc env sleep id"
 
 if [ ! -x "$scar" ]; then
     echo "build-image.sh: no scar at $scar: run cargo build -p scar-tools first (or pass its path)" >&2
