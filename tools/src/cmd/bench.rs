@@ -222,10 +222,8 @@ fn bench_in(
     for image in &images {
         registry.push(&image.layout, image.name)?;
     }
+    // Every `scar` the bench runs gets it as $SCAR_PRELOAD_DIR (see `scar_command`).
     let preload_dir = find_preload_dir(args.preload_dir.as_deref(), &scar);
-    if let Some(dir) = &preload_dir {
-        install_preload_beside(dir, &scar);
-    }
     let bench = Bench {
         scar,
         bootstrap,
@@ -281,25 +279,6 @@ fn find_preload_dir(explicit: Option<&Path>, scar: &Path) -> Option<PathBuf> {
     [beside.join("preload"), beside.join("../preload/lib")]
         .into_iter()
         .find(|dir| dir.join("libscar_preload-gnu.so").is_file())
-}
-
-/// Put the preload libraries in `preload/` beside `scar`, where an installation has them:
-/// `scar run` looks there (it does not read `SCAR_PRELOAD_DIR`), so a build tree's `scar` can run
-/// the preload engine too. Nothing is overwritten; a failure only leaves the preload rows failing
-/// with `scar`'s own message.
-fn install_preload_beside(dir: &Path, scar: &Path) {
-    let Some(beside) = scar.parent().map(|p| p.join("preload")) else {
-        return;
-    };
-    if beside.join("libscar_preload-gnu.so").is_file() || std::fs::create_dir_all(&beside).is_err()
-    {
-        return;
-    }
-    for name in ["libscar_preload-gnu.so", "libscar_preload-musl.so"] {
-        if dir.join(name).is_file() && std::fs::copy(dir.join(name), beside.join(name)).is_ok() {
-            eprintln!("scar bench: copied {name} to {}", beside.display());
-        }
-    }
 }
 
 fn io_err_path(
