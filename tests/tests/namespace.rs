@@ -166,6 +166,35 @@ fn scar_run(who: Who, args: &[&str], stdin: Option<&str>) -> Ran {
     }
 }
 
+#[test]
+fn a_sigterm_to_scar_reaches_the_command() {
+    use std::io::{BufRead, BufReader};
+    let roots = roots(Who::Root);
+    let mut child = Command::new(scar())
+        .args(["run", "--rootfs"])
+        .arg(&roots.busybox)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 5' TERM; echo ready; sleep 100 & wait",
+        ])
+        .env("SCAR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn scar run");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "got TERM");
+    assert_eq!(status.code(), Some(5));
+}
+
 /// In the environment of every `scar run`: the container must never see it.
 const SECRET: &str = "hunter2-from-the-host";
 

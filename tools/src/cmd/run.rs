@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
-use nix::unistd::Pid;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use scar_rootfs::engine::{self, EngineError, EngineKind, EngineOptions, Mount, RunSpec, Stdio};
 use scar_rootfs::image::ImageConfig;
 use scar_rootfs::pull::{PullOptions, PullPolicy};
@@ -292,31 +291,28 @@ pub fn parse_volume(text: &str) -> Result<Mount, RunError> {
 
 /// SIGTERM and SIGHUP sent to `scar` go to the container (its init passes them on). SIGINT
 /// from a terminal already reaches the container directly (same process group), and is
-/// forwarded as well for `kill -INT`.
+/// forwarded as well for `kill -INT`. A handler rather than a waiting thread: installed after
+/// the start, it costs three syscalls and keeps `scar` single-threaded.
 fn forward_signals() {
-    let mut set = SigSet::empty();
-    for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
-        set.add(sig);
+    extern "C" fn forward(signal: libc::c_int) {
+        match CONTAINER_PID.load(Ordering::SeqCst) {
+            // SAFETY: _exit(2) is async-signal-safe.
+            0 => unsafe { libc::_exit(128 + signal) },
+            // SAFETY: kill(2) is async-signal-safe; the PID is the container's init.
+            pid => unsafe {
+                libc::kill(pid, signal);
+            },
+        }
     }
-    // Blocked before any other thread starts, so every thread inherits the mask and only
-    // the waiter below receives these signals.
-    if sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).is_err() {
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            while let Ok(sig) = set.wait() {
-                match CONTAINER_PID.load(Ordering::SeqCst) {
-                    0 => std::process::exit(128 + sig as i32),
-                    pid => {
-                        let _ = kill(Pid::from_raw(pid), sig);
-                    }
-                }
-            }
-        });
-    if spawned.is_err() {
-        let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+        // SAFETY: the handler only loads an atomic and calls kill(2) or _exit(2), which are
+        // async-signal-safe.
+        let _ = unsafe { sigaction(signal, &action) };
     }
 }
 
