@@ -204,18 +204,7 @@ fn the_callers_environment_and_arguments_stay_out_of_the_container() {
         let roots = roots(who);
         let script = "cat /proc/1/environ /proc/1/cmdline 2>&1; for p in /proc/[0-9]*; do \
                       cat $p/environ 2>/dev/null; done; env";
-        let ran = scar_run(
-            who,
-            &[
-                "--rootfs",
-                &rootfs(&roots.busybox),
-                "--",
-                "sh",
-                "-c",
-                script,
-            ],
-            None,
-        );
+        let ran = sh_in(who, &roots.busybox, script);
         assert_eq!(ran.code, 0, "{who:?}: {ran:?}");
         assert!(!ran.stdout.contains(SECRET), "{who:?}: {ran:?}");
         assert!(
@@ -227,6 +216,15 @@ fn the_callers_environment_and_arguments_stay_out_of_the_container() {
             "{who:?}: {ran:?}"
         );
     }
+}
+
+/// `sh -c script` in `root` as `who`.
+fn sh_in(who: Who, root: &Path, script: &str) -> Ran {
+    scar_run(
+        who,
+        &["--rootfs", &rootfs(root), "--", "sh", "-c", script],
+        None,
+    )
 }
 
 fn rootfs(root: &Path) -> String {
@@ -403,18 +401,7 @@ fn orphaned_zombies_are_reaped_by_the_init() {
         // process of the namespace may be a zombie.
         let script = "for i in 1 2 3 4 5; do (sleep 0.2 &); done; \
                       echo orphans; cat /proc/[0-9]*/stat; sleep 1.5; echo after; cat /proc/[0-9]*/stat";
-        let ran = scar_run(
-            who,
-            &[
-                "--rootfs",
-                &rootfs(&roots.busybox),
-                "--",
-                "sh",
-                "-c",
-                script,
-            ],
-            None,
-        );
+        let ran = sh_in(who, &roots.busybox, script);
         assert_eq!(ran.code, 0, "{who:?}: {ran:?}");
         let (before, after) = ran.stdout.split_once("after").unwrap();
         // Orphans: processes other than the shell (PID 2) whose parent is PID 1.
@@ -463,18 +450,7 @@ fn the_container_has_its_own_hostname_pids_proc_dev_and_tmp() {
         let script = "hostname; echo pid=$$; cat /proc/1/cmdline | tr '\\0' ' '; echo; \
                       echo data > /dev/null && head -c 4 /dev/zero | wc -c; ls /dev/shm >/dev/null && echo shm; \
                       echo t > /tmp/t && cat /tmp/t; ls -l /dev/stdin";
-        let ran = scar_run(
-            who,
-            &[
-                "--rootfs",
-                &rootfs(&roots.busybox),
-                "--",
-                "sh",
-                "-c",
-                script,
-            ],
-            None,
-        );
+        let ran = sh_in(who, &roots.busybox, script);
         assert_eq!(ran.code, 0, "{who:?}: {ran:?}");
         let lines: Vec<&str> = ran.stdout.lines().collect();
         assert_eq!(lines[0], "scar", "{who:?}: {ran:?}");

@@ -3,6 +3,8 @@
 //! filesystem checked entry by entry. Hostile images must fail with a clear error, write nothing
 //! outside the cache, and leave no usable half image behind.
 
+mod pull_support;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,12 +23,7 @@ fn options(cache: &Path, registry: &Registry) -> PullOptions {
 }
 
 fn pull(image: &str, options: &PullOptions) -> Result<PreparedImage, PullError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(pull::prepare(image, options))
+    pull_support::pull_blocking(image, options)
 }
 
 fn read(root: &Path, rel: &str) -> String {

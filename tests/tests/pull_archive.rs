@@ -10,6 +10,8 @@
 
 mod bootstrap_support;
 
+mod pull_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,7 +19,7 @@ use bootstrap_support::{BUCKET, Function};
 use scar_e2e::S3Server;
 use scar_e2e::oci;
 use scar_rootfs::image::PreparedImage;
-use scar_rootfs::pull::{self, PullError, PullOptions};
+use scar_rootfs::pull::{PullError, PullOptions};
 
 /// The bucket the archives live in.
 const IMAGES: &str = "scar-images";
@@ -34,12 +36,7 @@ fn test_image() -> oci::Image {
 }
 
 fn prepare(image: &str, options: &PullOptions) -> Result<PreparedImage, PullError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(pull::prepare(image, options))
+    pull_support::pull_blocking(image, options)
 }
 
 fn options(cache: &Path, s3: &S3Server) -> PullOptions {

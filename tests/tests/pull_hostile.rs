@@ -2,6 +2,8 @@
 //! nothing outside the cache directory, and leaves no usable half image behind. Also a registry
 //! behind a token service, 429 answers and connections dropped mid-blob.
 
+mod pull_support;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -10,15 +12,10 @@ use scar_e2e::fault::{Fault, FaultProxy};
 use scar_e2e::oci::{self, Compression, ImageBuilder, LayerBuilder, Pusher};
 use scar_e2e::token::TokenRegistry;
 use scar_rootfs::image::PreparedImage;
-use scar_rootfs::pull::{self, Credentials, PullError, PullOptions};
+use scar_rootfs::pull::{Credentials, PullError, PullOptions};
 
 fn pull(image: &str, options: &PullOptions) -> Result<PreparedImage, PullError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(pull::prepare(image, options))
+    pull_support::pull_blocking(image, options)
 }
 
 fn options(cache: &Path, host: &str) -> PullOptions {

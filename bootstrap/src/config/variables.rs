@@ -15,6 +15,8 @@ pub const SCAR_TIMEOUT_MARGIN: &str = "SCAR_TIMEOUT_MARGIN";
 pub const SCAR_ENGINE: &str = "SCAR_ENGINE";
 /// Cache root.
 pub const SCAR_CACHE_DIR: &str = "SCAR_CACHE_DIR";
+/// Directory of the preload engine's libraries.
+pub const SCAR_PRELOAD_DIR: &str = "SCAR_PRELOAD_DIR";
 /// Cache cap in MiB.
 pub const SCAR_CACHE_MAX_MB: &str = "SCAR_CACHE_MAX_MB";
 /// `if-not-present` or `always`.
@@ -105,6 +107,11 @@ pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
         name: SCAR_ENGINE,
         meaning: "`auto`, `namespace`, `preload`",
         default: "auto",
+    },
+    VariableDoc {
+        name: SCAR_PRELOAD_DIR,
+        meaning: "directory of the preload engine's `libscar_preload-*.so`",
+        default: "`preload/` next to `bootstrap` (the layer's `/opt/preload`)",
     },
     VariableDoc {
         name: SCAR_CACHE_DIR,

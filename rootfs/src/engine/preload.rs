@@ -69,17 +69,20 @@ impl PreloadEngine {
         Ok(Self { dir })
     }
 
-    /// Find the libraries next to the running executable: `<exe dir>/preload/`, then
-    /// `<exe dir>/../lib/scar/preload/` (an installed `scar`).
+    /// Find the libraries: `$SCAR_PRELOAD_DIR`, else next to the running executable:
+    /// `<exe dir>/preload/`, then `<exe dir>/../lib/scar/preload/` (an installed `scar`).
     pub fn locate() -> Result<Self, EngineError> {
         Self::locate_with(None)
     }
 
-    /// [`locate`](Self::locate), but `dir` first when given (tests and `scar` pass
-    /// [`PRELOAD_DIR_ENV`]; the bootstrap passes its configuration).
+    /// [`locate`](Self::locate), but `dir` first when given, then [`PRELOAD_DIR_ENV`] when
+    /// set (so `scar run` and the bootstrap both honour it).
     pub fn locate_with(dir: Option<&Path>) -> Result<Self, EngineError> {
         if let Some(dir) = dir {
             return Self::new(dir);
+        }
+        if let Some(dir) = std::env::var_os(PRELOAD_DIR_ENV).filter(|d| !d.is_empty()) {
+            return Self::new(Path::new(&dir));
         }
         let exe = std::env::current_exe().map_err(|e| {
             EngineError::PreloadUnavailable(format!("cannot find the running executable: {e}"))

@@ -147,14 +147,8 @@ fn run_container(args: &RunArgs) -> Result<u8, RunError> {
         stdout: Stdio::Inherit,
         stderr: Stdio::Inherit,
     };
-    // The preload libraries: $SCAR_PRELOAD_DIR as for the bootstrap, else beside `scar`.
-    let options = EngineOptions {
-        preload_dir: std::env::var_os(engine::preload::PRELOAD_DIR_ENV)
-            .filter(|dir| !dir.is_empty())
-            .map(PathBuf::from),
-        ..EngineOptions::default()
-    };
-    let engine = engine::select(args.engine, &options)?;
+    // The preload libraries: $SCAR_PRELOAD_DIR, else beside `scar` (see PreloadEngine::locate).
+    let engine = engine::select(args.engine, &EngineOptions::default())?;
     // No thread before the spawn: a single-threaded process lets the namespace engine clone
     // the container's init directly instead of re-executing a helper.
     let result = engine.spawn(&spec).and_then(|mut container| {

@@ -111,6 +111,9 @@ fn pull_once(
     })?;
     let stderr = bench.work.join("stderr");
     let reference = bench.registry.reference(image.name);
+    // Untimed: write back what the previous runs left dirty (up to a gigabyte per tool for
+    // the large image), so no run pays for another's writeback; every tool starts alike.
+    nix::unistd::sync();
     let result = match puller {
         Puller::Scar => measure(
             bench
