@@ -111,7 +111,7 @@ pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
     VariableDoc {
         name: SCAR_PRELOAD_DIR,
         meaning: "directory of the preload engine's `libscar_preload-*.so`",
-        default: "`preload/` next to `bootstrap` (the layer's `/opt/preload`)",
+        default: "preload/ next to bootstrap (the layer's /opt/preload)",
     },
     VariableDoc {
         name: SCAR_CACHE_DIR,
