@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::wait::waitpid;
-use nix::unistd::{Gid, Pid, Uid};
+use nix::unistd::{Gid, Uid};
 
 /// Whether the namespace engine can run on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,28 +146,11 @@ fn run_probe() -> Result<NamespaceSupport, Errno> {
         gid_map: gid_map.as_bytes(),
         failure: AtomicU64::new(0),
     };
-    let mut stack = vec![0u8; PROBE_STACK];
-    // The stack grows down on every architecture we build for; keep it 16-byte aligned.
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-    // CLONE_VM | CLONE_VFORK: no copy of this process's page tables (the child only makes a
-    // few syscalls), and this thread sleeps until the child has exited, so `child` and
-    // `stack` outlive it.
     // SAFETY: `probe_entry` only makes raw syscalls through `probe_steps`, writes its result
-    // into the atomic in `child`, and returns (the libc wrapper then calls exit(2)); `top` is
-    // the aligned end of a live buffer of PROBE_STACK bytes; the parent is suspended meanwhile.
-    let pid = unsafe {
-        libc::clone(
-            probe_entry,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&child as *const ProbeChild).cast_mut().cast(),
-        )
-    };
-    if pid < 0 {
-        return Err(Errno::last());
-    }
-    while let Err(Errno::EINTR) = waitpid(Pid::from_raw(pid), None) {}
-    drop(stack);
+    // into the atomic in `child`, and returns (the libc wrapper then calls exit(2)); `child`
+    // lives on this frame until the child has exited.
+    let pid = unsafe { super::process::vfork_run(probe_entry, &child) }?;
+    while let Err(Errno::EINTR) = waitpid(pid, None) {}
     let failure = child.failure.load(Ordering::SeqCst);
     if failure == 0 {
         return Ok(NamespaceSupport::Available);
@@ -178,9 +161,6 @@ fn run_probe() -> Result<NamespaceSupport, Errno> {
         step, errno, uid, gid,
     )))
 }
-
-/// Stack of the probe's child: a handful of syscall frames.
-const PROBE_STACK: usize = 64 * 1024;
 
 /// What the probe's child reads and writes (shared memory: CLONE_VM).
 struct ProbeChild<'a> {

@@ -16,9 +16,6 @@ use nix::unistd::Pid;
 /// PATH when the image sets none (the one Docker uses).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Stack of the short-lived child: a few syscall frames.
-const CHILD_STACK: usize = 64 * 1024;
-
 /// Where execvp(3) would look for `command`.
 pub fn candidates(command: &str, path: &str) -> Vec<PathBuf> {
     if command.contains('/') {
@@ -178,30 +175,19 @@ pub fn start(prepared: &Prepared) -> Result<Pid, (Option<Pid>, Refusal)> {
         workdir: &prepared.workdir,
         failure: AtomicI64::new(0),
     };
-    let mut stack = vec![0u8; CHILD_STACK];
-    // The stack grows down on every architecture we build for; keep it 16-byte aligned.
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
     // SAFETY: `child_entry` only makes raw syscalls on the pointers in `job` and stores into
-    // its atomic; CLONE_VFORK suspends this thread until the child has executed or exited,
-    // so `job`, the vectors it points into and `stack` outlive every use by the child. Without
-    // CLONE_SIGHAND/CLONE_FS the child's signal dispositions and working directory are its own.
-    let pid = unsafe {
-        libc::clone(
-            child_entry,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&job as *const Job).cast_mut().cast(),
-        )
+    // its atomic; `job` and the vectors it points into live on this frame until the child has
+    // executed or exited. Without CLONE_SIGHAND/CLONE_FS the child's signal dispositions and
+    // working directory are its own.
+    let pid = match unsafe { crate::engine::process::vfork_run(child_entry, &job) } {
+        Ok(pid) => pid,
+        Err(err) => {
+            return Err((
+                None,
+                Refusal::new(format!("starting the command: {err}"), 126),
+            ));
+        }
     };
-    drop(stack);
-    if pid < 0 {
-        let err = Errno::last();
-        return Err((
-            None,
-            Refusal::new(format!("starting the command: {err}"), 126),
-        ));
-    }
-    let pid = Pid::from_raw(pid);
     match job.failure.load(Ordering::SeqCst) {
         0 => Ok(pid),
         record => Err((Some(pid), explain(prepared, record))),
