@@ -10,10 +10,11 @@
 //! Clients reach it through the SDK's standard endpoint override, `AWS_ENDPOINT_URL_ECR`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::service::ThreadedServer;
 
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
@@ -41,44 +42,30 @@ struct Shared {
     secret_key: String,
     token: String,
     calls: Mutex<Vec<EcrCall>>,
-    stop: AtomicBool,
 }
 
 /// A running stand-in; stops accepting on drop.
 pub struct EcrStandIn {
-    addr: SocketAddr,
+    server: ThreadedServer,
     shared: Arc<Shared>,
 }
 
 impl EcrStandIn {
     /// Accept requests signed with `access_key`/`secret_key`; hand out `user:password`.
     pub fn start(access_key: &str, secret_key: &str, user: &str, password: &str) -> EcrStandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the ECR stand-in");
-        let addr = listener.local_addr().expect("ECR stand-in address");
         let shared = Arc::new(Shared {
             access_key: access_key.to_owned(),
             secret_key: secret_key.to_owned(),
             token: base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
             calls: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
         });
-        let s = shared.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || serve(&s, conn));
-            }
-        });
-        EcrStandIn { addr, shared }
+        let server = ThreadedServer::start("the ECR stand-in", shared.clone(), serve);
+        EcrStandIn { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_ECR`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// The requests answered so far, in order.
@@ -88,13 +75,6 @@ impl EcrStandIn {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_default()
-    }
-}
-
-impl Drop for EcrStandIn {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(self.addr);
     }
 }
 

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::service::ThreadedServer;
+
 /// What to do to a matching request.
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {
@@ -60,12 +62,13 @@ struct Shared {
     remaining: AtomicUsize,
     injected: AtomicUsize,
     requests: Mutex<Vec<Seen>>,
-    stop: AtomicBool,
+    /// Set when the proxy is dropped: requests stop waiting for a deferred upstream.
+    dropped: AtomicBool,
 }
 
 /// A running proxy; stops accepting on drop.
 pub struct FaultProxy {
-    addr: SocketAddr,
+    server: ThreadedServer,
     shared: Arc<Shared>,
 }
 
@@ -81,8 +84,6 @@ impl FaultProxy {
     /// Like [`FaultProxy::start`] for an upstream whose address is known only after the proxy's
     /// has been handed out: requests wait up to a minute for [`FaultProxy::set_upstream`].
     pub fn start_deferred(fault: Fault, pattern: &str, times: usize) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fault proxy");
-        let addr = listener.local_addr().expect("proxy address");
         let shared = Arc::new(Shared {
             upstream: OnceLock::new(),
             fault,
@@ -90,20 +91,10 @@ impl FaultProxy {
             remaining: AtomicUsize::new(times),
             injected: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
         });
-        let s = shared.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || handle(&s, conn));
-            }
-        });
-        FaultProxy { addr, shared }
+        let server = ThreadedServer::start("the fault proxy", shared.clone(), handle);
+        FaultProxy { server, shared }
     }
 
     /// A proxy that only records requests on their way to the upstream set later.
@@ -122,7 +113,7 @@ impl FaultProxy {
 
     /// `127.0.0.1:PORT` of the proxy.
     pub fn host(&self) -> String {
-        self.addr.to_string()
+        self.server.addr().to_string()
     }
 
     /// How many faults were injected.
@@ -147,9 +138,7 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
+        self.shared.dropped.store(true, Ordering::Relaxed);
     }
 }
 
@@ -282,7 +271,7 @@ fn wait_upstream(s: &Shared) -> Option<SocketAddr> {
         if let Some(addr) = s.upstream.get() {
             return Some(*addr);
         }
-        if Instant::now() > until || s.stop.load(Ordering::Relaxed) {
+        if Instant::now() > until || s.dropped.load(Ordering::Relaxed) {
             return None;
         }
         std::thread::sleep(Duration::from_millis(10));

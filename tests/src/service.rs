@@ -7,6 +7,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a service may take to accept connections. Generous: two shared cores, cold caches.
@@ -164,4 +166,52 @@ pub fn temp_dir(what: &str) -> tempfile::TempDir {
         .prefix(&format!("scar-e2e-{what}-"))
         .tempdir()
         .unwrap_or_else(|err| panic!("cannot create a temporary directory for {what}: {err}"))
+}
+
+/// An in-process loopback TCP server: each connection is handled on its own thread by
+/// `handle(&state, connection)`. It stops accepting when dropped.
+pub struct ThreadedServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl ThreadedServer {
+    /// Listen on a free port of 127.0.0.1; `what` names the server in a bind failure.
+    pub fn start<T: Send + Sync + 'static>(
+        what: &str,
+        state: Arc<T>,
+        handle: fn(&T, TcpStream),
+    ) -> ThreadedServer {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").unwrap_or_else(|err| panic!("bind {what}: {err}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|err| panic!("address of {what}: {err}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let state = state.clone();
+                std::thread::spawn(move || handle(&state, conn));
+            }
+        });
+        ThreadedServer { addr, stop }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for ThreadedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
 }

@@ -87,6 +87,36 @@ fn scar_pull(
         .expect("run scar pull")
 }
 
+/// Everything one test needs: the registry behind an ECR host name, the ECR stand-in, the
+/// recording proxy, the image name and a work directory.
+struct EcrCase {
+    registry: Registry,
+    ecr: EcrStandIn,
+    proxy: FaultProxy,
+    host: String,
+    image: String,
+    work: tempfile::TempDir,
+}
+
+impl EcrCase {
+    fn start() -> EcrCase {
+        let password = format!("ecr-token-{}", std::process::id());
+        let registry = ecr_registry(&password);
+        let ecr = EcrStandIn::start(ACCESS_KEY, SECRET_KEY, "AWS", &password);
+        let proxy = proxy_to(&registry);
+        let host = ecr_host(&registry);
+        let image = format!("{host}/scar/app:v1");
+        EcrCase {
+            registry,
+            ecr,
+            proxy,
+            host,
+            image,
+            work: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+}
+
 /// A proxy that passes every request on to `registry` and records it.
 fn proxy_to(registry: &Registry) -> FaultProxy {
     let proxy = FaultProxy::tap_deferred();
@@ -96,13 +126,14 @@ fn proxy_to(registry: &Registry) -> FaultProxy {
 
 #[test]
 fn an_ecr_host_is_pulled_with_the_token_of_a_sigv4_signed_get_authorization_token() {
-    let password = format!("ecr-token-{}", std::process::id());
-    let registry = ecr_registry(&password);
-    let ecr = EcrStandIn::start(ACCESS_KEY, SECRET_KEY, "AWS", &password);
-    let proxy = proxy_to(&registry);
-    let host = ecr_host(&registry);
-    let image = format!("{host}/scar/app:v1");
-    let work = tempfile::tempdir().expect("tempdir");
+    let EcrCase {
+        registry,
+        ecr,
+        proxy,
+        host,
+        image,
+        work,
+    } = EcrCase::start();
 
     let out = scar_pull(&image, SECRET_KEY, &ecr, &proxy, work.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -156,13 +187,14 @@ fn an_ecr_host_is_pulled_with_the_token_of_a_sigv4_signed_get_authorization_toke
 
 #[test]
 fn a_badly_signed_token_request_fails_the_pull_naming_the_ecr_host_and_caches_nothing() {
-    let password = format!("ecr-token-{}", std::process::id());
-    let registry = ecr_registry(&password);
-    let ecr = EcrStandIn::start(ACCESS_KEY, SECRET_KEY, "AWS", &password);
-    let proxy = proxy_to(&registry);
-    let host = ecr_host(&registry);
-    let image = format!("{host}/scar/app:v1");
-    let work = tempfile::tempdir().expect("tempdir");
+    let EcrCase {
+        registry: _registry,
+        ecr,
+        proxy,
+        host,
+        image,
+        work,
+    } = EcrCase::start();
 
     let out = scar_pull(&image, "not-the-secret-key", &ecr, &proxy, work.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
