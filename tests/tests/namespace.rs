@@ -329,6 +329,36 @@ fn host_sleeps(seconds: &str) -> Vec<u32> {
 }
 
 #[test]
+fn background_processes_are_gone_when_scar_returns() {
+    // The command's end ends the container: a process it left in the background is killed
+    // with the PID namespace before `scar run` returns (which returns without waiting for the
+    // init's own exit only when the init had no other process left).
+    for (index, who) in everyone().into_iter().enumerate() {
+        let roots = roots(who);
+        let seconds = format!("{}", 200_000 + std::process::id() * 2 + index as u32);
+        let script = format!("sleep {seconds} & exit 3");
+        let ran = scar_run(
+            who,
+            &[
+                "--rootfs",
+                &rootfs(&roots.busybox),
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            None,
+        );
+        assert_eq!(ran.code, 3, "{who:?}: the command's status: {ran:?}");
+        let left = host_sleeps(&seconds);
+        assert!(
+            left.is_empty(),
+            "{who:?}: processes left on the host: {left:?}"
+        );
+    }
+}
+
+#[test]
 fn a_timeout_stops_the_whole_tree_and_no_process_is_left() {
     for (index, who) in everyone().into_iter().enumerate() {
         let roots = roots(who);

@@ -166,7 +166,7 @@ pub(super) fn start(config: &InitConfig, stdio: [Stdio; 3]) -> Result<Container,
         handle: Box::new(DirectHandle {
             init,
             status: Some(status_read),
-            reaped: false,
+            state: InitState::Running,
         }),
     })
 }
@@ -274,10 +274,56 @@ fn memory_areas() -> Option<[usize; 4]> {
 /// The running container: the init is this process's child.
 struct DirectHandle {
     init: Pid,
-    /// The init writes how the command ended here: `[0, code]` or `[1, signal]`.
+    /// The init writes how the command ended here: `[0, code, alone]` or `[1, signal, alone]`.
     status: Option<OwnedFd>,
-    /// Reaped by `wait` (else `Drop` stops the container).
-    reaped: bool,
+    /// What became of the init, for `Drop`.
+    state: InitState,
+}
+
+/// Whether the init still needs this process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InitState {
+    /// Running: `Drop` stops and reaps it.
+    Running,
+    /// Reaped by `wait`.
+    Reaped,
+    /// Its command ended and it was alone in its PID namespace: it is only tearing the
+    /// namespaces down, and is reaped if it is done by the time of `Drop` (else by whoever
+    /// inherits it when this process exits).
+    Finishing,
+}
+
+impl DirectHandle {
+    /// The init's record, read until it arrives or the init is gone (end of file).
+    fn read_record(&mut self) -> Option<[u8; 3]> {
+        let fd = self.status.take()?;
+        let mut record = [0u8; 3];
+        let mut got = 0;
+        while got < record.len() {
+            match nix::unistd::read(&fd, &mut record[got..]) {
+                Ok(0) => return None,
+                Ok(n) => got += n,
+                Err(Errno::EINTR) => continue,
+                Err(_) => return None,
+            }
+        }
+        Some(record)
+    }
+}
+
+/// The command's end as the init recorded it.
+fn recorded_outcome(init: Pid, kind: u8, value: u8, timed_out: bool) -> Outcome {
+    match kind {
+        1 => Outcome {
+            code: None,
+            signal: Some(i32::from(value)),
+            timed_out,
+        },
+        _ => outcome_of(
+            nix::sys::wait::WaitStatus::Exited(init, i32::from(value)),
+            timed_out,
+        ),
+    }
 }
 
 impl ContainerHandle for DirectHandle {
@@ -287,39 +333,49 @@ impl ContainerHandle for DirectHandle {
 
     fn wait(&mut self, deadline: Option<Instant>, grace: Duration) -> Result<Outcome, EngineError> {
         let init = self.init;
+        if deadline.is_none() {
+            // Without a deadline the record is all that is needed: when the init was alone,
+            // the rest of its exit (the mount and other namespaces torn down, a few hundred
+            // microseconds) need not be waited for.
+            match self.read_record() {
+                Some([kind, value, 1]) => {
+                    self.state = InitState::Finishing;
+                    return Ok(recorded_outcome(init, kind, value, false));
+                }
+                Some([kind, value, _]) => {
+                    let outcome = wait_or_stop(init, None, grace, |_| {})?;
+                    self.state = InitState::Reaped;
+                    return Ok(recorded_outcome(init, kind, value, outcome.timed_out));
+                }
+                None => {}
+            }
+        }
         // SIGTERM reaches the command through the init; SIGKILL ends the init, and with it
         // every process of the PID namespace.
         let outcome = wait_or_stop(init, deadline, grace, |sig| {
             let _ = kill(init, sig);
         })?;
-        self.reaped = true;
+        self.state = InitState::Reaped;
         // The init's own status is 128 + signal for a killed command; the record says which.
-        let mut record = [0u8; 2];
-        let got = self
-            .status
-            .take()
-            .map_or(0, |fd| nix::unistd::read(&fd, &mut record).unwrap_or(0));
-        Ok(match (got, record) {
-            (2, [1, signo]) => Outcome {
-                code: None,
-                signal: Some(i32::from(signo)),
-                timed_out: outcome.timed_out,
-            },
-            (2, [0, code]) => outcome_of(
-                nix::sys::wait::WaitStatus::Exited(init, i32::from(code)),
-                outcome.timed_out,
-            ),
-            _ => outcome,
+        Ok(match self.read_record() {
+            Some([kind, value, _]) => recorded_outcome(init, kind, value, outcome.timed_out),
+            None => outcome,
         })
     }
 }
 
 impl Drop for DirectHandle {
     fn drop(&mut self) {
-        // A container dropped without `wait` is stopped, not leaked.
-        if !self.reaped {
-            let _ = kill(self.init, Signal::SIGKILL);
-            let _ = waitpid(self.init, None);
+        match self.state {
+            // A container dropped without `wait` is stopped, not leaked.
+            InitState::Running => {
+                let _ = kill(self.init, Signal::SIGKILL);
+                let _ = waitpid(self.init, None);
+            }
+            InitState::Finishing => {
+                let _ = waitpid(self.init, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            }
+            InitState::Reaped => {}
         }
     }
 }

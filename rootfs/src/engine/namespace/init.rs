@@ -49,13 +49,13 @@ pub fn run(config: &InitConfig, reporter: &Reporter, status: OwnedFd, monitor: P
     };
     // The command has executed (or failed to): the engine reads end of file now.
     let _ = nix::unistd::close(reporter_fd(reporter));
-    let ended = reap_until_exit(command);
-    let record = match ended {
+    let (ended, alone) = reap_until_exit(command);
+    let [kind, value] = match ended {
         WaitStatus::Signaled(_, sig, _) => [1, sig as i32 as u8],
         WaitStatus::Exited(_, code) => [0, code as u8],
         _ => [0, 1],
     };
-    let _ = nix::unistd::write(&status, &record);
+    let _ = nix::unistd::write(&status, &[kind, value, u8::from(alone)]);
     std::process::exit(match ended {
         WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
         WaitStatus::Exited(_, code) => code,
@@ -91,16 +91,24 @@ fn pivot_into(root: &Path) -> Result<(), SetupError> {
     chdir("/").map_err(|e| SetupError::new("chdir(/) in the new root", e))
 }
 
-/// Reap every child; forward signals to the command; return when the command has ended.
-fn reap_until_exit(command: Pid) -> WaitStatus {
+/// Reap every child; forward signals to the command; return when the command has ended, with
+/// whether this init is then alone in its PID namespace (it has no child left, and every
+/// process of the namespace descends from it): its exit then has no process to kill, only the
+/// namespaces to tear down, and the caller need not wait for that.
+fn reap_until_exit(command: Pid) -> (WaitStatus, bool) {
     let waited = waited_signals();
     loop {
         match waited.wait() {
             Ok(Signal::SIGCHLD) => {
                 let mut ended = None;
+                let mut alone = false;
                 loop {
                     match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                        Ok(WaitStatus::StillAlive) => break,
+                        Err(Errno::ECHILD) => {
+                            alone = true;
+                            break;
+                        }
                         Ok(
                             status @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)),
                         ) if pid == command => {
@@ -111,7 +119,7 @@ fn reap_until_exit(command: Pid) -> WaitStatus {
                     }
                 }
                 if let Some(status) = ended {
-                    return status;
+                    return (status, alone);
                 }
             }
             Ok(sig) => {

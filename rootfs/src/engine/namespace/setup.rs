@@ -249,11 +249,11 @@ fn monitor(init: Pid, status: OwnedFd) -> ! {
             Err(_) => continue,
         }
     };
-    let mut record = [0u8; 2];
+    let mut record = [0u8; 3];
     let got = nix::unistd::read(&status, &mut record).unwrap_or(0);
     match (got, record, ended) {
-        (2, [1, signo], _) => die_by(signo as i32),
-        (2, [0, code], _) => std::process::exit(i32::from(code)),
+        (3, [1, signo, _], _) => die_by(signo as i32),
+        (3, [0, code, _], _) => std::process::exit(i32::from(code)),
         // The init itself was killed (SIGKILL from the engine): mirror that.
         (_, _, WaitStatus::Signaled(_, sig, _)) => die_by(sig as i32),
         (_, _, WaitStatus::Exited(_, code)) => std::process::exit(code),
