@@ -408,13 +408,9 @@ struct Sources<'a> {
 impl Sources<'_> {
     /// A reader over layer `i`, and where a copy of it is being written (to publish once
     /// verified).
-    fn open(
-        &mut self,
-        i: usize,
-        layer: &Layer,
-    ) -> Result<(Box<dyn std::io::Read + Send>, Option<PathBuf>), PullError> {
+    fn open(&mut self, i: usize, layer: &Layer) -> Result<Opened, PullError> {
         if let Some(r) = self.blobs.open_local(&layer.blob)? {
-            return Ok((r, None));
+            return Ok(Opened::unchecked(r, None));
         }
         let BlobRef::Digest(digest) = layer.blob else {
             return Err(PullError::Worker(format!("layer {} has no digest", i + 1)));
@@ -430,7 +426,7 @@ impl Sources<'_> {
             let kept = cache.blob_path(&digest);
             if kept.exists() {
                 let file = std::fs::File::open(&kept).map_err(|e| io("open", &kept, e))?;
-                return Ok((Box::new(file), None));
+                return Ok(Opened::unchecked(Box::new(file), None));
             }
         }
         let rx = self
@@ -439,13 +435,38 @@ impl Sources<'_> {
             .and_then(Option::take)
             .ok_or_else(|| PullError::Worker(format!("no stream for layer {}", i + 1)))?;
         let reader = ChannelReader::new(rx);
-        match &self.keep {
+        let (input, copy): (Box<dyn std::io::Read + Send>, _) = match &self.keep {
             Some(cache) => {
                 let tmp = cache.ingest_path(&digest.hex());
                 let file = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-                Ok((Box::new(pipeline::Tee::new(reader, file)), Some(tmp)))
+                (Box::new(pipeline::Tee::new(reader, file)), Some(tmp))
             }
-            None => Ok((Box::new(reader), None)),
+            None => (Box::new(reader), None),
+        };
+        // The download task checks the digest as the bytes arrive (`download::stream_blob`).
+        Ok(Opened {
+            input,
+            copy,
+            verified: true,
+        })
+    }
+}
+
+/// A layer's compressed bytes, opened.
+struct Opened {
+    input: Box<dyn std::io::Read + Send>,
+    /// Where a copy is being written, to publish once verified.
+    copy: Option<PathBuf>,
+    /// Whether the reader itself checks the digest (it ends in an error on a mismatch).
+    verified: bool,
+}
+
+impl Opened {
+    fn unchecked(input: Box<dyn std::io::Read + Send>, copy: Option<PathBuf>) -> Self {
+        Self {
+            input,
+            copy,
+            verified: false,
         }
     }
 }
@@ -474,8 +495,15 @@ fn apply_all(
             image: image.to_owned(),
             source,
         };
-        let (input, copy) = sources.open(i, layer)?;
+        let Opened {
+            input,
+            copy,
+            verified,
+        } = sources.open(i, layer)?;
         let (input, diff_id): (Box<dyn std::io::Read + Send>, _) = match layer.blob {
+            BlobRef::Digest(_) if verified => {
+                (Box::new(Counted::new(input, counter.clone())), None)
+            }
             BlobRef::Digest(d) => (
                 Box::new(Verified::new(input, d, layer.size, counter.clone())),
                 None,

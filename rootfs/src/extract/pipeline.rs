@@ -60,7 +60,8 @@ pub enum BlobError {
 }
 
 impl BlobError {
-    fn into_io(self) -> io::Error {
+    /// Wrap as the `io::Error` the readers of a layer carry.
+    pub fn into_io(self) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, self)
     }
 }
