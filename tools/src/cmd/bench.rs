@@ -43,6 +43,12 @@ pub struct BenchArgs {
     /// The `bootstrap` binary (default: next to this `scar`).
     #[arg(long)]
     pub bootstrap: Option<PathBuf>,
+    /// Only these sections, comma-separated: `pull`, `start`, `invoke` (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Only these images, comma-separated: `small`, `medium`, `large` (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub images: Vec<String>,
     /// Directory of the preload engine's libraries (default: $SCAR_PRELOAD_DIR, else `preload/`
     /// next to `scar`, else the build tree's `target/preload/lib`).
     #[arg(long)]
@@ -217,7 +223,9 @@ fn bench_in(
         .clone()
         .unwrap_or_else(|| scar.with_file_name("bootstrap"));
     write_proot_wrapper(work).map_err(io_err_path("write", &work.join(PROOT_WRAPPER)))?;
-    let images = images::prepare(&args.cache, quick, &args.mirror)?;
+    let mut images = images::prepare(&args.cache, quick, &args.mirror)?;
+    images.retain(|i| args.images.is_empty() || args.images.iter().any(|n| n == i.name));
+    let section = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let registry = Registry::start(&work.join("registry"))?;
     for image in &images {
         registry.push(&image.layout, image.name)?;
@@ -239,15 +247,21 @@ fn bench_in(
         quick,
     };
 
-    let mut rows = pull::cold_pulls(&bench, &images);
+    let mut rows = Vec::new();
+    if section("pull") {
+        rows.extend(pull::cold_pulls(&bench, &images));
+    }
     // Warm starts run in the dynamic Debian-like image: `medium`, or `dyn` in a quick run.
     if let Some(image) = images
         .iter()
         .find(|i| i.name == "medium" || i.name == "dyn")
+        .filter(|_| section("start"))
     {
         rows.extend(start::warm_starts(&bench, image));
     }
-    rows.extend(invoke::invocations(&bench, &images));
+    if section("invoke") {
+        rows.extend(invoke::invocations(&bench, &images));
+    }
 
     let report = report::Report {
         rows,

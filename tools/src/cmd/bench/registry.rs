@@ -49,6 +49,8 @@ pub struct Registry {
     child: Child,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Where it keeps blobs and manifests (what a pull from it reads from disk).
+    pub storage: PathBuf,
 }
 
 impl Registry {
@@ -81,7 +83,11 @@ impl Registry {
             .stderr(log_err)
             .spawn()
             .map_err(io_err("start", Path::new("docker-registry")))?;
-        let registry = Registry { child, port };
+        let registry = Registry {
+            child,
+            port,
+            storage,
+        };
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if answers_v2(port) {
