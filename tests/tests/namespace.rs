@@ -495,6 +495,35 @@ fn the_container_has_its_own_hostname_pids_proc_dev_and_tmp() {
 }
 
 #[test]
+fn dns_files_are_the_hosts_and_a_write_to_them_stays_inside() {
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for who in everyone() {
+        let roots = roots(who);
+        // A hostile image: its resolv.conf is a FIFO, which must not block the start.
+        let hostile = roots.busybox.join("etc/resolv.conf");
+        let _ = std::fs::remove_file(&hostile);
+        nix::unistd::mkfifo(&hostile, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let script = "cat /etc/hosts; echo nameserver 192.0.2.1 > /etc/resolv.conf; echo status=$?";
+        let ran = sh_in(who, &roots.dynamic, script);
+        assert_eq!(ran.code, 0, "{who:?}: {ran:?}");
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+        assert!(ran.stdout.starts_with(&hosts), "{who:?}: {ran:?}");
+        assert!(ran.stdout.contains("status=0"), "{who:?}: {ran:?}");
+        assert_eq!(
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            host_resolv,
+            "{who:?}: the host's file changed"
+        );
+        let ran = sh_in(who, &roots.busybox, "stat -c %a /tmp /dev/shm");
+        assert_eq!(
+            (ran.code, ran.stdout.as_str()),
+            (0, "1777\n1777\n"),
+            "{who:?}: a FIFO resolv.conf: {ran:?}"
+        );
+    }
+}
+
+#[test]
 fn env_workdir_and_volumes_are_applied() {
     for who in everyone() {
         let roots = roots(who);

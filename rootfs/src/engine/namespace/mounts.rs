@@ -258,17 +258,12 @@ fn mount_dev(
         sys.symlink(points_to, &dev.path.join(link))
             .map_err(|e| SetupError::new(format!("creating /dev/{link}"), e))?;
     }
+    // A directory of the /dev tmpfs, whose 64 MiB cap it shares (Docker's /dev/shm is 64 MiB):
+    // one mount less to make and tear down on every start.
     let shm = dev.path.join("shm");
     sys.mkdir(&shm, 0o1777)
+        .and_then(|()| sys.chmod(&shm, 0o1777))
         .map_err(|e| SetupError::new("creating /dev/shm", e))?;
-    sys.mount(
-        Some(Path::new("tmpfs")),
-        &shm,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
-    )
-    .map_err(|e| SetupError::new("mounting a tmpfs on /dev/shm", e))?;
     let pts = dev.path.join("pts");
     sys.mkdir(&pts, 0o755)
         .map_err(|e| SetupError::new("creating /dev/pts", e))?;
@@ -286,13 +281,27 @@ fn mount_dev(
     Ok(())
 }
 
-/// A private, writable `/tmp`.
+/// A private, writable `/tmp`. Over an overlay root the image's own `/tmp` already is (its
+/// writes land in the run tmpfs and vanish with it), so only a missing one is created; a
+/// read-only root gets a tmpfs.
 fn mount_tmp(
     sys: &impl Syscall,
     root: &Path,
     create: bool,
     notes: &mut Vec<String>,
 ) -> Result<(), SetupError> {
+    if create {
+        return match sys.resolve(root, Path::new("/tmp"), Create::No) {
+            Ok(_) => Ok(()),
+            Err(Errno::ENOENT) => {
+                let made = sys
+                    .resolve(root, Path::new("/tmp"), Create::Dir)
+                    .and_then(|tmp| sys.chmod(&tmp.path, 0o1777));
+                made.map_err(|e| SetupError::new("creating /tmp in the image", e))
+            }
+            Err(err) => Err(SetupError::new("mount point /tmp in the image", err)),
+        };
+    }
     let Some(target) = optional_mount_point(sys, root, "/tmp", Create::Dir, create, notes)? else {
         return Ok(());
     };
@@ -316,7 +325,9 @@ fn prepare_proc_mount_point(
     optional_mount_point(sys, root, "/proc", Create::Dir, create, notes).map(drop)
 }
 
-/// The host's `/etc/resolv.conf` and `/etc/hosts`, read-only, so DNS works as on the host.
+/// The host's `/etc/resolv.conf` and `/etc/hosts`, so DNS works as on the host: copied into an
+/// overlay root (as Docker copies its own; no mount to make or tear down), bound read-only into
+/// a read-only one.
 fn bind_host_files(
     sys: &impl Syscall,
     root: &Path,
@@ -325,6 +336,18 @@ fn bind_host_files(
 ) -> Result<(), SetupError> {
     for file in HOST_FILES {
         if sys.host_kind(Path::new(file)) != Some(false) {
+            continue;
+        }
+        if create {
+            // Best effort, as below: an image whose file is a dangling symlink (or not a
+            // regular file) keeps its own.
+            let copied = sys.read_host_file(Path::new(file)).and_then(|contents| {
+                let target = sys.resolve(root, Path::new(file), Create::File)?;
+                sys.write_file(&target.path, &contents)
+            });
+            if let Err(err) = copied {
+                notes.push(format!("host {file} not copied in ({err})"));
+            }
             continue;
         }
         let how = if create { Create::File } else { Create::No };
@@ -507,6 +530,49 @@ mod tests {
                 .any(|l| l.contains("MS_RDONLY") && l.contains("/scratch/run/root ")),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn an_overlay_root_gets_copies_of_the_hosts_files_and_no_extra_tmpfs() {
+        let sys = recorder();
+        prepare_root(&sys, &config(vec![]), &mut Vec::new()).unwrap();
+        let lines = sys.lines();
+        assert!(
+            lines.iter().any(
+                |l| l == "write /scratch/run/root/etc/resolv.conf contents of /etc/resolv.conf"
+            ),
+            "{lines:#?}"
+        );
+        let tmpfs: Vec<&String> = lines.iter().filter(|l| l.contains(" tmpfs ")).collect();
+        assert_eq!(
+            tmpfs.len(),
+            2,
+            "the run directory and /dev only: {lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.starts_with("mount /etc/")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_read_only_root_binds_the_hosts_files_read_only_and_gets_a_tmpfs_on_tmp() {
+        let mut sys = recorder();
+        sys.fail.insert("mount overlay".into(), Errno::EPERM);
+        prepare_root(&sys, &config(vec![]), &mut Vec::new()).unwrap();
+        let lines = sys.lines();
+        let bind = lines
+            .iter()
+            .position(|l| l.starts_with("mount /etc/resolv.conf "))
+            .unwrap();
+        assert!(lines[bind + 2].contains("MS_RDONLY"), "{lines:#?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("mount tmpfs /scratch/run/root/tmp tmpfs")),
+            "{lines:#?}"
+        );
+        assert!(!lines.iter().any(|l| l.starts_with("write ")), "{lines:#?}");
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub trait Syscall {
     fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno>;
     /// Whether a host path exists, and whether it is a directory.
     fn host_kind(&self, path: &Path) -> Option<bool>;
+    /// chmod(2), umask aside (a directory we created).
+    fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno>;
+    /// Read a (small) host file.
+    fn read_host_file(&self, path: &Path) -> Result<Vec<u8>, Errno>;
+    /// Replace the contents of the regular file at `path` (a resolved [`Target`]).
+    fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
 }
 
 /// The real system calls.
@@ -156,6 +162,37 @@ impl Syscall for LinuxSyscall {
 
     fn host_kind(&self, path: &Path) -> Option<bool> {
         std::fs::metadata(path).ok().map(|meta| meta.is_dir())
+    }
+
+    fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            Mode::from_bits_truncate(mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+    }
+
+    fn read_host_file(&self, path: &Path) -> Result<Vec<u8>, Errno> {
+        std::fs::read(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    }
+
+    fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+        // Reopened through the resolved O_PATH descriptor's /proc link (the descriptor names
+        // the file inside the root). O_NONBLOCK: a FIFO planted by a hostile image fails with
+        // ENXIO instead of blocking the start forever.
+        let flags = OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = open(path, flags, Mode::empty())?;
+        let mut written = 0;
+        while written < contents.len() {
+            match nix::unistd::write(&fd, &contents[written..]) {
+                Ok(0) => return Err(Errno::EIO),
+                Ok(n) => written += n,
+                Err(Errno::EINTR) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -270,6 +307,23 @@ pub mod double {
 
         fn host_kind(&self, path: &Path) -> Option<bool> {
             self.host.get(path).copied()
+        }
+
+        fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+            self.record(format!("chmod {} {mode:o}", path.display()))
+        }
+
+        fn read_host_file(&self, path: &Path) -> Result<Vec<u8>, Errno> {
+            self.record(format!("read {}", path.display()))?;
+            Ok(format!("contents of {}", path.display()).into_bytes())
+        }
+
+        fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+            self.record(format!(
+                "write {} {}",
+                path.display(),
+                String::from_utf8_lossy(contents)
+            ))
         }
     }
 }
