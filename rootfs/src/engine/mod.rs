@@ -233,11 +233,11 @@ pub fn select(kind: EngineKind, options: &EngineOptions) -> Result<Box<dyn Engin
     let unprobed = probe::known_support().is_none() && namespace::direct::is_single_threaded();
     match (kind, unprobed) {
         (EngineKind::Preload, _) => {
-            tracing::info!(engine = "preload", reason = "requested", "engine selected");
+            tracing::debug!(engine = "preload", reason = "requested", "engine selected");
             preload_engine(options, "the preload engine was requested")
         }
         (EngineKind::Namespace, true) => {
-            tracing::info!(
+            tracing::debug!(
                 engine = "namespace",
                 reason = "requested",
                 "engine selected"
@@ -306,7 +306,9 @@ impl Engine for AutoEngine {
                 },
                 started => {
                     let _ = self.chosen.set(EngineKind::Namespace);
-                    tracing::info!(
+                    // The expected choice: `scar run` prints nothing of its own around the
+                    // command's output (the fallback below is worth a line).
+                    tracing::debug!(
                         engine = "namespace",
                         reason = "auto: user namespaces are available",
                         "engine selected"
