@@ -513,6 +513,7 @@ fn apply_all(
                 Some(layer.diff_id),
             ),
         };
+        let layer_started = Instant::now();
         let (mut tar, worker) = pipeline::decompress(input, diff_id);
         let applied = extractor.apply_layer(&mut tar).and_then(|stats| {
             tar.drain()
@@ -535,6 +536,13 @@ fn apply_all(
             cache.keep_blob(tmp, d)?;
         }
         written += stats.bytes_written;
+        tracing::debug!(
+            layer = i + 1,
+            entries = stats.entries,
+            bytes = stats.bytes_written,
+            secs = layer_started.elapsed().as_secs_f64(),
+            "layer applied"
+        );
         if let Some(p) = &progress {
             p(PullEvent::Downloaded(counter.load(Ordering::Relaxed)));
             p(PullEvent::LayerDone(i + 1));

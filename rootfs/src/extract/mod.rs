@@ -151,6 +151,10 @@ pub struct Extractor {
     budget: u64,
     charged: u64,
     buf: Vec<u8>,
+    /// Owner and group new files get: euid and egid, unless the root is in a setgid
+    /// directory (then the group is inherited and `None` makes every chown happen). The
+    /// directories extraction creates are never setgid themselves (the bit is dropped).
+    creator: Option<(u32, u32)>,
 }
 
 impl Extractor {
@@ -164,6 +168,7 @@ impl Extractor {
             budget,
             charged: 0,
             buf: vec![0; COPY_BUF],
+            creator: creator(root),
         }
     }
 
@@ -220,7 +225,6 @@ impl Extractor {
                     }
                 }
                 T::Regular | T::Continuous | T::GNUSparse => {
-                    self.replace(&full, false)?;
                     let n = self.write_file(&mut entry, &full, mode, mtime, owner, &xattrs)?;
                     stats.bytes_written += n;
                 }
@@ -338,13 +342,24 @@ impl Extractor {
         xattrs: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<u64, ExtractError> {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(full)
-            .map_err(|e| ExtractError::io("create", full, e))?;
+        let create = || {
+            File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(full)
+        };
+        // Most names are new: try first, and clear the way only when something is there (an
+        // lstat per file less; O_EXCL never follows a symlink, so one there is replaced too).
+        let file = match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.replace(full, false)?;
+                create()
+            }
+            other => other,
+        };
+        let mut file = file.map_err(|e| ExtractError::io("create", full, e))?;
         let mut total = 0u64;
         let mut buf = std::mem::take(&mut self.buf);
         let result = loop {
@@ -365,7 +380,8 @@ impl Extractor {
         self.buf = buf;
         result?;
         fsops::set_xattrs(full, xattrs);
-        if let Some((u, g)) = owner {
+        // A new file is already ours: chown only when the image wants someone else.
+        if let Some((u, g)) = owner.filter(|&o| Some(o) != self.creator) {
             fsops::fchown(&file, u, g);
         }
         fsops::fchmod(&file, full, mode)?;
@@ -399,6 +415,17 @@ impl Extractor {
         self.replace(full, false)?;
         std::fs::hard_link(&source, full).map_err(|e| ExtractError::io("link", full, e))
     }
+}
+
+/// Who owns the files created under `root`, when that is known without asking each one.
+fn creator(root: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(root).ok()?;
+    if meta.mode() & libc::S_ISGID != 0 {
+        return None;
+    }
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    Some(unsafe { (libc::geteuid(), libc::getegid()) })
 }
 
 /// `SCHILY.xattr.*` PAX records of an entry.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -70,6 +71,8 @@ impl BlobError {
 pub struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
+    /// Time spent waiting for the network (logged at the end, to tell where a pull waits).
+    waited: Duration,
 }
 
 impl ChannelReader {
@@ -78,6 +81,7 @@ impl ChannelReader {
         Self {
             rx,
             current: Bytes::new(),
+            waited: Duration::ZERO,
         }
     }
 }
@@ -85,10 +89,19 @@ impl ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
-            match self.rx.blocking_recv() {
+            let asked = Instant::now();
+            let next = self.rx.blocking_recv();
+            self.waited += asked.elapsed();
+            match next {
                 Some(Ok(bytes)) => self.current = bytes,
                 Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+                None => {
+                    tracing::debug!(
+                        waited_secs = self.waited.as_secs_f64(),
+                        "blob stream ended; time the decompressor waited for the network"
+                    );
+                    return Ok(0);
+                }
             }
         }
         let n = buf.len().min(self.current.len());
@@ -267,6 +280,17 @@ pub struct PipeReader {
     current: Vec<u8>,
     pos: usize,
     finished: bool,
+    /// Time the extractor spent waiting for the decompressor.
+    waited: Duration,
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        tracing::debug!(
+            waited_secs = self.waited.as_secs_f64(),
+            "layer read; time the extractor waited for the decompressor"
+        );
+    }
 }
 
 impl PipeReader {
@@ -283,7 +307,10 @@ impl Read for PipeReader {
             if self.finished {
                 return Ok(0);
             }
-            match self.rx.recv() {
+            let asked = Instant::now();
+            let next = self.rx.recv();
+            self.waited += asked.elapsed();
+            match next {
                 Ok(Ok(chunk)) => {
                     let old = std::mem::replace(&mut self.current, chunk);
                     let _ = self.recycle.send(old);
@@ -322,6 +349,7 @@ pub fn decompress(input: Input, diff_id: Option<Digest>) -> (PipeReader, JoinHan
         current: Vec::new(),
         pos: 0,
         finished: false,
+        waited: Duration::ZERO,
     };
     (reader, handle)
 }
@@ -332,6 +360,9 @@ fn pump(
     tx: &SyncSender<io::Result<Vec<u8>>>,
     recycle: &Receiver<Vec<u8>>,
 ) -> io::Result<()> {
+    let started = Instant::now();
+    let mut blocked = Duration::ZERO;
+    let mut total = 0u64;
     let mut decoder = Decoder::sniff(input)?;
     let format = decoder.format();
     let mut hasher = diff_id.map(|_| Hasher::new());
@@ -352,9 +383,12 @@ fn pump(
             h.update(&chunk);
         }
         let end = filled < CHUNK;
+        total += filled as u64;
+        let sending = Instant::now();
         if filled > 0 && tx.send(Ok(chunk)).is_err() {
             return Ok(()); // the extractor stopped
         }
+        blocked += sending.elapsed();
         if end {
             break;
         }
@@ -362,6 +396,13 @@ fn pump(
     // Whatever follows the compressed stream still counts towards the digest.
     let mut rest = decoder.into_input();
     io::copy(&mut rest, &mut io::sink())?;
+    tracing::debug!(
+        format,
+        bytes = total,
+        secs = started.elapsed().as_secs_f64(),
+        blocked_secs = blocked.as_secs_f64(),
+        "layer decompressed; blocked: time waiting for the extractor to take a chunk"
+    );
     if let (Some(expected), Some(h)) = (diff_id, hasher) {
         let actual = h.finish();
         if actual != expected {

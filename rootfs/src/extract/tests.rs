@@ -151,6 +151,28 @@ fn a_file_replaces_a_directory_and_a_directory_replaces_a_file() {
 }
 
 #[test]
+fn a_file_replaces_a_symlink_to_outside_without_writing_through_it() {
+    let s = sandbox();
+    let victim = s.outside.join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let target = victim.to_str().unwrap();
+    let l1 = Tar::default()
+        .symlink("link", target)
+        .file("same", "old")
+        .done();
+    let l2 = Tar::default()
+        .file("link", "a file now")
+        .file("same", "new")
+        .done();
+    apply_all(&s.root, &[l1, l2]).unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    let link = s.root.join("link");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+    assert_eq!(std::fs::read_to_string(link).unwrap(), "a file now");
+    assert_eq!(std::fs::read_to_string(s.root.join("same")).unwrap(), "new");
+}
+
+#[test]
 fn entries_under_an_absolute_symlinked_parent_land_inside_the_root() {
     let s = sandbox();
     let target = s.outside.to_str().unwrap().to_owned();
