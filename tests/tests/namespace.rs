@@ -168,11 +168,19 @@ fn scar_run(who: Who, args: &[&str], stdin: Option<&str>) -> Ran {
 
 #[test]
 fn a_sigterm_to_scar_reaches_the_command() {
-    use std::io::{BufRead, BufReader};
     let roots = roots(Who::Root);
+    // Sent as soon as the command says it is ready, which can be before `scar` has its
+    // handler in place: several rounds, so a lost signal in that window shows.
+    for _ in 0..5 {
+        sigterm_at_ready_reaches_the_command(&roots.busybox);
+    }
+}
+
+fn sigterm_at_ready_reaches_the_command(busybox: &Path) {
+    use std::io::{BufRead, BufReader};
     let mut child = Command::new(scar())
         .args(["run", "--rootfs"])
-        .arg(&roots.busybox)
+        .arg(busybox)
         .args([
             "--",
             "sh",

@@ -149,15 +149,23 @@ fn run_container(args: &RunArgs) -> Result<u8, RunError> {
     };
     // The preload libraries: $SCAR_PRELOAD_DIR, else beside `scar` (see PreloadEngine::locate).
     let engine = engine::select(args.engine, &EngineOptions::default())?;
+    // Held from before the start until the handler is in place: the command may already be
+    // running (and telling the world it is ready) when `spawn` returns, and a SIGTERM in that
+    // window must reach it rather than kill `scar` alone. The engines give the command an
+    // empty signal mask.
+    let forwarded = forwarded_signals();
+    let _ = forwarded.thread_block();
     // No thread before the spawn: a single-threaded process lets the namespace engine clone
     // the container's init directly instead of re-executing a helper.
     let result = engine.spawn(&spec).and_then(|mut container| {
         CONTAINER_PID.store(container.pid() as i32, Ordering::SeqCst);
-        forward_signals();
+        forward_signals(&forwarded);
+        let _ = forwarded.thread_unblock();
         let outcome = container.wait(deadline, STOP_GRACE);
         CONTAINER_PID.store(0, Ordering::SeqCst);
         outcome
     });
+    let _ = forwarded.thread_unblock();
     let outcome = result?;
     if outcome.timed_out {
         eprintln!(
@@ -283,11 +291,20 @@ pub fn parse_volume(text: &str) -> Result<Mount, RunError> {
     })
 }
 
+/// The signals `scar run` passes on to the container.
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+        set.add(signal);
+    }
+    set
+}
+
 /// SIGTERM and SIGHUP sent to `scar` go to the container (its init passes them on). SIGINT
 /// from a terminal already reaches the container directly (same process group), and is
 /// forwarded as well for `kill -INT`. A handler rather than a waiting thread: installed after
 /// the start, it costs three syscalls and keeps `scar` single-threaded.
-fn forward_signals() {
+fn forward_signals(signals: &SigSet) {
     extern "C" fn forward(signal: libc::c_int) {
         match CONTAINER_PID.load(Ordering::SeqCst) {
             // SAFETY: _exit(2) is async-signal-safe.
@@ -303,7 +320,7 @@ fn forward_signals() {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    for signal in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+    for signal in signals.iter() {
         // SAFETY: the handler only loads an atomic and calls kill(2) or _exit(2), which are
         // async-signal-safe.
         let _ = unsafe { sigaction(signal, &action) };
