@@ -72,7 +72,7 @@ fn reporter_fd(reporter: &Reporter) -> std::os::fd::RawFd {
 fn enter_root(config: &InitConfig, reporter: &Reporter) -> Result<(), SetupError> {
     let root = mounts::new_root(config);
     let mut notes = Vec::new();
-    let mounted = mounts::mount_proc(&LinuxSyscall, &root, &mut notes);
+    let mounted = mounts::mount_proc(&LinuxSyscall::default(), &root, &mut notes);
     for message in notes {
         reporter.send(&Report::Note { message });
     }

@@ -42,7 +42,7 @@ pub fn prepare_root(
     let root = new_root(config);
     let mode = mount_image(sys, config, &root, notes)?;
     let create = mode == RootMode::Overlay;
-    mount_dev(sys, &root, create, notes)?;
+    mount_dev(sys, config, &root, create, notes)?;
     mount_tmp(sys, &root, create, notes)?;
     prepare_proc_mount_point(sys, &root, create, notes)?;
     bind_host_files(sys, &root, create, notes)?;
@@ -211,10 +211,12 @@ fn optional_mount_point(
     }
 }
 
-/// A tmpfs `/dev` with the host's harmless devices bound in, stdio links, `/dev/shm` and,
-/// where the kernel allows it, a private `/dev/pts`.
+/// `/dev`: a directory of the run tmpfs (bound, which is cheaper than a tmpfs of its own)
+/// with the host's harmless devices bound in, stdio links, `/dev/shm` and, where the kernel
+/// allows it, a private `/dev/pts`.
 fn mount_dev(
     sys: &impl Syscall,
+    config: &InitConfig,
     root: &Path,
     create: bool,
     notes: &mut Vec<String>,
@@ -222,16 +224,13 @@ fn mount_dev(
     let Some(target) = optional_mount_point(sys, root, "/dev", Create::Dir, create, notes)? else {
         return Ok(());
     };
-    sys.mount(
-        Some(Path::new("tmpfs")),
-        &target.path,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=0755,size=65536k"),
-    )
-    .map_err(|e| SetupError::new("mounting a tmpfs on /dev", e))?;
+    let source = config.run_dir.join("dev");
+    sys.mkdir(&source, 0o755)
+        .and_then(|()| sys.chmod(&source, 0o755))
+        .and_then(|()| sys.mount(Some(&source), &target.path, None, MsFlags::MS_BIND, None))
+        .map_err(|e| SetupError::new("binding a directory of the run tmpfs on /dev", e))?;
     drop(target);
-    // Reopen: the new tmpfs, which we own entirely, is what the path must name now.
+    // Reopen: the bound directory, which we own entirely, is what the path must name now.
     let dev = sys
         .resolve(root, Path::new("/dev"), Create::No)
         .map_err(|e| SetupError::new("opening the new /dev", e))?;
@@ -258,8 +257,8 @@ fn mount_dev(
         sys.symlink(points_to, &dev.path.join(link))
             .map_err(|e| SetupError::new(format!("creating /dev/{link}"), e))?;
     }
-    // A directory of the /dev tmpfs, whose 64 MiB cap it shares (Docker's /dev/shm is 64 MiB):
-    // one mount less to make and tear down on every start.
+    // A directory of the run tmpfs rather than a tmpfs of its own: one mount less to make and
+    // tear down on every start.
     let shm = dev.path.join("shm");
     sys.mkdir(&shm, 0o1777)
         .and_then(|()| sys.chmod(&shm, 0o1777))
@@ -544,11 +543,7 @@ mod tests {
             "{lines:#?}"
         );
         let tmpfs: Vec<&String> = lines.iter().filter(|l| l.contains(" tmpfs ")).collect();
-        assert_eq!(
-            tmpfs.len(),
-            2,
-            "the run directory and /dev only: {lines:#?}"
-        );
+        assert_eq!(tmpfs.len(), 1, "the run directory only: {lines:#?}");
         assert!(
             !lines.iter().any(|l| l.starts_with("mount /etc/")),
             "{lines:#?}"
@@ -594,7 +589,7 @@ mod tests {
         );
         let dev = lines
             .iter()
-            .position(|l| l.contains("tmpfs") && l.contains("/dev "))
+            .position(|l| l.starts_with("mount /scratch/run/dev /scratch/run/root/dev "))
             .unwrap();
         assert!(dev > bind + 1);
         assert!(

@@ -138,7 +138,7 @@ pub(super) fn build_root(
     set_hostname(&config.hostname)?;
     let (pinned, fds) = pin_sources(config)?;
     let mut notes = Vec::new();
-    let mounted = mounts::prepare_root(&LinuxSyscall, &pinned, &mut notes);
+    let mounted = mounts::prepare_root(&LinuxSyscall::default(), &pinned, &mut notes);
     for message in notes {
         reporter.send(&Report::Note { message });
     }

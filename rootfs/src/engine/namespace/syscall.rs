@@ -71,7 +71,28 @@ pub trait Syscall {
 }
 
 /// The real system calls.
-pub struct LinuxSyscall;
+#[derive(Default)]
+pub struct LinuxSyscall {
+    /// The last root opened by `resolve` (the set-up resolves a dozen paths in one root).
+    root: std::cell::RefCell<Option<(PathBuf, std::rc::Rc<OwnedFd>)>>,
+}
+
+impl LinuxSyscall {
+    /// An `O_PATH` descriptor of `root`, opened once per root.
+    fn root_fd(&self, root: &Path) -> Result<std::rc::Rc<OwnedFd>, Errno> {
+        let mut cached = self.root.borrow_mut();
+        if let Some((_, fd)) = cached.as_ref().filter(|(path, _)| path == root) {
+            return Ok(fd.clone());
+        }
+        let fd = std::rc::Rc::new(open(
+            root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?);
+        *cached = Some((root.to_path_buf(), fd.clone()));
+        Ok(fd)
+    }
+}
 
 impl Syscall for LinuxSyscall {
     fn mount(
@@ -82,6 +103,12 @@ impl Syscall for LinuxSyscall {
         flags: MsFlags,
         data: Option<&str>,
     ) -> Result<(), Errno> {
+        // A mount on the cached root hides what the descriptor names: open it again next time.
+        let mut cached = self.root.borrow_mut();
+        if cached.as_ref().is_some_and(|(root, _)| root == target) {
+            *cached = None;
+        }
+        drop(cached);
         nix::mount::mount(source, target, fstype, flags, data)
     }
 
@@ -101,11 +128,7 @@ impl Syscall for LinuxSyscall {
     }
 
     fn resolve(&self, root: &Path, path: &Path, create: Create) -> Result<Target, Errno> {
-        let root_fd = open(
-            root,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let root_fd = self.root_fd(root)?;
         let relative = relative(path);
         match open_in_root(&root_fd, &relative) {
             Err(Errno::ENOENT) if create != Create::No => {}
