@@ -158,6 +158,45 @@ fn a_blob_whose_bytes_do_not_match_its_digest_is_refused() {
     assert_no_image_left(cache.path());
 }
 
+/// Push a one-layer image, rewrite its layer blob in the registry's storage with `edit`, and
+/// pull it: the error text.
+fn pull_with_stored_blob_edited(name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
+    let registry = Registry::start();
+    let layer = LayerBuilder::new(Compression::Gzip)
+        .file("data", &[7u8; 100_000])
+        .finish();
+    let image = ImageBuilder::new().layer(layer.clone()).build();
+    Pusher::new(&registry.url(), None).image(name, "v1", &image);
+    let stored = oci::stored_blob_path(&registry.storage_dir(), &layer.blob.digest());
+    let mut bytes = std::fs::read(&stored).expect("stored blob");
+    edit(&mut bytes);
+    std::fs::write(&stored, bytes).expect("edited blob");
+    let cache = tempfile::tempdir().expect("tmp");
+    let err = pull(
+        &format!("{}/{name}:v1", registry.host()),
+        &options(cache.path(), &registry.host()),
+    )
+    .expect_err("edited blob");
+    assert_no_image_left(cache.path());
+    err.to_string()
+}
+
+#[test]
+fn a_valid_gzip_that_is_not_the_blob_of_its_digest_is_refused_by_the_digest_check() {
+    // Same length and still a valid gzip of the same tar: only the MTIME field of the gzip
+    // header differs, which no CRC covers, so nothing but the digest can tell.
+    let text = pull_with_stored_blob_edited("hostile/retimed", |bytes| bytes[4] ^= 0x01);
+    assert!(text.contains("does not match its digest"), "{text}");
+}
+
+#[test]
+fn a_blob_longer_than_its_manifest_announces_is_refused() {
+    let text = pull_with_stored_blob_edited("hostile/longer", |bytes| {
+        bytes.extend_from_slice(&[0u8; 4096]);
+    });
+    assert!(text.contains("is longer than the"), "{text}");
+}
+
 #[test]
 fn a_truncated_gzip_layer_is_refused_as_corrupt() {
     let registry = Registry::start();
