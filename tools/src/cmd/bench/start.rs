@@ -99,6 +99,10 @@ pub fn warm_starts(bench: &Bench, image: &BenchImage) -> Vec<Row> {
                     } else {
                         s.record(measure_time_only(&mut command, &stderr, bench.limit));
                     }
+                    // Untimed: `scar run` returns before its init has finished tearing the
+                    // namespaces down; let that (and any tool's leftovers) end before the next
+                    // start, so no tool pays for another's.
+                    std::thread::sleep(std::time::Duration::from_millis(5));
                 }
             }
         }
