@@ -189,9 +189,11 @@ fn pull_once(
 ///    After the previous run's tree of ~28 000 files was removed, every file the next run
 ///    creates scans thousands of them: `perf` showed `find_get_block_common` and
 ///    `recently_deleted` as the top kernel symbols and the large image's extraction taking
-///    15 s of system time instead of 1.3 s, for scar and umoci alike (not for gzip, which
-///    creates no files). With the inode-table blocks out of the cache the check finds nothing
-///    and costs nothing. Without root the cache stays and a warning says so.
+///    12-17 s of system time instead of 1.0-1.4 s, for scar and umoci alike (not for gzip,
+///    which creates no files). Waiting does not help: the run's own new inodes dirty those
+///    inode-table blocks again (measured: 6.7 s of system time after `sync` and a 61 s wait).
+///    With the inode-table blocks out of the cache the check finds nothing and costs
+///    nothing. Without root the cache stays and a warning says so.
 fn settle(bench: &Bench, image: &BenchImage, puller: Puller) {
     nix::unistd::sync();
     if let Err(err) = fs::write("/proc/sys/vm/drop_caches", "1") {
