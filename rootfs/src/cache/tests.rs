@@ -86,3 +86,42 @@ fn garbage_collection_removes_leftovers_and_dangling_refs() {
         0
     );
 }
+
+#[test]
+fn a_lookup_renews_a_stale_last_used_mark_and_leaves_a_fresh_one_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(tmp.path()).unwrap();
+    let rec = record(&cache, "marked", 10);
+    let mark = cache.image_dir(&rec.chain_id).join("last-used");
+    let set_age = |age: std::time::Duration| {
+        let when = std::time::SystemTime::now() - age;
+        let file = std::fs::File::options().write(true).open(&mark).unwrap();
+        file.set_times(std::fs::FileTimes::new().set_modified(when))
+            .unwrap();
+        when
+    };
+    let mtime = || std::fs::metadata(&mark).unwrap().modified().unwrap();
+    let stale = set_age(TOUCH_INTERVAL * 2);
+    cache.lookup(&rec.chain_id).unwrap().unwrap();
+    assert!(mtime() > stale + TOUCH_INTERVAL, "a stale mark is renewed");
+    let fresh = set_age(TOUCH_INTERVAL / 4);
+    cache.lookup(&rec.chain_id).unwrap().unwrap();
+    assert_eq!(mtime(), fresh, "a fresh mark is not rewritten");
+}
+
+#[test]
+fn a_new_cache_gets_every_directory_and_opens_again_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    Cache::open(tmp.path()).unwrap();
+    for sub in ["refs", "rootfs", "tmp", "ingest"] {
+        assert!(tmp.path().join(sub).is_dir(), "{sub}");
+    }
+    let rec = record(&Cache::open(tmp.path()).unwrap(), "again", 10);
+    assert!(
+        Cache::open(tmp.path())
+            .unwrap()
+            .lookup(&rec.chain_id)
+            .unwrap()
+            .is_some()
+    );
+}
