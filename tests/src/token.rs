@@ -6,7 +6,7 @@
 //! else needs the user and password the registry was started with; pushes need them too.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine as _;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 
-use crate::service::{self, ServiceChild};
+use crate::service::{self, ServiceChild, ThreadedServer};
 
 const SERVICE: &str = "scar-registry";
 const ISSUER: &str = "scar-token-issuer";
@@ -33,6 +33,7 @@ pub struct TokenRegistry {
     addr: SocketAddr,
     realm: String,
     signer: Arc<Signer>,
+    _server: ThreadedServer,
     _dir: tempfile::TempDir,
 }
 
@@ -62,15 +63,8 @@ impl TokenRegistry {
             password: password.to_owned(),
             issued: AtomicUsize::new(0),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
-        let realm = format!("http://{}/token", listener.local_addr().expect("addr"));
-        let s = signer.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let s = s.clone();
-                std::thread::spawn(move || serve_token(&s, conn));
-            }
-        });
+        let server = ThreadedServer::start("token server", signer.clone(), serve_token);
+        let realm = format!("http://{}/token", server.addr());
         let mut last = String::new();
         for _ in 0..3 {
             let addr = SocketAddr::from(([127, 0, 0, 1], service::free_port()));
@@ -96,6 +90,7 @@ impl TokenRegistry {
                         addr,
                         realm,
                         signer,
+                        _server: server,
                         _dir: dir,
                     };
                 }
