@@ -92,154 +92,87 @@ fn collect(list: &[P; MAX_LIST], out: &mut [P; MAX_LIST + 1]) -> Option<usize> {
     None
 }
 
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "C" fn execl(
-    path: P,
-    a0: P,
-    a1: P,
-    a2: P,
-    a3: P,
-    a4: P,
-    a5: P,
-    a6: P,
-    a7: P,
-    a8: P,
-    a9: P,
-    a10: P,
-    a11: P,
-    a12: P,
-    a13: P,
-    a14: P,
-    a15: P,
-    a16: P,
-    a17: P,
-    a18: P,
-    a19: P,
-    a20: P,
-    a21: P,
-    a22: P,
-    a23: P,
-    a24: P,
-    a25: P,
-    a26: P,
-    a27: P,
-    a28: P,
-    a29: P,
-    a30: P,
-    a31: P,
-) -> c_int {
-    let list = [
-        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19,
-        a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31,
-    ];
-    let mut argv = [core::ptr::null(); MAX_LIST + 1];
-    if collect(&list, &mut argv).is_none() {
-        return ret(Err(sys::E2BIG));
-    }
-    do_exec(path, argv.as_ptr(), current_env(), false)
-}
-
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "C" fn execlp(
-    file: P,
-    a0: P,
-    a1: P,
-    a2: P,
-    a3: P,
-    a4: P,
-    a5: P,
-    a6: P,
-    a7: P,
-    a8: P,
-    a9: P,
-    a10: P,
-    a11: P,
-    a12: P,
-    a13: P,
-    a14: P,
-    a15: P,
-    a16: P,
-    a17: P,
-    a18: P,
-    a19: P,
-    a20: P,
-    a21: P,
-    a22: P,
-    a23: P,
-    a24: P,
-    a25: P,
-    a26: P,
-    a27: P,
-    a28: P,
-    a29: P,
-    a30: P,
-    a31: P,
-) -> c_int {
-    let list = [
-        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19,
-        a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31,
-    ];
-    let mut argv = [core::ptr::null(); MAX_LIST + 1];
-    if collect(&list, &mut argv).is_none() {
-        return ret(Err(sys::E2BIG));
-    }
-    do_exec(file, argv.as_ptr(), current_env(), true)
-}
-
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "C" fn execle(
-    path: P,
-    a0: P,
-    a1: P,
-    a2: P,
-    a3: P,
-    a4: P,
-    a5: P,
-    a6: P,
-    a7: P,
-    a8: P,
-    a9: P,
-    a10: P,
-    a11: P,
-    a12: P,
-    a13: P,
-    a14: P,
-    a15: P,
-    a16: P,
-    a17: P,
-    a18: P,
-    a19: P,
-    a20: P,
-    a21: P,
-    a22: P,
-    a23: P,
-    a24: P,
-    a25: P,
-    a26: P,
-    a27: P,
-    a28: P,
-    a29: P,
-    a30: P,
-    a31: P,
-) -> c_int {
-    let list = [
-        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19,
-        a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31,
-    ];
-    let mut argv = [core::ptr::null(); MAX_LIST + 1];
-    // The environment pointer follows the NULL that ends the arguments.
-    let Some(after) = collect(&list, &mut argv) else {
-        return ret(Err(sys::E2BIG));
+/// Declares an `execl`-family function: the first argument, then [`MAX_LIST`] list pointers
+/// gathered into `$list` for `$body`.
+macro_rules! exec_list_fn {
+    ($name:ident, $first:ident, $list:ident, $body:block) => {
+        #[unsafe(no_mangle)]
+        #[allow(clippy::too_many_arguments)]
+        pub extern "C" fn $name(
+            $first: P,
+            a0: P,
+            a1: P,
+            a2: P,
+            a3: P,
+            a4: P,
+            a5: P,
+            a6: P,
+            a7: P,
+            a8: P,
+            a9: P,
+            a10: P,
+            a11: P,
+            a12: P,
+            a13: P,
+            a14: P,
+            a15: P,
+            a16: P,
+            a17: P,
+            a18: P,
+            a19: P,
+            a20: P,
+            a21: P,
+            a22: P,
+            a23: P,
+            a24: P,
+            a25: P,
+            a26: P,
+            a27: P,
+            a28: P,
+            a29: P,
+            a30: P,
+            a31: P,
+        ) -> c_int {
+            let $list: [P; MAX_LIST] = [
+                a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17,
+                a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31,
+            ];
+            $body
+        }
     };
-    if after >= MAX_LIST {
-        return ret(Err(sys::E2BIG));
-    }
-    let envp = list[after] as *const *const c_char;
-    do_exec(path, argv.as_ptr(), envp, false)
 }
+
+/// The arguments of an `execl`-style list, NULL-terminated, and the index after the NULL.
+fn list_argv(list: &[P; MAX_LIST]) -> Option<([P; MAX_LIST + 1], usize)> {
+    let mut argv = [core::ptr::null(); MAX_LIST + 1];
+    let after = collect(list, &mut argv)?;
+    Some((argv, after))
+}
+
+exec_list_fn!(execl, path, list, {
+    match list_argv(&list) {
+        Some((argv, _)) => do_exec(path, argv.as_ptr(), current_env(), false),
+        None => ret(Err(sys::E2BIG)),
+    }
+});
+
+exec_list_fn!(execlp, file, list, {
+    match list_argv(&list) {
+        Some((argv, _)) => do_exec(file, argv.as_ptr(), current_env(), true),
+        None => ret(Err(sys::E2BIG)),
+    }
+});
+
+exec_list_fn!(execle, path, list, {
+    // The environment pointer follows the NULL that ends the arguments.
+    match list_argv(&list) {
+        Some((argv, after)) if after < MAX_LIST => {
+            let envp = list[after] as *const *const c_char;
+            do_exec(path, argv.as_ptr(), envp, false)
+        }
+        _ => ret(Err(sys::E2BIG)),
+    }
+});
 
 type Args = *const *const c_char;
 
