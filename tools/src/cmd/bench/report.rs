@@ -230,6 +230,17 @@ impl Report {
              the `time` wrapper that would add an exec to every start; their memory comes from \
              an untimed warm-up run. The bootstrap's peak RSS is its `VmHWM` after the runs. A \
              tool that failed shows why instead of a number.\n\n\
+             Before every timed cold pull, for every tool alike, the previous run's tree is \
+             removed, `sync` writes back what is dirty, the clean page cache is dropped (as \
+             root) and the run's inputs (the registry's blobs, the layout's blobs) and the tool's \
+             program (`--version`) are read back: only the filesystem's metadata is cold. On an \
+             ext4 without a journal, like this machine's, a new inode otherwise skips every \
+             inode freed in the last minute whose inode-table block is still cached; after the \
+             previous run removed a tree of ~28 000 files, that made extraction (scar's and \
+             umoci's alike) take 10–17 s of system time instead of about 1 s, while gzip, which \
+             creates no files, was not affected. Between warm starts the bench pauses, untimed, \
+             so that what a tool leaves running (the namespace teardown of a `scar run` init, \
+             which `scar run` does not wait for) does not slow the next one.\n\n\
              The machine is shared (2 cores, other builds running), so the spread between the \
              fastest and slowest run is wide; compare rows within one run, not across runs.\n\n",
         );
