@@ -95,6 +95,19 @@ impl Engine for NamespaceEngine {
     }
 
     fn spawn(&self, spec: &RunSpec) -> Result<Container, EngineError> {
+        self.spawn_with(spec, direct::is_single_threaded())
+    }
+}
+
+impl NamespaceEngine {
+    /// [`Engine::spawn`] for a caller that has just checked whether this process is
+    /// single-threaded (the check reads `/proc/self/stat`, some 15 µs): a single-threaded
+    /// process clones the container's init directly, another starts the helper.
+    pub(crate) fn spawn_with(
+        &self,
+        spec: &RunSpec,
+        single_threaded: bool,
+    ) -> Result<Container, EngineError> {
         validate(spec)?;
         if let UserDecision::RootInstead(reason) = user::decide(&spec.root, spec.user.as_deref()) {
             tracing::info!(%reason, "running as container root");
@@ -104,7 +117,7 @@ impl Engine for NamespaceEngine {
             source,
         })?;
         let config = init_config(spec);
-        if direct::is_single_threaded() {
+        if single_threaded {
             return direct::start(&config, [spec.stdin, spec.stdout, spec.stderr]);
         }
         start(&self.helper, &config, spec)
