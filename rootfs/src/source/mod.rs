@@ -239,7 +239,9 @@ impl Blobs {
                 .open_local(&BlobRef::ArchivePath(name.to_owned()))?
                 .ok_or_else(missing)?,
         };
-        let mut out = Vec::new();
+        // Room for a typical index, manifest or config, so they come in one read rather than
+        // a series of growing ones.
+        let mut out = Vec::with_capacity(16 * 1024);
         reader
             .take(8 * 1024 * 1024)
             .read_to_end(&mut out)
