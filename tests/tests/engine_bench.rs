@@ -214,6 +214,9 @@ fn warm_start_of_bin_true_is_printed_side_by_side_with_bwrap_and_unshare_chroot(
             // that teardown is waited for here, untimed, so it neither counts as scar's wall
             // time nor slows the next contender, and its CPU time is counted as scar's.
             reap_orphans();
+            // And a pause: a tool's exit can leave the kernel deferred work (freeing its
+            // namespaces and mounts) that would otherwise land on the next contender.
+            std::thread::sleep(Duration::from_millis(5));
             wall[index].push(w);
             cpu[index].push(children_cpu() - cpu_before);
         }
