@@ -230,7 +230,10 @@ pub struct EngineOptions {
 /// direct start finds the same answer on the way (see [`namespace::direct`]), and `auto`
 /// falls back to preload when it does.
 pub fn select(kind: EngineKind, options: &EngineOptions) -> Result<Box<dyn Engine>, EngineError> {
-    let unprobed = probe::known_support().is_none() && namespace::direct::is_single_threaded();
+    // The thread check reads /proc: not made for the preload engine, which does not need it.
+    let unprobed = kind != EngineKind::Preload
+        && probe::known_support().is_none()
+        && namespace::direct::is_single_threaded();
     match (kind, unprobed) {
         (EngineKind::Preload, _) => {
             tracing::debug!(engine = "preload", reason = "requested", "engine selected");

@@ -296,18 +296,10 @@ enum InitState {
 impl DirectHandle {
     /// The init's record, read until it arrives or the init is gone (end of file).
     fn read_record(&mut self) -> Option<[u8; 3]> {
-        let fd = self.status.take()?;
+        use std::io::Read;
         let mut record = [0u8; 3];
-        let mut got = 0;
-        while got < record.len() {
-            match nix::unistd::read(&fd, &mut record[got..]) {
-                Ok(0) => return None,
-                Ok(n) => got += n,
-                Err(Errno::EINTR) => continue,
-                Err(_) => return None,
-            }
-        }
-        Some(record)
+        let mut pipe = std::fs::File::from(self.status.take()?);
+        pipe.read_exact(&mut record).ok().map(|()| record)
     }
 }
 

@@ -301,7 +301,7 @@ fn mount_tmp(
             Err(err) => Err(SetupError::new("mount point /tmp in the image", err)),
         };
     }
-    let Some(target) = optional_mount_point(sys, root, "/tmp", Create::Dir, create, notes)? else {
+    let Some(target) = optional_mount_point(sys, root, "/tmp", Create::Dir, false, notes)? else {
         return Ok(());
     };
     sys.mount(
@@ -349,9 +349,9 @@ fn bind_host_files(
             }
             continue;
         }
-        let how = if create { Create::File } else { Create::No };
-        // Best effort: an image whose /etc/resolv.conf is a dangling symlink keeps its own.
-        let target = match sys.resolve(root, Path::new(file), how) {
+        // A read-only root: the file must be there to be bound over. Best effort: an image
+        // whose /etc/resolv.conf is a dangling symlink keeps its own.
+        let target = match sys.resolve(root, Path::new(file), Create::No) {
             Ok(target) => target,
             Err(err) => {
                 notes.push(format!("host {file} not bound in ({err})"));

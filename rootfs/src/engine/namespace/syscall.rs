@@ -197,26 +197,28 @@ impl Syscall for LinuxSyscall {
     }
 
     fn read_host_file(&self, path: &Path) -> Result<Vec<u8>, Errno> {
-        std::fs::read(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+        std::fs::read(path).map_err(errno_of)
     }
 
     fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         // Reopened through the resolved O_PATH descriptor's /proc link (the descriptor names
         // the file inside the root). O_NONBLOCK: a FIFO planted by a hostile image fails with
         // ENXIO instead of blocking the start forever.
-        let flags = OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let fd = open(path, flags, Mode::empty())?;
-        let mut written = 0;
-        while written < contents.len() {
-            match nix::unistd::write(&fd, &contents[written..]) {
-                Ok(0) => return Err(Errno::EIO),
-                Ok(n) => written += n,
-                Err(Errno::EINTR) => continue,
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(())
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .and_then(|mut file| file.write_all(contents))
+            .map_err(errno_of)
     }
+}
+
+/// The errno of an I/O error (EIO when it carries none).
+fn errno_of(err: std::io::Error) -> Errno {
+    Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// `/a/b/../c` → `a/b/../c` (openat2 with RESOLVE_IN_ROOT clamps `..` at the root).
