@@ -410,7 +410,7 @@ impl Sources<'_> {
     /// verified).
     fn open(&mut self, i: usize, layer: &Layer) -> Result<Opened, PullError> {
         if let Some(r) = self.blobs.open_local(&layer.blob)? {
-            return Ok(Opened::unchecked(r, None));
+            return Ok(Opened::unchecked(r));
         }
         let BlobRef::Digest(digest) = layer.blob else {
             return Err(PullError::Worker(format!("layer {} has no digest", i + 1)));
@@ -426,7 +426,7 @@ impl Sources<'_> {
             let kept = cache.blob_path(&digest);
             if kept.exists() {
                 let file = std::fs::File::open(&kept).map_err(|e| io("open", &kept, e))?;
-                return Ok(Opened::unchecked(Box::new(file), None));
+                return Ok(Opened::unchecked(Box::new(file)));
             }
         }
         let rx = self
@@ -462,10 +462,11 @@ struct Opened {
 }
 
 impl Opened {
-    fn unchecked(input: Box<dyn std::io::Read + Send>, copy: Option<PathBuf>) -> Self {
+    /// A local blob, read as it is (no copy to keep) and checked by the caller.
+    fn unchecked(input: Box<dyn std::io::Read + Send>) -> Self {
         Self {
             input,
-            copy,
+            copy: None,
             verified: false,
         }
     }
