@@ -5,6 +5,7 @@
 //! [`pull`] makes its root filesystem available in the [`cache`] (through [`registry`] and
 //! [`extract`]), and an [`engine`] runs the user's command inside it.
 
+pub mod arena;
 pub mod cache;
 pub mod digest;
 pub mod engine;

@@ -199,12 +199,20 @@ fn image_root(args: &RunArgs) -> Result<(PathBuf, ImageConfig), RunError> {
     if let Some(prepared) = cached {
         return Ok((prepared.root, prepared.config));
     }
+    pull(image, &options)
+}
+
+/// Pull an image that is not cached. Out of line, with its future boxed: the pull's state is
+/// tens of KiB, which would otherwise sit in the caller's stack frame and be faulted in on
+/// every start of a cached image too.
+#[inline(never)]
+fn pull(image: String, options: &PullOptions) -> Result<(PathBuf, ImageConfig), RunError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
     let prepared = runtime
-        .block_on(scar_rootfs::pull::prepare(&image, &options))
+        .block_on(Box::pin(scar_rootfs::pull::prepare(&image, options)))
         .map_err(|source| RunError::Pull {
             image,
             source: Box::new(source),
