@@ -14,6 +14,7 @@ pub mod config;
 pub mod direct;
 pub mod init;
 pub mod mounts;
+mod raw;
 pub mod setup;
 pub mod spawn;
 pub mod syscall;

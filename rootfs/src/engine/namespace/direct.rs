@@ -12,7 +12,7 @@
 //! A multithreaded caller (the bootstrap, a test harness) keeps the helper path: after a
 //! clone in a multithreaded process the child may only make async-signal-safe calls.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use nix::unistd::{Gid, Pid, Uid, pipe2};
 
 use super::config::{InitConfig, Reporter};
 use super::setup::{SETUP_FAILED, build_root, fail, waited_signals};
-use super::{errno_setup, init, verdict};
+use super::{errno_setup, init, raw, verdict};
 use crate::engine::probe::{self, NamespaceSupport, Step};
 use crate::engine::process::{outcome_of, wait_or_stop};
 use crate::engine::{Container, ContainerHandle, EngineError, Outcome, Stdio};
@@ -88,7 +88,77 @@ fn stream(kind: Stdio, input: bool) -> Result<StreamEnds, EngineError> {
     }
 }
 
+/// Stack of the init in the direct start: its set-up runs the engine's ordinary Rust code.
+/// Pages are only backed where touched (a few dozen KiB).
+const INIT_STACK: usize = 1 << 20;
+
+/// What the cloned init needs, on the caller's stack (valid until the hand-over, during
+/// which the caller waits; see [`start`]). The descriptors are numbers in the init's own copy
+/// of the descriptor table, which the init owns.
+struct InitJob<'a> {
+    config: &'a InitConfig,
+    maps: &'a (String, String),
+    uid: Uid,
+    gid: Gid,
+    report: RawFd,
+    status: RawFd,
+    stdio: [Option<RawFd>; 3],
+}
+
+/// The init's private stack: mapped without backing, with a guard page at its low end.
+struct InitStack {
+    /// The mapping's address (a number, so that the handle may move between threads).
+    base: usize,
+}
+
+impl InitStack {
+    fn map() -> Result<Self, EngineError> {
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing
+        // affects no existing memory.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                INIT_STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(errno_setup("mapping the init's stack")(Errno::last()));
+        }
+        let stack = Self {
+            base: base as usize,
+        };
+        // SAFETY: the first page of the mapping made above; an overflow then faults.
+        if unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) } != 0 {
+            return Err(errno_setup("guarding the init's stack")(Errno::last()));
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: the mapping's end (16-byte aligned, as mmap's pages are).
+    fn top(&self) -> *mut libc::c_void {
+        (self.base + INIT_STACK) as *mut libc::c_void
+    }
+}
+
+impl Drop for InitStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, dropped only once no process runs on it (the
+        // init was reaped, or never started).
+        unsafe { libc::munmap(self.base as *mut libc::c_void, INIT_STACK) };
+    }
+}
+
 /// Start the container from this single-threaded process.
+///
+/// The init is cloned with `CLONE_VM`: it shares this address space (no page-table copy, no
+/// copy-on-write faults on either side, and this process's exit does not tear the memory
+/// down while the init still uses it). Until the init hands over (closes the report pipe, the
+/// command started), this process only waits in a raw read(2), touching nothing the init
+/// uses; after it, the init makes raw system calls only ([`super::raw`]).
 pub(super) fn start(config: &InitConfig, stdio: [Stdio; 3]) -> Result<Container, EngineError> {
     let (uid, gid) = (Uid::current(), Gid::current());
     let maps = (format!("0 {uid} 1\n"), format!("0 {gid} 1\n"));
@@ -99,8 +169,20 @@ pub(super) fn start(config: &InitConfig, stdio: [Stdio; 3]) -> Result<Container,
         stream(stdio[1], false)?,
         stream(stdio[2], false)?,
     ];
+    let stack = InitStack::map()?;
+    // Allocated before the clone: the caller must not allocate while the init runs.
+    let mut reports = Vec::with_capacity(REPORTS_BUFFER);
+    let job = InitJob {
+        config,
+        maps: &maps,
+        uid,
+        gid,
+        report: report_write.into_raw_fd(),
+        status: status_write.into_raw_fd(),
+        stdio: streams.each_mut().map(|s| s.child.take().map(IntoRawFd::into_raw_fd)),
+    };
     // Blocked before the clone so that the init, which waits for them synchronously, loses
-    // none; this process gets its own mask back right after.
+    // none; this process gets its own mask back after the hand-over.
     let mut saved = nix::sys::signal::SigSet::empty();
     sigprocmask(
         SigmaskHow::SIG_BLOCK,
@@ -108,49 +190,41 @@ pub(super) fn start(config: &InitConfig, stdio: [Stdio; 3]) -> Result<Container,
         Some(&mut saved),
     )
     .map_err(errno_setup("blocking signals"))?;
-    // SAFETY: clone(2) without CLONE_VM and with a null stack behaves as fork(2): the child
-    // gets a copy of this address space. This process is single-threaded (checked by the
-    // caller), so no lock is held by another thread and the child may run any code. libc's
-    // cached thread id goes stale in the child; nothing the child runs uses it.
+    // SAFETY: `stack.top()` is the end of a private writable mapping that outlives the init's
+    // use of it (unmapped only once the init is reaped), and `job` lives on this stack until
+    // the hand-over, which this function waits for before it returns or touches anything the
+    // init may use (see `start`'s comment). This process is single-threaded (checked by the
+    // caller), so no lock is held and the init may run any code until the hand-over.
     let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::c_long::from(NAMESPACES | libc::SIGCHLD),
-            0 as libc::c_long,
-            0 as libc::c_long,
-            0 as libc::c_long,
-            0 as libc::c_long,
+        libc::clone(
+            init_entry,
+            stack.top(),
+            NAMESPACES | libc::CLONE_VM | libc::SIGCHLD,
+            (&raw const job).cast_mut().cast(),
         )
     };
-    if pid == 0 {
-        let child_ends = streams.each_mut().map(|s| s.child.take());
-        drop(report_read);
-        drop(status_read);
-        child(
-            config,
-            &maps,
-            uid,
-            gid,
-            report_write,
-            status_write,
-            child_ends,
-        );
+    let clone_errno = if pid < 0 { Some(Errno::last()) } else { None };
+    // The init's descriptors, closed here with raw calls (no errno written).
+    for fd in [Some(job.report), Some(job.status)]
+        .into_iter()
+        .chain(job.stdio)
+        .flatten()
+    {
+        raw::close(fd);
     }
-    let clone_errno = Errno::last();
+    if let Some(errno) = clone_errno {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
+        return Err(refused(Step::CloneAll, errno, uid, gid));
+    }
+    read_until_handover(report_read.as_raw_fd(), &mut reports);
+    drop(report_read);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
-    if pid < 0 {
-        return Err(refused(Step::CloneAll, clone_errno, uid, gid));
-    }
-    let init = Pid::from_raw(pid as i32);
-    drop(report_write);
-    drop(status_write);
-    for s in &mut streams {
-        s.child = None;
-    }
-    let (_, failure) = verdict(super::read_reports(report_read));
+    let init = Pid::from_raw(pid);
+    let (_, failure) = verdict(super::config::parse_reports(&reports));
     if let Some(err) = failure {
         let _ = kill(init, Signal::SIGKILL);
         let _ = waitpid(init, None);
+        drop(stack);
         if let EngineError::NamespaceUnavailable(reason) = &err {
             probe::record(NamespaceSupport::Unavailable(reason.clone()));
             return Err(crate::engine::namespace_unavailable(reason));
@@ -167,8 +241,57 @@ pub(super) fn start(config: &InitConfig, stdio: [Stdio; 3]) -> Result<Container,
             init,
             status: Some(status_read),
             state: InitState::Running,
+            stack: Some(stack),
         }),
     })
+}
+
+/// Reports kept from the init's set-up (a few lines; more is read and dropped, so the init
+/// never blocks on a full pipe).
+const REPORTS_BUFFER: usize = 16 * 1024;
+
+/// Read the report pipe until end of file (the hand-over) with raw read(2)s into `reports`'
+/// spare capacity: nothing allocated, no errno written.
+fn read_until_handover(fd: RawFd, reports: &mut Vec<u8>) {
+    let mut overflow = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+    loop {
+        let spare = reports.spare_capacity_mut();
+        let buf = if spare.is_empty() {
+            &mut overflow[..]
+        } else {
+            spare
+        };
+        let got = raw::read(fd, buf);
+        if got == -(libc::EINTR as isize) {
+            continue;
+        }
+        if got <= 0 {
+            return;
+        }
+        if !reports.spare_capacity_mut().is_empty() {
+            // SAFETY: the kernel wrote `got` bytes at the start of the spare capacity.
+            unsafe { reports.set_len(reports.len() + got as usize) };
+        }
+    }
+}
+
+/// The init's entry on its own stack.
+extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `InitJob` on the caller's stack, valid until the hand-over (see
+    // `start`); the init reads it only before.
+    let job = unsafe { &*arg.cast::<InitJob>() };
+    // SAFETY: these are the init's own copies of descriptors made for it, owned by nothing
+    // else in its descriptor table.
+    let (report, status, stdio) = unsafe {
+        (
+            OwnedFd::from_raw_fd(job.report),
+            OwnedFd::from_raw_fd(job.status),
+            job.stdio.map(|fd| fd.map(|fd| OwnedFd::from_raw_fd(fd))),
+        )
+    };
+    child(
+        job.config, job.maps, job.uid, job.gid, report, status, stdio,
+    )
 }
 
 /// The namespace engine cannot run here: the reason, as the probe would give it.
@@ -208,7 +331,7 @@ fn child(
         reporter.send(&super::config::Report::Unavailable {
             reason: probe::explain(step, errno, uid, gid),
         });
-        std::process::exit(SETUP_FAILED);
+        raw::exit(SETUP_FAILED);
     }
     let (pinned, _pins) = match build_root(config, &reporter) {
         Ok(built) => built,
@@ -220,55 +343,44 @@ fn child(
     init::run(&pinned, &reporter, status, Pid::from_raw(0))
 }
 
-/// The init is a copy of the caller, which may hold secrets (its environment, registry
-/// credentials in memory). Non-dumpable, the container's root cannot read this process's
-/// memory or `/proc/1/environ`: the copied address space belongs to the host's user
-/// namespace, where container root has no CAP_SYS_PTRACE. The argument and environment areas
-/// are overwritten as well, so `/proc/1/cmdline` reads `scar-container-init`, as with the
-/// helper.
+/// The init shares the caller's memory, which may hold secrets (its environment, registry
+/// credentials). Non-dumpable, the container's root cannot read that memory or
+/// `/proc/1/environ`: the address space belongs to the host's user namespace, where container
+/// root has no CAP_SYS_PTRACE. The command line, which anyone may read, is overwritten, so
+/// `/proc/1/cmdline` reads `scar-container-init`, as with the helper. Both are properties of
+/// the shared memory: the caller becomes non-dumpable too, and its own command line reads the
+/// same from then on (it has parsed its arguments long before).
 fn conceal_caller() {
     let _ = nix::sys::prctl::set_dumpable(false);
-    let Some([arg_start, arg_end, env_start, env_end]) = memory_areas() else {
+    let Some([start, end]) = argument_area() else {
         return;
     };
-    // SAFETY: this child is single-threaded and nothing in it reads the environment again,
-    // so emptying libc's list of pointers into the area zeroed below is sound.
-    unsafe { libc::clearenv() };
-    let title = HELPER_TITLE;
-    for (start, end, text) in [(arg_start, arg_end, title), (env_start, env_end, &b""[..])] {
-        let Some(len) = end
-            .checked_sub(start)
-            .filter(|len| *len > 0 && *len < 1 << 24)
-        else {
-            continue;
-        };
-        // SAFETY: the kernel reports [start, end) as this process's argument or environment
-        // strings, placed by execve(2) on its own writable stack; this child has its own copy
-        // of them (no CLONE_VM), and nothing reads them after this point (std's saved argv
-        // is never consulted in the init).
-        unsafe {
-            let area = std::slice::from_raw_parts_mut(start as *mut u8, len);
-            area.fill(0);
-            let n = text.len().min(len.saturating_sub(1));
-            area[..n].copy_from_slice(&text[..n]);
-        }
+    let Some(len) = end
+        .checked_sub(start)
+        .filter(|len| *len > 0 && *len < 1 << 24)
+    else {
+        return;
+    };
+    // SAFETY: the kernel reports [start, end) as this process's argument strings, placed by
+    // execve(2) on the caller's writable stack; the caller waits (see `start`) and reads them
+    // no more (std's saved argv is not consulted after the arguments are parsed).
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, len);
+        area.fill(0);
+        let n = HELPER_TITLE.len().min(len.saturating_sub(1));
+        area[..n].copy_from_slice(&HELPER_TITLE[..n]);
     }
 }
 
 /// What `/proc/1/cmdline` shows.
 const HELPER_TITLE: &[u8] = b"scar-container-init";
 
-/// `arg_start arg_end env_start env_end` from `/proc/self/stat` (fields 48 to 51).
-fn memory_areas() -> Option<[usize; 4]> {
+/// `arg_start arg_end` from `/proc/self/stat` (fields 48 and 49).
+fn argument_area() -> Option<[usize; 2]> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<usize> = rest
-        .split_whitespace()
-        .skip(45)
-        .take(4)
-        .map(|f| f.parse().ok())
-        .collect::<Option<_>>()?;
-    fields.try_into().ok()
+    let mut fields = rest.split_whitespace().skip(45).map(|f| f.parse().ok());
+    Some([fields.next()??, fields.next()??])
 }
 
 /// The running container: the init is this process's child.
@@ -278,6 +390,9 @@ struct DirectHandle {
     status: Option<OwnedFd>,
     /// What became of the init, for `Drop`.
     state: InitState,
+    /// The init's stack: unmapped once the init is reaped, left mapped while it may still run
+    /// on it.
+    stack: Option<InitStack>,
 }
 
 /// Whether the init still needs this process.
@@ -365,7 +480,13 @@ impl Drop for DirectHandle {
                 let _ = waitpid(self.init, None);
             }
             InitState::Finishing => {
-                let _ = waitpid(self.init, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+                let reaped = waitpid(self.init, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+                    .is_ok_and(|status| status != nix::sys::wait::WaitStatus::StillAlive);
+                if !reaped {
+                    // Its last instructions may still run on the stack; this process ends
+                    // soon, and the memory with it.
+                    std::mem::forget(self.stack.take());
+                }
             }
             InitState::Reaped => {}
         }

@@ -5,21 +5,19 @@
 //! SIGTERM/SIGINT/SIGHUP (and a few more) to the command, and exits when the command does. Its exit takes down every other
 //! process in the namespace: the kernel kills them when a PID namespace's init dies.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
 use nix::sys::prctl;
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{Pid, chdir, pivot_root};
 
 use super::SetupError;
 use super::config::{InitConfig, Report, Reporter};
 use super::setup::{fail, waited_signals};
 use super::syscall::LinuxSyscall;
-use super::{mounts, spawn};
+use super::{mounts, raw, spawn};
 
 /// Become the namespace's init; never returns.
 pub fn run(config: &InitConfig, reporter: &Reporter, status: OwnedFd, monitor: Pid) -> ! {
@@ -33,6 +31,8 @@ pub fn run(config: &InitConfig, reporter: &Reporter, status: OwnedFd, monitor: P
     if let Err(err) = enter_root(config, reporter) {
         fail(reporter, err);
     }
+    // Before the hand-over: nothing after it may allocate.
+    let waited = waited_signals();
     let command = match start_command(config) {
         Ok(pid) => pid,
         Err((pid, refusal)) => {
@@ -43,28 +43,27 @@ pub fn run(config: &InitConfig, reporter: &Reporter, status: OwnedFd, monitor: P
             match pid {
                 // The child exited with the refusal's code: end the way it did.
                 Some(pid) => pid,
-                None => std::process::exit(refusal.code),
+                None => raw::exit(refusal.code),
             }
         }
     };
-    // The command has executed (or failed to): the engine reads end of file now.
-    let _ = nix::unistd::close(reporter_fd(reporter));
-    let (ended, alone) = reap_until_exit(command);
-    let [kind, value] = match ended {
-        WaitStatus::Signaled(_, sig, _) => [1, sig as i32 as u8],
-        WaitStatus::Exited(_, code) => [0, code as u8],
-        _ => [0, 1],
+    // The hand-over: the command has executed (or failed to) and the engine reads end of file
+    // now. From here on the caller may run again in this same address space (the direct
+    // start), so only raw system calls follow: see `raw`.
+    raw::close(reporter_fd(reporter));
+    let (ended, alone) = reap_until_exit(command.as_raw(), &waited);
+    let (record, code) = if libc::WIFSIGNALED(ended) {
+        let signal = libc::WTERMSIG(ended);
+        ([1, signal as u8], 128 + signal)
+    } else {
+        let code = libc::WEXITSTATUS(ended);
+        ([0, code as u8], code)
     };
-    let _ = nix::unistd::write(&status, &[kind, value, u8::from(alone)]);
-    std::process::exit(match ended {
-        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
-        WaitStatus::Exited(_, code) => code,
-        _ => 1,
-    })
+    let _ = raw::write(status.as_raw_fd(), &[record[0], record[1], u8::from(alone)]);
+    raw::exit(code)
 }
 
 fn reporter_fd(reporter: &Reporter) -> std::os::fd::RawFd {
-    use std::os::fd::AsRawFd;
     reporter.fd().as_raw_fd()
 }
 
@@ -91,41 +90,33 @@ fn pivot_into(root: &Path) -> Result<(), SetupError> {
     chdir("/").map_err(|e| SetupError::new("chdir(/) in the new root", e))
 }
 
-/// Reap every child; forward signals to the command; return when the command has ended, with
-/// whether this init is then alone in its PID namespace (it has no child left, and every
-/// process of the namespace descends from it): its exit then has no process to kill, only the
-/// namespaces to tear down, and the caller need not wait for that.
-fn reap_until_exit(command: Pid) -> (WaitStatus, bool) {
-    let waited = waited_signals();
+/// Reap every child; forward signals to the command; return the command's wait status when it
+/// has ended, with whether this init is then alone in its PID namespace (it has no child left,
+/// and every process of the namespace descends from it): its exit then has no process to
+/// kill, only the namespaces to tear down, and the caller need not wait for that.
+///
+/// Raw system calls only (see `raw`): this runs after the hand-over.
+fn reap_until_exit(command: libc::pid_t, waited: &SigSet) -> (libc::c_int, bool) {
     loop {
-        match waited.wait() {
-            Ok(Signal::SIGCHLD) => {
-                let mut ended = None;
-                let mut alone = false;
-                loop {
-                    match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::StillAlive) => break,
-                        Err(Errno::ECHILD) => {
-                            alone = true;
-                            break;
-                        }
-                        Ok(
-                            status @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)),
-                        ) if pid == command => {
+        let signal = raw::wait_signal(waited.as_ref());
+        if signal == libc::SIGCHLD as isize {
+            let mut ended = None;
+            let alone = loop {
+                match raw::wait_any_nohang() {
+                    (pid, status) if pid > 0 => {
+                        if pid == command as isize {
                             ended = Some(status);
                         }
-                        Ok(_) | Err(Errno::EINTR) => continue,
-                        Err(_) => break,
                     }
+                    (err, _) if err == -(libc::EINTR as isize) => {}
+                    (err, _) => break err == -(libc::ECHILD as isize),
                 }
-                if let Some(status) = ended {
-                    return (status, alone);
-                }
+            };
+            if let Some(status) = ended {
+                return (status, alone);
             }
-            Ok(sig) => {
-                let _ = kill(command, sig);
-            }
-            Err(_) => continue,
+        } else if signal > 0 {
+            raw::kill(command, signal as libc::c_int);
         }
     }
 }

@@ -101,7 +101,9 @@ pub fn fail(reporter: &Reporter, err: SetupError) -> ! {
         step: err.step,
         errno: err.errno as i32,
     });
-    std::process::exit(SETUP_FAILED)
+    // Nothing of the C library's exit: with the direct start this address space is the
+    // caller's, which goes on.
+    super::raw::exit(SETUP_FAILED)
 }
 
 fn read_config(fd: OwnedFd) -> Result<InitConfig, SetupError> {
