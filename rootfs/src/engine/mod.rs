@@ -296,14 +296,14 @@ impl Engine for AutoEngine {
     fn spawn(&self, spec: &RunSpec) -> Result<Container, EngineError> {
         // The direct start reports unavailability precisely; a caller that has meanwhile
         // started threads asks the probe first.
-        let single_threaded = namespace::direct::is_single_threaded();
+        let stat = namespace::direct::SelfStat::read();
         let usable = match probe::known_support() {
             Some(support) => support.is_available(),
-            None if single_threaded => true,
+            None if stat.single_threaded => true,
             None => probe::namespace_support().is_available(),
         };
         let reason = if usable {
-            match self.namespace.spawn_with(spec, single_threaded) {
+            match self.namespace.spawn_with(spec, stat) {
                 Err(EngineError::NamespaceUnavailable(_)) => match probe::known_support() {
                     Some(probe::NamespaceSupport::Unavailable(reason)) => reason.clone(),
                     _ => "user namespaces are unavailable".to_string(),

@@ -96,18 +96,18 @@ impl Engine for NamespaceEngine {
     }
 
     fn spawn(&self, spec: &RunSpec) -> Result<Container, EngineError> {
-        self.spawn_with(spec, direct::is_single_threaded())
+        self.spawn_with(spec, direct::SelfStat::read())
     }
 }
 
 impl NamespaceEngine {
-    /// [`Engine::spawn`] for a caller that has just checked whether this process is
-    /// single-threaded (the check reads `/proc/self/stat`, some 15 µs): a single-threaded
-    /// process clones the container's init directly, another starts the helper.
+    /// [`Engine::spawn`] for a caller that has just read `/proc/self/stat` (some 15 µs): a
+    /// single-threaded process clones the container's init directly, another starts the
+    /// helper.
     pub(crate) fn spawn_with(
         &self,
         spec: &RunSpec,
-        single_threaded: bool,
+        stat: direct::SelfStat,
     ) -> Result<Container, EngineError> {
         validate(spec)?;
         if let UserDecision::RootInstead(reason) = user::decide(&spec.root, spec.user.as_deref()) {
@@ -118,8 +118,8 @@ impl NamespaceEngine {
             source,
         })?;
         let config = init_config(spec);
-        if single_threaded {
-            return direct::start(&config, [spec.stdin, spec.stdout, spec.stderr]);
+        if stat.single_threaded {
+            return direct::start(&config, [spec.stdin, spec.stdout, spec.stderr], stat);
         }
         start(&self.helper, &config, spec)
     }

@@ -30,19 +30,46 @@ use crate::engine::probe::{self, NamespaceSupport, Step};
 use crate::engine::process::{outcome_of, wait_or_stop};
 use crate::engine::{Container, ContainerHandle, EngineError, Outcome, Stdio};
 
+/// What the start needs from `/proc/self/stat`, read once (some 15 µs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SelfStat {
+    /// This process has exactly one thread.
+    pub single_threaded: bool,
+    /// Where its argument strings lie (`arg_start`, `arg_end`), which the init overwrites.
+    args: Option<[usize; 2]>,
+}
+
+impl SelfStat {
+    /// Read it; a process whose `/proc` cannot be read counts as multithreaded.
+    pub fn read() -> Self {
+        use std::io::Read;
+        // One read: the line is far shorter than the buffer.
+        let mut buf = [0u8; 1024];
+        let Ok(len) = std::fs::File::open("/proc/self/stat").and_then(|mut f| f.read(&mut buf))
+        else {
+            return Self::default();
+        };
+        Self::parse(&String::from_utf8_lossy(&buf[..len]))
+    }
+
+    fn parse(stat: &str) -> Self {
+        // Fields after the `)` that ends the command name, from field 3 on: num_threads is
+        // field 20, arg_start and arg_end are fields 48 and 49.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return Self::default();
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let number = |field: usize| fields.get(field - 3).and_then(|f| f.parse::<usize>().ok());
+        Self {
+            single_threaded: number(20) == Some(1),
+            args: number(48).zip(number(49)).map(|(start, end)| [start, end]),
+        }
+    }
+}
+
 /// Whether this process has exactly one thread (read from `/proc/self/stat`).
 pub fn is_single_threaded() -> bool {
-    use std::io::Read;
-    // One read: the line is far shorter than the buffer.
-    let mut buf = [0u8; 1024];
-    let Ok(len) = std::fs::File::open("/proc/self/stat").and_then(|mut f| f.read(&mut buf)) else {
-        return false;
-    };
-    let stat = String::from_utf8_lossy(&buf[..len]);
-    // Field 20 (num_threads) is the 18th after the `)` that ends the command name.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
-        .is_some_and(|threads| threads == "1")
+    SelfStat::read().single_threaded
 }
 
 /// The namespaces the init is cloned into.
@@ -103,6 +130,7 @@ struct InitJob<'a> {
     report: RawFd,
     status: RawFd,
     stdio: [Option<RawFd>; 3],
+    args: Option<[usize; 2]>,
 }
 
 /// The init's private stack: mapped without backing, with a guard page at its low end.
@@ -159,7 +187,11 @@ impl Drop for InitStack {
 /// down while the init still uses it). Until the init hands over (closes the report pipe, the
 /// command started), this process only waits in a raw read(2), touching nothing the init
 /// uses; after it, the init makes raw system calls only ([`super::raw`]).
-pub(super) fn start(config: &InitConfig, stdio: [Stdio; 3]) -> Result<Container, EngineError> {
+pub(super) fn start(
+    config: &InitConfig,
+    stdio: [Stdio; 3],
+    stat: SelfStat,
+) -> Result<Container, EngineError> {
     let (uid, gid) = (Uid::current(), Gid::current());
     let maps = (format!("0 {uid} 1\n"), format!("0 {gid} 1\n"));
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).map_err(errno_setup("pipe2"))?;
@@ -180,6 +212,7 @@ pub(super) fn start(config: &InitConfig, stdio: [Stdio; 3]) -> Result<Container,
         report: report_write.into_raw_fd(),
         status: status_write.into_raw_fd(),
         stdio: streams.each_mut().map(|s| s.child.take().map(IntoRawFd::into_raw_fd)),
+        args: stat.args,
     };
     // Blocked before the clone so that the init, which waits for them synchronously, loses
     // none; this process gets its own mask back after the hand-over.
@@ -289,9 +322,7 @@ extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
             job.stdio.map(|fd| fd.map(|fd| OwnedFd::from_raw_fd(fd))),
         )
     };
-    child(
-        job.config, job.maps, job.uid, job.gid, report, status, stdio,
-    )
+    child(job, report, status, stdio)
 }
 
 /// The namespace engine cannot run here: the reason, as the probe would give it.
@@ -303,15 +334,14 @@ fn refused(step: Step, errno: Errno, uid: Uid, gid: Gid) -> EngineError {
 }
 
 /// The cloned child: PID 1 of the new PID namespace. Never returns.
-fn child(
-    config: &InitConfig,
-    maps: &(String, String),
-    uid: Uid,
-    gid: Gid,
-    report: OwnedFd,
-    status: OwnedFd,
-    stdio: [Option<OwnedFd>; 3],
-) -> ! {
+fn child(job: &InitJob, report: OwnedFd, status: OwnedFd, stdio: [Option<OwnedFd>; 3]) -> ! {
+    let InitJob {
+        config,
+        maps,
+        uid,
+        gid,
+        ..
+    } = *job;
     let reporter = Reporter::from_owned(report);
     for (target, fd) in stdio.iter().enumerate() {
         if let Some(fd) = fd {
@@ -339,7 +369,7 @@ fn child(
     };
     // Only now: a non-dumpable process's /proc/self files belong to the host's root, so an
     // unprivileged caller could no longer write its uid_map.
-    conceal_caller();
+    conceal_caller(job.args);
     init::run(&pinned, &reporter, status, Pid::from_raw(0))
 }
 
@@ -350,9 +380,9 @@ fn child(
 /// `/proc/1/cmdline` reads `scar-container-init`, as with the helper. Both are properties of
 /// the shared memory: the caller becomes non-dumpable too, and its own command line reads the
 /// same from then on (it has parsed its arguments long before).
-fn conceal_caller() {
+fn conceal_caller(args: Option<[usize; 2]>) {
     let _ = nix::sys::prctl::set_dumpable(false);
-    let Some([start, end]) = argument_area() else {
+    let Some([start, end]) = args else {
         return;
     };
     let Some(len) = end
@@ -374,14 +404,6 @@ fn conceal_caller() {
 
 /// What `/proc/1/cmdline` shows.
 const HELPER_TITLE: &[u8] = b"scar-container-init";
-
-/// `arg_start arg_end` from `/proc/self/stat` (fields 48 and 49).
-fn argument_area() -> Option<[usize; 2]> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(45).map(|f| f.parse().ok());
-    Some([fields.next()??, fields.next()??])
-}
 
 /// The running container: the init is this process's child.
 struct DirectHandle {
@@ -490,5 +512,34 @@ impl Drop for DirectHandle {
             }
             InitState::Reaped => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_stat_finds_the_thread_count_and_the_argument_area_past_an_odd_command_name() {
+        // A command name may hold spaces and parentheses; fields count from the last `)`.
+        let mut line = String::from("4242 (a) b (c) R 1 4242 4242 0 -1 4194560 99 0 0 0 0 0");
+        // Fields 16 to 19, then num_threads (20), then fields 21 to 47.
+        line.push_str(" 0 0 20 0 1");
+        line.push_str(&" 0".repeat(27));
+        line.push_str(" 140000 140123 140123 140456 0");
+        let stat = SelfStat::parse(&line);
+        assert!(stat.single_threaded, "{line}");
+        assert_eq!(stat.args, Some([140000, 140123]));
+        let threaded = SelfStat::parse(&line.replace(" 0 0 20 0 1 ", " 0 0 20 0 3 "));
+        assert!(!threaded.single_threaded);
+        assert!(!SelfStat::parse("no parenthesis").single_threaded);
+    }
+
+    #[test]
+    fn this_process_s_argument_area_is_found() {
+        let stat = SelfStat::read();
+        let [start, end] = stat.args.expect("arg_start and arg_end");
+        let argv0 = std::env::args_os().next().unwrap();
+        assert!(end - start > argv0.len(), "{start}..{end} holds argv[0]");
     }
 }

@@ -340,10 +340,9 @@ fn bind_host_files(
         if create {
             // Best effort, as below: an image whose file is a dangling symlink (or not a
             // regular file) keeps its own.
-            let copied = sys.read_host_file(Path::new(file)).and_then(|contents| {
-                let target = sys.resolve(root, Path::new(file), Create::File)?;
-                sys.write_file(&target.path, &contents)
-            });
+            let copied = sys
+                .read_host_file(Path::new(file))
+                .and_then(|contents| sys.write_in_root(root, Path::new(file), &contents));
             if let Err(err) = copied {
                 notes.push(format!("host {file} not copied in ({err})"));
             }

@@ -68,6 +68,10 @@ pub trait Syscall {
     fn read_host_file(&self, path: &Path) -> Result<Vec<u8>, Errno>;
     /// Replace the contents of the regular file at `path` (a resolved [`Target`]).
     fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
+    /// Write `contents` to the absolute container path `path` under `root`, creating the file
+    /// (and missing parents) as `resolve` with [`Create::File`] would, symlinks staying
+    /// inside `root`; a FIFO or device there fails rather than block or write elsewhere.
+    fn write_in_root(&self, root: &Path, path: &Path, contents: &[u8]) -> Result<(), Errno>;
 }
 
 /// The real system calls.
@@ -171,16 +175,19 @@ impl Syscall for LinuxSyscall {
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno> {
-        nix::unistd::mkdir(path, Mode::from_bits_truncate(mode))
+        let (dir, name) = at(path);
+        mkdirat(dir, name, Mode::from_bits_truncate(mode))
     }
 
     fn create_file(&self, path: &Path) -> Result<(), Errno> {
         let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-        open(path, flags, Mode::from_bits_truncate(0o644)).map(drop)
+        let (dir, name) = at(path);
+        openat(dir, name, flags, Mode::from_bits_truncate(0o644)).map(drop)
     }
 
     fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno> {
-        nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link)
+        let (dir, name) = at(link);
+        nix::unistd::symlinkat(target, dir, name)
     }
 
     fn host_kind(&self, path: &Path) -> Option<bool> {
@@ -188,9 +195,10 @@ impl Syscall for LinuxSyscall {
     }
 
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        let (dir, name) = at(path);
         nix::sys::stat::fchmodat(
-            nix::fcntl::AT_FDCWD,
-            path,
+            dir,
+            name,
             Mode::from_bits_truncate(mode),
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
@@ -213,6 +221,62 @@ impl Syscall for LinuxSyscall {
             .open(path)
             .and_then(|mut file| file.write_all(contents))
             .map_err(errno_of)
+    }
+
+    fn write_in_root(&self, root: &Path, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+        use std::io::Write;
+        // The common case in a few calls: the parent resolved inside the root, the file
+        // opened in it without following a last symlink (O_NOFOLLOW), created or truncated.
+        // Anything else (a missing parent, a symlink to follow inside the root) takes the
+        // general way below.
+        let relative = relative(path);
+        if let (Some(parent), Some(name)) = (relative.parent(), relative.file_name()) {
+            let root_fd = self.root_fd(root)?;
+            if let Ok(dir) = open_in_root(&root_fd, parent) {
+                let flags = OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_TRUNC
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_NONBLOCK
+                    | OFlag::O_CLOEXEC;
+                match openat(&dir, name, flags, Mode::from_bits_truncate(0o644)) {
+                    Ok(file) => {
+                        return std::fs::File::from(file)
+                            .write_all(contents)
+                            .map_err(errno_of);
+                    }
+                    Err(Errno::ELOOP) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        let target = self.resolve(root, path, Create::File)?;
+        self.write_file(&target.path, contents)
+    }
+}
+
+/// `/proc/self/fd/N/name` (a [`Target`]'s path and a name in it) as the descriptor N and the
+/// name, so that the call is made relative to the descriptor without a walk through `/proc`;
+/// any other path as is, relative to the working directory.
+fn at(path: &Path) -> (std::os::fd::BorrowedFd<'_>, &Path) {
+    let split = path
+        .strip_prefix("/proc/self/fd")
+        .ok()
+        .and_then(|rest| {
+            let mut parts = rest.components();
+            let fd = parts.next()?.as_os_str().to_str()?.parse::<i32>().ok()?;
+            if fd < 0 {
+                return None;
+            }
+            let name = parts.as_path();
+            (!name.as_os_str().is_empty()).then_some((fd, name))
+        });
+    match split {
+        // SAFETY: a non-negative descriptor number, only handed to the kernel: it names the
+        // descriptor the `/proc/self/fd/N` path would name (the `Target` the caller holds),
+        // and a closed one makes the call fail with EBADF, as the path would with ENOENT.
+        Some((fd, name)) => (unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, name),
+        None => (nix::fcntl::AT_FDCWD, path),
     }
 }
 
@@ -349,6 +413,33 @@ pub mod double {
                 path.display(),
                 String::from_utf8_lossy(contents)
             ))
+        }
+
+        fn write_in_root(&self, root: &Path, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+            self.write_file(&root.join(relative(path)), contents)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_under_a_descriptor_path_is_made_relative_to_the_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open(dir.path(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        let link = PathBuf::from(format!("/proc/self/fd/{}/made", fd.as_raw_fd()));
+        let (at_fd, name) = at(&link);
+        assert_eq!((at_fd.as_raw_fd(), name), (fd.as_raw_fd(), Path::new("made")));
+        // The real calls through it land in the directory.
+        let sys = LinuxSyscall::default();
+        sys.mkdir(&link, 0o700).unwrap();
+        assert!(dir.path().join("made").is_dir());
+        // Plain paths, a bare descriptor path and odd numbers stay paths.
+        for plain in ["/tmp/x", "/proc/self/fd/3", "/proc/self/fd/-1/x", "/proc/self/fdx/1/y"] {
+            let (at_fd, name) = at(Path::new(plain));
+            assert_eq!((at_fd.as_raw_fd(), name), (libc::AT_FDCWD, Path::new(plain)));
         }
     }
 }
