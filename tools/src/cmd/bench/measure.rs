@@ -183,21 +183,8 @@ fn spawn_and_wait(
         source,
     })?;
     let pid = child.id() as libc::pid_t;
-    let (reaped_tx, reaped_rx) = mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if reaped_rx.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
-            // The child is not reaped yet (the reaper sends before anything else once wait4
-            // returns), so its pid still names it and not a recycled process.
-            // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-            return true;
-        }
-        false
-    });
-    let waited = wait4(pid);
+    let (waited, timed_out) = wait_within(pid, start + limit);
     let secs = start.elapsed().as_secs_f64();
-    let _ = reaped_tx.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
     let status = waited.map_err(|source| RunError::Wait {
         program: program.clone(),
         source,
@@ -225,6 +212,43 @@ fn spawn_and_wait(
         status,
         detail: stderr_tail(&mut stderr),
     })
+}
+
+/// Reap `pid`, killing its process group if it runs past `deadline`; whether it was killed.
+///
+/// The deadline is watched on a pidfd in this thread: a watchdog thread started per run
+/// would be created, and scheduled, while the tool under measure starts, and would add its
+/// cost to every tool's figure. Kernels without pidfds (before 5.3) get that thread.
+fn wait_within(
+    pid: libc::pid_t,
+    deadline: Instant,
+) -> (Result<libc::c_int, std::io::Error>, bool) {
+    use scar_rootfs::engine::process::{pidfd_open, wait_readable};
+    let kill_group = move || {
+        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+        // The child is not reaped yet, so its pid still names it and not a recycled process.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    };
+    if let Some(pidfd) = pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+        // A poll error (not a timeout) leaves the plain wait below.
+        let timed_out = !wait_readable(&pidfd, deadline) && Instant::now() >= deadline;
+        if timed_out {
+            kill_group();
+        }
+        return (wait4(pid), timed_out);
+    }
+    let (reaped_tx, reaped_rx) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if reaped_rx.recv_timeout(left) == Err(mpsc::RecvTimeoutError::Timeout) {
+            kill_group();
+            return true;
+        }
+        false
+    });
+    let waited = wait4(pid);
+    let _ = reaped_tx.send(());
+    (waited, watchdog.join().unwrap_or(false))
 }
 
 /// Reap `pid`, retrying on EINTR, and return its wait status.

@@ -54,6 +54,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Its process id (a child of this process).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Start a registry storing under `dir`.
     pub fn start(dir: &Path) -> Result<Registry, RegistryError> {
         let binary = super::images::which("docker-registry").ok_or(RegistryError::Missing)?;

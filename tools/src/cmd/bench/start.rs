@@ -64,6 +64,11 @@ struct Warm {
 /// Measure every starter on `image` (the medium image: a dynamic Debian userland).
 pub fn warm_starts(bench: &Bench, image: &BenchImage) -> Vec<Row> {
     let warm = prepare(bench, image);
+    // As an ordinary init would, this process adopts and reaps what a tool leaves behind
+    // (`scar run` returns before its container's init has finished tearing the namespaces
+    // down): where PID 1 reaps late, as in some sandboxes, dozens of such zombies otherwise
+    // pile up, each holding its user and PID namespaces, and slow the tools that follow.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let mut rows = Vec::new();
     for (job_index, (job, argv)) in JOBS.iter().enumerate() {
         eprintln!("scar bench: warm starts of {job} in {}", image.name);
@@ -103,6 +108,7 @@ pub fn warm_starts(bench: &Bench, image: &BenchImage) -> Vec<Row> {
                     // namespaces down; let that (and any tool's leftovers) end before the next
                     // start, so no tool pays for another's.
                     std::thread::sleep(std::time::Duration::from_millis(5));
+                    reap_orphans(bench.registry.pid() as libc::pid_t);
                 }
             }
         }
@@ -115,9 +121,31 @@ pub fn warm_starts(bench: &Bench, image: &BenchImage) -> Vec<Row> {
         annotate(&mut job_rows, job_index == 0);
         rows.extend(job_rows);
     }
+    let _ = nix::sys::prctl::set_child_subreaper(false);
     remove_tree(&warm.cache);
     remove_tree(&warm.udocker_repo);
     rows
+}
+
+/// Reap every child of this process that has ended, `keep` (the registry) aside.
+fn reap_orphans(keep: libc::pid_t) {
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value for waitid(2) to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        // SAFETY: waitid(2) writes only into the local `info`; WNOWAIT leaves the child
+        // unreaped, so it can be told apart from `keep` first.
+        if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) } != 0 {
+            return;
+        }
+        // SAFETY: waitid(2) filled `info` for a child's state change (si_pid is 0 if none).
+        let pid = unsafe { info.si_pid() };
+        if pid == 0 || pid == keep {
+            return;
+        }
+        // SAFETY: reaping that ended child; no memory is passed.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
 }
 
 /// Ratios the engine issues bound: `/bin/true` against bwrap (≤ 0.6×) and unshare + chroot
