@@ -223,8 +223,15 @@ pub(crate) fn write_id_maps(uid_map: &[u8], gid_map: &[u8]) -> Result<(), (Step,
 
 /// open + write + close with raw syscalls (async-signal-safe).
 fn write_proc_file(path: &CStr, content: &[u8]) -> Result<(), Errno> {
-    // SAFETY: open(2) on a NUL-terminated static path.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    // SAFETY: openat(2) on a NUL-terminated static path (openat: the C library's open(2)
+    // adds an fcntl(2) for O_CLOEXEC).
+    let fd = unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(Errno::last());
     }

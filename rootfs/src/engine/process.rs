@@ -37,7 +37,7 @@ impl From<ProcessError> for super::EngineError {
 }
 
 /// Stack of a [`vfork_run`] child: a few syscall frames.
-const VFORK_STACK: usize = 64 * 1024;
+const VFORK_STACK: usize = 32 * 1024;
 
 /// Run `entry(arg)` in a child that shares this address space (`CLONE_VM`) while this thread
 /// sleeps until the child has executed a program or exited (`CLONE_VFORK`): no page tables

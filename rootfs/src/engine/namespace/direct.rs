@@ -211,7 +211,9 @@ pub(super) fn start(
         gid,
         report: report_write.into_raw_fd(),
         status: status_write.into_raw_fd(),
-        stdio: streams.each_mut().map(|s| s.child.take().map(IntoRawFd::into_raw_fd)),
+        stdio: streams
+            .each_mut()
+            .map(|s| s.child.take().map(IntoRawFd::into_raw_fd)),
         args: stat.args,
     };
     // Blocked before the clone so that the init, which waits for them synchronously, loses

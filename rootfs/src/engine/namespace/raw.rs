@@ -68,7 +68,15 @@ pub fn read(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> isize {
 /// write(2) of `buf`.
 pub fn write(fd: RawFd, buf: &[u8]) -> isize {
     // SAFETY: `buf` is readable for its whole length.
-    unsafe { syscall4(libc::SYS_write, fd as usize, buf.as_ptr() as usize, buf.len(), 0) }
+    unsafe {
+        syscall4(
+            libc::SYS_write,
+            fd as usize,
+            buf.as_ptr() as usize,
+            buf.len(),
+            0,
+        )
+    }
 }
 
 /// close(2); the caller must own `fd` and not use it again.
@@ -138,7 +146,11 @@ mod tests {
         close(w);
         let mut buf = [std::mem::MaybeUninit::new(0u8); 8];
         assert_eq!(read(r, &mut buf), 3);
-        assert_eq!(read(r, &mut buf), 0, "end of file once the write end is closed");
+        assert_eq!(
+            read(r, &mut buf),
+            0,
+            "end of file once the write end is closed"
+        );
         close(r);
         assert_eq!(read(r, &mut buf), -(libc::EBADF as isize));
     }
@@ -151,7 +163,11 @@ mod tests {
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
                 let (pid, _) = wait_any_nohang();
-                exit(if pid == -(libc::ECHILD as isize) { 0 } else { 1 });
+                exit(if pid == -(libc::ECHILD as isize) {
+                    0
+                } else {
+                    1
+                });
             }
             nix::unistd::ForkResult::Parent { child } => {
                 let status = nix::sys::wait::waitpid(child, None).unwrap();

@@ -219,10 +219,7 @@ fn spawn_and_wait(
 /// The deadline is watched on a pidfd in this thread: a watchdog thread started per run
 /// would be created, and scheduled, while the tool under measure starts, and would add its
 /// cost to every tool's figure. Kernels without pidfds (before 5.3) get that thread.
-fn wait_within(
-    pid: libc::pid_t,
-    deadline: Instant,
-) -> (Result<libc::c_int, std::io::Error>, bool) {
+fn wait_within(pid: libc::pid_t, deadline: Instant) -> (Result<libc::c_int, std::io::Error>, bool) {
     use scar_rootfs::engine::process::{pidfd_open, wait_readable};
     let kill_group = move || {
         // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
