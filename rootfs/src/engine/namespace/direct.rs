@@ -251,10 +251,17 @@ pub(super) fn start(
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
         return Err(refused(Step::CloneAll, errno, uid, gid));
     }
-    read_until_handover(report_read.as_raw_fd(), &mut reports);
+    let handed_over = read_until_handover(report_read.as_raw_fd(), &mut reports);
+    let init = Pid::from_raw(pid);
+    if let Err(errno) = handed_over {
+        // The init may still be running in this address space: end it before going on.
+        raw::kill(pid, libc::SIGKILL);
+        let _ = waitpid(init, None);
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
+        return Err(errno_setup("reading the container init's reports")(errno));
+    }
     drop(report_read);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
-    let init = Pid::from_raw(pid);
     let (_, failure) = verdict(super::config::parse_reports(&reports));
     if let Some(err) = failure {
         let _ = kill(init, Signal::SIGKILL);
@@ -286,8 +293,9 @@ pub(super) fn start(
 const REPORTS_BUFFER: usize = 16 * 1024;
 
 /// Read the report pipe until end of file (the hand-over) with raw read(2)s into `reports`'
-/// spare capacity: nothing allocated, no errno written.
-fn read_until_handover(fd: RawFd, reports: &mut Vec<u8>) {
+/// spare capacity: nothing allocated, no errno written. An error other than EINTR (none is
+/// expected on a pipe this process made) is returned before anything else runs.
+fn read_until_handover(fd: RawFd, reports: &mut Vec<u8>) -> Result<(), Errno> {
     let mut overflow = [std::mem::MaybeUninit::<u8>::uninit(); 512];
     loop {
         let spare = reports.spare_capacity_mut();
@@ -297,15 +305,16 @@ fn read_until_handover(fd: RawFd, reports: &mut Vec<u8>) {
             spare
         };
         let got = raw::read(fd, buf);
-        if got == -(libc::EINTR as isize) {
-            continue;
-        }
-        if got <= 0 {
-            return;
-        }
-        if !reports.spare_capacity_mut().is_empty() {
-            // SAFETY: the kernel wrote `got` bytes at the start of the spare capacity.
-            unsafe { reports.set_len(reports.len() + got as usize) };
+        match got {
+            0 => return Ok(()),
+            n if n == -(libc::EINTR as isize) => continue,
+            n if n < 0 => return Err(Errno::from_raw(-n as i32)),
+            n => {
+                if !reports.spare_capacity_mut().is_empty() {
+                    // SAFETY: the kernel wrote `n` bytes at the start of the spare capacity.
+                    unsafe { reports.set_len(reports.len() + n as usize) };
+                }
+            }
         }
     }
 }
