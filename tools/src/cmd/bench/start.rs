@@ -95,7 +95,12 @@ pub fn warm_starts(bench: &Bench, image: &BenchImage) -> Vec<Row> {
         // Round 0 is a warm-up under GNU time for the memory figure (and the page cache);
         // the timed rounds run each tool bare.
         for round in 0..=runs {
-            for (starter, s) in starters.iter().zip(series.iter_mut()) {
+            // Rotated each round: no tool always follows the same one (udocker, which churns
+            // the caches, would otherwise always precede the same few).
+            let mut order: Vec<(&Starter, &mut Series)> =
+                starters.iter().zip(series.iter_mut()).collect();
+            order.rotate_left(round % starters.len());
+            for (starter, s) in order {
                 if s.alive() {
                     let mut command = start_command(bench, image, &warm, *starter, argv);
                     let stderr = bench.work.join("stderr");
