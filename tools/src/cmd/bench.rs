@@ -232,9 +232,6 @@ fn bench_in(
     }
     // Every `scar` the bench runs gets it as $SCAR_PRELOAD_DIR (see `scar_command`).
     let preload_dir = find_preload_dir(args.preload_dir.as_deref(), &scar);
-    let installed = work.join("bin");
-    let scar = installed_copy(&scar, &installed)?;
-    let bootstrap = installed_copy(&bootstrap, &installed)?;
     let bench = Bench {
         scar,
         bootstrap,
@@ -285,47 +282,6 @@ fn bench_in(
 /// Where the preload libraries are: `explicit`, `$SCAR_PRELOAD_DIR`, `preload/` beside `scar`
 /// (an installation), or `target/preload/lib` (where `rootfs/preload/build.sh` puts them in a
 /// build tree, `scar` being `target/<profile>/scar`).
-/// A copy of `binary` in `dir`, written with plain write(2)s, as an install or the layer's
-/// unzip writes it, and the copy's path.
-///
-/// The binaries under measure are run from such copies. A linker writes its output through
-/// mmap(2), which leaves the file in the page cache as single pages rather than the large
-/// folios buffered writes make; until evicted, such a file starts measurably slower (0.4 ms
-/// per `scar run` on the machine these figures come from, against bwrap's 4 ms), which no
-/// installed binary pays. A missing binary is left as is, for the section using it to report.
-fn installed_copy(binary: &Path, dir: &Path) -> Result<PathBuf, BenchError> {
-    use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
-    let Ok(mut from) = std::fs::File::open(binary) else {
-        return Ok(binary.to_path_buf());
-    };
-    let name = binary.file_name().unwrap_or(std::ffi::OsStr::new("binary"));
-    let to = dir.join(name);
-    let io_err = |what: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BenchError::Io { what, path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o755)
-        .open(&to)
-        .map_err(io_err("create", &to))?;
-    // A plain loop: std::io::copy would use copy_file_range(2), which may share or splice the
-    // pages instead of writing them.
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = from.read(&mut buf).map_err(io_err("read", binary))?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n]).map_err(io_err("write", &to))?;
-    }
-    Ok(to)
-}
-
 fn find_preload_dir(explicit: Option<&Path>, scar: &Path) -> Option<PathBuf> {
     if let Some(dir) = explicit {
         return Some(dir.to_path_buf());
