@@ -58,9 +58,11 @@ struct RunCli {
 fn main() -> ExitCode {
     scar_rootfs::engine::enter_container_if_requested();
     if std::env::args_os().nth(1).is_some_and(|arg| arg == "run") {
-        let cli = RunCli::parse_from(std::env::args_os().skip(1));
+        let line: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+        let args = cmd::run::RunArgs::parse_common(&line)
+            .unwrap_or_else(|| RunCli::parse_from(std::iter::once("run".into()).chain(line)).args);
         cmd::init_logging();
-        return cmd::run::run(cli.args);
+        return cmd::run::run(args);
     }
     full()
 }
@@ -115,6 +117,102 @@ mod tests {
         };
         assert_eq!(format!("{fast:?}"), format!("{full:?}"));
         assert!(RunCli::try_parse_from(["run", "--bogus"]).is_err());
+    }
+
+    /// `scar run`'s own parser agrees with clap on every line it accepts, and leaves every line
+    /// clap refuses (and the help and version) to clap.
+    #[test]
+    fn the_common_run_lines_parse_without_clap_exactly_as_clap_parses_them() {
+        let accepted: &[&[&str]] = &[
+            &["alpine"],
+            &["alpine", "--", "sh", "-c", "echo --engine x"],
+            &[
+                "--engine",
+                "namespace",
+                "--cache-dir",
+                "/c",
+                "img:1",
+                "--",
+                "/bin/true",
+            ],
+            &[
+                "--engine=preload",
+                "-e",
+                "A=1",
+                "--env",
+                "B",
+                "--env=C=3",
+                "img",
+            ],
+            &[
+                "-v",
+                "/in:/data:ro",
+                "--volume=/o:/out",
+                "-w",
+                "/data",
+                "img",
+                "--",
+                "ls",
+            ],
+            &[
+                "img",
+                "--timeout",
+                "2.5",
+                "--pull-always",
+                "--",
+                "sleep",
+                "9",
+            ],
+            &[
+                "--workdir=/w",
+                "--timeout=3",
+                "--rootfs",
+                "/r",
+                "--",
+                "true",
+            ],
+            &["--rootfs=/r", "--"],
+            &["--cache-dir=/c", "oci:./layout:tag", "--", "--engine", "x"],
+        ];
+        for line in accepted {
+            let os: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            let fast = cmd::run::RunArgs::parse_common(&os)
+                .unwrap_or_else(|| panic!("not taken by the common parser: {line:?}"));
+            let clap = RunCli::try_parse_from(std::iter::once("run").chain(line.iter().copied()))
+                .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+                .args;
+            assert_eq!(format!("{fast:?}"), format!("{clap:?}"), "{line:?}");
+        }
+        let left_to_clap: &[&[&str]] = &[
+            &[],
+            &["--help"],
+            &["-h"],
+            &["--version"],
+            &["img", "extra"],
+            &["--bogus", "img"],
+            &["-eA=1", "img"],
+            &["-e=A", "img"],
+            &["--engine", "docker", "img"],
+            &["--engine", "auto", "--engine", "preload", "img"],
+            &["--engine"],
+            &["--env=", "img"],
+            &["--timeout", "soon", "img"],
+            &["--timeout", "-1", "img"],
+            &["--rootfs", "/r", "img"],
+            &["--pull-always", "--pull-always", "img"],
+            &["-", "img"],
+        ];
+        for line in left_to_clap {
+            let os: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            assert!(
+                cmd::run::RunArgs::parse_common(&os).is_none(),
+                "{line:?} must be left to clap"
+            );
+        }
+        // Non-UTF-8 is clap's too.
+        use std::os::unix::ffi::OsStringExt;
+        let odd = vec![std::ffi::OsString::from_vec(vec![0xff, b'x'])];
+        assert!(cmd::run::RunArgs::parse_common(&odd).is_none());
     }
 
     #[test]

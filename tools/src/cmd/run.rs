@@ -98,6 +98,85 @@ pub enum RunError {
 /// The PID signals to `scar` are forwarded to (0 until the container runs).
 static CONTAINER_PID: AtomicI32 = AtomicI32::new(0);
 
+impl RunArgs {
+    /// The arguments after `run` in the common forms, without clap: building clap's command
+    /// and parser was about a tenth of a warm start (its code is spread over the binary, a page
+    /// fault per piece). `None` for anything else (help, version, an unknown or repeated
+    /// option, an attached short value, a missing or odd value, a second positional, a
+    /// conflict): clap then parses the line and gives its own help or error. What this accepts,
+    /// it reads exactly as clap does (tested against it).
+    pub fn parse_common(args: &[std::ffi::OsString]) -> Option<RunArgs> {
+        let mut parsed = RunArgs {
+            image: None,
+            rootfs: None,
+            engine: EngineKind::Auto,
+            env: Vec::new(),
+            volumes: Vec::new(),
+            workdir: None,
+            timeout: None,
+            cache_dir: None,
+            pull_always: false,
+            command: Vec::new(),
+        };
+        let mut engine_set = false;
+        let mut tokens = args.iter().map(|a| a.to_str());
+        while let Some(token) = tokens.next() {
+            let token = token?;
+            if token == "--" {
+                parsed.command = tokens
+                    .map(|t| t.map(str::to_owned))
+                    .collect::<Option<_>>()?;
+                break;
+            }
+            if token == "--pull-always" {
+                if parsed.pull_always {
+                    return None;
+                }
+                parsed.pull_always = true;
+                continue;
+            }
+            if !token.starts_with('-') {
+                if parsed.image.replace(token.to_owned()).is_some() {
+                    return None;
+                }
+                continue;
+            }
+            let (name, attached) = match token.split_once('=') {
+                Some((name, value)) if name.starts_with("--") => (name, Some(value)),
+                _ => (token, None),
+            };
+            let value = match attached {
+                Some(value) => value,
+                None => tokens.next()??,
+            };
+            if value.is_empty() || value.starts_with('-') {
+                return None;
+            }
+            match name {
+                "--engine" if !engine_set => {
+                    parsed.engine = value.parse().ok()?;
+                    engine_set = true;
+                }
+                "-e" | "--env" => parsed.env.push(value.to_owned()),
+                "-v" | "--volume" => parsed.volumes.push(value.to_owned()),
+                "-w" | "--workdir" if parsed.workdir.is_none() => {
+                    parsed.workdir = Some(value.to_owned());
+                }
+                "--timeout" if parsed.timeout.is_none() => {
+                    parsed.timeout = Some(value.parse().ok()?);
+                }
+                "--cache-dir" if parsed.cache_dir.is_none() => {
+                    parsed.cache_dir = Some(PathBuf::from(value));
+                }
+                "--rootfs" if parsed.rootfs.is_none() => parsed.rootfs = Some(PathBuf::from(value)),
+                _ => return None,
+            }
+        }
+        // Exactly one of an image and --rootfs.
+        (parsed.image.is_some() != parsed.rootfs.is_some()).then_some(parsed)
+    }
+}
+
 /// Run `scar run`.
 pub fn run(args: RunArgs) -> ExitCode {
     match run_container(&args) {
