@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         let line: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
         let args = cmd::run::RunArgs::parse_common(&line)
             .unwrap_or_else(|| RunCli::parse_from(std::iter::once("run".into()).chain(line)).args);
-        cmd::init_logging();
+        cmd::init_run_logging();
         return cmd::run::run(args);
     }
     full()

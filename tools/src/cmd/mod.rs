@@ -31,6 +31,102 @@ pub fn init_logging() {
     }
 }
 
+/// `scar run`'s logging: what [`init_logging`] installs, but for a bare level (the usual case)
+/// built only at the first event that passes it. A warm start logs nothing at the default
+/// level, so it never builds the subscriber (some 60 µs and the page faults of its code).
+pub fn init_run_logging() {
+    let setting = std::env::var("SCAR_LOG").unwrap_or_default();
+    let level = match setting.trim() {
+        "" => Some(tracing_subscriber::filter::LevelFilter::INFO),
+        bare => bare.parse::<tracing_subscriber::filter::LevelFilter>().ok(),
+    };
+    match level {
+        Some(max) => {
+            let _ = tracing::subscriber::set_global_default(LazyFmt {
+                max,
+                inner: std::sync::OnceLock::new(),
+            });
+        }
+        None => init_logging(),
+    }
+}
+
+/// The fmt subscriber of [`init_logging`] at a fixed level, built on first use. (The project
+/// opens no spans; those of a dependency reach the inner subscriber all the same.)
+struct LazyFmt {
+    max: tracing_subscriber::filter::LevelFilter,
+    inner: std::sync::OnceLock<Box<dyn tracing::Subscriber + Send + Sync>>,
+}
+
+impl LazyFmt {
+    fn inner(&self) -> &(dyn tracing::Subscriber + Send + Sync) {
+        self.inner
+            .get_or_init(|| {
+                Box::new(
+                    tracing_subscriber::fmt()
+                        .with_writer(std::io::stderr)
+                        .with_target(false)
+                        .with_max_level(self.max)
+                        .finish(),
+                )
+            })
+            .as_ref()
+    }
+}
+
+impl tracing::Subscriber for LazyFmt {
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.enabled(metadata) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= self.max
+    }
+
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        Some(self.max)
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        self.inner().new_span(span)
+    }
+
+    fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        self.inner().record(span, values)
+    }
+
+    fn record_follows_from(&self, span: &tracing::span::Id, follows: &tracing::span::Id) {
+        self.inner().record_follows_from(span, follows)
+    }
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        self.inner().event(event)
+    }
+
+    fn enter(&self, span: &tracing::span::Id) {
+        self.inner().enter(span)
+    }
+
+    fn exit(&self, span: &tracing::span::Id) {
+        self.inner().exit(span)
+    }
+
+    fn clone_span(&self, id: &tracing::span::Id) -> tracing::span::Id {
+        self.inner().clone_span(id)
+    }
+
+    fn try_close(&self, id: tracing::span::Id) -> bool {
+        self.inner().try_close(id)
+    }
+}
+
 /// Print an error for a person and give the exit status for it.
 pub fn fail(err: &dyn std::error::Error) -> std::process::ExitCode {
     let mut message = format!("scar: {err}");
