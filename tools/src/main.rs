@@ -216,6 +216,17 @@ mod tests {
     }
 
     #[test]
+    fn pull_takes_the_cache_directory_under_runs_option_name_too() {
+        for option in ["--cache", "--cache-dir"] {
+            let cli = Cli::try_parse_from(["scar", "pull", option, "/c", "img"]).unwrap();
+            let Command::Pull(args) = cli.command else {
+                panic!("not parsed as pull");
+            };
+            assert_eq!(args.cache.dir, std::path::Path::new("/c"), "{option}");
+        }
+    }
+
+    #[test]
     fn the_run_fast_path_names_itself_scar_run_in_its_usage() {
         let usage = RunCli::command().render_usage().to_string();
         assert!(usage.contains("scar run"), "{usage}");

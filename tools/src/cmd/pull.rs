@@ -13,8 +13,13 @@ pub const DEFAULT_CACHE: &str = "/tmp/scar";
 /// Cache options shared by `scar pull` and `scar cache`.
 #[derive(clap::Args, Clone)]
 pub struct CacheArgs {
-    /// Cache directory.
-    #[arg(long = "cache", env = "SCAR_CACHE_DIR", default_value = DEFAULT_CACHE)]
+    /// Cache directory (`--cache-dir` as in `scar run` works too).
+    #[arg(
+        long = "cache",
+        visible_alias = "cache-dir",
+        env = "SCAR_CACHE_DIR",
+        default_value = DEFAULT_CACHE
+    )]
     pub dir: PathBuf,
     /// Cap for the cache in MiB (default: what the file system holds).
     #[arg(long = "max-cache-mb", env = "SCAR_CACHE_MAX_MB")]
