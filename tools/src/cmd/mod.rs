@@ -10,24 +10,10 @@ pub mod run;
 
 /// Logs go to stderr, filtered by `SCAR_LOG` (tracing syntax, default `info`).
 pub fn init_logging() {
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    // A bare level (the usual case) needs no directive parser: building an `EnvFilter` costs
-    // about 50 µs, a twentieth of a warm `scar run`.
     let setting = std::env::var("SCAR_LOG").unwrap_or_default();
-    let level = match setting.trim() {
-        "" => Some(tracing_subscriber::filter::LevelFilter::INFO),
-        bare => bare.parse::<tracing_subscriber::filter::LevelFilter>().ok(),
-    };
-    match level {
-        Some(level) => builder.with_max_level(level).init(),
-        None => builder
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_new(&setting)
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .init(),
+    match bare_level(&setting) {
+        Some(level) => fmt_builder().with_max_level(level).init(),
+        None => fmt_builder().with_env_filter(env_filter(&setting)).init(),
     }
 }
 
@@ -36,19 +22,43 @@ pub fn init_logging() {
 /// level, so it never builds the subscriber (some 60 µs and the page faults of its code).
 pub fn init_run_logging() {
     let setting = std::env::var("SCAR_LOG").unwrap_or_default();
-    let level = match setting.trim() {
-        "" => Some(tracing_subscriber::filter::LevelFilter::INFO),
-        bare => bare.parse::<tracing_subscriber::filter::LevelFilter>().ok(),
-    };
-    match level {
+    match bare_level(&setting) {
         Some(max) => {
             let _ = tracing::subscriber::set_global_default(LazyFmt {
                 max,
                 inner: std::sync::OnceLock::new(),
             });
         }
-        None => init_logging(),
+        None => fmt_builder().with_env_filter(env_filter(&setting)).init(),
     }
+}
+
+/// `SCAR_LOG` as a bare level (empty: info), `None` for directives. A bare level needs no
+/// directive parser: building an `EnvFilter` costs about 50 µs, a twentieth of a warm
+/// `scar run`.
+fn bare_level(setting: &str) -> Option<tracing_subscriber::filter::LevelFilter> {
+    match setting.trim() {
+        "" => Some(tracing_subscriber::filter::LevelFilter::INFO),
+        bare => bare.parse().ok(),
+    }
+}
+
+/// `SCAR_LOG`'s directives (`info` when they do not parse).
+fn env_filter(setting: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(setting)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
+/// The output every command logs with: stderr, no target.
+fn fmt_builder() -> tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    tracing_subscriber::filter::LevelFilter,
+    fn() -> std::io::Stderr,
+> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr as fn() -> std::io::Stderr)
+        .with_target(false)
 }
 
 /// The fmt subscriber of [`init_logging`] at a fixed level, built on first use. (The project
@@ -61,15 +71,7 @@ struct LazyFmt {
 impl LazyFmt {
     fn inner(&self) -> &(dyn tracing::Subscriber + Send + Sync) {
         self.inner
-            .get_or_init(|| {
-                Box::new(
-                    tracing_subscriber::fmt()
-                        .with_writer(std::io::stderr)
-                        .with_target(false)
-                        .with_max_level(self.max)
-                        .finish(),
-                )
-            })
+            .get_or_init(|| Box::new(fmt_builder().with_max_level(self.max).finish()))
             .as_ref()
     }
 }

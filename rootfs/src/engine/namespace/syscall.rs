@@ -66,8 +66,6 @@ pub trait Syscall {
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     /// Read a (small) host file.
     fn read_host_file(&self, path: &Path) -> Result<Vec<u8>, Errno>;
-    /// Replace the contents of the regular file at `path` (a resolved [`Target`]).
-    fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
     /// Write `contents` to the absolute container path `path` under `root`, creating the file
     /// (and missing parents) as `resolve` with [`Create::File`] would, symlinks staying
     /// inside `root`; a FIFO or device there fails rather than block or write elsewhere.
@@ -223,21 +221,6 @@ impl Syscall for LinuxSyscall {
         Ok(contents)
     }
 
-    fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        // Reopened through the resolved O_PATH descriptor's /proc link (the descriptor names
-        // the file inside the root). O_NONBLOCK: a FIFO planted by a hostile image fails with
-        // ENXIO instead of blocking the start forever.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .and_then(|mut file| file.write_all(contents))
-            .map_err(errno_of)
-    }
-
     fn write_in_root(&self, root: &Path, path: &Path, contents: &[u8]) -> Result<(), Errno> {
         use std::io::Write;
         // The common case in a few calls: the parent resolved inside the root, the file
@@ -266,8 +249,24 @@ impl Syscall for LinuxSyscall {
             }
         }
         let target = self.resolve(root, path, Create::File)?;
-        self.write_file(&target.path, contents)
+        write_file(&target.path, contents)
     }
+}
+
+/// Replace the contents of the regular file at `path`, a resolved [`Target`]'s: reopened
+/// through the O_PATH descriptor's /proc link (the descriptor names the file inside the
+/// root). O_NONBLOCK: a FIFO planted by a hostile image fails with ENXIO instead of blocking
+/// the start forever.
+fn write_file(path: &Path, contents: &[u8]) -> Result<(), Errno> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|mut file| file.write_all(contents))
+        .map_err(errno_of)
 }
 
 /// `/proc/self/fd/N/name` (a [`Target`]'s path and a name in it) as the descriptor N and the
@@ -419,16 +418,12 @@ pub mod double {
             Ok(format!("contents of {}", path.display()).into_bytes())
         }
 
-        fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+        fn write_in_root(&self, root: &Path, path: &Path, contents: &[u8]) -> Result<(), Errno> {
             self.record(format!(
                 "write {} {}",
-                path.display(),
+                root.join(relative(path)).display(),
                 String::from_utf8_lossy(contents)
             ))
-        }
-
-        fn write_in_root(&self, root: &Path, path: &Path, contents: &[u8]) -> Result<(), Errno> {
-            self.write_file(&root.join(relative(path)), contents)
         }
     }
 }

@@ -195,8 +195,7 @@ fn pull_once(
 ///    With the inode-table blocks out of the cache the check finds nothing and costs
 ///    nothing. Without root the cache stays and a warning says so.
 fn settle(bench: &Bench, image: &BenchImage, puller: Puller) {
-    nix::unistd::sync();
-    if let Err(err) = fs::write("/proc/sys/vm/drop_caches", "1") {
+    if let Err(err) = drop_page_cache() {
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
             eprintln!(
@@ -225,6 +224,12 @@ fn settle(bench: &Bench, image: &BenchImage, puller: Puller) {
         Puller::Udocker => version(bench.udocker(&bench.work.join("udocker-warm"))),
         Puller::GzipFloor => version(Command::new("gzip")),
     }
+}
+
+/// Write back what is dirty, then drop the clean page cache (root only).
+pub fn drop_page_cache() -> std::io::Result<()> {
+    nix::unistd::sync();
+    fs::write("/proc/sys/vm/drop_caches", "1")
 }
 
 /// Read every file under `dir` (into the page cache).

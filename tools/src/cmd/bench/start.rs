@@ -69,7 +69,7 @@ pub fn warm_starts(bench: &Bench, image: &BenchImage) -> Vec<Row> {
     // down): where PID 1 reaps late, as in some sandboxes, dozens of such zombies otherwise
     // pile up, each holding its user and PID namespaces, and slow the tools that follow.
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    drop_page_cache();
+    start_from_disk();
     let mut rows = Vec::new();
     for (job_index, (job, argv)) in JOBS.iter().enumerate() {
         eprintln!("scar bench: warm starts of {job} in {}", image.name);
@@ -139,9 +139,8 @@ pub fn warm_starts(bench: &Bench, image: &BenchImage) -> Vec<Row> {
 /// (0.4 ms per `scar run` on this project's machine), and a linker's output, written through
 /// mmap(2), sits in single pages. Dropping the cache gives every tool the same state,
 /// whatever ran before (the pull section drops it too). Needs root; otherwise says so.
-fn drop_page_cache() {
-    nix::unistd::sync();
-    if let Err(err) = fs::write("/proc/sys/vm/drop_caches", "1") {
+fn start_from_disk() {
+    if let Err(err) = super::pull::drop_page_cache() {
         eprintln!(
             "scar bench: cannot drop the page cache ({err}); the warm starts then depend on how each binary came into it"
         );
