@@ -127,7 +127,7 @@ for triple in "${triples[@]}"; do
 
   people=$work/scar-$arch
   mkdir -p "$people"
-  install -m 0755 "$release/scar" "$release/bootstrap" "$people/"
+  install -m 0755 "$release/scar" "$release/scar-full" "$release/bootstrap" "$people/"
   if [ -d "$layer/preload" ]; then
     cp -a "$layer/preload" "$people/preload"
   fi

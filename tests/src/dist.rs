@@ -101,9 +101,16 @@ pub fn bootstrap(arch: Arch) -> PathBuf {
         .join("bootstrap")
 }
 
-/// The built static `scar` of `arch`.
+/// The built static `scar` of `arch` (the launcher).
 pub fn scar(arch: Arch) -> PathBuf {
     ensure_built()
         .join(format!("scar-{}", arch.name()))
         .join("scar")
+}
+
+/// The built static `scar-full` of `arch` (every command; `scar` executes it).
+pub fn scar_full(arch: Arch) -> PathBuf {
+    ensure_built()
+        .join(format!("scar-{}", arch.name()))
+        .join("scar-full")
 }

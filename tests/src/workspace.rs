@@ -61,6 +61,10 @@ fn cargo_build(dir: &Path, bins: &[(&str, &str)]) {
     command.arg("build");
     for (package, bin) in bins {
         command.args(["-p", package, "--bin", bin]);
+        // `scar` executes `scar-full` beside it for everything but a cached `scar run`.
+        if (*package, *bin) == ("scar-tools", "scar") {
+            command.args(["--bin", "scar-full"]);
+        }
     }
     // `dev` and `test` build into target/debug, `release` and `bench` into target/release, a
     // custom profile into a directory of its own name.

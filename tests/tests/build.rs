@@ -81,7 +81,11 @@ fn elf_facts(path: &Path) -> ElfFacts {
 #[test]
 fn each_bootstrap_and_scar_is_a_static_elf_for_its_machine() {
     for arch in Arch::ALL {
-        for binary in [dist::bootstrap(arch), dist::scar(arch)] {
+        for binary in [
+            dist::bootstrap(arch),
+            dist::scar(arch),
+            dist::scar_full(arch),
+        ] {
             let facts = elf_facts(&binary);
             assert_eq!(
                 facts.machine,

@@ -47,11 +47,14 @@ fn reachable_by_nobody(scar: &Path) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("scar-namespace-test-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = dir.join("scar");
-    if std::fs::hard_link(scar, &copy).is_err() {
-        std::fs::copy(scar, &copy).unwrap();
+    // `scar` executes `scar-full` from its own directory for everything but a cached run.
+    for name in ["scar", "scar-full"] {
+        let (original, copy) = (scar.with_file_name(name), dir.join(name));
+        if std::fs::hard_link(&original, &copy).is_err() {
+            std::fs::copy(&original, &copy).unwrap();
+        }
     }
-    copy
+    dir.join("scar")
 }
 
 fn nobody_args() -> Vec<String> {

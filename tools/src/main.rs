@@ -1,4 +1,6 @@
-//! `scar`: run any OCI image's tools the way the Lambda supervisor does, on your own machine.
+//! `scar-full`: every command of `scar` (run any OCI image's tools the way the Lambda
+//! supervisor does, on your own machine). People type `scar`, a small launcher that starts
+//! cached images itself and executes this binary for everything else (see `launcher.rs`).
 //!
 //! The binary only parses arguments and prints; the work happens in `scar-rootfs` and in the
 //! `bootstrap` it drives.

@@ -177,21 +177,43 @@ impl RunArgs {
     }
 }
 
-/// Run `scar run`.
+/// Run `scar run`, pulling the image when it is not cached.
 pub fn run(args: RunArgs) -> ExitCode {
-    match run_container(&args) {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            super::fail(&err);
-            ExitCode::from(match err {
-                RunError::Engine(EngineError::Exec { .. }) => EXEC_FAILED,
-                _ => START_FAILED,
-            })
-        }
+    let outcome = run_container(&args, |image, options| pull(image, options).map(Some));
+    match outcome {
+        Ok(Some(code)) => ExitCode::from(code),
+        // Not reached: a pull either gives the image or fails.
+        Ok(None) => ExitCode::from(START_FAILED),
+        Err(err) => failed(&err),
     }
 }
 
-fn run_container(args: &RunArgs) -> Result<u8, RunError> {
+/// Run `scar run` if its image is cached (or `--rootfs` names a directory); `None`, with nothing
+/// done and nothing printed, when the image must be pulled first. `scar` (the launcher) starts
+/// cached images with this and hands a pull to `scar-full`, so that its own binary holds no
+/// pull code at all.
+#[allow(dead_code)] // in `scar-full`, which pulls instead
+pub fn run_cached(args: &RunArgs) -> Option<ExitCode> {
+    match run_container(args, |_, _| Ok(None)) {
+        Ok(Some(code)) => Some(ExitCode::from(code)),
+        Ok(None) => None,
+        Err(err) => Some(failed(&err)),
+    }
+}
+
+fn failed(err: &RunError) -> ExitCode {
+    super::fail(err);
+    ExitCode::from(match err {
+        RunError::Engine(EngineError::Exec { .. }) => EXEC_FAILED,
+        _ => START_FAILED,
+    })
+}
+
+/// The container's exit status, or `None` when the image is not cached and `uncached` gave up.
+fn run_container(
+    args: &RunArgs,
+    uncached: impl FnOnce(String, &PullOptions) -> Result<Option<(PathBuf, ImageConfig)>, RunError>,
+) -> Result<Option<u8>, RunError> {
     let deadline = match args.timeout {
         Some(seconds) if seconds.is_finite() && seconds > 0.0 => {
             Some(Instant::now() + Duration::from_secs_f64(seconds))
@@ -204,7 +226,9 @@ fn run_container(args: &RunArgs) -> Result<u8, RunError> {
         .iter()
         .map(|v| parse_volume(v))
         .collect::<Result<Vec<_>, _>>()?;
-    let (root, config) = image_root(args)?;
+    let Some((root, config)) = image_root(args, uncached)? else {
+        return Ok(None);
+    };
     let argv = container_command(&config, &args.command)?;
     let env = container_env(&config, &args.env, |name| std::env::var(name).ok())?;
     let workdir = args
@@ -252,16 +276,20 @@ fn run_container(args: &RunArgs) -> Result<u8, RunError> {
             args.timeout.unwrap_or_default()
         );
     }
-    Ok(u8::try_from(outcome.exit_code()).unwrap_or(u8::MAX))
+    Ok(Some(u8::try_from(outcome.exit_code()).unwrap_or(u8::MAX)))
 }
 
-/// The root filesystem and image config: `--rootfs` as is, else the pulled image.
-fn image_root(args: &RunArgs) -> Result<(PathBuf, ImageConfig), RunError> {
+/// The root filesystem and image config: `--rootfs` as is, else the cached image, else what
+/// `uncached` makes of it.
+fn image_root(
+    args: &RunArgs,
+    uncached: impl FnOnce(String, &PullOptions) -> Result<Option<(PathBuf, ImageConfig)>, RunError>,
+) -> Result<Option<(PathBuf, ImageConfig)>, RunError> {
     if let Some(dir) = &args.rootfs {
         if !dir.is_dir() {
             return Err(RunError::Rootfs(dir.clone()));
         }
-        return Ok((dir.clone(), ImageConfig::default()));
+        return Ok(Some((dir.clone(), ImageConfig::default())));
     }
     let image = args.image.clone().unwrap_or_default();
     let mut options = PullOptions::new(args.cache_dir.clone().unwrap_or_else(default_cache_dir));
@@ -276,9 +304,9 @@ fn image_root(args: &RunArgs) -> Result<(PathBuf, ImageConfig), RunError> {
             source: Box::new(source),
         })?;
     if let Some(prepared) = cached {
-        return Ok((prepared.root, prepared.config));
+        return Ok(Some((prepared.root, prepared.config)));
     }
-    pull(image, &options)
+    uncached(image, &options)
 }
 
 /// Pull an image that is not cached. Out of line, with its future boxed: the pull's state is
