@@ -24,9 +24,11 @@ use scar_rootfs::arena::StartArena;
 #[allow(dead_code)]
 mod cmd {
     mod log;
+    mod paths;
     pub mod run;
 
     pub use log::{fail, init_lazy_logging, run_log_level};
+    pub use paths::default_cache_dir;
 }
 
 /// The start's allocations come from a static arena (see `StartArena`): a warm `scar run`

@@ -224,7 +224,7 @@ mod tests {
             let Command::Pull(args) = cli.command else {
                 panic!("not parsed as pull");
             };
-            assert_eq!(args.cache.dir, std::path::Path::new("/c"), "{option}");
+            assert_eq!(args.cache.dir(), std::path::Path::new("/c"), "{option}");
         }
     }
 

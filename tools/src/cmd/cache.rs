@@ -46,7 +46,7 @@ pub fn run(command: CacheCommand) -> ExitCode {
 type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
 
 fn ls(args: &CacheArgs) -> Outcome {
-    let cache = Cache::open(&args.dir)?;
+    let cache = Cache::open(&args.dir())?;
     let _lock = cache.lock(false)?;
     let refs = cache.refs()?;
     println!(
@@ -76,7 +76,7 @@ fn ls(args: &CacheArgs) -> Outcome {
 }
 
 fn rm(args: &CacheArgs, image: &str) -> Outcome {
-    let cache = Cache::open(&args.dir)?;
+    let cache = Cache::open(&args.dir())?;
     let _lock = cache.lock(true)?;
     let wanted = image.trim_start_matches("sha256:");
     let mut chain = None;
@@ -104,7 +104,7 @@ fn rm(args: &CacheArgs, image: &str) -> Outcome {
     let Some(chain) = chain else {
         eprintln!(
             "scar: `{image}` is not in the cache at {} (see `scar cache ls`)",
-            args.dir.display()
+            args.dir().display()
         );
         return Ok(ExitCode::FAILURE);
     };
@@ -114,7 +114,7 @@ fn rm(args: &CacheArgs, image: &str) -> Outcome {
 }
 
 fn gc(args: &CacheArgs) -> Outcome {
-    let cache = Cache::open(&args.dir)?;
+    let cache = Cache::open(&args.dir())?;
     let _lock = cache.lock(true)?;
     let removed = cache.collect_garbage()?;
     let evicted = match args.max_bytes() {

@@ -189,20 +189,6 @@ pub fn run(args: LocalArgs) -> ExitCode {
     }
 }
 
-/// The default image cache on this machine.
-fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SCAR_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("scar");
-    }
-    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".cache").join("scar"),
-        None => PathBuf::from("/tmp/scar"),
-    }
-}
-
 /// Set `name` in an ordered environment, replacing an earlier value.
 fn set(env: &mut Vec<(String, String)>, name: &str, value: impl Into<String>) {
     env.retain(|(existing, _)| existing != name);
@@ -350,7 +336,7 @@ async fn start(
     let cache_dir = match (&launch.sim, &args.cache_dir) {
         (_, Some(dir)) => std::path::absolute(dir).map_err(io(dir))?,
         (Some(_), None) => PathBuf::from("/tmp/scar"),
-        (None, None) => default_cache_dir(),
+        (None, None) => super::default_cache_dir(),
     };
     let endpoints = Endpoints {
         runtime_api: api.address().to_string(),

@@ -6,7 +6,9 @@ pub mod image;
 pub mod layer;
 pub mod local;
 mod log;
+mod paths;
 pub mod pull;
 pub mod run;
 
 pub use log::{fail, init_logging, init_run_logging};
+pub use paths::default_cache_dir;

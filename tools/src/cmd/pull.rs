@@ -7,26 +7,24 @@ use std::sync::atomic::Ordering;
 
 use scar_rootfs::pull::{Credentials, PullEvent, PullOptions, PullPolicy, PullReport};
 
-/// Default cache root, as on Lambda.
-pub const DEFAULT_CACHE: &str = "/tmp/scar";
-
 /// Cache options shared by `scar pull` and `scar cache`.
 #[derive(clap::Args, Clone)]
 pub struct CacheArgs {
-    /// Cache directory (`--cache-dir` as in `scar run` works too).
-    #[arg(
-        long = "cache",
-        visible_alias = "cache-dir",
-        env = "SCAR_CACHE_DIR",
-        default_value = DEFAULT_CACHE
-    )]
-    pub dir: PathBuf,
+    /// Cache directory (`--cache-dir` as in `scar run` works too; default: $SCAR_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/scar, else ~/.cache/scar, the cache `scar run` uses).
+    #[arg(long = "cache", visible_alias = "cache-dir", value_name = "DIR")]
+    dir: Option<PathBuf>,
     /// Cap for the cache in MiB (default: what the file system holds).
     #[arg(long = "max-cache-mb", env = "SCAR_CACHE_MAX_MB")]
     pub max_mb: Option<u64>,
 }
 
 impl CacheArgs {
+    /// The cache directory: the option, else the one every command defaults to.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(super::default_cache_dir)
+    }
+
     /// The cap in bytes.
     pub fn max_bytes(&self) -> Option<u64> {
         self.max_mb.map(|mb| mb.saturating_mul(1024 * 1024))
@@ -63,7 +61,7 @@ pub struct PullArgs {
 
 /// Run `scar pull`.
 pub fn run(args: PullArgs) -> ExitCode {
-    let mut options = PullOptions::new(&args.cache.dir);
+    let mut options = PullOptions::new(args.cache.dir());
     options.max_cache_bytes = args.cache.max_bytes();
     options.policy = args.policy;
     options.platform = args.platform.clone();

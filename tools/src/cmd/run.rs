@@ -48,7 +48,7 @@ pub struct RunArgs {
     /// Stop the container after this many seconds (SIGTERM, then SIGKILL 2 s later).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
-    /// Image cache (default: $SCAR_CACHE_DIR, else ~/.cache/scar).
+    /// Image cache (default: $SCAR_CACHE_DIR, else $XDG_CACHE_HOME/scar, else ~/.cache/scar).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Contact the registry even when the image is cached.
@@ -292,7 +292,11 @@ fn image_root(
         return Ok(Some((dir.clone(), ImageConfig::default())));
     }
     let image = args.image.clone().unwrap_or_default();
-    let mut options = PullOptions::new(args.cache_dir.clone().unwrap_or_else(default_cache_dir));
+    let mut options = PullOptions::new(
+        args.cache_dir
+            .clone()
+            .unwrap_or_else(super::default_cache_dir),
+    );
     if args.pull_always {
         options.policy = PullPolicy::Always;
     }
@@ -346,17 +350,6 @@ fn registry_access_from_env(options: &mut PullOptions, var: impl Fn(&str) -> Opt
         (var("SCAR_REGISTRY_USERNAME"), var("SCAR_REGISTRY_PASSWORD"))
     {
         options.credentials = Some(scar_rootfs::pull::Credentials { username, password });
-    }
-}
-
-/// The default image cache on this machine.
-fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SCAR_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".cache").join("scar"),
-        None => PathBuf::from("/tmp/scar"),
     }
 }
 
