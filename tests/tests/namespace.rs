@@ -514,11 +514,14 @@ fn dns_files_are_the_hosts_and_a_write_to_them_stays_inside() {
         let hostile = roots.busybox.join("etc/resolv.conf");
         let _ = std::fs::remove_file(&hostile);
         nix::unistd::mkfifo(&hostile, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
-        let script = "cat /etc/hosts; echo nameserver 192.0.2.1 > /etc/resolv.conf; echo status=$?";
+        let script = "cat /etc/hosts /etc/resolv.conf; echo nameserver 192.0.2.1 > /etc/resolv.conf; echo status=$?";
         let ran = sh_in(who, &roots.dynamic, script);
         assert_eq!(ran.code, 0, "{who:?}: {ran:?}");
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
-        assert!(ran.stdout.starts_with(&hosts), "{who:?}: {ran:?}");
+        assert!(
+            ran.stdout.starts_with(&format!("{hosts}{host_resolv}")),
+            "{who:?}: the host's files inside: {ran:?}"
+        );
         assert!(ran.stdout.contains("status=0"), "{who:?}: {ran:?}");
         assert_eq!(
             std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),

@@ -58,6 +58,8 @@ pub trait Syscall {
     fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     /// Create an empty file we own (a device node's bind target).
     fn create_file(&self, path: &Path) -> Result<(), Errno>;
+    /// Create a file we own (in the run tmpfs) holding `contents`.
+    fn create_file_with(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
     /// symlink(2): `link` points at `target`.
     fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno>;
     /// Whether a host path exists, and whether it is a directory.
@@ -182,6 +184,16 @@ impl Syscall for LinuxSyscall {
         let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
         let (dir, name) = at(path);
         openat(dir, name, flags, Mode::from_bits_truncate(0o644)).map(drop)
+    }
+
+    fn create_file_with(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+        use std::io::Write;
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        let (dir, name) = at(path);
+        let file = openat(dir, name, flags, Mode::from_bits_truncate(0o644))?;
+        std::fs::File::from(file)
+            .write_all(contents)
+            .map_err(errno_of)
     }
 
     fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno> {
@@ -399,6 +411,14 @@ pub mod double {
 
         fn create_file(&self, path: &Path) -> Result<(), Errno> {
             self.record(format!("create {}", path.display()))
+        }
+
+        fn create_file_with(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+            self.record(format!(
+                "create {} {}",
+                path.display(),
+                String::from_utf8_lossy(contents)
+            ))
         }
 
         fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno> {
