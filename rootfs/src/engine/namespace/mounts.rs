@@ -388,7 +388,7 @@ fn copy_in(
     contents: &[u8],
 ) -> Result<(), Errno> {
     let name = Path::new(file).file_name().unwrap_or_default();
-    match sys.resolve(root, Path::new(file), super::syscall::Create::No) {
+    match sys.resolve(root, Path::new(file), Create::No) {
         Ok(target) => {
             let copy = config.run_dir.join(name);
             sys.create_file_with(&copy, contents)?;
