@@ -76,7 +76,8 @@ fn ls(args: &CacheArgs) -> Outcome {
 }
 
 fn rm(args: &CacheArgs, image: &str) -> Outcome {
-    let cache = Cache::open(&args.dir())?;
+    let dir = args.dir();
+    let cache = Cache::open(&dir)?;
     let _lock = cache.lock(true)?;
     let wanted = image.trim_start_matches("sha256:");
     let mut chain = None;
@@ -104,7 +105,7 @@ fn rm(args: &CacheArgs, image: &str) -> Outcome {
     let Some(chain) = chain else {
         eprintln!(
             "scar: `{image}` is not in the cache at {} (see `scar cache ls`)",
-            args.dir().display()
+            dir.display()
         );
         return Ok(ExitCode::FAILURE);
     };

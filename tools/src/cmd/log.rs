@@ -15,10 +15,7 @@ pub fn init_logging() {
 pub fn init_run_logging() {
     match run_log_level() {
         Some(max) => init_lazy_logging(max),
-        None => {
-            let setting = std::env::var("SCAR_LOG").unwrap_or_default();
-            fmt_builder().with_env_filter(env_filter(&setting)).init();
-        }
+        None => init_logging(),
     }
 }
 
