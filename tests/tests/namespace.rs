@@ -505,6 +505,43 @@ fn the_container_has_its_own_hostname_pids_proc_dev_and_tmp() {
     }
 }
 
+/// `Cpus_allowed_list` of a `/proc/PID/status` text.
+fn cpus_allowed(status: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+}
+
+#[test]
+fn the_command_may_use_every_cpu_the_caller_may_while_the_init_stays_on_one() {
+    let ours = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+    let several = ours.contains(',') || ours.contains('-');
+    for who in everyone() {
+        let roots = roots(who);
+        let ran = sh_in(
+            who,
+            &roots.busybox,
+            "grep Cpus_allowed_list /proc/self/status; grep Cpus_allowed_list /proc/1/status",
+        );
+        assert_eq!(ran.code, 0, "{who:?}: {ran:?}");
+        let mut lines = ran.stdout.lines();
+        let command = lines.next().and_then(cpus_allowed);
+        let init = lines.next().and_then(cpus_allowed);
+        assert_eq!(command.as_deref(), Some(ours.as_str()), "{who:?}: {ran:?}");
+        let init = init.unwrap_or_else(|| panic!("{who:?}: {ran:?}"));
+        if several {
+            // The init is pinned to the CPU the caller ran on (a single number).
+            assert!(
+                init.parse::<u32>().is_ok(),
+                "{who:?}: init on {init}: {ran:?}"
+            );
+        } else {
+            eprintln!("a single CPU ({ours}): nothing to pin");
+        }
+    }
+}
+
 #[test]
 fn dns_files_are_the_hosts_and_a_write_to_them_stays_inside() {
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

@@ -10,6 +10,7 @@
 //!
 //! Process tree: caller → helper (monitor, host PID namespace) → init (PID 1) → command.
 
+pub mod affinity;
 pub mod config;
 pub mod direct;
 pub mod init;
@@ -191,6 +192,7 @@ fn init_config(spec: &RunSpec) -> InitConfig {
             })
             .collect(),
         hostname: HOSTNAME.to_string(),
+        affinity: None,
     }
 }
 

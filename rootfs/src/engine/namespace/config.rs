@@ -8,6 +8,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
+use super::affinity::CpuMask;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable that turns a re-executed binary into the container helper; its value
@@ -35,6 +36,11 @@ pub struct InitConfig {
     pub mounts: Vec<BindMount>,
     /// The container's hostname.
     pub hostname: String,
+    /// The CPU mask the command gets back before it executes, where the start pinned the
+    /// init to the caller's CPU ([`super::affinity`]). Not sent to the helper, which is not
+    /// pinned.
+    #[serde(skip)]
+    pub affinity: Option<CpuMask>,
 }
 
 /// One host path bound into the container.

@@ -23,6 +23,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{Gid, Pid, Uid, pipe2};
 
+use super::affinity::{CpuMask, Pinned};
 use super::config::{InitConfig, Reporter};
 use super::setup::{SETUP_FAILED, build_root, fail, waited_signals};
 use super::{errno_setup, init, raw, verdict};
@@ -131,6 +132,8 @@ struct InitJob<'a> {
     status: RawFd,
     stdio: [Option<RawFd>; 3],
     args: Option<[usize; 2]>,
+    /// The caller's CPU mask, for the command (the init runs pinned to the caller's CPU).
+    affinity: Option<CpuMask>,
 }
 
 /// The init's private stack: mapped without backing, with a guard page at its low end.
@@ -204,6 +207,8 @@ pub(super) fn start(
     let stack = InitStack::map()?;
     // Allocated before the clone: the caller must not allocate while the init runs.
     let mut reports = Vec::with_capacity(REPORTS_BUFFER);
+    // This process, the init and the command's start on this CPU: see `affinity`.
+    let pinned = Pinned::here();
     let job = InitJob {
         config,
         maps: &maps,
@@ -215,6 +220,7 @@ pub(super) fn start(
             .each_mut()
             .map(|s| s.child.take().map(IntoRawFd::into_raw_fd)),
         args: stat.args,
+        affinity: pinned.saved(),
     };
     // Blocked before the clone so that the init, which waits for them synchronously, loses
     // none; this process gets its own mask back after the hand-over.
@@ -239,6 +245,8 @@ pub(super) fn start(
         )
     };
     let clone_errno = if pid < 0 { Some(Errno::last()) } else { None };
+    // The init is on this CPU now: this process, which only waits from here on, need not be.
+    drop(pinned);
     // The init's descriptors, closed here with raw calls (no errno written).
     for fd in [Some(job.report), Some(job.status)]
         .into_iter()
@@ -374,10 +382,11 @@ fn child(job: &InitJob, report: OwnedFd, status: OwnedFd, stdio: [Option<OwnedFd
         });
         raw::exit(SETUP_FAILED);
     }
-    let (pinned, _pins) = match build_root(config, &reporter) {
+    let (mut pinned, _pins) = match build_root(config, &reporter) {
         Ok(built) => built,
         Err(err) => fail(&reporter, err),
     };
+    pinned.affinity = job.affinity;
     // Only now: a non-dumpable process's /proc/self files belong to the host's root, so an
     // unprivileged caller could no longer write its uid_map.
     conceal_caller(job.args);

@@ -123,8 +123,9 @@ fn reap_until_exit(command: libc::pid_t, waited: &SigSet) -> (libc::c_int, bool)
 
 /// Prepare the command in the container's root and start it.
 fn start_command(config: &InitConfig) -> Result<Pid, (Option<Pid>, spawn::Refusal)> {
-    let prepared =
-        spawn::prepare(&config.argv, &config.env, &config.workdir).map_err(|r| (None, r))?;
+    let prepared = spawn::prepare(&config.argv, &config.env, &config.workdir)
+        .map_err(|r| (None, r))?
+        .with_affinity(config.affinity);
     spawn::ensure_workdir(&prepared).map_err(|r| (None, r))?;
     spawn::start(&prepared)
 }

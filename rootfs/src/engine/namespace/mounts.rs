@@ -510,6 +510,7 @@ mod tests {
             workdir: "/".into(),
             mounts,
             hostname: "scar".into(),
+            affinity: None,
         }
     }
 

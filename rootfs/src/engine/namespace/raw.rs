@@ -125,6 +125,20 @@ pub fn wait_signal(set: &libc::sigset_t) -> isize {
     }
 }
 
+/// `sched_setaffinity(0, mask)` for the calling thread: 0, or `-errno`.
+pub fn set_affinity(mask: &[u64; 16]) -> isize {
+    // SAFETY: the kernel reads `size_of_val(mask)` bytes from `mask`, which is that long.
+    unsafe {
+        syscall4(
+            libc::SYS_sched_setaffinity,
+            0,
+            std::mem::size_of_val(mask),
+            mask.as_ptr() as usize,
+            0,
+        )
+    }
+}
+
 /// exit_group(2): end this process now, running nothing of the C library's exit.
 pub fn exit(code: libc::c_int) -> ! {
     loop {

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+use super::affinity::CpuMask;
+
 /// PATH when the image sets none (the one Docker uses).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -41,6 +43,17 @@ pub struct Prepared {
     workdir: CString,
     command: String,
     path: String,
+    /// The CPU mask the command starts with (see [`super::affinity`]); `None` keeps the
+    /// init's.
+    affinity: Option<CpuMask>,
+}
+
+impl Prepared {
+    /// Start the command with `mask` as its CPU affinity rather than the init's.
+    pub fn with_affinity(mut self, mask: Option<CpuMask>) -> Self {
+        self.affinity = mask;
+        self
+    }
 }
 
 /// Why the command cannot be started, for the engine's message and the exit status.
@@ -104,6 +117,7 @@ pub fn prepare(
         workdir: c_workdir,
         command,
         path,
+        affinity: None,
     })
 }
 
@@ -149,6 +163,7 @@ struct Job<'a> {
     env: &'a [*const libc::c_char],
     candidates: &'a [CString],
     workdir: &'a CStr,
+    affinity: Option<&'a CpuMask>,
     /// 0 until the child fails; see [`Stage`].
     failure: AtomicI64,
 }
@@ -173,6 +188,7 @@ pub fn start(prepared: &Prepared) -> Result<Pid, (Option<Pid>, Refusal)> {
         env: &env,
         candidates: &prepared.candidates,
         workdir: &prepared.workdir,
+        affinity: prepared.affinity.as_ref(),
         failure: AtomicI64::new(0),
     };
     // SAFETY: `child_entry` only makes raw syscalls on the pointers in `job` and stores into
@@ -217,6 +233,12 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // The caller's CPUs back: the command may use all of them. On this CPU still, so the
+    // kernel moves nothing now. Should the kernel refuse (a CPU of the mask went offline
+    // meanwhile), the command runs where the init does: slower, not wrong.
+    if let Some(mask) = job.affinity {
+        mask.apply();
     }
     // SAFETY: chdir(2) on a NUL-terminated string owned by the suspended parent.
     if unsafe { libc::chdir(job.workdir.as_ptr()) } != 0 {
