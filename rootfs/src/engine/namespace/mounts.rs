@@ -40,12 +40,12 @@ pub fn prepare_root(
     make_mounts_private(sys)?;
     mount_run_tmpfs(sys, config)?;
     let root = new_root(config);
-    let mode = mount_image(sys, config, &root, notes)?;
+    let (mode, seeded) = mount_image(sys, config, &root, notes)?;
     let create = mode == RootMode::Overlay;
     mount_dev(sys, config, &root, create, notes)?;
     mount_tmp(sys, &root, create, notes)?;
     prepare_proc_mount_point(sys, &root, create, notes)?;
-    bind_host_files(sys, config, &root, create, notes)?;
+    bind_host_files(sys, config, &root, create, &seeded, notes)?;
     bind_volumes(sys, &root, &config.mounts, create)?;
     Ok(mode)
 }
@@ -101,13 +101,14 @@ pub fn escape_overlay_path(path: &Path) -> String {
     out
 }
 
-/// Present the image at `root`: overlay where allowed, else a read-only bind.
+/// Present the image at `root`: overlay where allowed, else a read-only bind. Returns the
+/// mode and the host files the overlay's upper layer was seeded with.
 fn mount_image(
     sys: &impl Syscall,
     config: &InitConfig,
     root: &Path,
     notes: &mut Vec<String>,
-) -> Result<RootMode, SetupError> {
+) -> Result<(RootMode, Vec<&'static str>), SetupError> {
     let upper = config.run_dir.join("upper");
     let work = config.run_dir.join("work");
     let dirs = sys
@@ -119,6 +120,7 @@ fn mount_image(
             config.run_dir.display()
         ));
     } else {
+        let seeded = seed_host_files(sys, config, &upper, notes);
         let base = format!(
             "lowerdir={},upperdir={},workdir={}",
             escape_overlay_path(&config.root),
@@ -144,7 +146,7 @@ fn mount_image(
                 MsFlags::empty(),
                 Some(&options),
             ) {
-                Ok(()) => return Ok(RootMode::Overlay),
+                Ok(()) => return Ok((RootMode::Overlay, seeded)),
                 Err(err) => last = err,
             }
         }
@@ -172,7 +174,46 @@ fn mount_image(
     // Read-only before anything else: a missing mount point can then never be created in the
     // cached image.
     remount_read_only(sys, root)?;
-    Ok(RootMode::ReadOnlyBind)
+    Ok((RootMode::ReadOnlyBind, Vec::new()))
+}
+
+/// Put the host's DNS files into the overlay's upper layer before it is mounted: the overlay
+/// then shows them at `/etc/resolv.conf` and `/etc/hosts` over whatever the image has there
+/// (its own file, a symlink, nothing), as a later layer would. Made in the run tmpfs, they
+/// cost a few system calls: writing them through the mounted overlay copied `/etc` up first
+/// (some 90 µs per start), and a bind over the image's file was a mount more to make and
+/// tear down. Only where the image's `/etc` is a plain directory of its root user, whose
+/// mode the upper one takes; the files seeded are returned, the others are left to
+/// [`bind_host_files`]. Best effort: a failure is a note, and the file is then not seeded.
+fn seed_host_files(
+    sys: &impl Syscall,
+    config: &InitConfig,
+    upper: &Path,
+    notes: &mut Vec<String>,
+) -> Vec<&'static str> {
+    let Some(mode) = sys.root_owned_dir(&config.root.join("etc")) else {
+        return Vec::new();
+    };
+    let etc = upper.join("etc");
+    if let Err(err) = sys.mkdir(&etc, mode).and_then(|()| sys.chmod(&etc, mode)) {
+        notes.push(format!("cannot create {}: {err}", etc.display()));
+        return Vec::new();
+    }
+    let mut seeded = Vec::new();
+    for file in HOST_FILES {
+        if sys.host_kind(Path::new(file)) != Some(false) {
+            continue;
+        }
+        let name = Path::new(file).file_name().unwrap_or_default();
+        let copied = sys
+            .read_host_file(Path::new(file))
+            .and_then(|contents| sys.create_file_with(&etc.join(name), &contents));
+        match copied {
+            Ok(()) => seeded.push(file),
+            Err(err) => notes.push(format!("host {file} not copied in ({err})")),
+        }
+    }
+    seeded
 }
 
 /// Make the mount at `target` read-only, keeping the flags the kernel locks.
@@ -236,16 +277,23 @@ fn mount_dev(
         .map_err(|e| SetupError::new("opening the new /dev", e))?;
     for name in DEVICES {
         let host = Path::new("/dev").join(name);
-        if sys.host_kind(&host).is_none() {
-            continue;
-        }
         let node = dev.path.join(name);
         sys.create_file(&node)
             .map_err(|e| SetupError::new(format!("creating /dev/{name}"), e))?;
-        sys.mount(Some(&host), &node, None, MsFlags::MS_BIND, None)
-            .map_err(|e| {
-                SetupError::new(format!("binding {} into the container", host.display()), e)
-            })?;
+        match sys.mount(Some(&host), &node, None, MsFlags::MS_BIND, None) {
+            Ok(()) => {}
+            // The host has no such device (a minimal /dev): neither has the container. Not
+            // looked up first, which would cost a call per device on every start.
+            Err(Errno::ENOENT) => sys
+                .remove_file(&node)
+                .map_err(|e| SetupError::new(format!("removing /dev/{name}"), e))?,
+            Err(e) => {
+                return Err(SetupError::new(
+                    format!("binding {} into the container", host.display()),
+                    e,
+                ));
+            }
+        }
     }
     for (link, points_to) in [
         ("fd", "/proc/self/fd"),
@@ -324,7 +372,8 @@ fn prepare_proc_mount_point(
     optional_mount_point(sys, root, "/proc", Create::Dir, create, notes).map(drop)
 }
 
-/// The host's `/etc/resolv.conf` and `/etc/hosts`, so DNS works as on the host. Over an overlay
+/// The host's `/etc/resolv.conf` and `/etc/hosts`, so DNS works as on the host, those not
+/// `seeded` into the overlay's upper layer already ([`seed_host_files`]). Over an overlay
 /// root: a private copy in the run tmpfs bound over the image's file (writable, and gone with
 /// the run, as Docker's own), or written into the overlay where the image has no such file;
 /// into a read-only root: the host's file bound read-only.
@@ -333,10 +382,11 @@ fn bind_host_files(
     config: &InitConfig,
     root: &Path,
     create: bool,
+    seeded: &[&str],
     notes: &mut Vec<String>,
 ) -> Result<(), SetupError> {
     for file in HOST_FILES {
-        if sys.host_kind(Path::new(file)) != Some(false) {
+        if seeded.contains(&file) || sys.host_kind(Path::new(file)) != Some(false) {
             continue;
         }
         if create {
@@ -552,6 +602,97 @@ mod tests {
             !lines
                 .iter()
                 .any(|l| l.contains("MS_RDONLY") && l.contains("/scratch/run/root ")),
+            "{lines:#?}"
+        );
+    }
+
+    /// The image's `/etc` as a directory of its root user: the DNS files can be seeded.
+    fn seedable(mut sys: Recorder) -> Recorder {
+        sys.host.insert("/cache/rootfs/abc/etc".into(), true);
+        sys
+    }
+
+    #[test]
+    fn an_overlay_root_gets_the_hosts_files_in_its_upper_layer_before_the_mount() {
+        let mut sys = seedable(recorder());
+        sys.host.insert("/etc/hosts".into(), false);
+        let mut notes = Vec::new();
+        prepare_root(&sys, &config(vec![]), &mut notes).unwrap();
+        let lines = sys.lines();
+        let overlay = lines
+            .iter()
+            .position(|l| l.contains(" overlay "))
+            .unwrap_or_else(|| panic!("{lines:#?}"));
+        let seeded = [
+            "mkdir /scratch/run/upper/etc 755",
+            "chmod /scratch/run/upper/etc 755",
+            "create /scratch/run/upper/etc/resolv.conf contents of /etc/resolv.conf",
+            "create /scratch/run/upper/etc/hosts contents of /etc/hosts",
+        ];
+        for line in seeded {
+            let at = lines.iter().position(|l| l == line);
+            assert!(at.is_some_and(|at| at < overlay), "{line}: {lines:#?}");
+        }
+        // Neither a bind nor a write through the overlay (whose copy-ups cost).
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("resolv.conf") && l.starts_with("mount ")
+                    || l.contains("hosts") && l.starts_with("mount ")
+                    || l.starts_with("write ")),
+            "{lines:#?}"
+        );
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn a_device_the_host_lacks_is_left_out_and_the_others_are_bound() {
+        let mut sys = recorder();
+        sys.fail.insert("mount /dev/tty ".into(), Errno::ENOENT);
+        prepare_root(&sys, &config(vec![]), &mut Vec::new()).unwrap();
+        let lines = sys.lines();
+        let dev = "/scratch/run/root/dev";
+        for name in ["null", "zero", "full", "random", "urandom"] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l == &format!("mount /dev/{name} {dev}/{name} - MsFlags(MS_BIND) -")),
+                "{name}: {lines:#?}"
+            );
+        }
+        let removed = lines.iter().position(|l| l == &format!("remove {dev}/tty"));
+        let tried = lines.iter().position(|l| l.starts_with("mount /dev/tty "));
+        assert!(removed.is_some() && tried < removed, "{lines:#?}");
+        // Any other refusal stops the start, naming the device.
+        let mut sys = recorder();
+        sys.fail.insert("mount /dev/zero ".into(), Errno::EPERM);
+        let err = prepare_root(&sys, &config(vec![]), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("/dev/zero"), "{err}");
+    }
+
+    #[test]
+    fn an_image_whose_etc_is_not_a_plain_root_directory_is_not_seeded() {
+        // The recorder's image has no such /etc (a symlink, another owner): the copies are
+        // bound over the image's file or written into the overlay, as before.
+        let sys = recorder();
+        prepare_root(&sys, &config(vec![]), &mut Vec::new()).unwrap();
+        let lines = sys.lines();
+        assert!(
+            !lines.iter().any(|l| l.contains("/scratch/run/upper/etc")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_refused_overlay_binds_the_hosts_files_even_when_they_were_seeded() {
+        let mut sys = seedable(recorder());
+        sys.fail.insert("mount overlay".into(), Errno::EPERM);
+        prepare_root(&sys, &config(vec![]), &mut Vec::new()).unwrap();
+        let lines = sys.lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("mount /etc/resolv.conf /scratch/run/root/etc/resolv.conf")),
             "{lines:#?}"
         );
     }

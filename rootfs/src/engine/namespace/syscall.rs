@@ -58,12 +58,17 @@ pub trait Syscall {
     fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     /// Create an empty file we own (a device node's bind target).
     fn create_file(&self, path: &Path) -> Result<(), Errno>;
+    /// Remove a file we created.
+    fn remove_file(&self, path: &Path) -> Result<(), Errno>;
     /// Create a file we own (in the run tmpfs) holding `contents`.
     fn create_file_with(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
     /// symlink(2): `link` points at `target`.
     fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno>;
     /// Whether a host path exists, and whether it is a directory.
     fn host_kind(&self, path: &Path) -> Option<bool>;
+    /// The permission bits of `path` when it is a directory (not a symlink to one) owned by
+    /// this user namespace's root user and group; `None` for anything else.
+    fn root_owned_dir(&self, path: &Path) -> Option<u32>;
     /// chmod(2), umask aside (a directory we created).
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     /// Read a (small) host file.
@@ -181,9 +186,20 @@ impl Syscall for LinuxSyscall {
     }
 
     fn create_file(&self, path: &Path) -> Result<(), Errno> {
-        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        // mknod of a regular file: one system call, where open and close are two.
         let (dir, name) = at(path);
-        openat(dir, name, flags, Mode::from_bits_truncate(0o644)).map(drop)
+        nix::sys::stat::mknodat(
+            dir,
+            name,
+            nix::sys::stat::SFlag::S_IFREG,
+            Mode::from_bits_truncate(0o644),
+            0,
+        )
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<(), Errno> {
+        let (dir, name) = at(path);
+        nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
     }
 
     fn create_file_with(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
@@ -203,6 +219,14 @@ impl Syscall for LinuxSyscall {
 
     fn host_kind(&self, path: &Path) -> Option<bool> {
         std::fs::metadata(path).ok().map(|meta| meta.is_dir())
+    }
+
+    fn root_owned_dir(&self, path: &Path) -> Option<u32> {
+        let (dir, name) = at(path);
+        let stat =
+            nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        let is_dir = stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        (is_dir && stat.st_uid == 0 && stat.st_gid == 0).then_some(stat.st_mode & 0o7777)
     }
 
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
@@ -413,6 +437,10 @@ pub mod double {
             self.record(format!("create {}", path.display()))
         }
 
+        fn remove_file(&self, path: &Path) -> Result<(), Errno> {
+            self.record(format!("remove {}", path.display()))
+        }
+
         fn create_file_with(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
             self.record(format!(
                 "create {} {}",
@@ -427,6 +455,10 @@ pub mod double {
 
         fn host_kind(&self, path: &Path) -> Option<bool> {
             self.host.get(path).copied()
+        }
+
+        fn root_owned_dir(&self, path: &Path) -> Option<u32> {
+            self.host.get(path).is_some_and(|dir| *dir).then_some(0o755)
         }
 
         fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
