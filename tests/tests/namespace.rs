@@ -339,6 +339,59 @@ fn host_sleeps(seconds: &str) -> Vec<u32> {
     found
 }
 
+/// Whether `pid` has ended (gone, or a zombie nobody has reaped yet).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+#[test]
+fn the_init_ends_once_scar_has_returned() {
+    // `scar run` returns on the init's record without waiting for its exit; the init puts
+    // that exit off until `scar` has ended (its parent-death signal), so that the namespace
+    // teardown does not compete with `scar`'s last steps. It must then end, not linger.
+    let roots = roots(Who::Root);
+    let mut child = Command::new(scar())
+        .args([
+            "run",
+            "--rootfs",
+            &rootfs(&roots.busybox),
+            "--",
+            "sleep",
+            "1",
+        ])
+        .env("SCAR_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", child.id());
+    let started = Instant::now();
+    let init = loop {
+        let listed = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(pid) = listed.split_whitespace().next() {
+            break pid.parse::<u32>().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no init started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(child.wait().unwrap().success());
+    let returned = Instant::now();
+    while !ended(init) {
+        assert!(
+            returned.elapsed() < Duration::from_secs(10),
+            "the init {init} is still there {:?} after scar returned",
+            returned.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn background_processes_are_gone_when_scar_returns() {
     // The command's end ends the container: a process it left in the background is killed

@@ -193,6 +193,7 @@ fn init_config(spec: &RunSpec) -> InitConfig {
             .collect(),
         hostname: HOSTNAME.to_string(),
         affinity: None,
+        parent_reads_record: false,
     }
 }
 

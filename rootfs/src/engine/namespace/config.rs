@@ -41,6 +41,11 @@ pub struct InitConfig {
     /// pinned.
     #[serde(skip)]
     pub affinity: Option<CpuMask>,
+    /// The init's parent reads the record and does not wait for the init's exit when the
+    /// command has ended and the init is alone (the direct start, see
+    /// [`super::init::run`]). Not sent to the helper, whose monitor waits for that exit.
+    #[serde(skip)]
+    pub parent_reads_record: bool,
 }
 
 /// One host path bound into the container.

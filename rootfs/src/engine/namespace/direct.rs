@@ -28,7 +28,7 @@ use super::config::{InitConfig, Reporter};
 use super::setup::{SETUP_FAILED, build_root, fail, waited_signals};
 use super::{errno_setup, init, raw, verdict};
 use crate::engine::probe::{self, NamespaceSupport, Step};
-use crate::engine::process::{outcome_of, wait_or_stop};
+use crate::engine::process::{outcome_of, wait_or_stop, wait_readable};
 use crate::engine::{Container, ContainerHandle, EngineError, Outcome, Stdio};
 
 /// What the start needs from `/proc/self/stat`, read once (some 15 µs).
@@ -387,6 +387,7 @@ fn child(job: &InitJob, report: OwnedFd, status: OwnedFd, stdio: [Option<OwnedFd
         Err(err) => fail(&reporter, err),
     };
     pinned.affinity = job.affinity;
+    pinned.parent_reads_record = true;
     // Only now: a non-dumpable process's /proc/self files belong to the host's root, so an
     // unprivileged caller could no longer write its uid_map.
     conceal_caller(job.args);
@@ -482,17 +483,26 @@ impl ContainerHandle for DirectHandle {
 
     fn wait(&mut self, deadline: Option<Instant>, grace: Duration) -> Result<Outcome, EngineError> {
         let init = self.init;
-        if deadline.is_none() {
-            // Without a deadline the record is all that is needed: when the init was alone,
-            // the rest of its exit (the mount and other namespaces torn down, a few hundred
-            // microseconds) need not be waited for.
+        // The record comes when the command ends, before the init's exit (within the
+        // deadline, if any). When the init was alone, it is all that is needed: the rest of
+        // the init's exit (the mount and other namespaces torn down, a few hundred
+        // microseconds) need not be waited for, and the init puts it off until this process
+        // has ended (see `init::linger`).
+        let recorded = match (deadline, self.status.as_ref()) {
+            (None, Some(_)) => true,
+            (Some(until), Some(status)) => wait_readable(status, until),
+            (_, None) => false,
+        };
+        if recorded {
             match self.read_record() {
                 Some([kind, value, 1]) => {
                     self.state = InitState::Finishing;
                     return Ok(recorded_outcome(init, kind, value, false));
                 }
                 Some([kind, value, _]) => {
-                    let outcome = wait_or_stop(init, None, grace, |_| {})?;
+                    let outcome = wait_or_stop(init, deadline, grace, |sig| {
+                        let _ = kill(init, sig);
+                    })?;
                     self.state = InitState::Reaped;
                     return Ok(recorded_outcome(init, kind, value, outcome.timed_out));
                 }

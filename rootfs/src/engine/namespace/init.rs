@@ -60,7 +60,27 @@ pub fn run(config: &InitConfig, reporter: &Reporter, status: OwnedFd, monitor: P
         ([0, code as u8], code)
     };
     let _ = raw::write(status.as_raw_fd(), &[record[0], record[1], u8::from(alone)]);
+    if alone && config.parent_reads_record {
+        linger(config, &waited);
+    }
     raw::exit(code)
+}
+
+/// How long an init whose parent has its record waits for that parent to end.
+const LINGER_MS: u32 = 100;
+
+/// Alone, the command's record sent to a parent that does not wait for this exit: put the
+/// exit off until the parent has ended (the parent-death signal, SIGKILL, ends this process),
+/// or a forwarded signal comes, or `LINGER_MS` pass. This exit tears the namespaces down
+/// (the mounts, the overlay, the user and PID namespaces: a few hundred microseconds of
+/// work); made now, it would compete for the CPU with the parent's own last steps, which the
+/// parent's caller waits for. The caller's CPU mask comes back first, so that the teardown
+/// runs wherever a CPU is free. Raw system calls only.
+fn linger(config: &InitConfig, waited: &SigSet) {
+    if let Some(mask) = config.affinity {
+        mask.apply();
+    }
+    raw::wait_signal_for(waited.as_ref(), LINGER_MS);
 }
 
 fn reporter_fd(reporter: &Reporter) -> std::os::fd::RawFd {

@@ -561,6 +561,7 @@ mod tests {
             mounts,
             hostname: "scar".into(),
             affinity: None,
+            parent_reads_record: false,
         }
     }
 

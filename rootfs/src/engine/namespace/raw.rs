@@ -125,6 +125,27 @@ pub fn wait_signal(set: &libc::sigset_t) -> isize {
     }
 }
 
+/// `rt_sigtimedwait(set, NULL, timeout)`: as [`wait_signal`], or `-EAGAIN` once `millis`
+/// milliseconds have passed.
+pub fn wait_signal_for(set: &libc::sigset_t, millis: u32) -> isize {
+    const KERNEL_SIGSET: usize = 8;
+    let timeout = libc::timespec {
+        tv_sec: libc::time_t::from(millis / 1000),
+        tv_nsec: libc::c_long::from(millis % 1000) * 1_000_000,
+    };
+    // SAFETY: `set` is readable for at least KERNEL_SIGSET bytes and `timeout` is a valid
+    // timespec on this stack; no siginfo is asked for.
+    unsafe {
+        syscall4(
+            libc::SYS_rt_sigtimedwait,
+            std::ptr::from_ref(set) as usize,
+            0,
+            &raw const timeout as usize,
+            KERNEL_SIGSET,
+        )
+    }
+}
+
 /// `sched_setaffinity(0, mask)` for the calling thread: 0, or `-errno`.
 pub fn set_affinity(mask: &[u64; 16]) -> isize {
     // SAFETY: the kernel reads `size_of_val(mask)` bytes from `mask`, which is that long.
