@@ -193,20 +193,25 @@ pub fn run(args: RunArgs) -> ExitCode {
 /// cached images with this and hands a pull to `scar-full`, so that its own binary holds no
 /// pull code at all.
 #[allow(dead_code)] // in `scar-full`, which pulls instead
-pub fn run_cached(args: &RunArgs) -> Option<ExitCode> {
+pub fn run_cached(args: &RunArgs) -> Option<u8> {
     match run_container(args, |_, _| Ok(None)) {
-        Ok(Some(code)) => Some(ExitCode::from(code)),
+        Ok(Some(code)) => Some(code),
         Ok(None) => None,
-        Err(err) => Some(failed(&err)),
+        Err(err) => Some(failure_code(&err)),
     }
 }
 
 fn failed(err: &RunError) -> ExitCode {
+    ExitCode::from(failure_code(err))
+}
+
+/// Say what went wrong; the exit status for it.
+fn failure_code(err: &RunError) -> u8 {
     super::fail(err);
-    ExitCode::from(match err {
+    match err {
         RunError::Engine(EngineError::Exec { .. }) => EXEC_FAILED,
         _ => START_FAILED,
-    })
+    }
 }
 
 /// The container's exit status, or `None` when the image is not cached and `uncached` gave up.

@@ -31,7 +31,8 @@ use crate::engine::probe::{self, NamespaceSupport, Step};
 use crate::engine::process::{outcome_of, wait_or_stop, wait_readable};
 use crate::engine::{Container, ContainerHandle, EngineError, Outcome, Stdio};
 
-/// What the start needs from `/proc/self/stat`, read once (some 15 µs).
+/// What the start needs to know of this process: whether it has a single thread, and where
+/// its argument strings lie.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SelfStat {
     /// This process has exactly one thread.
@@ -40,9 +41,37 @@ pub struct SelfStat {
     args: Option<[usize; 2]>,
 }
 
+/// The argument strings' area of a binary that received `argv` itself (see
+/// [`set_argument_area`]).
+static ARGUMENT_AREA: std::sync::OnceLock<[usize; 2]> = std::sync::OnceLock::new();
+
+/// For a binary whose `main` receives `argc` and `argv` (`#![no_main]`): the area its argument
+/// strings fill, `argv[0]` to the end of the last one (the kernel lays them out one after the
+/// other), so that the start need not read `/proc/self/stat` for it. A new process's first
+/// read of that file costs some 20 µs on a virtual machine: its `/proc` entries are made then.
+pub fn set_argument_area(start: usize, end: usize) {
+    if start < end {
+        let _ = ARGUMENT_AREA.set([start, end]);
+    }
+}
+
 impl SelfStat {
-    /// Read it; a process whose `/proc` cannot be read counts as multithreaded.
+    /// The argument strings' area found.
+    pub fn argument_area(&self) -> Option<[usize; 2]> {
+        self.args
+    }
+
+    /// Find it out: the thread count from `/proc/self/task`, the argument area as set by
+    /// [`set_argument_area`] or else from `/proc/self/stat`. A process whose `/proc` cannot be
+    /// read counts as multithreaded.
     pub fn read() -> Self {
+        let single_threaded = is_single_threaded();
+        if let Some(args) = ARGUMENT_AREA.get() {
+            return Self {
+                single_threaded,
+                args: Some(*args),
+            };
+        }
         use std::io::Read;
         // One read: the line is far shorter than the buffer.
         let mut buf = [0u8; 1024];
@@ -50,7 +79,10 @@ impl SelfStat {
         else {
             return Self::default();
         };
-        Self::parse(&String::from_utf8_lossy(&buf[..len]))
+        Self {
+            single_threaded,
+            ..Self::parse(&String::from_utf8_lossy(&buf[..len]))
+        }
     }
 
     fn parse(stat: &str) -> Self {
@@ -68,9 +100,11 @@ impl SelfStat {
     }
 }
 
-/// Whether this process has exactly one thread (read from `/proc/self/stat`).
+/// Whether this process has exactly one thread: the link count of `/proc/self/task` is two
+/// plus the number of threads (a `stat`, where reading `/proc/self/stat` makes the kernel
+/// format every field of it).
 pub fn is_single_threaded() -> bool {
-    SelfStat::read().single_threaded
+    nix::sys::stat::stat("/proc/self/task").is_ok_and(|task| task.st_nlink == 3)
 }
 
 /// The namespaces the init is cloned into.
@@ -563,6 +597,26 @@ mod tests {
         let threaded = SelfStat::parse(&line.replace(" 0 0 20 0 1 ", " 0 0 20 0 3 "));
         assert!(!threaded.single_threaded);
         assert!(!SelfStat::parse("no parenthesis").single_threaded);
+    }
+
+    #[test]
+    fn the_thread_count_tells_a_forked_child_from_the_multithreaded_harness() {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let _ = stopped.recv();
+        });
+        assert!(!is_single_threaded(), "two threads at least");
+        // SAFETY: the child makes only a stat(2) (nix formats the short path on the stack)
+        // and ends with exit_group.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => raw::exit(if is_single_threaded() { 0 } else { 1 }),
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        stop.send(()).unwrap();
+        other.join().unwrap();
     }
 
     #[test]
