@@ -129,10 +129,11 @@ pub fn wait_signal(set: &libc::sigset_t) -> isize {
 /// milliseconds have passed.
 pub fn wait_signal_for(set: &libc::sigset_t, millis: u32) -> isize {
     const KERNEL_SIGSET: usize = 8;
-    let timeout = libc::timespec {
-        tv_sec: libc::time_t::from(millis / 1000),
-        tv_nsec: libc::c_long::from(millis % 1000) * 1_000_000,
-    };
+    // SAFETY: an all-zero timespec is a valid value; its fields are set below (`as _`: the
+    // seconds' type differs between the C libraries).
+    let mut timeout: libc::timespec = unsafe { std::mem::zeroed() };
+    timeout.tv_sec = (millis / 1000) as _;
+    timeout.tv_nsec = ((millis % 1000) * 1_000_000) as _;
     // SAFETY: `set` is readable for at least KERNEL_SIGSET bytes and `timeout` is a valid
     // timespec on this stack; no siginfo is asked for.
     unsafe {
@@ -188,6 +189,21 @@ mod tests {
         );
         close(r);
         assert_eq!(read(r, &mut buf), -(libc::EBADF as isize));
+    }
+
+    #[test]
+    fn a_wait_for_a_signal_that_does_not_come_ends_after_its_timeout() {
+        // In a thread of its own, with the signal blocked there only.
+        std::thread::spawn(|| {
+            let mut set = nix::sys::signal::SigSet::empty();
+            set.add(nix::sys::signal::Signal::SIGUSR2);
+            set.thread_block().unwrap();
+            let started = std::time::Instant::now();
+            assert_eq!(wait_signal_for(set.as_ref(), 30), -(libc::EAGAIN as isize));
+            assert!(started.elapsed() >= std::time::Duration::from_millis(30));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
