@@ -61,14 +61,13 @@ impl SelfStat {
         self.args
     }
 
-    /// Find it out: the thread count from `/proc/self/task`, the argument area as set by
-    /// [`set_argument_area`] or else from `/proc/self/stat`. A process whose `/proc` cannot be
-    /// read counts as multithreaded.
+    /// Find it out: with the argument area set by [`set_argument_area`], the thread count
+    /// from `/proc/self/task`; else both from one read of `/proc/self/stat`. A process whose
+    /// `/proc` cannot be read counts as multithreaded.
     pub fn read() -> Self {
-        let single_threaded = is_single_threaded();
         if let Some(args) = ARGUMENT_AREA.get() {
             return Self {
-                single_threaded,
+                single_threaded: is_single_threaded(),
                 args: Some(*args),
             };
         }
@@ -79,10 +78,7 @@ impl SelfStat {
         else {
             return Self::default();
         };
-        Self {
-            single_threaded,
-            ..Self::parse(&String::from_utf8_lossy(&buf[..len]))
-        }
+        Self::parse(&String::from_utf8_lossy(&buf[..len]))
     }
 
     fn parse(stat: &str) -> Self {

@@ -111,37 +111,33 @@ pub fn wait_any_nohang() -> (isize, libc::c_int) {
 /// `rt_sigtimedwait(set, NULL, NULL)`: the next pending signal of `set` (which must be
 /// blocked), or `-errno`.
 pub fn wait_signal(set: &libc::sigset_t) -> isize {
-    // The kernel's signal set is 64 bits, the first bytes of the C library's larger one.
-    const KERNEL_SIGSET: usize = 8;
-    // SAFETY: `set` is readable for at least KERNEL_SIGSET bytes; no siginfo or timeout.
-    unsafe {
-        syscall4(
-            libc::SYS_rt_sigtimedwait,
-            std::ptr::from_ref(set) as usize,
-            0,
-            0,
-            KERNEL_SIGSET,
-        )
-    }
+    sigtimedwait(set, None)
 }
 
 /// `rt_sigtimedwait(set, NULL, timeout)`: as [`wait_signal`], or `-EAGAIN` once `millis`
 /// milliseconds have passed.
 pub fn wait_signal_for(set: &libc::sigset_t, millis: u32) -> isize {
-    const KERNEL_SIGSET: usize = 8;
     // SAFETY: an all-zero timespec is a valid value; its fields are set below (`as _`: the
     // seconds' type differs between the C libraries).
     let mut timeout: libc::timespec = unsafe { std::mem::zeroed() };
     timeout.tv_sec = (millis / 1000) as _;
     timeout.tv_nsec = ((millis % 1000) * 1_000_000) as _;
-    // SAFETY: `set` is readable for at least KERNEL_SIGSET bytes and `timeout` is a valid
-    // timespec on this stack; no siginfo is asked for.
+    sigtimedwait(set, Some(&timeout))
+}
+
+/// rt_sigtimedwait(2) without a siginfo; no timeout is no limit.
+fn sigtimedwait(set: &libc::sigset_t, timeout: Option<&libc::timespec>) -> isize {
+    // The kernel's signal set is 64 bits, the first bytes of the C library's larger one.
+    const KERNEL_SIGSET: usize = 8;
+    let timeout = timeout.map_or(0, |t| std::ptr::from_ref(t) as usize);
+    // SAFETY: `set` is readable for at least KERNEL_SIGSET bytes and `timeout` is null or a
+    // valid timespec borrowed for the call; no siginfo is asked for.
     unsafe {
         syscall4(
             libc::SYS_rt_sigtimedwait,
             std::ptr::from_ref(set) as usize,
             0,
-            &raw const timeout as usize,
+            timeout,
             KERNEL_SIGSET,
         )
     }
