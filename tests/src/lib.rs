@@ -5,11 +5,14 @@
 //! - [`RuntimeApi`]: the Lambda Runtime API of `cargo lambda watch --only-lambda-apis`.
 //! - [`ecr::EcrStandIn`]: ECR's `GetAuthorizationToken`, SigV4 checked, for ECR-named registries.
 //! - [`images`]: test root filesystems (static busybox, the host's loader and libc) as directories.
+//! - [`debian_images`]: real-world images from Debian packages (ffmpeg, ImageMagick, Python, a JVM,
+//!   perl; arm64 through qemu; musl), pushed to a [`Registry`].
 //! - [`dist`]: the outputs of `build.sh`, built once per test process; [`zip_listing`] reads zips.
 //!
 //! The API is synchronous: tests are plain `#[test]` functions. A service that cannot start
 //! panics at once with one line naming the missing package or the port.
 
+pub mod debian_images;
 pub mod dist;
 pub mod ecr;
 pub mod fault;
