@@ -6,6 +6,7 @@
 //! `bootstrap` it drives.
 
 mod cmd;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,8 @@ enum Command {
     Layer(cmd::layer::LayerCommand),
     /// Measure pulls, engines and invocations side by side with the peers; write docs/benchmarks.md.
     Bench(cmd::bench::BenchArgs),
+    /// Run a command as AWS Lambda runs a bootstrap: uid 993, seccomp, a bare read-only root.
+    LambdaSim(cmd::lambda_sim::LambdaSimArgs),
 }
 
 /// `scar run` alone: what `scar run ...` parses with, so that a container start does not build
@@ -84,6 +87,7 @@ fn full() -> ExitCode {
         Command::Image(command) => cmd::image::run(command),
         Command::Layer(command) => cmd::layer::run(command),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::LambdaSim(args) => cmd::lambda_sim::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cache;
 pub mod image;
+pub mod lambda_sim;
 pub mod layer;
 pub mod local;
 mod log;
