@@ -1,17 +1,19 @@
-//! A simulated AWS Lambda sandbox for the preload engine's tests, and the images they run.
+//! The simulated AWS Lambda of the tests, and the images they run.
 //!
-//! Lambda's restrictions, reproduced as root with util-linux and `uidmap`:
-//! `unshare --user --map-users=0,0,65536 --map-groups=0,0,65536 --mount --pid --fork`, then
-//! inside: the layer bound read-only at `/opt`, a small tmpfs on `/tmp`, a fresh `/proc`, the
-//! root remounted read-only, `user.max_user_namespaces` set to 0 (so `unshare -U` fails with
-//! ENOSPC, as the `uid_map` write fails with EPERM on Lambda), and the command run by
-//! `setpriv --reuid=993 --regid=993 --clear-groups --no-new-privs`.
+//! The simulation is `scar lambda-sim` (tools/src/sim: the same code `scar local --lambda-sim`
+//! and `./demo.sh --lambda-sim` run): uid 993 without capabilities, seccomp refusing `prctl`,
+//! `ptrace`, `seccomp`, `chroot` (EPERM) and `openat2` (ENOSYS), user namespaces refused, a
+//! bare read-only root (no C library, no loader, no `/bin/sh`) holding the layer at `/opt`,
+//! the function at `/var/task`, a tmpfs `/tmp`, a static busybox at `/sim/bin` and the binds a
+//! test asks for. [`LambdaSim`] builds its command line; the simulator binary is the static
+//! `scar-full` that `./build.sh` makes (see [`simulator`]), which `test.sh` builds before the
+//! tests. Needs root: without it the simulator says so and the test fails.
 //!
 //! Images (cached under `/var/tmp/scar-test-images`, built in a temporary directory and renamed
 //! into place): [`dynamic_image`] from the host's own loader, libc, coreutils and perl;
-//! [`musl_image`] from `musl-gcc`; [`debian_image`] from `debootstrap` when the mirror answers.
+//! [`musl_image`] from `musl-gcc`; [`debian_image`] from `debootstrap`. A missing tool is a
+//! test failure that names the package to install.
 
-use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -298,17 +300,15 @@ pub fn dynamic_image() -> PathBuf {
 }
 
 /// A musl image: the musl loader (which is also its libc) and [`PROBE_C`] built with `musl-gcc`.
-/// `None` (with the reason printed) when musl-tools is absent.
-pub fn musl_image() -> Option<PathBuf> {
+/// Panics, naming the package, when musl-tools is absent.
+pub fn musl_image() -> PathBuf {
     let loader = Path::new("/lib/ld-musl-x86_64.so.1");
-    if which("musl-gcc").is_none() || !loader.exists() {
-        eprintln!(
-            "SKIP musl image: musl-gcc or {} is missing (apt-get install musl-tools)",
-            loader.display()
-        );
-        return None;
-    }
-    Some(cached(&format!("musl-{RECIPE}"), |root| {
+    assert!(
+        which("musl-gcc").is_some() && loader.exists(),
+        "musl-gcc or {} is missing: apt-get install musl-tools",
+        loader.display()
+    );
+    cached(&format!("musl-{RECIPE}"), |root| {
         for d in ["lib", "usr/bin", "tmp", "proc", "dev", "sys"] {
             std::fs::create_dir_all(root.join(d)).expect("mkdir");
         }
@@ -323,12 +323,12 @@ pub fn musl_image() -> Option<PathBuf> {
             "PRETTY_NAME=\"SCAR musl test image\"\nID=scar-musl\n",
         );
         write(root, "/usr/share/scar-test/data.txt", "forty-two\n");
-    }))
+    })
 }
 
 /// A Debian bookworm minbase root from `debootstrap` (minutes on first use, then cached).
-/// `None`, with the reason printed, when debootstrap is absent or the mirror does not answer.
-pub fn debian_image() -> Option<PathBuf> {
+/// Panics with the reason when debootstrap is absent or the mirror does not answer.
+pub fn debian_image() -> PathBuf {
     let dir = Path::new(IMAGE_CACHE).join("debian-bookworm");
     let readable = Path::new(IMAGE_CACHE).join("debian-bookworm.readable");
     if dir.join("etc/os-release").exists() {
@@ -344,29 +344,28 @@ pub fn debian_image() -> Option<PathBuf> {
             );
             let _ = std::fs::write(&readable, "");
         }
-        return Some(dir);
+        return dir;
     }
-    if which("debootstrap").is_none() {
-        eprintln!("SKIP Debian image: debootstrap is not installed (apt-get install debootstrap)");
-        return None;
-    }
+    assert!(
+        which("debootstrap").is_some(),
+        "debootstrap is not installed: apt-get install debootstrap"
+    );
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = Path::new(IMAGE_CACHE).join(format!("debian-bookworm.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(IMAGE_CACHE).ok()?;
+    std::fs::create_dir_all(IMAGE_CACHE).expect("create the image cache");
     let out = Command::new("timeout")
         .args(["1200", "debootstrap", "--variant=minbase", "bookworm"])
         .arg(&tmp)
         .arg("http://deb.debian.org/debian")
         .output()
-        .ok()?;
+        .expect("run debootstrap");
     if !out.status.success() {
-        eprintln!(
-            "SKIP Debian image: debootstrap failed: {}",
+        let _ = std::fs::remove_dir_all(&tmp);
+        panic!(
+            "debootstrap of Debian bookworm failed (is deb.debian.org reachable?): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let _ = std::fs::remove_dir_all(&tmp);
-        return None;
     }
     let _ = Command::new("chmod")
         .args(["-R", "a+rX"])
@@ -375,64 +374,72 @@ pub fn debian_image() -> Option<PathBuf> {
     if std::fs::rename(&tmp, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
-    dir.join("etc/os-release").exists().then_some(dir)
+    drop(_guard);
+    assert!(
+        dir.join("etc/os-release").exists(),
+        "debootstrap left no {}/etc/os-release",
+        dir.display()
+    );
+    // Once more through the branch above, which makes the new image readable and copyable.
+    debian_image()
 }
 
-/// Add `root:0:65536` to `/etc/subuid` and `/etc/subgid` when missing (needed by
-/// `unshare --map-users=0,0,65536` as root).
-pub fn ensure_subids() {
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if text.lines().any(|l| l.trim() == "root:0:65536") {
-            continue;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(file)
-            .unwrap_or_else(|e| panic!("open {file}: {e}"));
-        let sep = if text.is_empty() || text.ends_with('\n') {
-            ""
-        } else {
-            "\n"
-        };
-        writeln!(f, "{sep}root:0:65536").unwrap_or_else(|e| panic!("append to {file}: {e}"));
+/// Where [`LambdaSim::with_scar`] shows the static `scar` (and `scar-full`) in the sandbox.
+pub const SCAR_DIR: &str = "/sim/scar";
+/// PATH of a shell line when the caller gives none: busybox's applets (nothing else is there).
+pub const SHELL_PATH: &str = "/sim/bin";
+
+/// This machine's architecture as `build.sh` names it.
+fn host_arch() -> crate::dist::Arch {
+    if cfg!(target_arch = "aarch64") {
+        crate::dist::Arch::Aarch64
+    } else {
+        crate::dist::Arch::X86_64
     }
 }
 
-/// Why the simulation cannot run here (printed by tests that then skip), or `None`.
-pub fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("the Lambda simulation needs root (it maps uids with newuidmap)".into());
+/// The simulator: `$SCAR_E2E_SIMULATOR` when set (e.g. `target/debug/scar-full` while working
+/// on it), else the static `scar-full` of `./build.sh` for this machine (built once per test
+/// process when `SCAR_E2E_DIST` is unset; see [`crate::dist::ensure_built`]).
+pub fn simulator() -> PathBuf {
+    match std::env::var_os("SCAR_E2E_SIMULATOR") {
+        Some(path) => PathBuf::from(path),
+        None => crate::dist::scar_full(host_arch()),
     }
-    for tool in ["unshare", "setpriv", "newuidmap"] {
-        if which(tool).is_none() {
-            return Some(format!(
-                "{tool} is missing (apt-get install util-linux uidmap)"
-            ));
-        }
-    }
-    None
 }
 
-/// A simulated Lambda: the layer directory bound at `/opt` and a tmpfs `/tmp` of `tmp_mb` MiB.
+/// The directory of the static `scar`, `scar-full` and `bootstrap` of `./build.sh` for this
+/// machine: what can run on the simulator's bare root.
+pub fn static_binaries() -> PathBuf {
+    crate::dist::scar(host_arch())
+        .parent()
+        .expect("dist/scar-<arch>/scar has a parent")
+        .to_path_buf()
+}
+
+/// A simulated Lambda (see the module docs): the layer directory at `/opt`, a tmpfs `/tmp` of
+/// `tmp_mb` MiB, the function's code at `/var/task` when given, and explicit binds.
 #[derive(Clone, Debug)]
 pub struct LambdaSim {
     /// Host directory bound read-only at `/opt` (the layer: `bootstrap`, `preload/`).
     pub layer: PathBuf,
-    /// Size of the sandbox's `/tmp`.
+    /// Size of the sandbox's `/tmp` in MiB.
     pub tmp_mb: u32,
+    /// Host directory bound read-only at `/var/task` (the working directory).
+    pub task: Option<PathBuf>,
+    /// (host path, sandbox path, writable), in the order given.
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
 }
 
 /// What a command in the sandbox did.
 #[derive(Debug)]
 pub struct SimOutput {
-    /// Exit status of the command (of `unshare`, which reports it).
+    /// Exit status of the command (125: the sandbox could not be built; see `scar lambda-sim
+    /// --help`).
     pub code: Option<i32>,
     /// Its standard output.
     pub stdout: String,
-    /// Its standard error (and the sandbox set-up's).
+    /// Its standard error (and the simulator's).
     pub stderr: String,
 }
 
@@ -450,64 +457,110 @@ impl SimOutput {
     }
 }
 
-/// The set-up run inside the new namespaces, as the namespace's root, before dropping to
-/// [`SANDBOX_UID`]. `$1` is the layer, `$2` the tmpfs size, `$3` the command.
-const INSIDE: &str = r#"set -e
-mount --rbind "$1" /opt
-mount -o remount,bind,ro /opt
-mount -t tmpfs -o "size=$2m,mode=1777" tmpfs /tmp
-mount -t proc proc /proc
-mount -o remount,bind,ro /
-echo 0 > /proc/sys/user/max_user_namespaces
-cd /tmp
-exec setpriv --reuid=993 --regid=993 --clear-groups --no-new-privs -- /bin/sh -c "$3"
-"#;
-
 impl LambdaSim {
     /// A sandbox with `layer` at `/opt` and Lambda's default 512 MiB `/tmp`.
     pub fn new(layer: impl Into<PathBuf>) -> Self {
         Self {
             layer: layer.into(),
             tmp_mb: 512,
+            task: None,
+            binds: Vec::new(),
         }
     }
 
-    /// The `unshare` command that runs `command` with the host's `/bin/sh` inside the sandbox
-    /// as uid 993, with `env` added to the environment. Killing it kills the whole sandbox
-    /// (`--kill-child`: its PID namespace's init dies, and with it every process inside).
-    pub fn command(&self, command: &str, env: &[(&str, &str)]) -> Command {
-        ensure_subids();
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--user", "--map-users=0,0,65536", "--map-groups=0,0,65536"])
-            .args([
-                "--mount",
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--propagation",
-                "private",
-            ])
-            .args(["--", "/bin/sh", "-c", INSIDE, "sim"])
+    /// The function's code at `/var/task`.
+    pub fn task(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.task = Some(dir.into());
+        self
+    }
+
+    /// `/tmp` of `mb` MiB.
+    pub fn tmp_mb(mut self, mb: u32) -> Self {
+        self.tmp_mb = mb;
+        self
+    }
+
+    /// Show the host's `host` (file or directory) read-only at `path` in the sandbox.
+    pub fn ro_bind(mut self, host: impl Into<PathBuf>, path: impl Into<PathBuf>) -> Self {
+        self.binds.push((host.into(), path.into(), false));
+        self
+    }
+
+    /// Show the host's `host` writable at `path` (not something Lambda has: for collecting
+    /// files a test reads afterwards).
+    pub fn bind(mut self, host: impl Into<PathBuf>, path: impl Into<PathBuf>) -> Self {
+        self.binds.push((host.into(), path.into(), true));
+        self
+    }
+
+    /// The static `scar`, `scar-full` and `bootstrap` of `./build.sh` at [`SCAR_DIR`].
+    pub fn with_scar(self) -> Self {
+        self.ro_bind(static_binaries(), SCAR_DIR)
+    }
+
+    /// The simulator's command running `argv` with exactly `env` (nothing of this process's
+    /// environment reaches the sandbox; variables set on the returned `Command` reach only the
+    /// simulator). Killing it kills the whole sandbox.
+    pub fn exec(&self, argv: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(simulator());
+        cmd.arg("lambda-sim")
+            .arg("--layer")
             .arg(&self.layer)
-            .arg(self.tmp_mb.to_string())
-            .arg(command)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null());
+            .arg("--tmp-mb")
+            .arg(self.tmp_mb.to_string());
+        if let Some(task) = &self.task {
+            cmd.arg("--task").arg(task);
+        }
+        for (host, path, writable) in &self.binds {
+            let mut bind = host.clone().into_os_string();
+            bind.push(":");
+            bind.push(path);
+            cmd.arg(if *writable { "--bind" } else { "--ro-bind" })
+                .arg(bind);
+        }
+        for (name, value) in env {
+            cmd.arg("--env").arg(format!("{name}={value}"));
+        }
+        cmd.arg("--").args(argv).stdin(Stdio::null());
         cmd
     }
 
-    /// Run `command` inside the sandbox (see [`command`](Self::command)) and wait for it.
-    pub fn run(&self, command: &str, env: &[(&str, &str)]) -> SimOutput {
-        let out = self
-            .command(command, env)
-            .output()
-            .unwrap_or_else(|e| panic!("start unshare: {e}"));
-        SimOutput {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    /// The simulator's command running the shell line `command` with busybox's `/sim/bin/sh`,
+    /// with `env` and, unless `env` sets one, `PATH=/sim/bin`.
+    pub fn command(&self, command: &str, env: &[(&str, &str)]) -> Command {
+        let mut full: Vec<(&str, &str)> = Vec::with_capacity(env.len() + 1);
+        if !env.iter().any(|(name, _)| *name == "PATH") {
+            full.push(("PATH", SHELL_PATH));
         }
+        full.extend_from_slice(env);
+        self.exec(&["/sim/bin/sh", "-c", command], &full)
     }
+
+    /// Run the shell line `command` in the sandbox (see [`command`](Self::command)) and wait.
+    pub fn run(&self, command: &str, env: &[(&str, &str)]) -> SimOutput {
+        output_of(self.command(command, env))
+    }
+
+    /// Run `argv` in the sandbox (see [`exec`](Self::exec)) and wait.
+    pub fn run_argv(&self, argv: &[&str], env: &[(&str, &str)]) -> SimOutput {
+        output_of(self.exec(argv, env))
+    }
+}
+
+fn output_of(mut command: Command) -> SimOutput {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("start the simulator {}: {e}", simulator().display()));
+    SimOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `arg` quoted for a POSIX shell line.
+pub fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
 /// A layer directory as the zip would unpack it: `preload/` with the libraries (and whatever

@@ -204,15 +204,12 @@ sort -u /tmp/bootstrap-pids | wc -l > "$SCAR_OUTPUT_DIR/visible.txt"
 for p in $(cat /tmp/bootstrap-pids); do cat /proc/$p/environ 2>/dev/null; head -c 1 /proc/$p/mem 2>/dev/null; done | tr '\0' '\n' | grep -c -e registry-secret-marker -e aws-secret-probe-7f3a > "$SCAR_OUTPUT_DIR/hits.txt"
 exit 0
 "#;
-    let Some(function) = Function::spec()
+    let function = Function::spec()
         .env("SCAR_SCRIPT", script)
         .env("SCAR_REGISTRY_USERNAME", "someone")
         .env("SCAR_REGISTRY_PASSWORD", "registry-secret-marker")
         .env("AWS_SESSION_TOKEN", "aws-secret-probe-7f3a")
-        .start_simulated()
-    else {
-        return;
-    };
+        .start_simulated();
     function.s3.put_object(BUCKET, "lambda.txt", b"on lambda");
     let result = function.invoke_s3(&["lambda.txt"]);
     assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());

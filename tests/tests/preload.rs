@@ -2,8 +2,9 @@
 //! library, first directly on this host, then inside a simulated Lambda sandbox (non-root uid,
 //! user namespaces refused, read-only root, small `/tmp`).
 //!
-//! Run: `cargo test -p scar-e2e --test preload` (as root for the sandbox cases; the Debian case
-//! builds its image with debootstrap once and caches it under /var/tmp/scar-test-images).
+//! Run: `cargo test -p scar-e2e --test preload` (as root: the sandbox cases run `scar lambda-sim`
+//! and the static binaries of `./build.sh`; the Debian case builds its image with debootstrap
+//! once and caches it under /var/tmp/scar-test-images).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -295,10 +296,10 @@ fn a_script_runs_another_shebang_script_from_a_bound_directory() {
 #[test]
 fn a_static_program_runs_directly() {
     let busybox = Path::new("/bin/busybox");
-    if !busybox.exists() {
-        eprintln!("SKIP: /bin/busybox (busybox-static) is not installed");
-        return;
-    }
+    assert!(
+        busybox.exists(),
+        "/bin/busybox is missing: apt-get install busybox-static"
+    );
     let root = lambda_sim::dynamic_image();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
@@ -435,9 +436,7 @@ fn the_glibc_build_needs_no_symbol_version_newer_than_2_17() {
 
 #[test]
 fn the_musl_image_runs_through_the_musl_loader() {
-    let Some(root) = lambda_sim::musl_image() else {
-        return;
-    };
+    let root = lambda_sim::musl_image();
     let ran = run_spec(
         &spec(&root, &["/usr/bin/probe", "spawn"]),
         Some(Duration::from_secs(60)),
@@ -455,9 +454,7 @@ fn the_musl_image_runs_through_the_musl_loader() {
 
 #[test]
 fn the_debian_image_runs_its_own_tools() {
-    let Some(root) = lambda_sim::debian_image() else {
-        return;
-    };
+    let root = lambda_sim::debian_image();
     let ran = sh(
         &root,
         "cat /etc/debian_version; . /etc/os-release; echo \"id=$ID\"; dpkg-query -W -f '${Package}\\n' bash; \
@@ -473,65 +470,35 @@ fn the_debian_image_runs_its_own_tools() {
 
 // ---- Under the simulated Lambda ------------------------------------------------------------
 
-/// Runs one container when a sandboxed test starts this binary with `SCAR_TEST_RUN` set (the
-/// JSON `{"root": …, "argv": […]}`); the process exits with the container's status.
-#[test]
-#[ignore = "helper started inside the simulated Lambda by the tests below"]
-fn sandbox_runner() {
-    let Ok(job) = std::env::var("SCAR_TEST_RUN") else {
-        return;
-    };
-    let job: serde_json::Value = serde_json::from_str(&job).unwrap();
-    let root = PathBuf::from(job["root"].as_str().unwrap());
-    let argv: Vec<String> = job["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    let dir = std::env::var_os("SCAR_PRELOAD_DIR").map(PathBuf::from);
-    let engine = PreloadEngine::locate_with(dir.as_deref()).unwrap();
-    let mut s = spec(&root, &argv.iter().map(String::as_str).collect::<Vec<_>>());
-    s.stdout = Stdio::Inherit;
-    s.stderr = Stdio::Inherit;
-    let mut c = engine.spawn(&s).unwrap();
-    let outcome = c
-        .wait(
-            Some(Instant::now() + Duration::from_secs(300)),
-            Duration::from_secs(2),
-        )
-        .unwrap();
-    std::process::exit(outcome.exit_code());
-}
-
-/// A shell line that copies `image` into the sandbox's `/tmp/scar/rootfs/<name>` (where Lambda
-/// keeps the cache, writable by the function's uid) and runs `argv` there through the runner.
-fn sandboxed(image: &Path, name: &str, argv: &[&str]) -> (String, String) {
-    let exe = std::env::current_exe().unwrap();
-    let root = format!("/tmp/scar/rootfs/{name}");
-    let job = serde_json::json!({ "root": root, "argv": argv }).to_string();
-    let line = format!(
-        "mkdir -p /tmp/scar/rootfs && cp -a {image} {root} && {exe} --exact sandbox_runner --include-ignored --nocapture --test-threads=1 -q",
-        image = image.display(),
-        exe = exe.display(),
-    );
-    (line, job)
-}
-
-fn sim_or_skip() -> Option<(LambdaSim, tempfile::TempDir)> {
-    if let Some(why) = lambda_sim::unavailable() {
-        eprintln!("SKIP simulated Lambda: {why}");
-        return None;
-    }
+/// The simulated Lambda (`scar lambda-sim`) with the preload libraries at `/opt/preload` and
+/// the static `scar` at `/sim/scar`, and the layer directory it uses.
+fn sim() -> (LambdaSim, tempfile::TempDir) {
     let layer = lambda_sim::layer_dir();
-    Some((LambdaSim::new(layer.path()), layer))
+    (LambdaSim::new(layer.path()).with_scar(), layer)
 }
+
+/// A shell line that copies `image` (bound read-only at `/images/<name>`) into the sandbox's
+/// `/tmp/scar/rootfs/<name>` (Lambda keeps the cache in `/tmp`, writable by the function's
+/// uid) and runs `argv` there with `scar run --engine preload` (the static scar: nothing
+/// dynamic of this host runs on the simulator's bare root).
+fn sandboxed(sim: LambdaSim, image: &Path, name: &str, argv: &[&str]) -> (LambdaSim, String) {
+    let root = format!("/tmp/scar/rootfs/{name}");
+    let argv: Vec<String> = argv.iter().map(|a| lambda_sim::shell_quote(a)).collect();
+    let line = format!(
+        "mkdir -p /tmp/scar/rootfs && cp -a /images/{name} {root} && \
+         {scar}/scar run --engine preload --rootfs {root} -- {argv}",
+        scar = lambda_sim::SCAR_DIR,
+        argv = argv.join(" "),
+    );
+    (sim.ro_bind(image, format!("/images/{name}")), line)
+}
+
+/// The environment of a sandboxed `scar run`: the preload libraries of the layer.
+const PRELOAD_ENV: (&str, &str) = ("SCAR_PRELOAD_DIR", "/opt/preload");
 
 #[test]
 fn the_simulated_lambda_refuses_user_namespaces_and_runs_as_uid_993() {
-    let Some((sim, _layer)) = sim_or_skip() else {
-        return;
-    };
+    let (sim, _layer) = sim();
     let out = sim.run(
         "id -u; unshare -U true 2>&1; echo rc=$?; touch /probe 2>&1; ls /opt/preload",
         &[],
@@ -557,24 +524,15 @@ fn the_simulated_lambda_refuses_user_namespaces_and_runs_as_uid_993() {
 
 #[test]
 fn under_simulated_lambda_the_dynamic_image_runs_scripts_perl_and_stays_pristine() {
-    let Some((sim, _layer)) = sim_or_skip() else {
-        return;
-    };
+    let (sim, _layer) = sim();
     let image = lambda_sim::dynamic_image();
     let script = "cat /etc/os-release; ls / | wc -l | sed 's/^/top=/'; (echo sub; echo shell) | sort -r | tr '\\n' ' '; echo; \
         perl -e 'print \"perl \", 6*7, \"\\n\"'; probe spawn | grep -E 'data=|child-status'; \
         touch /etc/new 2>&1; echo written > /tmp/out.txt && cat /tmp/out.txt; \
         cat /proc/$PPID/environ > /dev/null 2>&1 && echo parent-environ-readable || echo parent-environ-hidden";
-    let (line, job) = sandboxed(&image, "dyn", &["/bin/sh", "-c", script]);
+    let (sim, line) = sandboxed(sim, &image, "dyn", &["/bin/sh", "-c", script]);
     let line = format!("{line} && test ! -e /tmp/scar/rootfs/dyn/etc/new && echo image-pristine");
-    let out = sim.run(
-        &line,
-        &[
-            ("SCAR_TEST_RUN", &job),
-            ("SCAR_PRELOAD_DIR", "/opt/preload"),
-            ("SCAR_TEST_SECRET", "hunter2"),
-        ],
-    );
+    let out = sim.run(&line, &[PRELOAD_ENV, ("SCAR_TEST_SECRET", "hunter2")]);
     out.assert_success();
     let o = &out.stdout;
     assert!(o.contains("SCAR dynamic test image"), "{o}");
@@ -595,20 +553,10 @@ fn under_simulated_lambda_the_dynamic_image_runs_scripts_perl_and_stays_pristine
 
 #[test]
 fn under_simulated_lambda_the_musl_image_runs() {
-    let Some((sim, _layer)) = sim_or_skip() else {
-        return;
-    };
-    let Some(image) = lambda_sim::musl_image() else {
-        return;
-    };
-    let (line, job) = sandboxed(&image, "musl", &["/usr/bin/probe", "spawn"]);
-    let out = sim.run(
-        &line,
-        &[
-            ("SCAR_TEST_RUN", &job),
-            ("SCAR_PRELOAD_DIR", "/opt/preload"),
-        ],
-    );
+    let (sim, _layer) = sim();
+    let image = lambda_sim::musl_image();
+    let (sim, line) = sandboxed(sim, &image, "musl", &["/usr/bin/probe", "spawn"]);
+    let out = sim.run(&line, &[PRELOAD_ENV]);
     out.assert_success();
     assert!(
         out.stdout.contains("data=forty-two") && out.stdout.contains("i am the child"),
@@ -619,22 +567,12 @@ fn under_simulated_lambda_the_musl_image_runs() {
 
 #[test]
 fn under_simulated_lambda_the_debian_image_runs() {
-    let Some((sim, _layer)) = sim_or_skip() else {
-        return;
-    };
-    let Some(image) = lambda_sim::debian_image() else {
-        return;
-    };
+    let (sim, _layer) = sim();
+    let image = lambda_sim::debian_image();
     let script = "cat /etc/os-release | grep ^ID=; bash -c 'echo bash $((1+1))'; \
         perl -e 'print \"perl ok\\n\"'; find /etc -xdev -type f | wc -l | sed 's/^/etc-files=/'";
-    let (line, job) = sandboxed(&image, "debian", &["/bin/sh", "-c", script]);
-    let out = sim.run(
-        &line,
-        &[
-            ("SCAR_TEST_RUN", &job),
-            ("SCAR_PRELOAD_DIR", "/opt/preload"),
-        ],
-    );
+    let (sim, line) = sandboxed(sim, &image, "debian", &["/bin/sh", "-c", script]);
+    let out = sim.run(&line, &[PRELOAD_ENV]);
     out.assert_success();
     assert!(
         out.stdout.contains("ID=debian")
@@ -661,11 +599,12 @@ exit 0
 #[test]
 fn under_simulated_lambda_the_bootstrap_picks_preload_and_completes_the_s3_flow() {
     use scar_e2e::{RuntimeApi, S3Server};
-    let Some((sim, layer)) = sim_or_skip() else {
-        return;
-    };
+    let (sim, layer) = sim();
+    // The static bootstrap of ./build.sh: the simulator's root holds no C library.
     let bootstrap = layer.path().join("bootstrap");
-    std::fs::copy(bootstrap_support::bootstrap_bin(), &bootstrap).unwrap();
+    std::fs::copy(lambda_sim::static_binaries().join("bootstrap"), &bootstrap).unwrap();
+    // The busybox image is an OCI layout under the image cache: shown at the same path.
+    let sim = sim.ro_bind(lambda_sim::IMAGE_CACHE, lambda_sim::IMAGE_CACHE);
     let s3 = S3Server::start();
     s3.create_bucket(bootstrap_support::BUCKET);
     let api = RuntimeApi::start();
@@ -686,7 +625,7 @@ fn under_simulated_lambda_the_bootstrap_picks_preload_and_completes_the_s3_flow(
     let log_path = layer.path().join("bootstrap.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = sim
-        .command("exec /opt/bootstrap", &env_ref)
+        .exec(&["/opt/bootstrap"], &env_ref)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()

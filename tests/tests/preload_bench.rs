@@ -125,10 +125,7 @@ fn measure(name: &str, runs: usize, mut f: impl FnMut() -> (Duration, u64)) -> R
 fn find_over_an_image_preload_versus_namespace_versus_host() {
     let quick = std::env::var("SCAR_BENCH_QUICK").is_ok_and(|v| v == "1");
     let runs = if quick { 5 } else { 11 };
-    let (image, root) = match lambda_sim::debian_image() {
-        Some(r) => ("debian bookworm minbase", r),
-        None => ("dynamic test image", lambda_sim::dynamic_image()),
-    };
+    let (image, root) = ("debian bookworm minbase", lambda_sim::debian_image());
     let preload = PreloadEngine::new(lambda_sim::preload_libs()).unwrap();
     let namespace = match probe::namespace_support() {
         probe::NamespaceSupport::Available => Some(NamespaceEngine::with_helper(

@@ -330,18 +330,19 @@ impl FunctionSpec {
         self.launch(None)
     }
 
-    /// Start the services on the host and the bootstrap inside the simulated Lambda sandbox
-    /// (uid 993, user namespaces refused, read-only root, tmpfs `/tmp`, the layer at `/opt`);
-    /// `None` (with the reason printed) when the simulation cannot run here.
-    pub fn start_simulated(self) -> Option<Function> {
-        if let Some(why) = scar_e2e::lambda_sim::unavailable() {
-            eprintln!("SKIP simulated Lambda: {why}");
-            return None;
-        }
+    /// Start the services on the host and the bootstrap inside the simulated Lambda
+    /// (`scar lambda-sim`: uid 993, seccomp, user namespaces refused, a bare read-only root,
+    /// tmpfs `/tmp`, the layer at `/opt`). The bootstrap is the static one of `./build.sh` (the
+    /// simulator's root holds no C library); the test image's OCI layout is shown read-only at
+    /// its host path. The simulator's own error (not root, ...) fails the test.
+    pub fn start_simulated(self) -> Function {
         let layer = scar_e2e::lambda_sim::layer_dir();
-        std::fs::copy(bootstrap_bin(), layer.path().join("bootstrap"))
-            .expect("copy bootstrap into the layer");
-        Some(self.launch(Some(layer)))
+        std::fs::copy(
+            scar_e2e::lambda_sim::static_binaries().join("bootstrap"),
+            layer.path().join("bootstrap"),
+        )
+        .expect("copy the static bootstrap into the layer");
+        self.launch(Some(layer))
     }
 
     fn launch(self, layer: Option<tempfile::TempDir>) -> Function {
@@ -367,18 +368,21 @@ impl FunctionSpec {
         env.retain(|(name, _)| !self.removed.contains(name));
         let log_file = std::fs::File::create(&log).expect("create the bootstrap log");
         let mut command = match &layer {
-            None => Command::new(bootstrap_bin()),
+            None => {
+                let mut command = Command::new(bootstrap_bin());
+                command.env_clear().envs(env);
+                command
+            }
             Some(layer) => {
-                // `unshare` and `setpriv` are found on PATH; the bootstrap sees only the
-                // function's variables plus that PATH.
-                env.push(("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()));
+                // The bootstrap sees exactly the function's variables.
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 scar_e2e::lambda_sim::LambdaSim::new(layer.path())
-                    .command("exec /opt/bootstrap", &[])
+                    .ro_bind(IMAGE_CACHE, IMAGE_CACHE)
+                    .exec(&["/opt/bootstrap"], &env)
             }
         };
         let child = command
-            .env_clear()
-            .envs(env)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file)

@@ -95,8 +95,9 @@ struct FunctionArgs {
     /// The bootstrap to run (default: `bootstrap` next to this scar).
     #[arg(long, value_name = "PATH")]
     bootstrap: Option<PathBuf>,
-    /// Apply Lambda's restrictions: uid 993, no new user namespaces, read-only root, /tmp of the
-    /// function's EphemeralStorage size (needs bubblewrap).
+    /// Run the bootstrap under `scar lambda-sim`: uid 993, seccomp, no new user namespaces, a bare
+    /// read-only root, /tmp of the function's EphemeralStorage size (needs root and a static
+    /// bootstrap, e.g. dist/scar-<arch>/bootstrap from ./build.sh).
     #[arg(long)]
     lambda_sim: bool,
     /// The preload engine's libraries, mounted at /opt/preload under --lambda-sim (default:
@@ -400,7 +401,8 @@ fn describe_function(function: &Function, launch: &Launch, data_dir: &Path, buck
     );
     match &launch.sim {
         Some(sim) => eprintln!(
-            "scar local: --lambda-sim: uid 993, read-only root, no new user namespaces, /tmp of {} MB; preload libraries {}",
+            "scar local: --lambda-sim (scar lambda-sim): bootstrap {}, uid 993, seccomp, bare read-only root, no new user namespaces, /tmp of {} MB; preload libraries {}",
+            launch.bootstrap.display(),
             sim.tmp_mb,
             launch
                 .preload_dir

@@ -53,6 +53,10 @@ pub fn build(plan: &Plan) -> Result<()> {
     make_mounts_private()?;
     enter_new_root()?;
     write_etc(plan)?;
+    // Always there, bound or empty: Lambda's paths, and the command's working directory.
+    for dir in [super::LAYER_DIR, super::TASK_DIR] {
+        mkdir_all(Path::new(dir))?;
+    }
     mount_proc()?;
     mount_dev()?;
     mount_tmp(plan.tmp_mb)?;

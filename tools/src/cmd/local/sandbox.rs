@@ -2,27 +2,27 @@
 //! variables, the function directory as working directory, and optionally Lambda's
 //! restrictions (`--lambda-sim`).
 //!
-//! `--lambda-sim` wraps the bootstrap in bubblewrap (`bwrap`, Debian package `bubblewrap`)
-//! rather than `unshare` + `setpriv`: `unshare --map-users` needs a `root:0:65536` range in
-//! `/etc/subuid`, while `bwrap` needs nothing and works for root and for ordinary users alike.
-//! The sandbox is Lambda's shape: uid/gid 993, the host's root read-only, the layer's bootstrap
-//! at `/opt/bootstrap`, the function read-only at `/var/task`, a fresh `/tmp` tmpfs of the
-//! function's `EphemeralStorage` size, a private PID namespace and `/proc`, and
-//! `--disable-userns`, which sets `user.max_user_namespaces` to 0 inside so that creating a
-//! user namespace fails as it does on Lambda.
+//! `--lambda-sim` runs the bootstrap under `scar lambda-sim` (`crate::sim`, the simulator the
+//! tests and `./demo.sh --lambda-sim` use too), started as this same executable: uid 993
+//! without capabilities, seccomp refusing `prctl`, `ptrace`, `seccomp` and `chroot`, user
+//! namespaces refused, a bare read-only root with the bootstrap at `/opt/bootstrap`, the
+//! preload libraries at `/opt/preload`, the function read-only at `/var/task` and a `/tmp`
+//! tmpfs of the function's `EphemeralStorage` size. The root holds no C library, so the
+//! bootstrap must be statically linked (`./build.sh` makes one), as on Lambda. The variables
+//! reach it through the simulator's environment (`--env NAME`), not its command line.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use tokio::process::Command;
 
+use crate::sim;
+
 /// Where Lambda puts a layer's bootstrap, and the function's code.
 const SIM_BOOTSTRAP: &str = "/opt/bootstrap";
-const SIM_TASK_ROOT: &str = "/var/task";
+const SIM_TASK_ROOT: &str = sim::TASK_DIR;
 /// Where the layer puts the preload engine's libraries (next to the bootstrap).
 const SIM_PRELOAD: &str = "/opt/preload";
-/// The uid and gid Lambda runs functions as (`sbx_user1051`).
-const SIM_UID: u32 = 993;
 
 /// Lambda's restrictions to apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,9 +39,14 @@ pub enum SandboxError {
         "no bootstrap at {0}: build it with `cargo build -p scar-bootstrap` (it is looked for next to scar), or pass --bootstrap PATH"
     )]
     NoBootstrap(PathBuf),
-    /// `bwrap` is missing.
-    #[error("--lambda-sim needs bubblewrap (`bwrap`): install the Debian package bubblewrap")]
-    NoBwrap,
+    /// The bootstrap is dynamically linked: the simulator's root holds no C library.
+    #[error(
+        "--lambda-sim runs {0} on a bare root without a C library, as Lambda's is not your distribution: give a static bootstrap (./build.sh makes dist/scar-<arch>/bootstrap; pass it with --bootstrap)"
+    )]
+    NotStatic(PathBuf),
+    /// This executable's path is unknown (it starts the simulator).
+    #[error("--lambda-sim: cannot find this executable to start `scar lambda-sim`: {0}")]
+    NoSimulator(std::io::Error),
 }
 
 /// Everything needed to start one bootstrap process.
@@ -92,13 +97,6 @@ pub fn find_preload_dir(explicit: Option<&Path>, bootstrap: &Path) -> Option<Pat
         .and_then(|dir| dir.canonicalize().ok())
 }
 
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
 /// Paths as the bootstrap sees them: (task root, bootstrap).
 pub fn visible_paths(launch: &Launch) -> (PathBuf, PathBuf) {
     match launch.sim {
@@ -119,11 +117,15 @@ pub fn command(launch: &Launch) -> Result<Command, SandboxError> {
             command
         }
         Some(sim) => {
-            let bwrap = find_on_path("bwrap").ok_or(SandboxError::NoBwrap)?;
-            let mut command = Command::new(bwrap);
-            command.args(bwrap_args(launch, sim));
-            // bwrap itself needs no environment; `--clearenv`/`--setenv` set the bootstrap's.
-            command.env_clear();
+            if !sim::is_static_elf(&launch.bootstrap) {
+                return Err(SandboxError::NotStatic(launch.bootstrap.clone()));
+            }
+            let exe = std::env::current_exe().map_err(SandboxError::NoSimulator)?;
+            let mut command = Command::new(exe);
+            command
+                .args(simulator_args(launch, sim))
+                .env_clear()
+                .envs(launch.env.iter().map(|(k, v)| (k, v)));
             command
         }
     };
@@ -135,64 +137,28 @@ pub fn command(launch: &Launch) -> Result<Command, SandboxError> {
     Ok(command)
 }
 
-fn bwrap_args(launch: &Launch, sim: &LambdaSim) -> Vec<String> {
-    let uid = SIM_UID.to_string();
-    let mut args: Vec<String> = [
-        "--unshare-user",
-        "--uid",
-        &uid,
-        "--gid",
-        &uid,
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--die-with-parent",
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--size",
-        &(sim.tmp_mb * 1024 * 1024).to_string(),
-        "--tmpfs",
-        "/tmp",
-        // /var and /opt are replaced so that /var/task and /opt/bootstrap can exist on a
-        // read-only root without touching the host.
-        "--tmpfs",
-        "/var",
-        "--tmpfs",
-        "/opt",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend([
-        "--ro-bind".into(),
-        launch.bootstrap.display().to_string(),
-        SIM_BOOTSTRAP.into(),
-    ]);
+/// `scar lambda-sim`'s arguments for `launch`: each variable by name only, its value taken
+/// from the simulator's own environment.
+fn simulator_args(launch: &Launch, sim: &LambdaSim) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "lambda-sim".into(),
+        "--tmp-mb".into(),
+        sim.tmp_mb.to_string().into(),
+        "--task".into(),
+        launch.function_dir.clone().into(),
+    ];
+    let mut bind = |host: &Path, target: &str| {
+        let mut text = host.as_os_str().to_owned();
+        text.push(":");
+        text.push(target);
+        args.extend(["--ro-bind".into(), text]);
+    };
+    bind(&launch.bootstrap, SIM_BOOTSTRAP);
     if let Some(dir) = &launch.preload_dir {
-        args.extend([
-            "--ro-bind".into(),
-            dir.display().to_string(),
-            SIM_PRELOAD.into(),
-        ]);
+        bind(dir, SIM_PRELOAD);
     }
-    args.extend([
-        "--ro-bind".into(),
-        launch.function_dir.display().to_string(),
-        SIM_TASK_ROOT.into(),
-    ]);
-    args.extend([
-        "--chdir".into(),
-        SIM_TASK_ROOT.into(),
-        "--disable-userns".into(),
-        "--clearenv".into(),
-    ]);
-    for (name, value) in &launch.env {
-        args.extend(["--setenv".into(), name.clone(), value.clone()]);
+    for (name, _) in &launch.env {
+        args.extend(["--env".into(), name.into()]);
     }
     args.extend(["--".into(), SIM_BOOTSTRAP.into()]);
     args
@@ -213,32 +179,36 @@ mod tests {
     }
 
     #[test]
-    fn the_sandbox_has_lambdas_paths_and_a_tmp_of_the_ephemeral_size() {
-        let args = bwrap_args(
+    fn the_simulator_gets_lambdas_paths_a_tmp_of_the_ephemeral_size_and_names_only() {
+        let args = simulator_args(
             &launch(Some(LambdaSim { tmp_mb: 512 })),
             &LambdaSim { tmp_mb: 512 },
         );
-        let joined = args.join(" ");
-        assert!(joined.contains("--ro-bind / /"), "{joined}");
-        assert!(joined.contains("--size 536870912 --tmpfs /tmp"), "{joined}");
-        assert!(
-            joined.contains("--ro-bind /build/bootstrap /opt/bootstrap"),
-            "{joined}"
+        let joined = args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(
+            joined,
+            "lambda-sim --tmp-mb 512 --task /src/examples/demo \
+             --ro-bind /build/bootstrap:/opt/bootstrap --ro-bind /build/preload:/opt/preload \
+             --env SCAR_IMAGE -- /opt/bootstrap"
         );
-        assert!(
-            joined.contains("--ro-bind /src/examples/demo /var/task"),
-            "{joined}"
-        );
-        assert!(
-            joined.contains("--ro-bind /build/preload /opt/preload"),
-            "{joined}"
-        );
-        assert!(joined.contains("--uid 993 --gid 993"), "{joined}");
-        assert!(joined.contains("--disable-userns --clearenv"), "{joined}");
-        assert!(
-            joined.ends_with("--setenv SCAR_IMAGE oci:image:demo -- /opt/bootstrap"),
-            "{joined}"
-        );
+    }
+
+    #[test]
+    fn a_dynamic_bootstrap_is_refused_under_the_simulator_with_how_to_get_a_static_one() {
+        let mut launch = launch(Some(LambdaSim { tmp_mb: 1 }));
+        // This test binary is dynamically linked on the gnu target.
+        launch.bootstrap = std::env::current_exe().unwrap();
+        if cfg!(target_env = "gnu") {
+            let err = command(&launch).unwrap_err().to_string();
+            assert!(
+                err.contains("./build.sh") && err.contains("static"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
