@@ -5,9 +5,10 @@
 # registry, no Docker, no AWS).
 #
 # Usage: ./demo.sh [--lambda-sim] [--engine auto|namespace|preload]
-#   --lambda-sim   run the bootstrap under Lambda's restrictions (uid 993, user namespaces
-#                  refused, read-only root; needs bubblewrap): the preload engine runs the script,
-#                  as on AWS Lambda
+#   --lambda-sim   run the bootstrap under `scar lambda-sim`, the project's Lambda simulator
+#                  (uid 993, seccomp, user namespaces refused, a bare read-only root; needs root):
+#                  the preload engine runs the script, as on AWS Lambda. The bootstrap is then the
+#                  static one of ./build.sh (slow the first time), as the layer ships it
 #   --engine E     ask for an engine (SCAR_ENGINE); the default, auto, takes the namespace
 #                  engine where user namespaces work
 # Environment: DEMO_PROFILE  the cargo profile to build with (default demo: the dev profile
@@ -52,14 +53,24 @@ echo "==> building scar, the bootstrap and the demo's converter (cargo profile $
 cargo build --quiet --profile "$profile" -p scar-tools -p scar-bootstrap -p scar-demo-grayscale
 
 # The preload engine's LD_PRELOAD libraries, beside the bootstrap as the layer ships them: only
-# when the preload engine will run (asked for, or user namespaces are refused here).
-if [ -n "$lambda_sim" ] || [ "$engine" = preload ] ||
-    { [ "$engine" = auto ] && ! unshare --user --map-root-user true 2>/dev/null; }; then
+# when the preload engine will run on this host (asked for, or user namespaces are refused here);
+# under --lambda-sim the layer's libraries come from ./build.sh below.
+if [ -z "$lambda_sim" ] && { [ "$engine" = preload ] ||
+    { [ "$engine" = auto ] && ! unshare --user --map-root-user true 2>/dev/null; }; }; then
     echo "==> building the preload engine's libraries into $bin/preload"
     rootfs/preload/build.sh "$(uname -m)" "$bin/preload"
 fi
 
 GRAYSCALE=$bin/grayscale examples/demo/build-image.sh "$bin/scar"
+
+bootstrap=$bin/bootstrap
+if [ -n "$lambda_sim" ]; then
+    # The simulator's root holds no C library (Lambda's is not this distribution): the layer's
+    # static bootstrap, with the preload libraries beside it.
+    echo "==> ./build.sh: the static bootstrap and the layer's preload libraries"
+    ./build.sh
+    bootstrap=$PWD/dist/scar-$(uname -m)/bootstrap
+fi
 
 options=()
 [ "$engine" = auto ] || options+=(--env "SCAR_ENGINE=$engine")
@@ -69,7 +80,7 @@ rm -rf examples/demo/run
 start=$(date +%s%N)
 "$bin/scar" local invoke --function examples/demo ${options[@]+"${options[@]}"} \
     --input examples/demo/sample.png --dir examples/demo/run \
-    --bootstrap "$bin/bootstrap"
+    --bootstrap "$bootstrap"
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 
 result=examples/demo/run/output/sample.png

@@ -5,8 +5,9 @@
 //!
 //! The offline demo runs under both engines: its image (built by `examples/demo/build-image.sh`
 //! from the host's loader, libc, dash and the converter) works with the namespace engine, with
-//! the preload engine asked for, and under `scar local --lambda-sim` (uid 993, user namespaces
-//! refused, read-only root), where the preload engine is the only one, as on Lambda. Outputs are
+//! the preload engine asked for, and under `scar local --lambda-sim` (`scar lambda-sim`: uid
+//! 993, seccomp, user namespaces refused, a bare read-only root, the static bootstrap), where
+//! the preload engine is the only one, as on Lambda. Outputs are
 //! checked pixel by pixel: each must be the BT.601 luma of the input pixel.
 
 mod demo_support;
@@ -381,12 +382,13 @@ fn the_demo_turns_the_sample_grey_under_the_simulated_lambda_with_the_preload_en
     let tmp = tempfile::tempdir().unwrap();
     let function = demo_function(tmp.path());
     let data = tmp.path().join("data");
-    let [_, bootstrap, _] = demo_binaries();
+    // The static bootstrap of ./build.sh: the simulator's root holds no C library.
+    let bootstrap = lambda_sim::static_binaries().join("bootstrap");
     let preload = lambda_sim::preload_libs();
     let output = invoke_demo(
         &function,
         &data,
-        bootstrap,
+        &bootstrap,
         &["--lambda-sim", "--preload-dir", preload.to_str().unwrap()],
     );
     assert_demo_succeeded(&output, "preload", &data);

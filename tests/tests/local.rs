@@ -311,14 +311,13 @@ fn a_function_directory_without_a_template_is_refused_clearly() {
     );
 }
 
-/// Under `--lambda-sim` the bootstrap runs as uid 993 with user namespaces refused, so the
-/// preload engine runs the script; the image is the harness's dynamically linked one (a static
-/// shell cannot be path-mapped by `LD_PRELOAD`).
+/// Under `--lambda-sim` (`scar lambda-sim`) the bootstrap runs as uid 993 with user namespaces
+/// refused, so the preload engine runs the script; the image is the harness's dynamically
+/// linked one (a static shell cannot be path-mapped by `LD_PRELOAD`). The bootstrap is the
+/// static one of `./build.sh` (the simulator's root holds no C library); `--cache-dir` is shown
+/// at its own path.
 #[test]
 fn lambda_sim_runs_the_script_as_a_non_root_user_through_the_preload_engine() {
-    if which("bwrap").is_none() {
-        panic!("bwrap is missing: apt-get install bubblewrap");
-    }
     let [scar, _, _] = demo_binaries();
     let tmp = tempfile::tempdir().unwrap();
     let image = tmp.path().join("function/image");
@@ -342,12 +341,21 @@ fn lambda_sim_runs_the_script_as_a_non_root_user_through_the_preload_engine() {
     let function = tmp.path().join("function");
     std::fs::write(function.join("template.yaml"), template).unwrap();
     let data = tmp.path().join("data");
-    let mut command = invoke_sample(
-        tmp.path(),
-        &function,
-        &["--lambda-sim", "--tmp-size", "256"],
-    );
-    command.arg("--preload-dir").arg(lambda_sim::preload_libs());
+    let mut command = Command::new(scar);
+    command
+        .args(["local", "invoke", "--lambda-sim", "--tmp-size", "256"])
+        .arg("--function")
+        .arg(&function)
+        .arg("--bootstrap")
+        .arg(lambda_sim::static_binaries().join("bootstrap"))
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .arg("--preload-dir")
+        .arg(lambda_sim::preload_libs())
+        .arg("--input")
+        .arg(sample())
+        .arg("--dir")
+        .arg(&data);
     let output = run(command);
     assert!(
         output.status.success(),
@@ -366,8 +374,17 @@ fn lambda_sim_runs_the_script_as_a_non_root_user_through_the_preload_engine() {
     );
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+/// A dynamically linked bootstrap cannot run on the simulator's bare root: refused at once,
+/// saying how to get a static one.
+#[test]
+fn lambda_sim_refuses_a_dynamic_bootstrap_and_says_how_to_build_a_static_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let function = function_dir(tmp.path(), None);
+    let output = run(invoke_sample(tmp.path(), &function, &["--lambda-sim"]));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("./build.sh") && stderr.contains("static"),
+        "{stderr}"
+    );
 }

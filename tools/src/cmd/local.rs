@@ -320,6 +320,7 @@ async fn start(
 
     let sim = args.lambda_sim.then(|| LambdaSim {
         tmp_mb: args.tmp_size.unwrap_or(function.ephemeral_mb),
+        cache_dir: None,
     });
     let preload_dir = sandbox::find_preload_dir(args.preload_dir.as_deref(), &bootstrap);
     let mut launch = Launch {
@@ -339,6 +340,16 @@ async fn start(
         (Some(_), None) => PathBuf::from("/tmp/scar"),
         (None, None) => super::default_cache_dir(),
     };
+    if let (Some(sim), Some(_)) = (&mut launch.sim, &args.cache_dir) {
+        // Shown at its own path inside the simulator, where nothing of this host is otherwise;
+        // made here for the function's uid when it does not exist.
+        if !cache_dir.exists() {
+            std::fs::create_dir_all(&cache_dir).map_err(io(&cache_dir))?;
+            let uid = crate::sim::SANDBOX_UID;
+            std::os::unix::fs::chown(&cache_dir, Some(uid), Some(uid)).map_err(io(&cache_dir))?;
+        }
+        sim.cache_dir = Some(cache_dir.canonicalize().map_err(io(&cache_dir))?);
+    }
     let endpoints = Endpoints {
         runtime_api: api.address().to_string(),
         s3: &s3,

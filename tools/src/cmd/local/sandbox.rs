@@ -29,6 +29,9 @@ const SIM_PRELOAD: &str = "/opt/preload";
 pub struct LambdaSim {
     /// Size of `/tmp` in MB.
     pub tmp_mb: u64,
+    /// A host directory bound writable at its own path: the image cache a person asked for
+    /// with `--cache-dir` (Lambda's is `/tmp/scar`, gone with the sandbox).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Why the bootstrap could not be found or started.
@@ -157,6 +160,12 @@ fn simulator_args(launch: &Launch, sim: &LambdaSim) -> Vec<std::ffi::OsString> {
     if let Some(dir) = &launch.preload_dir {
         bind(dir, SIM_PRELOAD);
     }
+    if let Some(dir) = &sim.cache_dir {
+        let mut text = dir.as_os_str().to_owned();
+        text.push(":");
+        text.push(dir);
+        args.extend(["--bind".into(), text]);
+    }
     for (name, _) in &launch.env {
         args.extend(["--env".into(), name.into()]);
     }
@@ -181,8 +190,14 @@ mod tests {
     #[test]
     fn the_simulator_gets_lambdas_paths_a_tmp_of_the_ephemeral_size_and_names_only() {
         let args = simulator_args(
-            &launch(Some(LambdaSim { tmp_mb: 512 })),
-            &LambdaSim { tmp_mb: 512 },
+            &launch(Some(LambdaSim {
+                tmp_mb: 512,
+                cache_dir: None,
+            })),
+            &LambdaSim {
+                tmp_mb: 512,
+                cache_dir: None,
+            },
         );
         let joined = args
             .iter()
@@ -199,7 +214,10 @@ mod tests {
 
     #[test]
     fn a_dynamic_bootstrap_is_refused_under_the_simulator_with_how_to_get_a_static_one() {
-        let mut launch = launch(Some(LambdaSim { tmp_mb: 1 }));
+        let mut launch = launch(Some(LambdaSim {
+            tmp_mb: 1,
+            cache_dir: None,
+        }));
         // This test binary is dynamically linked on the gnu target.
         launch.bootstrap = std::env::current_exe().unwrap();
         if cfg!(target_env = "gnu") {
@@ -218,7 +236,11 @@ mod tests {
             PathBuf::from("/src/examples/demo")
         );
         assert_eq!(
-            visible_paths(&launch(Some(LambdaSim { tmp_mb: 1 }))).0,
+            visible_paths(&launch(Some(LambdaSim {
+                tmp_mb: 1,
+                cache_dir: None
+            })))
+            .0,
             PathBuf::from("/var/task")
         );
     }
