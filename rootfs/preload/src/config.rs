@@ -22,6 +22,8 @@ use crate::cstr;
 
 /// Most entries in `SCAR_PRELOAD_BINDS` that are honoured.
 pub const MAX_BINDS: usize = 32;
+/// Most `SCAR_PRELOAD_*` entries handed on to children as received.
+pub const MAX_FORWARD: usize = 32;
 const ARENA: usize = 64 * 1024;
 
 /// A host directory visible at a container path.
@@ -57,6 +59,11 @@ pub struct Config {
     pub binds_raw: &'static [u8],
     /// Never use `openat2` (exercises the userspace resolver of old kernels).
     pub no_openat2: bool,
+    /// Every `SCAR_PRELOAD_*=value` entry received except `EXE` and `ARGV0` (which each exec
+    /// sets anew), handed on to every child as is: a new variable only needs the engine to set it.
+    pub forward: [&'static [u8]; MAX_FORWARD],
+    /// How many of `forward` are used.
+    pub nforward: usize,
 }
 
 struct Cell {
@@ -86,6 +93,8 @@ static CELL: Cell = Cell {
         argv0: b"",
         binds_raw: b"",
         no_openat2: false,
+        forward: [b""; MAX_FORWARD],
+        nforward: 0,
     }),
     arena: UnsafeCell::new([0; ARENA]),
 };
@@ -150,6 +159,13 @@ pub unsafe fn init(envp: *const *const u8) {
             continue;
         };
         let (name, value) = (&rest[..eq], &rest[eq + 1..]);
+        if name != b"EXE" && name != b"ARGV0" && config.nforward < MAX_FORWARD {
+            let kept = keep(entry);
+            if !kept.is_empty() {
+                config.forward[config.nforward] = kept;
+                config.nforward += 1;
+            }
+        }
         match name {
             b"ROOT" => config.root = keep(trim_slash(value)),
             b"BINDS" => {

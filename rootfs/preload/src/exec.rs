@@ -405,7 +405,7 @@ pub fn prepare(
     put(core::ptr::null());
     launch.argv = out_argv.cast_const();
 
-    let out_env = a.pointers(envc + 11)?;
+    let out_env = a.pointers(envc + config::MAX_FORWARD + 4)?;
     let mut j = 0;
     for k in 0..envc {
         // SAFETY: k < envc.
@@ -415,26 +415,23 @@ pub fn prepare(
         if s.starts_with(b"SCAR_PRELOAD_") || s.starts_with(b"LD_PRELOAD=") {
             continue;
         }
-        // SAFETY: j < envc + 11.
+        // SAFETY: j < envc + MAX_FORWARD + 4.
         unsafe { *out_env.add(j) = e };
         j += 1;
     }
-    let flavor: &[u8] = if cfg.musl { b"musl" } else { b"gnu" };
-    let ours: [(&[u8], &[u8]); 8] = [
-        (b"SCAR_PRELOAD_ROOT=", cfg.root),
-        (b"SCAR_PRELOAD_BINDS=", cfg.binds_raw),
-        (b"SCAR_PRELOAD_LIBRARY_PATH=", cfg.library_path),
-        (b"SCAR_PRELOAD_LIB=", cfg.lib),
-        (b"SCAR_PRELOAD_FLAVOR=", flavor),
+    let ours: [(&[u8], &[u8]); 3] = [
         (b"SCAR_PRELOAD_EXE=", exe.as_bytes()),
         (b"SCAR_PRELOAD_ARGV0=", argv0),
         (b"LD_PRELOAD=", cfg.lib),
     ];
-    let walk: [(&[u8], &[u8]); 1] = [(b"SCAR_PRELOAD_NO_OPENAT2=", b"1")];
-    let extra = if cfg.no_openat2 { &walk[..] } else { &[] };
-    for (name, value) in ours.iter().chain(extra) {
+    for entry in &cfg.forward[..cfg.nforward] {
+        // SAFETY: j < envc + MAX_FORWARD + 4 (the pointer array's size).
+        unsafe { *out_env.add(j) = entry.as_ptr().cast() };
+        j += 1;
+    }
+    for (name, value) in ours.iter() {
         let s = a.bytes(&[name, value])?;
-        // SAFETY: j < envc + 11.
+        // SAFETY: j < envc + MAX_FORWARD + 4.
         unsafe { *out_env.add(j) = s };
         j += 1;
     }
