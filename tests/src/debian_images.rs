@@ -21,7 +21,7 @@
 //! takes minutes once; each step prints its progress and time on stderr.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -453,29 +453,10 @@ impl ImageConfig {
     }
 }
 
-/// A `Write` that hashes what passes through it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Write `root` as a one-layer OCI image layout into `dest`: the layer is GNU tar's archive of
 /// the tree (hard links, symlinks and modes as they are, owners numeric), gzip at the fastest
-/// level (the pull's decompression is what the tests wait for).
+/// level (the pull's decompression is what the tests wait for). tar, gzip and sha256sum do
+/// the byte work: the tests' debug build would take minutes over a gigabyte.
 pub fn write_layout(root: &Path, dest: &Path, arch: DebArch, config: &ImageConfig) {
     let started = Instant::now();
     let blobs = dest.join("blobs/sha256");
@@ -488,58 +469,33 @@ pub fn write_layout(root: &Path, dest: &Path, arch: DebArch, config: &ImageConfi
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(root)
-        .args(["--numeric-owner", "--sort=name", "--format=gnu", "-cf", "-"])
-        .args(&top)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot run tar: {err}"));
-    let mut stream = tar.stdout.take().expect("tar stdout is piped");
     let temp = blobs.join("layer.tmp");
-    let file =
-        File::create(&temp).unwrap_or_else(|err| panic!("cannot create {}: {err}", temp.display()));
-    let compressed = Hashing {
-        inner: BufWriter::new(file),
-        hash: Sha256::new(),
-        size: 0,
-    };
-    let mut uncompressed = Hashing {
-        inner: flate2::write::GzEncoder::new(compressed, flate2::Compression::fast()),
-        hash: Sha256::new(),
-        size: 0,
-    };
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = stream
-            .read(&mut buf)
-            .unwrap_or_else(|err| panic!("read tar's output: {err}"));
-        if n == 0 {
-            break;
-        }
-        uncompressed
-            .write_all(&buf[..n])
-            .unwrap_or_else(|err| panic!("write {}: {err}", temp.display()));
-    }
-    let status = tar
-        .wait()
-        .unwrap_or_else(|err| panic!("wait for tar: {err}"));
-    assert!(
-        status.success(),
-        "tar of {} failed: {status}",
-        root.display()
+    let out = run_ok(
+        Command::new("bash")
+            .args([
+                "-o",
+                "pipefail",
+                "-ec",
+                r#"layer=$1 root=$2; shift 2
+                   tar -C "$root" --numeric-owner --sort=name --format=gnu -cf - "$@" | gzip -1 -n > "$layer"
+                   gzip -dc "$layer" | sha256sum | cut -d' ' -f1
+                   sha256sum "$layer" | cut -d' ' -f1"#,
+                "write_layout",
+            ])
+            .arg(&temp)
+            .arg(root)
+            .args(&top),
     );
-    let diff_id = format!("sha256:{}", hex::encode(uncompressed.hash.finalize()));
-    let mut compressed = uncompressed
-        .inner
-        .finish()
-        .unwrap_or_else(|err| panic!("gzip {}: {err}", temp.display()));
-    compressed
-        .flush()
-        .unwrap_or_else(|err| panic!("write {}: {err}", temp.display()));
-    let layer_hex = hex::encode(compressed.hash.finalize());
-    let layer_size = compressed.size;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut sums = text.lines();
+    let (Some(diff_hex), Some(layer_hex)) = (sums.next(), sums.next()) else {
+        panic!("write_layout: no digests from sha256sum: {text}");
+    };
+    let diff_id = format!("sha256:{diff_hex}");
+    let layer_hex = layer_hex.to_owned();
+    let layer_size = std::fs::metadata(&temp)
+        .unwrap_or_else(|err| panic!("{}: {err}", temp.display()))
+        .len();
     std::fs::rename(&temp, blobs.join(&layer_hex))
         .unwrap_or_else(|err| panic!("cannot name the layer blob: {err}"));
 
@@ -939,7 +895,17 @@ pub fn ensure_aarch64_binfmt() -> Result<(), String> {
 /// video with the image's ffmpeg): nothing of the cached root is written.
 pub fn run_in_root(root: &Path, argv: &[&str], stdin: &[u8]) -> Output {
     assert!(is_root(), "chroot into {} needs root", root.display());
-    let mut child = Command::new("chroot")
+    // In a private mount namespace, so the cached root is not touched: `/proc` (glibc finds
+    // `$ORIGIN` of a program reached through a symlink, such as java, in /proc/self/exe) and
+    // the host's `/dev` (`/dev/null`) on the image's empty directories, then chroot.
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .args([
+            "sh",
+            "-c",
+            r#"mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && exec chroot "$@""#,
+            "run_in_root",
+        ])
         .arg(root)
         .args(argv)
         .env_clear()

@@ -310,6 +310,7 @@ pub struct Function {
 pub struct FunctionSpec {
     env: Vec<(String, String)>,
     removed: Vec<String>,
+    tmp_mb: Option<u32>,
 }
 
 impl FunctionSpec {
@@ -342,6 +343,13 @@ impl FunctionSpec {
             layer.path().join("bootstrap"),
         )
         .expect("copy the static bootstrap into the layer");
+        self.launch(Some(layer))
+    }
+
+    /// As [`start_simulated`](Self::start_simulated) with `layer` at `/opt` (e.g. an unpacked
+    /// layer zip: `bootstrap`, `preload/`) and a `/tmp` of `tmp_mb` MiB.
+    pub fn start_simulated_with_layer(mut self, layer: tempfile::TempDir, tmp_mb: u32) -> Function {
+        self.tmp_mb = Some(tmp_mb);
         self.launch(Some(layer))
     }
 
@@ -378,6 +386,7 @@ impl FunctionSpec {
                 let env: Vec<(&str, &str)> =
                     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 scar_e2e::lambda_sim::LambdaSim::new(layer.path())
+                    .tmp_mb(self.tmp_mb.unwrap_or(512))
                     .ro_bind(IMAGE_CACHE, IMAGE_CACHE)
                     .exec(&["/opt/bootstrap"], &env)
             }
