@@ -485,7 +485,7 @@ fn sandboxed(sim: LambdaSim, image: &Path, name: &str, argv: &[&str]) -> (Lambda
     let root = format!("/tmp/scar/rootfs/{name}");
     let argv: Vec<String> = argv.iter().map(|a| lambda_sim::shell_quote(a)).collect();
     let line = format!(
-        "mkdir -p /tmp/scar/rootfs && cp -a /images/{name} {root} && \
+        "mkdir -p /tmp/scar/rootfs && cp -R /images/{name} {root} && \
          {scar}/scar run --engine preload --rootfs {root} -- {argv}",
         scar = lambda_sim::SCAR_DIR,
         argv = argv.join(" "),
