@@ -149,6 +149,15 @@ pub enum EngineError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The first program is statically linked and `SCAR_PRELOAD_STATIC=refuse` forbids running
+    /// it unconfined (the preload engine cannot map a static program's paths).
+    #[error(
+        "{program} is statically linked: it would run with the host's view instead of the image's, and SCAR_PRELOAD_STATIC=refuse forbids that (set SCAR_PRELOAD_STATIC=warn to run it anyway)"
+    )]
+    StaticRefused {
+        /// The program's path in the image.
+        program: String,
+    },
     /// The command could not be found or executed inside the image.
     #[error("cannot run `{command}` in the image: {reason}")]
     Exec {
@@ -186,6 +195,21 @@ impl Container {
     pub fn pid(&self) -> u32 {
         self.handle.pid()
     }
+
+    /// Programs that ran (or were refused) without confinement; complete once `wait` returned.
+    pub fn unconfined(&self) -> Unconfined {
+        self.handle.unconfined()
+    }
+}
+
+/// Statically linked programs of one run, by their path in the image: the preload engine
+/// cannot map their paths, so they see the host's files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unconfined {
+    /// Programs that ran with the host's view.
+    pub ran: Vec<String>,
+    /// Programs refused by `SCAR_PRELOAD_STATIC=refuse`.
+    pub refused: Vec<String>,
 }
 
 /// Engine-specific control of a running container's process tree.
@@ -195,6 +219,10 @@ pub trait ContainerHandle: Send {
     /// Wait until the container ends or `deadline` passes (then stop the whole tree), and
     /// release what the engine set up for this run.
     fn wait(&mut self, deadline: Option<Instant>, grace: Duration) -> Result<Outcome, EngineError>;
+    /// Programs that ran unconfined (only the preload engine has any).
+    fn unconfined(&self) -> Unconfined {
+        Unconfined::default()
+    }
 }
 
 /// A way of running processes inside a root filesystem.
@@ -221,6 +249,8 @@ pub struct EngineOptions {
     /// Directory of the preload libraries (`libscar_preload-*.so`); `None` means next to the
     /// running executable (see [`preload::PreloadEngine::locate`]).
     pub preload_dir: Option<PathBuf>,
+    /// What the preload engine does with a statically linked program (`SCAR_PRELOAD_STATIC`).
+    pub static_policy: preload::StaticPolicy,
 }
 
 /// Resolve `kind` to an engine: `auto` takes the namespace engine when the shared probe says
@@ -342,7 +372,7 @@ fn namespace_engine(options: &EngineOptions) -> namespace::NamespaceEngine {
 /// The single spot where the preload engine is wired in (`why` says why it is used).
 fn preload_engine(options: &EngineOptions, why: &str) -> Result<Box<dyn Engine>, EngineError> {
     match preload::PreloadEngine::locate_with(options.preload_dir.as_deref()) {
-        Ok(engine) => Ok(Box::new(engine)),
+        Ok(engine) => Ok(Box::new(engine.with_static_policy(options.static_policy))),
         Err(EngineError::PreloadUnavailable(e)) => {
             Err(EngineError::PreloadUnavailable(format!("{why}; and {e}")))
         }

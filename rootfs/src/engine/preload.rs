@@ -9,14 +9,22 @@
 //! Choices and limits (documented for users in the README):
 //! - The cached image stays pristine: a write into the image fails with `EROFS`, as on a
 //!   read-only root. `/tmp`, `/proc`, `/dev`, `/sys` and the request's directories are the host's.
-//! - A statically linked program runs directly and sees host paths (warned).
+//! - A statically linked program runs directly and sees host paths: never silently. The run
+//!   reports it ([`Container::unconfined`]); `SCAR_PRELOAD_STATIC=refuse` ([`StaticPolicy`])
+//!   refuses it instead. Children started through the exec hooks append their path to a report
+//!   file (`SCAR_PRELOAD_REPORT`) read when the run ends.
 //! - It is not a security boundary: raw system calls bypass the library; there is no PID
-//!   namespace, so the engine makes the caller non-dumpable to keep its `/proc/<pid>/environ`
-//!   (AWS credentials) unreadable to the container.
+//!   namespace, so a caller holding secrets must be non-dumpable to keep its `/proc/<pid>/environ`
+//!   and `mem` (AWS credentials) unreadable to the container (the bootstrap re-executes an
+//!   execute-only copy of itself: `prctl` is refused on Lambda).
+//! - Without a PID namespace, a process group or a subreaper, the container's processes are
+//!   found by a random tag in their environment and by parent links ([`reap`]); every one of
+//!   them is killed at the deadline and when the first program ends.
 
 pub mod elf;
 pub mod ldconf;
 mod plan;
+pub mod reap;
 pub mod resolve;
 
 pub use plan::Plan;
@@ -30,8 +38,12 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use self::plan::plan;
+use self::reap::{Reaper, TAG_ENV, Tag};
 use super::process::wait_or_stop;
-use super::{Container, ContainerHandle, Engine, EngineError, EngineKind, Outcome, RunSpec, Stdio};
+use super::{
+    Container, ContainerHandle, Engine, EngineError, EngineKind, Outcome, RunSpec, Stdio,
+    Unconfined,
+};
 
 /// Override of the library directory, read only by tests and `scar` (the bootstrap passes the
 /// directory it found next to itself).
@@ -46,11 +58,49 @@ const MAX_SCRIPT_DEPTH: usize = 4;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Host directories the container sees as they are.
 const PASSTHROUGH: [&str; 4] = ["/proc", "/dev", "/sys", "/tmp"];
+/// Host path of the file the exec hooks append unconfined programs to (`ran<TAB>path` or
+/// `refused<TAB>path` lines).
+pub const REPORT_ENV: &str = "SCAR_PRELOAD_REPORT";
+/// `refuse` makes the exec hooks refuse static programs (`EACCES`).
+pub const STATIC_ENV: &str = "SCAR_PRELOAD_STATIC";
+
+/// What the engine does with a statically linked program, which it cannot confine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StaticPolicy {
+    /// Run it with the host's view, and report it.
+    #[default]
+    Warn,
+    /// Refuse to run it (the first program: [`EngineError::StaticRefused`]; a child: `EACCES`).
+    Refuse,
+}
+
+impl StaticPolicy {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warn => "warn",
+            Self::Refuse => "refuse",
+        }
+    }
+}
+
+impl std::str::FromStr for StaticPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "warn" => Ok(Self::Warn),
+            "refuse" => Ok(Self::Refuse),
+            other => Err(format!("`{other}` is not a policy: use warn or refuse")),
+        }
+    }
+}
 
 /// The preload engine; knows where its libraries are.
 #[derive(Clone, Debug)]
 pub struct PreloadEngine {
     dir: PathBuf,
+    static_policy: StaticPolicy,
 }
 
 impl PreloadEngine {
@@ -66,7 +116,16 @@ impl PreloadEngine {
             )));
         }
         let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            static_policy: StaticPolicy::default(),
+        })
+    }
+
+    /// The same engine with `policy` for statically linked programs.
+    pub fn with_static_policy(mut self, policy: StaticPolicy) -> Self {
+        self.static_policy = policy;
+        self
     }
 
     /// Find the libraries: `$SCAR_PRELOAD_DIR`, else next to the running executable:
@@ -84,7 +143,7 @@ impl PreloadEngine {
         if let Some(dir) = std::env::var_os(PRELOAD_DIR_ENV).filter(|d| !d.is_empty()) {
             return Self::new(Path::new(&dir));
         }
-        let exe = std::env::current_exe().map_err(|e| {
+        let exe = super::running_exe().map_err(|e| {
             EngineError::PreloadUnavailable(format!("cannot find the running executable: {e}"))
         })?;
         let exe_dir = exe.parent().unwrap_or(Path::new("/"));
@@ -126,13 +185,26 @@ impl Engine for PreloadEngine {
     }
 
     fn spawn(&self, spec: &RunSpec) -> Result<Container, EngineError> {
-        let plan = plan(self, spec)?;
-        // Without a PID namespace the container sees our /proc/<pid>; non-dumpable makes
-        // /proc/<pid>/environ (AWS credentials) root-owned and unreadable to it.
-        // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes a flag of this process.
-        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-            tracing::warn!(err = %std::io::Error::last_os_error(), "cannot make this process non-dumpable");
-        }
+        let mut plan = plan(self, spec)?;
+        let tag = Tag::random().map_err(|source| EngineError::Setup {
+            step: "read /dev/urandom for the container's tag".into(),
+            source,
+        })?;
+        let report = report_file(&spec.scratch, &tag)?;
+        // Ours last: the library and the sweep read these, whatever the container set.
+        plan.env
+            .retain(|(k, _)| k != TAG_ENV && k != REPORT_ENV && k != STATIC_ENV);
+        plan.env.extend([
+            (TAG_ENV.to_string(), tag.value().to_string()),
+            (
+                REPORT_ENV.to_string(),
+                report.to_string_lossy().into_owned(),
+            ),
+            (
+                STATIC_ENV.to_string(),
+                self.static_policy.as_str().to_string(),
+            ),
+        ]);
         let mut cmd = Command::new(&plan.program);
         if let Some((first, rest)) = plan.args.split_first() {
             cmd.arg0(first).args(rest);
@@ -152,31 +224,101 @@ impl Engine for PreloadEngine {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| EngineError::Exec {
-            command: spec.argv.first().cloned().unwrap_or_default(),
-            reason: format!("starting {}: {e}", plan.program.display()),
+        let mut child = cmd.spawn().map_err(|e| {
+            let _ = std::fs::remove_file(&report);
+            EngineError::Exec {
+                command: spec.argv.first().cloned().unwrap_or_default(),
+                reason: format!("starting {}: {e}", plan.program.display()),
+            }
         })?;
         let pid = Pid::from_raw(child.id() as i32);
         tracing::debug!(pid = pid.as_raw(), program = %plan.program.display(), "preload container started");
+        let mut unconfined = Unconfined::default();
+        unconfined.ran.extend(plan.unconfined.clone());
         Ok(Container {
             stdin: child.stdin.take(),
             stdout: child.stdout.take(),
             stderr: child.stderr.take(),
-            handle: Box::new(PreloadHandle { pid, reaped: false }),
+            handle: Box::new(PreloadHandle {
+                pid,
+                reaped: false,
+                reaper: Reaper::new(tag, Some(pid)),
+                report,
+                unconfined,
+            }),
         })
     }
 }
 
-/// The container's process group (its leader is the first program).
+/// Create the empty report file of one run in `scratch`.
+fn report_file(scratch: &Path, tag: &Tag) -> Result<PathBuf, EngineError> {
+    let setup = |step: String| move |source| EngineError::Setup { step, source };
+    std::fs::create_dir_all(scratch).map_err(setup(format!(
+        "create the run's scratch directory {}",
+        scratch.display()
+    )))?;
+    let path = scratch.join(format!("scar-preload-{}.report", tag.value()));
+    std::fs::File::create(&path)
+        .map_err(setup(format!("create the report file {}", path.display())))?;
+    Ok(path)
+}
+
+/// Parse the report file: `ran<TAB>path` and `refused<TAB>path` lines, each program once.
+fn read_report(text: &str, into: &mut Unconfined) {
+    for line in text.lines() {
+        let (list, program) = match line.split_once('\t') {
+            Some(("ran", p)) => (&mut into.ran, p),
+            Some(("refused", p)) => (&mut into.refused, p),
+            _ => continue,
+        };
+        if !program.is_empty() && !list.iter().any(|p| p == program) {
+            list.push(program.to_string());
+        }
+    }
+}
+
+/// The container: its first program (leader of a process group) and every process carrying
+/// its tag or descending from one.
 struct PreloadHandle {
     pid: Pid,
     reaped: bool,
+    reaper: Reaper,
+    report: PathBuf,
+    unconfined: Unconfined,
 }
 
 impl PreloadHandle {
-    /// Stop what is left of the group: background jobs must not outlive the container.
+    /// Kill whatever is left of the container: background jobs, `setsid` sessions and daemons
+    /// must not outlive it.
     fn sweep(&self) {
         let _ = killpg(self.pid, Signal::SIGKILL);
+        let swept = self.reaper.kill_all();
+        if swept.left > 0 {
+            tracing::warn!(
+                left = swept.left,
+                "processes of the container were still present after SIGKILL"
+            );
+        }
+        tracing::debug!(
+            killed = swept.killed,
+            scans = swept.scans,
+            elapsed_us = swept.elapsed.as_micros() as u64,
+            "container processes swept"
+        );
+    }
+
+    /// Read and remove the report file (once every writer is dead).
+    fn collect_report(&mut self) {
+        if let Ok(text) = std::fs::read_to_string(&self.report) {
+            read_report(&text, &mut self.unconfined);
+        }
+        let _ = std::fs::remove_file(&self.report);
+        for program in &self.unconfined.ran {
+            tracing::warn!(
+                program,
+                "ran statically linked, without the preload library: it saw the host's files, not the image's"
+            );
+        }
     }
 }
 
@@ -187,12 +329,23 @@ impl ContainerHandle for PreloadHandle {
 
     fn wait(&mut self, deadline: Option<Instant>, grace: Duration) -> Result<Outcome, EngineError> {
         let pid = self.pid;
+        let reaper = &self.reaper;
         let outcome = wait_or_stop(pid, deadline, grace, |sig| {
             let _ = killpg(pid, sig);
-        })?;
-        self.reaped = true;
+            if sig == Signal::SIGKILL {
+                reaper.kill_all();
+            } else {
+                reaper.signal_all(sig);
+            }
+        });
+        self.reaped = outcome.is_ok();
         self.sweep();
-        Ok(outcome)
+        self.collect_report();
+        Ok(outcome?)
+    }
+
+    fn unconfined(&self) -> Unconfined {
+        self.unconfined.clone()
     }
 }
 
@@ -201,6 +354,31 @@ impl Drop for PreloadHandle {
         if !self.reaped {
             self.sweep();
             let _ = nix::sys::wait::waitpid(self.pid, None);
+            let _ = std::fs::remove_file(&self.report);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_lines_are_sorted_into_ran_and_refused_once_each() {
+        let mut u = Unconfined::default();
+        read_report(
+            "ran\t/bin/busybox\nrefused\t/sbin/static\nran\t/bin/busybox\ngarbage\nran\t\n",
+            &mut u,
+        );
+        assert_eq!(u.ran, vec!["/bin/busybox".to_string()]);
+        assert_eq!(u.refused, vec!["/sbin/static".to_string()]);
+    }
+
+    #[test]
+    fn static_policies_parse_and_a_wrong_one_names_the_choices() {
+        assert_eq!("warn".parse::<StaticPolicy>(), Ok(StaticPolicy::Warn));
+        assert_eq!("refuse".parse::<StaticPolicy>(), Ok(StaticPolicy::Refuse));
+        let err = "deny".parse::<StaticPolicy>().unwrap_err();
+        assert!(err.contains("warn or refuse"), "{err}");
     }
 }

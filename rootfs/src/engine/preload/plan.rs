@@ -24,6 +24,8 @@ pub struct Plan {
     pub cwd: PathBuf,
     /// The program is static: it runs without the library and sees host paths.
     pub is_static: bool,
+    /// The static program's path in the image, reported as unconfined.
+    pub unconfined: Option<String>,
 }
 
 fn exec_err(command: &str, reason: impl Into<String>) -> EngineError {
@@ -211,6 +213,9 @@ pub(super) fn plan(engine: &PreloadEngine, spec: &RunSpec) -> Result<Plan, Engin
     let interpreter = match kind {
         Program::Dynamic { interpreter } => interpreter,
         Program::Static => {
+            if engine.static_policy == super::StaticPolicy::Refuse {
+                return Err(EngineError::StaticRefused { program: cpath });
+            }
             tracing::warn!(
                 program = %cpath,
                 "statically linked: it runs without the preload library and sees the host's paths, not the image's"
@@ -225,6 +230,7 @@ pub(super) fn plan(engine: &PreloadEngine, spec: &RunSpec) -> Result<Plan, Engin
                 env,
                 cwd: host_workdir,
                 is_static: true,
+                unconfined: Some(cpath),
             });
         }
         Program::Foreign { machine, bits } => {
@@ -273,6 +279,7 @@ pub(super) fn plan(engine: &PreloadEngine, spec: &RunSpec) -> Result<Plan, Engin
         env,
         cwd: host_workdir,
         is_static: false,
+        unconfined: None,
     })
 }
 
