@@ -164,7 +164,7 @@ fn the_root_is_bare_and_read_only_with_no_loader_c_library_or_shell_of_this_host
     let layer = tmp_dir("scar-sim-layer-");
     let out = LambdaSim::new(layer.path()).run(
         "ls -a / | tr '\\n' ' '; echo; \
-         for p in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1 /bin/sh /usr /lib /lib64 /bin /sbin /etc/ld.so.cache /etc/os-release; do \
+         for p in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1 /bin/sh /usr /lib /lib64 /bin /sbin /etc/ld.so.cache /etc/os-release /etc/ssl/certs/ca-certificates.crt; do \
            test -e $p && echo present=$p; done; \
          touch /x 2>&1; mkdir /etc/x 2>&1; touch /var/task/x 2>&1; touch /opt/x 2>&1; \
          ls /dev | tr '\\n' ' '; echo; cat /etc/passwd; echo ok > /dev/null && echo devnull-ok",

@@ -17,7 +17,8 @@
 //!   `/opt`, the function's code read-only at `/var/task` (the working directory), a tmpfs
 //!   `/tmp` of the given size (mode 1777), a fresh `/proc`, a minimal `/dev` (`null`, `zero`,
 //!   `full`, `random`, `urandom`, `tty`, `shm/`, the `fd` links), `/etc` with `passwd` and
-//!   `group` naming `sbx_user1051` and copies of this host's `resolv.conf` and `hosts`, a
+//!   `group` naming `sbx_user1051`, copies of this host's `resolv.conf` and `hosts` and of its
+//!   CA certificates at Amazon Linux's `/etc/pki/tls/certs/ca-bundle.crt`, a
 //!   static busybox at `/sim/bin/` for test commands (not an image path: nothing of an image
 //!   finds it by accident), and the caller's explicit binds;
 //! - exactly the environment given, nothing inherited.
@@ -266,6 +267,9 @@ impl Plan {
                 "/etc/hosts",
                 std::fs::read("/etc/hosts").unwrap_or_default(),
             ),
+            // Amazon Linux 2023's CA bundle path (data, not a library): TLS to registries and
+            // S3 works as on Lambda, while a Debian image's own path finds nothing here.
+            (CA_BUNDLE, host_ca_bundle()),
         ];
         for entry in &spec.env {
             if !entry.as_bytes().contains(&b'=') || entry.as_bytes().starts_with(b"=") {
@@ -288,6 +292,20 @@ impl Plan {
 const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n\
 sbx_user1051:x:993:993::/home/sbx_user1051:/sbin/nologin\n\
 nobody:x:65534:65534:Kernel Overflow User:/:/sbin/nologin\n";
+/// Where Amazon Linux 2023 keeps its CA bundle (also linked from `/etc/ssl/certs/ca-bundle.crt`).
+pub const CA_BUNDLE: &str = "/etc/pki/tls/certs/ca-bundle.crt";
+
+/// This host's CA bundle (Debian's path, else Amazon Linux's and Fedora's), or nothing.
+fn host_ca_bundle() -> Vec<u8> {
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read(path).ok())
+    .unwrap_or_default()
+}
+
 /// `/etc/group` of the sandbox.
 const GROUP: &str = "root:x:0:\nsbx_user1051:x:993:\nnobody:x:65534:\n";
 

@@ -104,11 +104,16 @@ fn enter_new_root() -> Result<()> {
 }
 
 fn write_etc(plan: &Plan) -> Result<()> {
-    mkdir_all(Path::new("/etc"))?;
     for (path, contents) in &plan.etc {
-        std::fs::write(path, contents).map_err(fail("write", Path::new(path)))?;
+        let path = Path::new(path);
+        if let Some(parent) = path.parent() {
+            mkdir_all(parent)?;
+        }
+        std::fs::write(path, contents).map_err(fail("write", path))?;
     }
-    Ok(())
+    let link = Path::new("/etc/ssl/certs/ca-bundle.crt");
+    mkdir_all(Path::new("/etc/ssl/certs"))?;
+    symlink(super::CA_BUNDLE, link).map_err(fail("link", link))
 }
 
 fn mount_proc() -> Result<()> {
