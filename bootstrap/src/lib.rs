@@ -4,7 +4,8 @@
 //! [`event`] maps it to inputs, [`image`] makes the image available, [`stage`] downloads each
 //! input, [`run`] starts the container with the environment of [`container_env`] until the
 //! [`deadline`], [`upload`] sends the outputs back, and [`report`] shapes the answer;
-//! [`invoke`] strings these together. [`config`] is read once at init, [`logs`] sets up tracing.
+//! [`invoke`] strings these together. [`config`] is read once at init, [`logs`] sets up tracing,
+//! [`nondumpable`] keeps the bootstrap's secrets out of the container's reach.
 
 pub mod config;
 pub mod container_env;
@@ -13,6 +14,7 @@ pub mod event;
 pub mod image;
 pub mod invoke;
 pub mod logs;
+pub mod nondumpable;
 pub mod report;
 pub mod run;
 pub mod runtime;

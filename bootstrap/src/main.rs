@@ -13,6 +13,7 @@ use tracing::Instrument;
 use scar_bootstrap::config::{self, Config, ConfigError, DEFAULT_LOG_FILTER, LogFormat};
 use scar_bootstrap::invoke::Supervisor;
 use scar_bootstrap::logs;
+use scar_bootstrap::nondumpable::{self, Protection};
 use scar_bootstrap::report::{self, Failure, FailureKind};
 use scar_bootstrap::runtime::{ErrorReport, RuntimeApi, RuntimeEndpoint};
 
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
         println!("bootstrap {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    make_non_dumpable();
+    let protection = make_non_dumpable();
     let started = Instant::now();
     let config = Config::from_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -45,33 +46,55 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config, started))
+    runtime.block_on(serve(config, started, &protection))
 }
 
 /// Keep the supervisor's memory and `/proc/<pid>/environ` (AWS credentials, the registry
-/// password) away from container processes running under the same uid: a non-dumpable
-/// process can only be inspected by a holder of CAP_SYS_PTRACE in the initial namespace.
-/// Children get the flag reset by `execve`, so the container itself is unaffected.
-fn make_non_dumpable() {
-    // SAFETY: PR_SET_DUMPABLE takes one integer argument and touches no memory of ours.
-    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    if rc != 0 {
-        eprintln!(
-            "bootstrap: prctl(PR_SET_DUMPABLE, 0): {}",
-            std::io::Error::last_os_error()
-        );
+/// password) away from container processes running under the same uid. `prctl` is refused on
+/// Lambda, so the bootstrap re-executes an execute-only copy of itself (see
+/// [`nondumpable`](scar_bootstrap::nondumpable)); what happened is logged once logging is set up.
+fn make_non_dumpable() -> Protection {
+    nondumpable::protect()
+}
+
+/// Log the outcome of [`make_non_dumpable`]: an exposed bootstrap is an error in the log.
+fn log_protection(protection: &Protection) {
+    match protection {
+        Protection::Root => {
+            tracing::debug!("running as root: the container could read any process anyway")
+        }
+        Protection::AlreadyNonDumpable => tracing::debug!("started non-dumpable"),
+        Protection::ReExecuted {
+            original,
+            copy,
+            cost,
+        } => tracing::debug!(
+            original = %original.display(),
+            copy = copy.as_str(),
+            cost_ms = cost.as_secs_f64() * 1e3,
+            "non-dumpable: re-executed from an execute-only copy"
+        ),
+        Protection::Exposed(why) => tracing::error!(
+            "the bootstrap's environment and memory (AWS credentials, registry password) are readable by the container's processes: {why}"
+        ),
     }
 }
 
-async fn serve(config: Result<Config, ConfigError>, started: Instant) -> ExitCode {
+async fn serve(
+    config: Result<Config, ConfigError>,
+    started: Instant,
+    protection: &Protection,
+) -> ExitCode {
     let config = match config {
         Ok(config) => config,
         Err(err) => {
             logs::init(DEFAULT_LOG_FILTER, LogFormat::Text);
+            log_protection(protection);
             return init_failure(config::runtime_api_from_env(), &err).await;
         }
     };
     logs::init(&config.log_filter, config.log_format);
+    log_protection(protection);
     let Some(endpoint_text) = config.runtime_api.clone() else {
         tracing::error!(
             "AWS_LAMBDA_RUNTIME_API is not set: the bootstrap runs inside AWS Lambda or a Runtime API emulator"

@@ -240,6 +240,25 @@ pub fn enter_container_if_requested() {
     namespace::setup::run_if_requested();
 }
 
+/// Where the running binary was started from, when `/proc/self/exe` no longer names it.
+static RUNNING_EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Record the path the running binary was started from. The bootstrap re-executes an
+/// execute-only copy of itself to become non-dumpable without `prctl`; `/proc/self/exe` then
+/// names that copy, which has no `preload/` beside it and, unreadable, makes a namespace helper
+/// started from it non-dumpable too (unable to write its own `uid_map`).
+pub fn set_running_exe(path: PathBuf) {
+    let _ = RUNNING_EXE.set(path);
+}
+
+/// The running binary: the path given to [`set_running_exe`], else `current_exe()`.
+pub fn running_exe() -> std::io::Result<PathBuf> {
+    match RUNNING_EXE.get() {
+        Some(path) => Ok(path.clone()),
+        None => std::env::current_exe(),
+    }
+}
+
 /// What [`select`] needs besides the engine kind.
 #[derive(Clone, Debug, Default)]
 pub struct EngineOptions {
@@ -365,7 +384,10 @@ impl Engine for AutoEngine {
 fn namespace_engine(options: &EngineOptions) -> namespace::NamespaceEngine {
     match &options.helper {
         Some(helper) => namespace::NamespaceEngine::with_helper(helper),
-        None => namespace::NamespaceEngine::new(),
+        None => match RUNNING_EXE.get() {
+            Some(exe) => namespace::NamespaceEngine::with_helper(exe),
+            None => namespace::NamespaceEngine::new(),
+        },
     }
 }
 
