@@ -99,6 +99,14 @@ for name in $programs; do
 done
 cp "$grayscale" "$rootfs/usr/local/bin/grayscale"
 copy_libraries "$grayscale"
+# The rest of glibc's own package, as a real image has it (Debian's libc6 ships libdl.so.2 beside
+# libc.so.6): the preload engine's library needs it, and on Lambda nothing else has it.
+libc=$(find "$rootfs" -name libc.so.6 | head -1)
+for stub in libdl.so.2 libpthread.so.0 librt.so.1; do
+    host_stub=/${libc#"$rootfs"/}
+    host_stub=${host_stub%/*}/$stub
+    [ ! -e "$host_stub" ] || [ -e "${libc%/*}/$stub" ] || cp -L "$host_stub" "${libc%/*}/$stub"
+done
 chmod -R a+rX "$rootfs"
 
 echo "==> packing $rootfs ($(du -sh "$rootfs" | cut -f1)) as an OCI image layout"
