@@ -164,6 +164,10 @@ fn start(pushed: &Pushed, place: Where, env: &[(&str, &str)]) -> Function {
                 if let Err(why) = debian_images::ensure_aarch64_binfmt() {
                     panic!("the arm64 layer cannot run here: {why}");
                 }
+                // qemu-user runs vfork as a plain fork, so `auto`'s user-namespace probe (a
+                // vforked child reporting through shared memory) reports nothing and reads as
+                // "available" here; on Lambda's arm64 (native) it sees the refusal.
+                spec = spec.env("SCAR_ENGINE", "preload");
             }
             spec.start_simulated_with_layer(unpacked_layer(arch), TMP_MB)
         }
