@@ -6,6 +6,8 @@
 //!   (~45 MB gzip, a dynamic Debian userland: what most SCAR images are built on).
 //! - `large`: the same base layer plus gcc, g++, python3, perl and Go 1.19 as two more layers
 //!   (~290 MB gzip, ~940 MB of files).
+//! - `ffmpeg`: the medium base layer plus Debian's `ffmpeg` (what `apt-get install ffmpeg` gives)
+//!   as a second layer: the SCAR paper's grayify case (full runs only: a ~100 MB download).
 //! - `dyn` (quick mode only): the host's own `/bin/true`, `sh`, `find` and friends with their
 //!   loader and libraries, a few MB, so the quick run needs no download.
 
@@ -22,6 +24,9 @@ const LAYOUT_VERSION: u32 = 1;
 
 /// Debian packages added to the minbase tree for the large image.
 const LARGE_PACKAGES: &str = "gcc,g++,python3,perl,golang-1.19-go";
+
+/// Debian packages added to the minbase tree for the paper's grayify image.
+const FFMPEG_PACKAGES: &str = "ffmpeg";
 
 /// Why an image could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +133,25 @@ pub fn prepare(cache: &Path, quick: bool, mirror: &str) -> Result<Vec<BenchImage
                 upper: large.clone(),
                 lower: Some(minbase.clone()),
                 include: go.clone(),
+                exclude: Vec::new(),
+            },
+        ]
+    })?);
+    let ffmpeg = cached_tree(&roots.join("ffmpeg"), |dest| {
+        debootstrap(
+            dest,
+            &[FFMPEG_PACKAGES],
+            mirror,
+            &roots.join("debootstrap-ffmpeg.log"),
+        )
+    })?;
+    images.push(packed("ffmpeg", &layout_dir("ffmpeg"), &ffmpeg, |_| {
+        vec![
+            LayerSpec::whole(&minbase),
+            LayerSpec {
+                upper: ffmpeg.clone(),
+                lower: Some(minbase.clone()),
+                include: Vec::new(),
                 exclude: Vec::new(),
             },
         ]

@@ -21,11 +21,11 @@ use crate::cmd::local::event::{CreatedObject, etag_of, object_created};
 use crate::cmd::local::runtime_api::{Notice, Reply, RuntimeApi};
 use crate::cmd::local::s3::S3Endpoint;
 
-const BUCKET: &str = "scar-bench";
+pub(super) const BUCKET: &str = "scar-bench";
 /// The bootstrap issue's reference job: the supervisor's own cost shows, the script's does not.
 const SCRIPT: &str = r#"cp "$SCAR_INPUT_FILE" "$SCAR_OUTPUT_DIR/""#;
 /// Longest wait for one invocation (a 200 MiB round trip on a busy machine included).
-const INVOKE_LIMIT: Duration = Duration::from_secs(600);
+pub(super) const INVOKE_LIMIT: Duration = Duration::from_secs(600);
 
 /// Measure warm invocations at each input size, and the bootstrap's time to its first request.
 pub fn invocations(bench: &Bench, images: &[BenchImage]) -> Vec<Row> {
@@ -85,8 +85,8 @@ type PhasePart = (&'static str, fn(&Phases) -> f64);
 
 /// What one invocation's response says about it.
 #[derive(Clone, Copy, Debug, Default)]
-struct Phases {
-    duration_ms: f64,
+pub(super) struct Phases {
+    pub(super) duration_ms: f64,
     pull: f64,
     stage_in: f64,
     run: f64,
@@ -121,8 +121,39 @@ async fn invocations_of_size(bench: &Bench, image: &BenchImage, size: u64) -> Ve
     }
 }
 
+/// The environment of a benchmark function: the Runtime API and S3 endpoint given, the image
+/// `bench/<image>` of the bench's registry, and `script`.
+pub(super) fn function_env(
+    bench: &Bench,
+    api: &RuntimeApi,
+    s3: &S3Endpoint,
+    image: &str,
+    script: &str,
+) -> Vec<(String, String)> {
+    [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
+        ("AWS_LAMBDA_RUNTIME_API", api.address().to_string()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "scar-bench".to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", s3.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
+        ("AWS_ENDPOINT_URL_S3", s3.url()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ("SCAR_IMAGE", bench.registry.reference(image)),
+        ("SCAR_INSECURE_REGISTRIES", bench.registry.host()),
+        ("SCAR_SCRIPT", script.to_string()),
+        ("SCAR_OUTPUT", format!("s3://{BUCKET}/output/")),
+        ("SCAR_LOG", "info".to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect()
+}
+
 /// A bootstrap process, killed when dropped.
-struct Bootstrap {
+pub(super) struct Bootstrap {
     child: Child,
     log: PathBuf,
 }
@@ -135,6 +166,22 @@ impl Drop for Bootstrap {
 }
 
 impl Bootstrap {
+    /// Start `command` (a bootstrap, or a sandbox around one) with its output in `log`.
+    pub(super) fn start(command: &mut Command, log: &Path) -> Result<Bootstrap, String> {
+        let log_file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("starting {:?}: {e}", command.get_program()))?;
+        Ok(Bootstrap {
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
     /// Peak RSS so far (`VmHWM`), KiB.
     fn peak_rss_kib(&self) -> u64 {
         let status = fs::read_to_string(format!("/proc/{}/status", self.child.id()));
@@ -146,7 +193,7 @@ impl Bootstrap {
             .unwrap_or(0)
     }
 
-    fn log_tail(&self) -> String {
+    pub(super) fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         lines[lines.len().saturating_sub(2)..].join(" / ")
@@ -182,38 +229,17 @@ async fn measure_size(
     .await
     .map_err(|e| format!("Runtime API: {e}"))?;
 
-    let reference = bench.registry.reference(image.name);
     let cache = dir.join("cache");
-    let log = dir.join("bootstrap.log");
-    let log_file = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
-    let mut command = Command::new(&bench.bootstrap);
-    command
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("AWS_LAMBDA_RUNTIME_API", api.address().to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "scar-bench")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", &s3.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key)
-        .env("AWS_ENDPOINT_URL_S3", s3.url())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("SCAR_IMAGE", &reference)
-        .env("SCAR_INSECURE_REGISTRIES", bench.registry.host())
-        .env("SCAR_SCRIPT", SCRIPT)
-        .env("SCAR_OUTPUT", format!("s3://{BUCKET}/output/"))
-        .env("SCAR_CACHE_DIR", &cache)
-        .env("SCAR_LOG", "info")
-        .env("TMPDIR", &dir)
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(log_err);
-    let child = command
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", bench.bootstrap.display()))?;
-    let bootstrap = Bootstrap { child, log };
+    let env = function_env(bench, &api, &s3, image.name, SCRIPT)
+        .into_iter()
+        .chain([
+            ("SCAR_CACHE_DIR".to_string(), cache.display().to_string()),
+            ("TMPDIR".to_string(), dir.display().to_string()),
+        ]);
+    let bootstrap = Bootstrap::start(
+        Command::new(&bench.bootstrap).env_clear().envs(env),
+        &dir.join("bootstrap.log"),
+    )?;
 
     let event = Bytes::from(object_created(
         std::slice::from_ref(&object),
@@ -286,7 +312,7 @@ async fn measure_size(
 }
 
 /// Queue `event`, wait for the bootstrap's answer, and read the phases from the response.
-async fn invoke_once(
+pub(super) async fn invoke_once(
     api: &RuntimeApi,
     notices: &mut mpsc::UnboundedReceiver<Notice>,
     bootstrap: &Bootstrap,
