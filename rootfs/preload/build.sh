@@ -6,6 +6,7 @@
 # Puts into <outdir>:
 #   libscar_preload-gnu.so   glibc images, linked against a glibc 2.17 baseline (CentOS 7 onwards)
 #   libscar_preload-musl.so  musl images (x86_64 only)
+#   libscar_audit.so         glibc images: the loader's LD_AUDIT module (no libc, no DT_NEEDED)
 #
 # Installs what it needs (rustup targets, zig and cargo-zigbuild from PyPI) when missing; running
 # it again does nothing more than a cargo build. The crate is outside the workspace (its own
@@ -50,6 +51,12 @@ cargo zigbuild --release --quiet \
   --target "$arch-unknown-linux-gnu.2.17" \
   --target-dir "$target_dir"
 install -m 0644 "$target_dir/$arch-unknown-linux-gnu/release/libscar_preload.so" "$out/libscar_preload-gnu.so"
+# The audit module links no libc (its build.rs says -nostdlib), so any glibc target will do.
+cargo zigbuild --release --quiet \
+  --manifest-path "$here/audit/Cargo.toml" \
+  --target "$arch-unknown-linux-gnu.2.17" \
+  --target-dir "$target_dir"
+install -m 0644 "$target_dir/$arch-unknown-linux-gnu/release/libscar_audit.so" "$out/libscar_audit.so"
 
 if [ "$arch" = x86_64 ]; then
   need_target x86_64-unknown-linux-musl
@@ -61,4 +68,4 @@ if [ "$arch" = x86_64 ]; then
   install -m 0644 "$target_dir/x86_64-unknown-linux-musl/release/libscar_preload.so" "$out/libscar_preload-musl.so"
 fi
 
-ls -l "$out"/libscar_preload-*.so >&2
+ls -l "$out"/libscar_preload-*.so "$out"/libscar_audit.so >&2

@@ -18,6 +18,7 @@ pub mod ecr;
 pub mod fault;
 pub mod images;
 pub mod lambda_sim;
+pub mod loader_images;
 pub mod oci;
 pub mod registry;
 pub mod runtime_api;

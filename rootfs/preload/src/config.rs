@@ -10,9 +10,14 @@
 //! | `SCAR_PRELOAD_BINDS` | lines `rw<TAB>container<TAB>host` (or `ro`): paths that are not the image's (`/proc`, `/dev`, `/sys`, `/tmp`, the request's directories) |
 //! | `SCAR_PRELOAD_LIBRARY_PATH` | host directories for the image loader's `--library-path` |
 //! | `SCAR_PRELOAD_LIB` | host path of this library, preloaded into every child |
+//! | `SCAR_PRELOAD_LIBC_ENV` | lines `NAME=value` (`GCONV_PATH`, `LOCPATH`, `TZDIR`, `TZ`) added to a child's environment when it lacks `NAME` |
+//! | `SCAR_PRELOAD_AUDIT` | glibc images: host path of the `LD_AUDIT` module (`rootfs/preload/audit`), audited in every child |
 //! | `SCAR_PRELOAD_FLAVOR` | `gnu` or `musl`: whether the loader accepts `--inhibit-cache` |
 //! | `SCAR_PRELOAD_EXE` | the running program's path in the image (`/proc/self/exe`) |
 //! | `SCAR_PRELOAD_ARGV0` | the `argv[0]` its parent asked for |
+//! | `SCAR_PRELOAD_REPORT` | host path of a file a static program's path is appended to when the exec hooks start it (`ran<TAB>path`) or refuse it (`refused<TAB>path`) |
+//! | `SCAR_PRELOAD_STATIC` | `refuse`: the exec hooks refuse static programs with `EACCES` (they cannot be confined) |
+//! | `SCAR_PRELOAD_PROTECT` | `:`-separated host directories never written through the hooks besides the root (the image cache holding it: its records and `refs/`); a write whose target resolves there fails with `EROFS`, a hard link from there with `EXDEV` |
 //! | `SCAR_PRELOAD_NO_OPENAT2` | `1`: resolve paths in userspace as on kernels before 5.6 (tests) |
 
 use core::cell::UnsafeCell;
@@ -49,6 +54,10 @@ pub struct Config {
     pub library_path: &'static [u8],
     /// Host path of this library.
     pub lib: &'static [u8],
+    /// Host path of the `LD_AUDIT` module (glibc images; empty otherwise).
+    pub audit: &'static [u8],
+    /// `NAME=value` lines that point libc at the image's data files, for children without them.
+    pub libc_env: &'static [u8],
     /// The image's libc is musl (its loader knows no `--inhibit-cache`).
     pub musl: bool,
     /// Program path in the image for `/proc/self/exe`.
@@ -59,6 +68,12 @@ pub struct Config {
     pub binds_raw: &'static [u8],
     /// Never use `openat2` (exercises the userspace resolver of old kernels).
     pub no_openat2: bool,
+    /// `SCAR_PRELOAD_PROTECT`: `:`-separated host directories never written (besides `root`).
+    pub protect: &'static [u8],
+    /// Host path of the unconfined-program report (NUL-terminated in the arena; may be empty).
+    pub report: &'static [u8],
+    /// Refuse to start statically linked programs.
+    pub refuse_static: bool,
     /// Every `SCAR_PRELOAD_*=value` entry received except `EXE` and `ARGV0` (which each exec
     /// sets anew), handed on to every child as is: a new variable only needs the engine to set it.
     pub forward: [&'static [u8]; MAX_FORWARD],
@@ -88,11 +103,16 @@ static CELL: Cell = Cell {
         nbinds: 0,
         library_path: b"",
         lib: b"",
+        audit: b"",
+        libc_env: b"",
         musl: false,
         exe: b"",
         argv0: b"",
         binds_raw: b"",
         no_openat2: false,
+        protect: b"",
+        report: b"",
+        refuse_static: false,
         forward: [b""; MAX_FORWARD],
         nforward: 0,
     }),
@@ -174,10 +194,15 @@ pub unsafe fn init(envp: *const *const u8) {
             }
             b"LIBRARY_PATH" => config.library_path = keep(value),
             b"LIB" => config.lib = keep(value),
+            b"AUDIT" => config.audit = keep(value),
+            b"LIBC_ENV" => config.libc_env = keep(value),
             b"FLAVOR" => config.musl = value == b"musl",
             b"EXE" => config.exe = keep(value),
             b"ARGV0" => config.argv0 = keep(value),
             b"NO_OPENAT2" => config.no_openat2 = value == b"1",
+            b"PROTECT" => config.protect = keep(value),
+            b"REPORT" => config.report = keep(value),
+            b"STATIC" => config.refuse_static = value == b"refuse",
             _ => {}
         }
     }

@@ -13,6 +13,8 @@ use crate::sys::{self, AT_FDCWD, Errno};
 const MAX_SHEBANG: usize = 4;
 /// Bytes of a `#!` line the kernel reads.
 const SHEBANG_MAX: usize = 256;
+/// Most `SCAR_PRELOAD_LIBC_ENV` lines re-added to a child's environment.
+const MAX_LIBC_ENV: usize = 8;
 
 #[cfg(target_arch = "x86_64")]
 const EM_NATIVE: u16 = 62;
@@ -127,6 +129,15 @@ fn search(file: &[u8], cpath: &mut PathBuf) -> Result<Program, Errno> {
     Err(last)
 }
 
+/// `true` when one of the first `n` entries of `envp` starts with `prefix` (`NAME=`).
+fn has_var(envp: *const *const c_char, n: usize, prefix: &[u8]) -> bool {
+    (0..n).any(|k| {
+        // SAFETY: k < n entries of a NULL-terminated vector, each a C string.
+        let s = unsafe { cstr((*envp.add(k)).cast()) };
+        s.starts_with(prefix)
+    })
+}
+
 /// A variable of the process environment (`environ`), as bytes.
 pub fn getenv(name: &[u8]) -> Option<&'static [u8]> {
     unsafe extern "C" {
@@ -165,6 +176,8 @@ enum Kind {
     },
     /// A dynamic ELF of our machine, with its loader (container path).
     Dynamic { interp: PathBuf },
+    /// A static ELF of our machine: it runs without this library and sees the host's paths.
+    Static,
     /// Anything the kernel runs by itself: static ELF, foreign machine.
     Direct,
 }
@@ -237,7 +250,47 @@ fn inspect_fd(fd: i32) -> Result<Kind, Errno> {
         interp.set(s)?;
         return Ok(Kind::Dynamic { interp });
     }
-    Ok(Kind::Direct)
+    Ok(Kind::Static)
+}
+
+/// Append `verdict<TAB>exe` to the engine's report file (best effort: a run without a report
+/// file, or a full disk, must not stop the program).
+fn report_static(report: &[u8], verdict: &[u8], exe: &[u8]) {
+    if report.is_empty() {
+        return;
+    }
+    // The config stores each value NUL-terminated: `report` is a C string.
+    let Ok(fd) = sys::openat(
+        AT_FDCWD,
+        report.as_ptr(),
+        sys::O_WRONLY | sys::O_APPEND | sys::O_CLOEXEC,
+        0,
+    ) else {
+        return;
+    };
+    let mut line = [0u8; PATH_MAX + 16];
+    let parts: [&[u8]; 4] = [verdict, b"\t", exe, b"\n"];
+    let mut n = 0;
+    for p in parts {
+        let take = p.len().min(line.len() - n);
+        line[n..n + take].copy_from_slice(&p[..take]);
+        n += take;
+    }
+    // O_APPEND: one write of a short line is not interleaved with another process's.
+    let _ = sys::write(fd, &line[..n]);
+    sys::close(fd);
+}
+
+/// Tell the program's stderr why it was refused, naming the program and the variable.
+fn say_refused(exe: &[u8]) {
+    let parts: [&[u8]; 3] = [
+        b"scar: ",
+        exe,
+        b": statically linked programs cannot be confined to the image; SCAR_PRELOAD_STATIC=refuse forbids running it (set SCAR_PRELOAD_STATIC=warn to allow it)\n",
+    ];
+    for p in parts {
+        let _ = sys::write(2, p);
+    }
 }
 
 fn trim(s: &[u8]) -> &[u8] {
@@ -322,6 +375,14 @@ pub fn prepare(
     if !path::to_container(prog.host.as_bytes(), &mut exe)? {
         exe.set(prog.host.as_bytes())?;
     }
+    if matches!(kind, Kind::Static) {
+        if cfg.refuse_static {
+            report_static(cfg.report, b"refused", exe.as_bytes());
+            say_refused(exe.as_bytes());
+            return Err(sys::EACCES);
+        }
+        report_static(cfg.report, b"ran", exe.as_bytes());
+    }
     // argv[0] the program sees: the interpreter as named by the outermost `#!`, else the caller's.
     let argv0: &[u8] = if depth > 0 {
         scripts[depth - 1].0.as_bytes()
@@ -347,6 +408,8 @@ pub fn prepare(
         + cfg.binds_raw.len()
         + cfg.library_path.len()
         + cfg.lib.len()
+        + cfg.audit.len()
+        + 2 * cfg.libc_env.len()
         + exe.as_bytes().len()
         + argv0.len()
         + depth * (3 * PATH_MAX + SHEBANG_MAX);
@@ -405,33 +468,57 @@ pub fn prepare(
     put(core::ptr::null());
     launch.argv = out_argv.cast_const();
 
-    let out_env = a.pointers(envc + config::MAX_FORWARD + 4)?;
+    let out_env = a.pointers(envc + config::MAX_FORWARD + MAX_LIBC_ENV + 6)?;
     let mut j = 0;
     for k in 0..envc {
         // SAFETY: k < envc.
         let e = unsafe { *envp.add(k) };
         // SAFETY: a C string.
         let s = unsafe { cstr(e.cast()) };
-        if s.starts_with(b"SCAR_PRELOAD_") || s.starts_with(b"LD_PRELOAD=") {
+        if s.starts_with(b"SCAR_PRELOAD_")
+            || s.starts_with(b"LD_PRELOAD=")
+            || s.starts_with(b"LD_AUDIT=")
+        {
             continue;
         }
-        // SAFETY: j < envc + MAX_FORWARD + 4.
+        // SAFETY: j < envc + MAX_FORWARD + MAX_LIBC_ENV + 6.
         unsafe { *out_env.add(j) = e };
         j += 1;
     }
-    let ours: [(&[u8], &[u8]); 3] = [
+    // glibc images: the loader's audit module maps the libraries it opens itself (also after
+    // `env -i`, which dropped the caller's copy).
+    let audit: &[u8] = if cfg.musl { b"" } else { cfg.audit };
+    let ours: [(&[u8], &[u8]); 4] = [
         (b"SCAR_PRELOAD_EXE=", exe.as_bytes()),
         (b"SCAR_PRELOAD_ARGV0=", argv0),
         (b"LD_PRELOAD=", cfg.lib),
+        (b"LD_AUDIT=", audit),
     ];
     for entry in &cfg.forward[..cfg.nforward] {
-        // SAFETY: j < envc + MAX_FORWARD + 4 (the pointer array's size).
+        // SAFETY: j < envc + MAX_FORWARD + MAX_LIBC_ENV + 6 (the pointer array's size).
         unsafe { *out_env.add(j) = entry.as_ptr().cast() };
         j += 1;
     }
-    for (name, value) in ours.iter() {
+    // The image's gconv, locale and zoneinfo settings, for a child whose environment lost them.
+    for line in cfg
+        .libc_env
+        .split(|&b| b == b'\n')
+        .filter(|l| l.contains(&b'='))
+        .take(MAX_LIBC_ENV)
+    {
+        // The filter above guarantees an `=`.
+        let eq = line.iter().position(|&b| b == b'=').unwrap_or(0);
+        if has_var(envp, envc, &line[..=eq]) {
+            continue;
+        }
+        let s = a.bytes(&[line])?;
+        // SAFETY: j < envc + MAX_FORWARD + MAX_LIBC_ENV + 6.
+        unsafe { *out_env.add(j) = s };
+        j += 1;
+    }
+    for (name, value) in ours.iter().filter(|(_, v)| !v.is_empty()) {
         let s = a.bytes(&[name, value])?;
-        // SAFETY: j < envc + MAX_FORWARD + 4.
+        // SAFETY: j < envc + MAX_FORWARD + MAX_LIBC_ENV + 6.
         unsafe { *out_env.add(j) = s };
         j += 1;
     }

@@ -1,4 +1,4 @@
-//! Directory hooks: listing and walking, the working directory, `realpath`, `dlopen`.
+//! Directory hooks: listing and walking, the working directory, `realpath`.
 
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_void};
@@ -378,28 +378,4 @@ pub extern "C" fn __realpath_chk(
 #[unsafe(no_mangle)]
 pub extern "C" fn canonicalize_file_name(path: *const c_char) -> *mut c_char {
     c_realpath(path, core::ptr::null_mut())
-}
-
-/// `dlopen` of a path (with a `/`) loads the image's file; bare names go through the loader's
-/// `--library-path`, which already lists the image's directories.
-#[unsafe(no_mangle)]
-pub extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void {
-    let Some(real) = real::dlopen() else {
-        return null_with(sys::ENOSYS);
-    };
-    let mut host = PathBuf::new();
-    // SAFETY: checked non-null; a C string.
-    let has_slash = !path.is_null() && unsafe { cstr(path.cast()) }.contains(&b'/');
-    let p = if has_slash {
-        match host_string(path, true, false, &mut host) {
-            Ok(true) => host.as_ptr().cast(),
-            Ok(false) => path,
-            // Let the loader report the failure in its own words (dlerror).
-            Err(_) => path,
-        }
-    } else {
-        path
-    };
-    // SAFETY: the real dlopen with a valid path or null.
-    unsafe { real(p, flags) }
 }

@@ -16,6 +16,8 @@
 mod config;
 mod exec;
 mod hooks_dir;
+#[cfg(target_env = "musl")]
+mod hooks_dl;
 mod hooks_exec;
 mod hooks_fs;
 mod hooks_net;

@@ -82,6 +82,7 @@ real_fn!(
     "nftw64",
     unsafe extern "C" fn(*const c_char, *const c_void, c_int, c_int) -> c_int
 );
+#[cfg(target_env = "musl")]
 real_fn!(
     dlopen,
     "dlopen",

@@ -192,6 +192,61 @@ fn wildcard(pattern: &str, name: &str) -> bool {
     true
 }
 
+/// Variables that point libc at the image's own data files, which libc opens internally, past
+/// every `LD_PRELOAD` hook: `(name, host value)` pairs for those the container environment
+/// `env` does not set itself.
+///
+/// - `GCONV_PATH` (glibc): the image's gconv directory; glibc then also ignores the compiled-in
+///   directory's `gconv-modules.cache`, which would be the host's.
+/// - `LOCPATH` (glibc): the image's compiled locales (`/usr/lib/locale/<name>/`), when the image
+///   has no `locale-archive` (`LOCPATH` turns the archive off: an image that generated its
+///   locales into the archive keeps glibc's built-in archive path instead).
+/// - `TZDIR` (glibc): the image's zoneinfo, for `TZ=:UTC` (what Lambda sets) or `TZ=Area/City`.
+/// - `TZ`: when unset and the image has `/etc/localtime`, `:<host path of it>` (glibc and musl
+///   read `/etc/localtime` directly otherwise: the host's).
+pub fn libc_env(root: &Path, flavor: Flavor, env: &[(String, String)]) -> Vec<(String, String)> {
+    let set = |name: &str| env.iter().any(|(k, _)| k == name);
+    let host_dir = |cpath: &str| {
+        resolve(root, Path::new(cpath))
+            .ok()
+            .filter(|p| p.is_dir())
+            .map(|p| p.to_string_lossy().into_owned())
+    };
+    let mut out = Vec::new();
+    if flavor == Flavor::Gnu {
+        let gconv = [
+            format!("/usr/lib/{TRIPLET}/gconv"),
+            "/usr/lib64/gconv".to_string(),
+            "/usr/lib/gconv".to_string(),
+        ];
+        if !set("GCONV_PATH")
+            && let Some(dir) = gconv.iter().find_map(|d| host_dir(d))
+        {
+            out.push(("GCONV_PATH".to_string(), dir));
+        }
+        if !set("LOCPATH")
+            && let Some(dir) = host_dir("/usr/lib/locale")
+            && !Path::new(&dir).join("locale-archive").exists()
+        {
+            out.push(("LOCPATH".to_string(), dir));
+        }
+        if !set("TZDIR")
+            && let Some(dir) = host_dir("/usr/share/zoneinfo")
+        {
+            out.push(("TZDIR".to_string(), dir));
+        }
+    }
+    if !set("TZ")
+        && let Ok(localtime) = resolve(root, Path::new("/etc/localtime"))
+        && localtime.is_file()
+    {
+        out.push(("TZ".to_string(), format!(":{}", localtime.display())));
+    }
+    // A value holding a newline could not travel in SCAR_PRELOAD_LIBC_ENV.
+    out.retain(|(_, v)| !v.contains('\n'));
+    out
+}
+
 /// Host path of a loader inside the image.
 pub fn loader(root: &Path, interp: &str) -> Option<PathBuf> {
     resolve(root, Path::new(interp))

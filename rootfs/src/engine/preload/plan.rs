@@ -11,6 +11,9 @@ use super::resolve::resolve;
 use super::{DEFAULT_PATH, LIB_GNU, LIB_MUSL, MAX_SCRIPT_DEPTH, PASSTHROUGH, PreloadEngine};
 use crate::engine::{EngineError, RunSpec};
 
+/// The glibc loader's audit module (`rootfs/preload/audit`), next to the preload libraries.
+pub const LIB_AUDIT: &str = "libscar_audit.so";
+
 /// How a container's first process is started.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -323,11 +326,21 @@ fn container_env(
         .iter()
         // The caller's own SCAR_PRELOAD_* would fight ours; NO_OPENAT2 (tests) is a request.
         .filter(|(k, _)| {
-            k != "LD_PRELOAD" && (!k.starts_with("SCAR_PRELOAD_") || k == "SCAR_PRELOAD_NO_OPENAT2")
+            k != "LD_PRELOAD"
+                && k != "LD_AUDIT"
+                && (!k.starts_with("SCAR_PRELOAD_") || k == "SCAR_PRELOAD_NO_OPENAT2")
         })
         .cloned()
         .collect();
     let lib = lib.to_string_lossy().into_owned();
+    // libc's own data files (gconv, locales, zoneinfo): set here, and re-added by the exec hook
+    // for a child whose environment lost them (`env -i`).
+    let libc_env = ldconf::libc_env(root, flavor, &env);
+    let libc_lines: String = libc_env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    env.extend(libc_env);
+    if !libc_lines.is_empty() {
+        env.push(("SCAR_PRELOAD_LIBC_ENV".to_string(), libc_lines));
+    }
     env.extend([
         (
             "SCAR_PRELOAD_ROOT".to_string(),
@@ -345,7 +358,28 @@ fn container_env(
         ),
         ("SCAR_PRELOAD_EXE".to_string(), exe.to_string()),
         ("SCAR_PRELOAD_ARGV0".to_string(), argv0.to_string()),
+        (
+            "SCAR_PRELOAD_PROTECT".to_string(),
+            spec.protected_dirs(root, &PASSTHROUGH),
+        ),
         ("LD_PRELOAD".to_string(), lib),
     ]);
+    if flavor == Flavor::Gnu {
+        // The loader opens libraries itself (RUNPATH, `$ORIGIN`, dlopen from libc...), past
+        // every LD_PRELOAD hook: its audit interface maps each candidate into the image.
+        let audit = engine.dir.join(LIB_AUDIT);
+        if !audit.is_file() {
+            return Err(EngineError::PreloadUnavailable(format!(
+                "{} is missing: glibc images need the loader's audit module; build it with `rootfs/preload/build.sh <arch> {}`",
+                audit.display(),
+                engine.dir.display()
+            )));
+        }
+        let audit = audit.to_string_lossy().into_owned();
+        env.extend([
+            ("SCAR_PRELOAD_AUDIT".to_string(), audit.clone()),
+            ("LD_AUDIT".to_string(), audit),
+        ]);
+    }
     Ok(env)
 }

@@ -1,0 +1,157 @@
+//! Loader-level path mapping of the preload engine: every object the image's dynamic loader
+//! opens (absolute RUNPATH, a DT_NEEDED with a slash, `$ORIGIN`, `ld.so.conf` directories,
+//! `dlopen` of a name and of a path, libc's own gconv `dlopen`) comes from the image, and no host
+//! library is ever mapped into a container process.
+//!
+//! Run: `cargo test -p scar-e2e --test preload_loader` (builds the image with gcc once and
+//! caches it under /var/tmp/scar-test-images).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use scar_e2e::lambda_sim;
+use scar_e2e::loader_images::{IMAGE_UID, IMAGE_USER, loader_image};
+use scar_rootfs::engine::preload::PreloadEngine;
+use scar_rootfs::engine::{Engine, RunSpec, Stdio};
+
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn spec(root: &Path, argv: &[&str]) -> RunSpec {
+    RunSpec {
+        root: root.to_path_buf(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![
+            ("PATH".into(), PATH.into()),
+            ("HOME".into(), "/root".into()),
+        ],
+        workdir: "/".into(),
+        user: None,
+        mounts: Vec::new(),
+        scratch: std::env::temp_dir(),
+        stdin: Stdio::Null,
+        stdout: Stdio::Piped,
+        stderr: Stdio::Piped,
+    }
+}
+
+/// Run `argv` in `root` with the preload engine; its stdout, after checking it succeeded.
+fn run(root: &Path, argv: &[&str]) -> String {
+    let engine = PreloadEngine::new(lambda_sim::preload_libs()).expect("preload libraries built");
+    let mut c = engine.spawn(&spec(root, argv)).expect("spawn");
+    let mut out = c.stdout.take().expect("stdout");
+    let mut err = c.stderr.take().expect("stderr");
+    let t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut stdout = String::new();
+    let _ = out.read_to_string(&mut stdout);
+    let outcome = c
+        .wait(
+            Some(Instant::now() + Duration::from_secs(60)),
+            Duration::from_secs(2),
+        )
+        .expect("wait");
+    let stderr = t.join().expect("stderr reader");
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "{argv:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+/// Every `map=` line of loadprobe's output names a file of the image or of the engine.
+fn assert_only_image_files_mapped(root: &Path, out: &str) {
+    let root = std::fs::canonicalize(root).expect("canonical root");
+    let libs = std::fs::canonicalize(lambda_sim::preload_libs()).expect("canonical libs");
+    let maps: Vec<PathBuf> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("map="))
+        .map(PathBuf::from)
+        .collect();
+    assert!(maps.len() > 5, "no mappings listed:\n{out}");
+    let foreign: Vec<&PathBuf> = maps
+        .iter()
+        .filter(|p| !p.starts_with(&root) && !p.starts_with(&libs))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "host files mapped into a container process: {foreign:?}\n{out}"
+    );
+    // The gconv module really was loaded (from the image, per the check above).
+    assert!(
+        maps.iter()
+            .any(|p| p.file_name().is_some_and(|n| n == "UTF-16.so")),
+        "iconv did not load its gconv module:\n{out}"
+    );
+}
+
+/// The values each route returns (the libraries compute them; nothing on this host has them).
+fn assert_every_route_loaded(out: &str) {
+    for line in [
+        "runpath-chain=42",
+        "slash=5",
+        "origin=3",
+        "ldconf=9",
+        "dlopen-name=11",
+        "dlopen-abs=13",
+        "iconv=converted,4",
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line}:\n{out}");
+    }
+}
+
+#[test]
+fn every_library_the_loader_opens_itself_comes_from_the_image() {
+    let root = loader_image();
+    let out = run(&root, &["loadprobe"]);
+    assert_every_route_loaded(&out);
+    assert_only_image_files_mapped(&root, &out);
+}
+
+#[test]
+fn children_started_after_env_i_are_still_audited() {
+    let root = loader_image();
+    let out = run(&root, &["/bin/sh", "-c", "exec env -i /usr/bin/loadprobe"]);
+    assert_every_route_loaded(&out);
+    assert_only_image_files_mapped(&root, &out);
+}
+
+#[test]
+fn users_and_groups_come_from_the_image_files() {
+    let root = loader_image();
+    let out = run(&root, &["loadprobe"]);
+    for line in [
+        format!("getpwnam=/home/{IMAGE_USER}"),
+        format!("getpwuid={IMAGE_USER}"),
+        format!("getgrnam={IMAGE_UID}"),
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line}:\n{out}");
+    }
+}
+
+#[test]
+fn the_audit_module_needs_no_library_at_all() {
+    let lib = lambda_sim::preload_libs().join("libscar_audit.so");
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(&lib)
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(
+        out.status.success(),
+        "readelf -d {}: {out:?}",
+        lib.display()
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Dynamic section"), "{text}");
+    assert!(
+        !text.contains("(NEEDED)"),
+        "{} has DT_NEEDED entries (a second libc in every process):\n{text}",
+        lib.display()
+    );
+}
