@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use scar_rootfs::engine::EngineKind;
+use scar_rootfs::engine::preload::StaticPolicy;
 use scar_rootfs::pull::{Credentials, PullOptions, PullPolicy};
 
 mod variables;
@@ -94,6 +95,8 @@ pub struct Config {
     pub timeout_margin: Duration,
     /// `SCAR_ENGINE`.
     pub engine: EngineKind,
+    /// `SCAR_PRELOAD_STATIC`.
+    pub static_policy: StaticPolicy,
     /// Cache, policy, credentials and insecure registries for the pull.
     pub pull: PullOptions,
     /// `SCAR_PREFETCH`.
@@ -265,6 +268,17 @@ impl Config {
             })?,
         };
 
+        let static_policy = match vars.get(SCAR_PRELOAD_STATIC)? {
+            None => StaticPolicy::default(),
+            Some(text) => text.trim().parse().map_err(|_| {
+                invalid(
+                    SCAR_PRELOAD_STATIC,
+                    text,
+                    "is not a policy for statically linked programs: use warn or refuse",
+                )
+            })?,
+        };
+
         let mut pull = PullOptions::new(
             vars.get(SCAR_CACHE_DIR)?
                 .map_or(DEFAULT_CACHE_DIR, str::trim),
@@ -417,6 +431,7 @@ impl Config {
             output,
             timeout_margin,
             engine,
+            static_policy,
             pull,
             prefetch,
             container_env,

@@ -55,6 +55,19 @@ fn an_unknown_engine_is_an_error_listing_the_engines() {
 }
 
 #[test]
+fn the_static_policy_defaults_to_warn_and_a_wrong_one_names_the_choices() {
+    let default = config(&[(SCAR_IMAGE, "a")]).unwrap();
+    assert_eq!(default.static_policy, StaticPolicy::Warn);
+    let refuse = config(&[(SCAR_IMAGE, "a"), (SCAR_PRELOAD_STATIC, " refuse ")]).unwrap();
+    assert_eq!(refuse.static_policy, StaticPolicy::Refuse);
+    let err = config(&[(SCAR_IMAGE, "a"), (SCAR_PRELOAD_STATIC, "deny")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SCAR_PRELOAD_STATIC=deny is not a policy for statically linked programs: use warn or refuse"
+    );
+}
+
+#[test]
 fn every_malformed_value_names_its_variable() {
     let cases = [
         (SCAR_TIMEOUT_MARGIN, "ten"),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use scar_rootfs::engine::preload::StaticPolicy;
 use scar_rootfs::engine::{Engine, EngineKind};
 use scar_rootfs::image::PreparedImage;
 use scar_rootfs::pull::{PullOptions, PullPolicy};
@@ -103,7 +104,8 @@ async fn pull(reference: &str, options: &PullOptions) -> Result<PreparedImage, P
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
     match &result {
         Ok(image) => {
-            tracing::info!(phase = "pull", duration_ms, image = reference, chain_id = %image.chain_id, "image ready")
+            tracing::info!(phase = "pull", duration_ms, image = reference, chain_id = %image.chain_id, "image ready");
+            notice_static_shell(image);
         }
         Err(err) => {
             tracing::error!(phase = "pull", duration_ms, image = reference, %err, "image pull failed")
@@ -112,18 +114,38 @@ async fn pull(reference: &str, options: &PullOptions) -> Result<PreparedImage, P
     result.map_err(|err| format!("{reference}: {err}"))
 }
 
+/// Say once per sandbox when the image's own `/bin/sh` is statically linked: under the preload
+/// engine (Lambda) every script then runs with the host's view, not the image's.
+fn notice_static_shell(image: &PreparedImage) {
+    use scar_rootfs::engine::preload::{elf, resolve};
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Ok(sh) = resolve::resolve(&image.root, std::path::Path::new("/bin/sh")) else {
+        return;
+    };
+    if matches!(elf::inspect(&sh), Ok(elf::Program::Static))
+        && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            image = %image.reference,
+            "the image's /bin/sh is statically linked: under the preload engine (Lambda) scripts run unconfined, with the host's files instead of the image's (SCAR_PRELOAD_STATIC=refuse refuses them)"
+        );
+    }
+}
+
 /// The engine of this sandbox, chosen once (the `auto` probe forks, so it runs off the async
 /// threads).
 pub struct EngineSlot {
     kind: EngineKind,
+    static_policy: StaticPolicy,
     engine: tokio::sync::OnceCell<Arc<dyn Engine>>,
 }
 
 impl EngineSlot {
-    /// A slot for the configured kind.
-    pub fn new(kind: EngineKind) -> Self {
+    /// A slot for the configured kind and `SCAR_PRELOAD_STATIC`.
+    pub fn new(kind: EngineKind, static_policy: StaticPolicy) -> Self {
         Self {
             kind,
+            static_policy,
             engine: tokio::sync::OnceCell::new(),
         }
     }
@@ -131,9 +153,10 @@ impl EngineSlot {
     /// The engine, selected on first call.
     pub async fn get(&self) -> Result<Arc<dyn Engine>, String> {
         let kind = self.kind;
+        let static_policy = self.static_policy;
         self.engine
             .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || select(kind))
+                tokio::task::spawn_blocking(move || select(kind, static_policy))
                     .await
                     .map_err(|err| format!("selecting the {kind} engine stopped: {err}"))?
             })
@@ -142,10 +165,13 @@ impl EngineSlot {
     }
 }
 
-fn select(kind: EngineKind) -> Result<Arc<dyn Engine>, String> {
+fn select(kind: EngineKind, static_policy: StaticPolicy) -> Result<Arc<dyn Engine>, String> {
     // The helper is this binary (`/proc/self/exe`): `main` calls
     // `enter_container_if_requested` first. `select` logs its choice and the reason.
-    let options = scar_rootfs::engine::EngineOptions::default();
+    let options = scar_rootfs::engine::EngineOptions {
+        static_policy,
+        ..Default::default()
+    };
     scar_rootfs::engine::select(kind, &options)
         .map(Arc::from)
         .map_err(|err| err.to_string())

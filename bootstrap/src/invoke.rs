@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use scar_rootfs::engine::{Mount, Outcome, RunSpec, Stdio};
+use scar_rootfs::engine::{EngineError, Mount, RunSpec, Stdio, Unconfined};
 use scar_rootfs::image::PreparedImage;
 
 use crate::config::{Config, ConfigError, S3Location, SCAR_OUTPUT, SCAR_SCRIPT_FILE, ScriptSource};
@@ -13,7 +13,7 @@ use crate::deadline::Deadline;
 use crate::event::{self, DIRECT_INPUT_NAME, EventRules, S3Input, Work};
 use crate::image::{EngineSlot, ImageSlot};
 use crate::report::{Failure, FailureKind, Response, describe_outputs};
-use crate::run::{self, Tails};
+use crate::run::{self, Ran, Tails};
 use crate::runtime::Invocation;
 use crate::s3::S3;
 use crate::stage::{self, REQUEST_ROOT, RequestDir};
@@ -47,7 +47,7 @@ impl Supervisor {
         Ok(Self {
             s3: S3::new(config.s3_endpoint.clone()),
             image: ImageSlot::new(config.image.clone(), config.pull.clone()),
-            engine: EngineSlot::new(config.engine),
+            engine: EngineSlot::new(config.engine, config.static_policy),
             script: tokio::sync::OnceCell::new(),
             request_root: Path::new(REQUEST_ROOT).to_owned(),
             config,
@@ -218,18 +218,24 @@ impl Supervisor {
             };
 
             let started = Instant::now();
-            let outcome = self
+            let ran = self
                 .run(engine.clone(), spec, stop_at, request_id, &tails)
                 .await;
             response.phases_ms.run += ms(started);
-            if let Ok(outcome) = &outcome {
+            if let Ok(ran) = &ran {
                 tracing::info!(
                     phase = "run",
                     duration_ms = ms(started),
-                    exit_code = outcome.exit_code(),
-                    timed_out = outcome.timed_out,
+                    exit_code = ran.outcome.exit_code(),
+                    timed_out = ran.outcome.timed_out,
+                    unconfined = ?ran.unconfined.ran,
                     "container ended"
                 );
+                for program in &ran.unconfined.ran {
+                    if !response.unconfined.contains(program) {
+                        response.unconfined.push(program.clone());
+                    }
+                }
             }
 
             let started = Instant::now();
@@ -248,12 +254,13 @@ impl Supervisor {
             );
             response.outputs.extend(report.uploaded.iter().cloned());
             let code = judge(
-                outcome,
+                ran,
                 &report,
                 &response.outputs,
                 &tails,
                 self.config.timeout_margin,
-            )?;
+            )
+            .map_err(|f| f.with_unconfined(&response.unconfined))?;
             response.exit_code = Some(code);
         }
         response.stdout = tails.stdout_text();
@@ -342,7 +349,7 @@ impl Supervisor {
         stop_at: Instant,
         request_id: &str,
         tails: &Tails,
-    ) -> Result<Outcome, Failure> {
+    ) -> Result<Ran, Failure> {
         let grace = MAX_GRACE.min(self.config.timeout_margin / 3);
         let request_id = request_id.to_owned();
         let tails = tails.clone();
@@ -351,7 +358,11 @@ impl Supervisor {
         })
         .await;
         match joined {
-            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Ok(ran)) => Ok(ran),
+            Ok(Err(err @ EngineError::StaticRefused { .. })) => {
+                tracing::error!(%err, "the first program was refused");
+                Err(Failure::new(FailureKind::ScriptFailed, err))
+            }
             Ok(Err(err)) => Err(Failure::new(
                 FailureKind::Image,
                 format!("cannot run the container: {err}"),
@@ -429,14 +440,23 @@ fn command(image: &PreparedImage, script: Option<&Path>) -> Result<Vec<String>, 
 
 /// Decide the result of one run from its outcome and its uploads.
 fn judge(
-    outcome: Result<Outcome, Failure>,
+    ran: Result<Ran, Failure>,
     report: &UploadReport,
     uploaded_so_far: &[String],
     tails: &Tails,
     margin: Duration,
 ) -> Result<i32, Failure> {
     let outputs = describe_outputs(uploaded_so_far, &report.failed);
-    let outcome = outcome.map_err(|f| f.with_outputs(&outputs))?;
+    let Ran {
+        outcome,
+        unconfined,
+    } = ran.map_err(|f| f.with_outputs(&outputs))?;
+    if let Some(refused) = refused_statics(&unconfined) {
+        return Err(Failure::new(
+            FailureKind::ScriptFailed,
+            format!("{refused}{outputs}; stderr tail:\n{}", tails.stderr_text()),
+        ));
+    }
     if outcome.timed_out {
         return Err(Failure::new(
             FailureKind::Timeout,
@@ -467,6 +487,18 @@ fn judge(
         ));
     }
     Ok(code)
+}
+
+/// The failure text when `SCAR_PRELOAD_STATIC=refuse` refused programs of the run: even a
+/// script that ignored the refusal did not do what it was meant to.
+fn refused_statics(unconfined: &Unconfined) -> Option<String> {
+    if unconfined.refused.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "statically linked programs were refused because SCAR_PRELOAD_STATIC=refuse (they cannot be confined to the image): {}; use dynamically linked programs or set SCAR_PRELOAD_STATIC=warn",
+        unconfined.refused.join(", ")
+    ))
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {

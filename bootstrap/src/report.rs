@@ -53,6 +53,17 @@ impl Failure {
         }
     }
 
+    /// The same failure, naming the programs that ran unconfined (with the host's view).
+    pub fn with_unconfined(mut self, programs: &[String]) -> Self {
+        if !programs.is_empty() {
+            self.message.push_str(&format!(
+                "\n(ran unconfined, statically linked, with the host's files: {})",
+                programs.join(", ")
+            ));
+        }
+        self
+    }
+
     /// The same failure, naming the outputs (see [`describe_outputs`]).
     pub fn with_outputs(mut self, outputs: &str) -> Self {
         self.message.push_str(outputs);
@@ -126,6 +137,9 @@ pub struct Response {
     pub stdout: String,
     /// Last 64 KiB of the container's stderr.
     pub stderr: String,
+    /// Statically linked programs (paths in the image) that ran with the host's view: the
+    /// preload engine cannot confine them.
+    pub unconfined: Vec<String>,
     /// Time per phase.
     pub phases_ms: Phases,
 }
@@ -144,6 +158,7 @@ impl Response {
             skipped: Vec::new(),
             stdout: String::new(),
             stderr: String::new(),
+            unconfined: Vec::new(),
             phases_ms: Phases::default(),
         }
     }
@@ -193,6 +208,7 @@ mod tests {
             "outputs",
             "stdout",
             "stderr",
+            "unconfined",
         ] {
             assert!(value.get(field).is_some(), "{field} missing from {value}");
         }

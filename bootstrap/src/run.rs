@@ -6,10 +6,11 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use scar_rootfs::engine::{Engine, EngineError, Outcome, RunSpec};
+use scar_rootfs::engine::{Engine, EngineError, Outcome, RunSpec, Unconfined};
 
 /// Bytes of each stream kept for the response.
 pub const TAIL_BYTES: usize = 64 * 1024;
@@ -80,8 +81,19 @@ impl Tails {
     }
 }
 
+/// How a run ended, and which programs ran without confinement.
+#[derive(Clone, Debug)]
+pub struct Ran {
+    /// How the container ended.
+    pub outcome: Outcome,
+    /// Statically linked programs that ran (or were refused) with the host's view.
+    pub unconfined: Unconfined,
+}
+
 /// Start `spec` with `engine`, stream its output, and wait until it ends or `stop_at` passes
-/// (then SIGTERM, SIGKILL after `grace`).
+/// (then SIGTERM, SIGKILL after `grace`). When this returns, the engine has killed every process
+/// of the container and the readers have ended or been silenced: no later line is logged
+/// under `request_id`.
 pub fn run_container(
     engine: &dyn Engine,
     spec: &RunSpec,
@@ -89,17 +101,21 @@ pub fn run_container(
     grace: Duration,
     request_id: &str,
     tails: &Tails,
-) -> Result<Outcome, EngineError> {
+) -> Result<Ran, EngineError> {
     let mut container = engine.spawn(spec)?;
     tracing::debug!(pid = container.pid(), "container started");
     let (done_tx, done_rx) = mpsc::channel();
+    let live = Arc::new(AtomicBool::new(true));
     let mut readers = 0;
     if let Some(stdout) = container.stdout.take() {
         spawn_reader(
             stdout,
-            "stdout",
-            request_id,
-            tails.stdout.clone(),
+            Reader {
+                name: "stdout",
+                request_id: request_id.to_owned(),
+                tail: tails.stdout.clone(),
+                live: live.clone(),
+            },
             done_tx.clone(),
         );
         readers += 1;
@@ -107,9 +123,12 @@ pub fn run_container(
     if let Some(stderr) = container.stderr.take() {
         spawn_reader(
             stderr,
-            "stderr",
-            request_id,
-            tails.stderr.clone(),
+            Reader {
+                name: "stderr",
+                request_id: request_id.to_owned(),
+                tail: tails.stderr.clone(),
+                live: live.clone(),
+            },
             done_tx.clone(),
         );
         readers += 1;
@@ -121,26 +140,35 @@ pub fn run_container(
         let left = drain_until.saturating_duration_since(Instant::now());
         if done_rx.recv_timeout(left).is_err() {
             tracing::warn!(
-                "a process of the container still holds its output open; not waiting for it"
+                "a process outside the container's reach still holds its output open; its further output is dropped"
             );
             break;
         }
     }
-    outcome
+    // A reader still blocked belongs to a pipe someone else holds: it must never log under
+    // this request id again (the next invocation's log would show it).
+    live.store(false, Ordering::Release);
+    let unconfined = container.unconfined();
+    outcome.map(|outcome| Ran {
+        outcome,
+        unconfined,
+    })
 }
 
-fn spawn_reader(
-    stream: impl Read + Send + 'static,
+/// One stream's reader: where its lines go, and whether the run still wants them.
+struct Reader {
     name: &'static str,
-    request_id: &str,
+    request_id: String,
     tail: Arc<Mutex<Tail>>,
-    done: mpsc::Sender<()>,
-) {
-    let request_id = request_id.to_owned();
+    live: Arc<AtomicBool>,
+}
+
+fn spawn_reader(stream: impl Read + Send + 'static, reader: Reader, done: mpsc::Sender<()>) {
+    let name = reader.name;
     let spawned = std::thread::Builder::new()
         .name(format!("scar-{name}"))
         .spawn(move || {
-            stream_lines(stream, name, &request_id, &tail);
+            stream_lines(stream, &reader);
             let _ = done.send(());
         });
     if let Err(err) = spawned {
@@ -148,8 +176,9 @@ fn spawn_reader(
     }
 }
 
-/// Log each line of `stream` as it comes and keep the tail.
-fn stream_lines(stream: impl Read, name: &'static str, request_id: &str, tail: &Mutex<Tail>) {
+/// Log each line of `stream` as it comes and keep the tail, until the run abandons it.
+fn stream_lines(stream: impl Read, r: &Reader) {
+    let (name, request_id, tail) = (r.name, r.request_id.as_str(), &r.tail);
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut line = Vec::with_capacity(1024);
     loop {
@@ -165,6 +194,9 @@ fn stream_lines(stream: impl Read, name: &'static str, request_id: &str, tail: &
                 tracing::warn!(%err, stream = name, "reading the container's output failed");
                 return;
             }
+        }
+        if !r.live.load(Ordering::Acquire) {
+            return;
         }
         if let Ok(mut tail) = tail.lock() {
             tail.push(&line);
@@ -211,10 +243,27 @@ mod tests {
 
     #[test]
     fn streamed_lines_all_reach_the_tail_including_an_unterminated_last_line() {
-        let tail = Mutex::new(Tail::default());
+        let reader = Reader {
+            name: "stdout",
+            request_id: "r1".into(),
+            tail: Arc::new(Mutex::new(Tail::default())),
+            live: Arc::new(AtomicBool::new(true)),
+        };
         let long = "x".repeat(40_000);
         let input = format!("one\ntwo\n{long}\nlast");
-        stream_lines(input.as_bytes(), "stdout", "r1", &tail);
-        assert_eq!(tail.lock().unwrap().text(), input);
+        stream_lines(input.as_bytes(), &reader);
+        assert_eq!(reader.tail.lock().unwrap().text(), input);
+    }
+
+    #[test]
+    fn an_abandoned_reader_keeps_and_logs_nothing_more() {
+        let reader = Reader {
+            name: "stdout",
+            request_id: "r1".into(),
+            tail: Arc::new(Mutex::new(Tail::default())),
+            live: Arc::new(AtomicBool::new(false)),
+        };
+        stream_lines(&b"late line\n"[..], &reader);
+        assert_eq!(reader.tail.lock().unwrap().text(), "");
     }
 }

@@ -17,6 +17,8 @@ pub const SCAR_ENGINE: &str = "SCAR_ENGINE";
 pub const SCAR_CACHE_DIR: &str = "SCAR_CACHE_DIR";
 /// Directory of the preload engine's libraries.
 pub const SCAR_PRELOAD_DIR: &str = "SCAR_PRELOAD_DIR";
+/// `warn` or `refuse`: what the preload engine does with a statically linked program.
+pub const SCAR_PRELOAD_STATIC: &str = "SCAR_PRELOAD_STATIC";
 /// Cache cap in MiB.
 pub const SCAR_CACHE_MAX_MB: &str = "SCAR_CACHE_MAX_MB";
 /// `if-not-present` or `always`.
@@ -112,6 +114,11 @@ pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
         name: SCAR_PRELOAD_DIR,
         meaning: "directory of the preload engine's `libscar_preload-*.so`",
         default: "preload/ next to bootstrap (the layer's /opt/preload)",
+    },
+    VariableDoc {
+        name: SCAR_PRELOAD_STATIC,
+        meaning: "`warn`: a statically linked program runs with the host's view, named in the log and the response's `unconfined`; `refuse`: it is refused and the invocation fails (`Scar.ScriptFailed`)",
+        default: "warn",
     },
     VariableDoc {
         name: SCAR_CACHE_DIR,
