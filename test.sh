@@ -129,6 +129,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The preload library is a no_std cdylib outside the workspace (its own panic=abort profile).
 phase "fmt and clippy of rootfs/preload (glibc and musl builds)"
 cargo fmt --manifest-path rootfs/preload/Cargo.toml --check
+cargo fmt --manifest-path rootfs/preload/audit/Cargo.toml --check
+cargo clippy --manifest-path rootfs/preload/audit/Cargo.toml --locked --release --target-dir target/preload -- -D warnings
 cargo clippy --manifest-path rootfs/preload/Cargo.toml --locked --release --target-dir target/preload -- -D warnings
 RUSTFLAGS="-C target-feature=-crt-static" cargo clippy --manifest-path rootfs/preload/Cargo.toml --locked \
   --release --target-dir target/preload --target x86_64-unknown-linux-musl -- -D warnings

@@ -21,6 +21,8 @@ mod hooks_dl;
 mod hooks_exec;
 mod hooks_fs;
 mod hooks_net;
+#[cfg(not(target_env = "musl"))]
+mod hooks_nss;
 mod init;
 mod path;
 mod real;

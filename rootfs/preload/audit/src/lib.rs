@@ -343,8 +343,8 @@ fn load_config() {
         let base = buf as usize;
         let mut n = 0;
         let mut start = 0;
-        for i in 0..len {
-            if block[i] == 0 {
+        for (i, &b) in block[..len].iter().enumerate() {
+            if b == 0 {
                 // SAFETY: within the mapping, 8-byte aligned; `n <= count`.
                 unsafe { *((base + ptrs_at) as *mut usize).add(n) = base + start };
                 n += 1;
