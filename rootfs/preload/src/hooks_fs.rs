@@ -58,6 +58,9 @@ pub fn open_at(dirfd: i32, path: *const u8, flags: i32, mode: u32) -> Result<i32
             }
         }
         if !path::absolute(dirfd, p, &mut abs)? {
+            if write {
+                path::check_write(dirfd, p, follow)?;
+            }
             return sys::openat(dirfd, path, flags, mode);
         }
     }
@@ -571,7 +574,9 @@ pub extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c
     }))
 }
 
-/// Two-path calls (`rename`, `link`): both sides mapped as writes.
+/// Two-path calls (`rename`, `link`): the new name is mapped as a write; the old one as a write
+/// (`rename`) or as a link source (`link`: refused with `EXDEV` when it is a file of the
+/// protected tree, which the new name would let anyone write).
 fn two_paths(
     ofd: i32,
     old: *const c_char,
@@ -586,7 +591,13 @@ fn two_paths(
         old.cast(),
         follow_old,
         old_write,
-        |od, op_| at_path(nfd, new.cast(), false, true, |nd, np| op(od, op_, nd, np)),
+        |od, op_| {
+            if !old_write && config::active() && !op_.is_null() {
+                // SAFETY: a non-null path argument is a C string (ours or the caller's).
+                path::check_link_source(od, unsafe { cstr(op_) }, follow_old)?;
+            }
+            at_path(nfd, new.cast(), false, true, |nd, np| op(od, op_, nd, np))
+        },
     ))
 }
 
@@ -619,7 +630,8 @@ pub extern "C" fn renameat2(
         sys::renameat2(a, b, c, d, flags)
     })
 }
-// A hard link only reads its source (it may come from the image into a writable directory).
+// A hard link only reads its source, but one from the image would make an image file writable
+// under the new name: refused with EXDEV (see `two_paths`).
 #[unsafe(no_mangle)]
 pub extern "C" fn link(old: *const c_char, new: *const c_char) -> c_int {
     two_paths(AT_FDCWD, old, AT_FDCWD, new, false, false, |a, b, c, d| {

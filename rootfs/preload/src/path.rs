@@ -7,13 +7,20 @@
 //! paths whose base lies outside the image, the host as is.
 //!
 //! The image is never written: a write that lands in it fails with `EROFS` (documented choice;
-//! the cached root filesystem is shared by every later invocation).
+//! the cached root filesystem is shared by every later invocation). "Lands" is decided on the
+//! final host target, not on the path as written: a symlink in `/tmp` into the cache,
+//! `/proc/self/root/...`, `/proc/self/fd/N` or the cache's own path all resolve to the protected
+//! tree (the root plus `SCAR_PRELOAD_PROTECT`: the whole image cache, its records and `refs/`),
+//! and a hard link from that tree fails with `EXDEV`, as if the image were another read-only
+//! file system (tools that link then fall back to copying when they see `EXDEV`).
 
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::config::{self, Bind};
 use crate::sys::{self, Errno};
 
+/// `EXDEV`: a hard link from the protected tree, refused as across file systems.
+const EXDEV: Errno = 18;
 /// Longest path handled, as the kernel's `PATH_MAX`.
 pub const PATH_MAX: usize = 4096;
 
@@ -383,6 +390,10 @@ pub fn locate(
         normalize(path, &mut abs)?;
     } else {
         if path.is_empty() {
+            // `AT_EMPTY_PATH`: the call acts on `dirfd` itself.
+            if write {
+                check_fd_write(dirfd)?;
+            }
             return Ok(Located::Pass);
         }
         let single = !path.contains(&b'/') && path != b".." && path != b".";
@@ -390,6 +401,9 @@ pub fn locate(
             return Ok(Located::Pass);
         }
         if !absolute(dirfd, path, &mut abs)? {
+            if write {
+                check_write(dirfd, path, follow)?;
+            }
             return Ok(Located::Pass);
         }
     }
@@ -413,9 +427,13 @@ pub fn locate_abs(abs: &[u8], follow: bool, write: bool, out: &mut PathBuf) -> R
                 out.push(rest)?;
             }
         }
-        // The image cache may live under a bind (`/tmp/scar`): never write the image.
-        if write && (!b.writable || under(out.as_bytes(), config::get().root)) {
+        if write && !b.writable {
             return Err(sys::EROFS);
+        }
+        // The image cache may live under a bind (`/tmp/scar`), and a bind path may lead into
+        // it (a symlink, `/proc/self/root`): never write the protected tree.
+        if write {
+            check_write(sys::AT_FDCWD, out.as_bytes(), follow)?;
         }
         return Ok(());
     }
@@ -423,6 +441,152 @@ pub fn locate_abs(abs: &[u8], follow: bool, write: bool, out: &mut PathBuf) -> R
         return Err(sys::EROFS);
     }
     resolve_image(abs, follow, out)
+}
+
+/// `true` when the host path `host` lies in the protected tree: the image root or one of the
+/// `SCAR_PRELOAD_PROTECT` directories.
+pub fn protected(host: &[u8]) -> bool {
+    let c = config::get();
+    under(host, c.root)
+        || c.protect
+            .split(|&b| b == b':')
+            .any(|dir| dir.len() > 1 && dir.starts_with(b"/") && under(host, trim_slashes(dir)))
+}
+
+fn trim_slashes(mut p: &[u8]) -> &[u8] {
+    while p.len() > 1 && p.ends_with(b"/") {
+        p = &p[..p.len() - 1];
+    }
+    p
+}
+
+/// Refuse (`EROFS`) a write through a descriptor whose file lies in the protected tree.
+pub fn check_fd_write(fd: i32) -> Result<(), Errno> {
+    let mut real = PathBuf::new();
+    match fd_path(fd, &mut real) {
+        Ok(()) if protected(real.as_bytes()) => Err(sys::EROFS),
+        _ => Ok(()),
+    }
+}
+
+/// Refuse (`EROFS`) a write-intent call on the host path `path` (relative to `dirfd`) when
+/// what the kernel will act on lies in the protected tree. `follow`: the call follows a final
+/// symlink (open without `O_NOFOLLOW`, chmod, truncate); otherwise it acts on the name itself
+/// (unlink, rename, mkdir), whose parent directory is what gets written.
+pub fn check_write(dirfd: i32, path: &[u8], follow: bool) -> Result<(), Errno> {
+    let mut real = PathBuf::new();
+    if write_target(dirfd, path, follow, &mut real)? && protected(real.as_bytes()) {
+        return Err(sys::EROFS);
+    }
+    Ok(())
+}
+
+/// `EXDEV` when a hard link's source (`path` under `dirfd`, its final symlink followed when
+/// `follow`) is a file of the protected tree: written through the new name, it would change
+/// the image.
+pub fn check_link_source(dirfd: i32, path: &[u8], follow: bool) -> Result<(), Errno> {
+    let mut real = PathBuf::new();
+    if path.is_empty() {
+        // `AT_EMPTY_PATH`: the source is `dirfd` itself.
+        return match fd_path(dirfd, &mut real) {
+            Ok(()) if protected(real.as_bytes()) => Err(EXDEV),
+            _ => Ok(()),
+        };
+    }
+    if write_target(dirfd, path, follow, &mut real)? && protected(real.as_bytes()) {
+        return Err(EXDEV);
+    }
+    Ok(())
+}
+
+/// The canonical host path a call on `path` (relative to `dirfd`) acts on, in `out`: the
+/// object itself when it exists (every symlink and `/proc` magic link resolved by the kernel),
+/// else its resolved parent plus the last name, following a dangling final symlink when
+/// `follow` (`O_CREAT` creates the link's target). `Ok(false)`: nothing to decide (no parent:
+/// the call itself fails).
+fn write_target(dirfd: i32, path: &[u8], follow: bool, out: &mut PathBuf) -> Result<bool, Errno> {
+    let mut cur = PathBuf::new();
+    cur.set(path)?;
+    let mut base = dirfd;
+    for _ in 0..40 {
+        let flags = sys::O_PATH | sys::O_CLOEXEC | if follow { 0 } else { sys::O_NOFOLLOW };
+        match sys::openat(base, cur.as_ptr(), flags, 0) {
+            Ok(fd) => {
+                let r = fd_path(fd, out);
+                sys::close(fd);
+                return r
+                    .map(|()| true)
+                    .or_else(|_| lexical(base, cur.as_bytes(), out));
+            }
+            Err(sys::ENOENT) => {}
+            // Anything else (EACCES, ENOTDIR, ELOOP) is what the real call reports too.
+            Err(_) => return Ok(false),
+        }
+        let trimmed = trim_slashes(cur.as_bytes());
+        let cut = trimmed.iter().rposition(|&b| b == b'/');
+        let mut parent = PathBuf::new();
+        let name_start = match cut {
+            Some(0) => {
+                parent.set(b"/")?;
+                1
+            }
+            Some(i) => {
+                parent.set(&trimmed[..i])?;
+                i + 1
+            }
+            None => {
+                parent.set(b".")?;
+                0
+            }
+        };
+        let mut name = PathBuf::new();
+        name.set(&trimmed[name_start..])?;
+        let Ok(pfd) = sys::openat(
+            base,
+            parent.as_ptr(),
+            sys::O_PATH | sys::O_DIRECTORY | sys::O_CLOEXEC,
+            0,
+        ) else {
+            return Ok(false);
+        };
+        let resolved = fd_path(pfd, out);
+        let mut target = [0u8; PATH_MAX];
+        let link = if follow && resolved.is_ok() {
+            sys::readlinkat(pfd, name.as_ptr(), &mut target).ok()
+        } else {
+            None
+        };
+        sys::close(pfd);
+        if resolved.is_err() {
+            return lexical(base, cur.as_bytes(), out);
+        }
+        match link {
+            // A dangling symlink: the creation goes where it points, as the kernel reads it.
+            Some(n) if n < PATH_MAX => {
+                if target.starts_with(b"/") {
+                    cur.set(&target[..n])?;
+                } else {
+                    out.push_component(&target[..n])?;
+                    cur.set(out.as_bytes())?;
+                }
+                base = sys::AT_FDCWD;
+            }
+            _ => {
+                out.push_component(name.as_bytes())?;
+                return Ok(true);
+            }
+        }
+    }
+    Err(sys::ELOOP)
+}
+
+/// Without `/proc`: the path as written, normalized (absolute paths only).
+fn lexical(base: i32, path: &[u8], out: &mut PathBuf) -> Result<bool, Errno> {
+    if base != sys::AT_FDCWD || !path.starts_with(b"/") {
+        return Ok(false);
+    }
+    normalize(path, out)?;
+    Ok(true)
 }
 
 /// Bytes of a NUL-terminated string, as a slice.

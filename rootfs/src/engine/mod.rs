@@ -110,6 +110,58 @@ pub struct RunSpec {
     pub stderr: Stdio,
 }
 
+impl RunSpec {
+    /// Host directories the run must never write besides `root` (the canonical image root),
+    /// `:`-joined for the preload library's `SCAR_PRELOAD_PROTECT`.
+    ///
+    /// Derived from the cache's layout rather than passed in: when `root` is
+    /// `<cache>/rootfs/<chain id>/root` and `<cache>/refs` exists (see [`crate::cache`]), the
+    /// whole `<cache>` is protected (other images, `image.json` records, `refs/`, the lock and
+    /// the work areas). If `<cache>` also holds a place the run writes (the scratch directory,
+    /// a writable bind, one of `passthrough` such as `/tmp` with `SCAR_CACHE_DIR=/tmp`), only
+    /// the cache's own entries are. A root elsewhere (`scar run --rootfs DIR`) protects nothing
+    /// more; a path holding `:` cannot be listed and is left out.
+    pub fn protected_dirs(&self, root: &std::path::Path, passthrough: &[&str]) -> String {
+        let Some(cache) = cache_of(root) else {
+            return String::new();
+        };
+        let writable = std::iter::once(self.scratch.clone())
+            .chain(
+                self.mounts
+                    .iter()
+                    .filter(|m| !m.read_only)
+                    .map(|m| std::fs::canonicalize(&m.host).unwrap_or_else(|_| m.host.clone())),
+            )
+            .chain(passthrough.iter().map(PathBuf::from))
+            .collect::<Vec<_>>();
+        let dirs: Vec<PathBuf> = if writable.iter().any(|w| w.starts_with(&cache)) {
+            ["refs", "rootfs", "blobs", "tmp", "ingest", "lock"]
+                .iter()
+                .map(|entry| cache.join(entry))
+                .collect()
+        } else {
+            vec![cache]
+        };
+        dirs.iter()
+            .filter_map(|d| d.to_str().filter(|d| !d.contains(':')))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+}
+
+/// The cache directory holding the image root `root`, when it is laid out as the cache lays out
+/// images: `<cache>/rootfs/<chain id>/root`, with `<cache>/refs` beside.
+fn cache_of(root: &std::path::Path) -> Option<PathBuf> {
+    let image = root
+        .parent()
+        .filter(|_| root.file_name() == Some("root".as_ref()))?;
+    let images = image.parent()?;
+    let cache = images
+        .parent()
+        .filter(|_| images.file_name() == Some("rootfs".as_ref()))?;
+    cache.join("refs").is_dir().then(|| cache.to_path_buf())
+}
+
 /// How a container ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
