@@ -21,7 +21,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use super::{Plan, TOOLS_DIR};
+use super::TOOLS_DIR;
+use super::plan::Plan;
 
 /// Where the host's root is while the sandbox's is built.
 const OLD_ROOT: &str = "/oldroot";
