@@ -30,10 +30,9 @@ use std::time::Instant;
 use sha2::{Digest as _, Sha256};
 
 use crate::Registry;
+use crate::lambda_sim::IMAGE_CACHE;
 use crate::oci::{Blob, Pusher};
 
-/// Where test images are cached between runs (shared with the other image builders).
-pub const IMAGE_CACHE: &str = "/var/tmp/scar-test-images";
 /// Bump when a recipe below changes: the cached roots and layouts carry it in their names.
 const RECIPE: u32 = 1;
 /// The Debian mirror debootstrap downloads from.
@@ -151,10 +150,18 @@ fn cached(name: &str, recipe: impl FnOnce(&Path)) -> PathBuf {
     if dir.is_dir() {
         return dir;
     }
-    let tmp = Path::new(IMAGE_CACHE).join(format!("{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        run_ok(Command::new("rm").arg("-rf").arg(&tmp));
+    // Under the lock, any build directory of this name is a dead build's: remove them all.
+    let prefix = format!("{name}.tmp-");
+    for entry in std::fs::read_dir(IMAGE_CACHE)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            run_ok(Command::new("rm").arg("-rf").arg(entry.path()));
+        }
     }
+    let tmp = Path::new(IMAGE_CACHE).join(format!("{prefix}{}", std::process::id()));
     std::fs::create_dir_all(&tmp)
         .unwrap_or_else(|err| panic!("cannot create {}: {err}", tmp.display()));
     recipe(&tmp);

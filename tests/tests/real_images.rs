@@ -108,7 +108,8 @@ enum Where {
     /// The simulated Lambda with the unpacked layer zip of `build.sh` for this architecture;
     /// the engine is left to `auto`, which must choose preload there.
     Simulated(Arch),
-    /// The host, the workspace's bootstrap, `SCAR_ENGINE=namespace`.
+    /// The host, the static x86_64 bootstrap of `build.sh` (the one in the layer zip; the
+    /// debug build takes minutes to pull a gigabyte), `SCAR_ENGINE=namespace`.
     HostNamespace,
 }
 
@@ -158,7 +159,9 @@ fn start(pushed: &Pushed, place: Where, env: &[(&str, &str)]) -> Function {
         spec = spec.env(name, value);
     }
     match place {
-        Where::HostNamespace => spec.env("SCAR_ENGINE", "namespace").start(),
+        Where::HostNamespace => spec
+            .env("SCAR_ENGINE", "namespace")
+            .start_bootstrap(&dist::bootstrap(Arch::X86_64)),
         Where::Simulated(arch) => {
             if arch == Arch::Aarch64 {
                 if let Err(why) = debian_images::ensure_aarch64_binfmt() {
@@ -319,6 +322,17 @@ fn grayify_arm64_under_simulated_lambda_with_the_arm64_layer_zip_cold_and_warm()
 #[test]
 fn grayify_on_the_host_with_the_namespace_engine_cold_and_warm() {
     grayify(TOOLS, Where::HostNamespace);
+}
+
+/// The host's bootstrap runs the arm64 image's programs through qemu-aarch64 (binfmt_misc);
+/// the arm64 bootstrap itself cannot use namespaces under qemu-user, whose helper threads make
+/// every `unshare(CLONE_NEWUSER)` fail with EINVAL.
+#[test]
+fn grayify_arm64_on_the_host_with_the_namespace_engine_cold_and_warm() {
+    if let Err(why) = debian_images::ensure_aarch64_binfmt() {
+        panic!("arm64 programs cannot run here: {why}");
+    }
+    grayify(FFMPEG_ARM64, Where::HostNamespace);
 }
 
 // ---- ImageMagick, Python with PIL, Java, perl ------------------------------------------------

@@ -311,6 +311,7 @@ pub struct FunctionSpec {
     env: Vec<(String, String)>,
     removed: Vec<String>,
     tmp_mb: Option<u32>,
+    bootstrap: Option<PathBuf>,
 }
 
 impl FunctionSpec {
@@ -346,6 +347,13 @@ impl FunctionSpec {
         self.launch(Some(layer))
     }
 
+    /// Start `bootstrap` (e.g. the static one of `./build.sh`) on the host instead of
+    /// [`bootstrap_bin`].
+    pub fn start_bootstrap(mut self, bootstrap: &Path) -> Function {
+        self.bootstrap = Some(bootstrap.to_path_buf());
+        self.launch(None)
+    }
+
     /// As [`start_simulated`](Self::start_simulated) with `layer` at `/opt` (e.g. an unpacked
     /// layer zip: `bootstrap`, `preload/`) and a `/tmp` of `tmp_mb` MiB.
     pub fn start_simulated_with_layer(mut self, layer: tempfile::TempDir, tmp_mb: u32) -> Function {
@@ -377,7 +385,7 @@ impl FunctionSpec {
         let log_file = std::fs::File::create(&log).expect("create the bootstrap log");
         let mut command = match &layer {
             None => {
-                let mut command = Command::new(bootstrap_bin());
+                let mut command = Command::new(self.bootstrap.unwrap_or_else(bootstrap_bin));
                 command.env_clear().envs(env);
                 command
             }
