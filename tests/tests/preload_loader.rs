@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use scar_e2e::debian_images::{MUSL_PROGRAM, MUSL_RUNPATH, musl_root};
 use scar_e2e::lambda_sim;
 use scar_e2e::loader_images::{IMAGE_UID, IMAGE_USER, loader_image};
 use scar_rootfs::engine::preload::PreloadEngine;
@@ -38,8 +39,14 @@ fn spec(root: &Path, argv: &[&str]) -> RunSpec {
 
 /// Run `argv` in `root` with the preload engine; its stdout, after checking it succeeded.
 fn run(root: &Path, argv: &[&str]) -> String {
+    run_spec(&spec(root, argv))
+}
+
+/// Run `spec` with the preload engine; its stdout, after checking it succeeded.
+fn run_spec(spec: &RunSpec) -> String {
+    let argv = &spec.argv;
     let engine = PreloadEngine::new(lambda_sim::preload_libs()).expect("preload libraries built");
-    let mut c = engine.spawn(&spec(root, argv)).expect("spawn");
+    let mut c = engine.spawn(spec).expect("spawn");
     let mut out = c.stdout.take().expect("stdout");
     let mut err = c.stderr.take().expect("stderr");
     let t = std::thread::spawn(move || {
@@ -154,4 +161,54 @@ fn the_audit_module_needs_no_library_at_all() {
         "{} has DT_NEEDED entries (a second libc in every process):\n{text}",
         lib.display()
     );
+}
+
+#[test]
+fn musl_finds_libraries_of_absolute_runpaths_in_the_image() {
+    let root = musl_root();
+    let engine = PreloadEngine::new(lambda_sim::preload_libs()).expect("preload libraries built");
+    let io = tempfile::tempdir().expect("tempdir");
+    let input = io.path().join("in.txt");
+    std::fs::write(&input, "hello musl\n").expect("write input");
+    let mut s = spec(&root, &[MUSL_PROGRAM]);
+    s.env.extend([
+        (
+            "SCAR_INPUT_FILE".into(),
+            input.to_string_lossy().into_owned(),
+        ),
+        (
+            "SCAR_OUTPUT_DIR".into(),
+            io.path().to_string_lossy().into_owned(),
+        ),
+    ]);
+    // The scan of the image's RUNPATHs happens on the first plan of an image, then is memoized.
+    let t = Instant::now();
+    let plan = engine.plan(&s).expect("plan");
+    let first = t.elapsed();
+    let t = Instant::now();
+    engine.plan(&s).expect("plan again");
+    println!(
+        "musl RUNPATH scan: first plan {first:?}, memoized {:?}",
+        t.elapsed()
+    );
+    let runpath = std::fs::canonicalize(root.join(MUSL_RUNPATH.trim_start_matches('/')))
+        .expect("the RUNPATH directory exists in the image");
+    let library_path = plan
+        .args
+        .iter()
+        .skip_while(|a| *a != "--library-path")
+        .nth(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    assert!(
+        library_path
+            .split(':')
+            .any(|d| Path::new(d) == runpath.as_path()),
+        "{} missing from --library-path {library_path}",
+        runpath.display()
+    );
+    let out = run_spec(&s);
+    assert!(out.contains("through upper-plugin"), "{out}");
+    let upper = std::fs::read_to_string(io.path().join("upper.txt")).expect("upper.txt");
+    assert_eq!(upper, "HELLO MUSL\n");
 }

@@ -5,8 +5,11 @@
 //! host. So the directories the image's `ldconfig` would have cached are read from its
 //! `/etc/ld.so.conf` (with `include` globs), and musl's from `/etc/ld-musl-<arch>.path`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::resolve::resolve;
 
@@ -245,6 +248,150 @@ pub fn libc_env(root: &Path, flavor: Flavor, env: &[(String, String)]) -> Vec<(S
     // A value holding a newline could not travel in SCAR_PRELOAD_LIBC_ENV.
     out.retain(|(_, v)| !v.contains('\n'));
     out
+}
+
+/// Directories scanned for `RUNPATH`s, most (a loop of `RUNPATH`s stops here).
+const MAX_RUNPATH_DIRS: usize = 256;
+
+/// The absolute `RUNPATH`/`RPATH` directories (container paths) of `program` and of the
+/// libraries in `dirs`, followed through the directories they name, for musl images.
+///
+/// musl's loader has no audit interface and opens a `RUNPATH` directory at its container path,
+/// on the host. It searches `--library-path` first, so the directories found here are appended
+/// to it (as host paths of the image), and the loader finds the image's files there. A
+/// directory's scan is remembered per image for the life of the process (the bootstrap starts
+/// many containers from one image).
+pub fn runpath_dirs(root: &Path, program: &Path, dirs: &[String]) -> Vec<String> {
+    static SCANNED: Mutex<Option<HashMap<(PathBuf, String), Vec<String>>>> = Mutex::new(None);
+    let mut found: Vec<String> = elf_runpaths(program).unwrap_or_default();
+    let mut todo: Vec<String> = dirs.iter().cloned().chain(found.iter().cloned()).collect();
+    let mut seen: HashSet<String> = HashSet::new();
+    while let Some(dir) = todo.pop() {
+        if seen.len() >= MAX_RUNPATH_DIRS || !seen.insert(dir.clone()) {
+            continue;
+        }
+        let key = (root.to_path_buf(), dir.clone());
+        let cached = SCANNED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .get(&key)
+            .cloned();
+        let runpaths = match cached {
+            Some(r) => r,
+            None => {
+                let r = scan_dir(root, &dir);
+                SCANNED
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert_with(HashMap::new)
+                    .insert(key, r.clone());
+                r
+            }
+        };
+        for r in runpaths {
+            if !found.contains(&r) {
+                found.push(r.clone());
+                todo.push(r);
+            }
+        }
+    }
+    found
+}
+
+/// The absolute `RUNPATH`s of the shared objects directly in the image directory `dir`.
+fn scan_dir(root: &Path, dir: &str) -> Vec<String> {
+    let Ok(host) = resolve(root, Path::new(dir)) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(host) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.filter_map(|e| e.ok()) {
+        // Symbolic links name files of the same directories: each object is read once.
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        if !is_file || !e.file_name().to_string_lossy().contains(".so") {
+            continue;
+        }
+        for r in elf_runpaths(&e.path()).unwrap_or_default() {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// Absolute entries (no `$ORIGIN`, which the loader expands against the host path it opened)
+/// of a 64-bit little-endian ELF object's `DT_RUNPATH` or `DT_RPATH`.
+fn elf_runpaths(path: &Path) -> std::io::Result<Vec<String>> {
+    const PT_LOAD: u32 = 1;
+    const PT_DYNAMIC: u32 = 2;
+    const DT_STRTAB: u64 = 5;
+    const DT_RPATH: u64 = 15;
+    const DT_RUNPATH: u64 = 29;
+    let f = File::open(path)?;
+    let mut h = [0u8; 64];
+    f.read_exact_at(&mut h, 0)?;
+    if &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
+        return Ok(Vec::new());
+    }
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let (phoff, phentsize, phnum) = (u64_at(&h, 32), u16_at(&h, 54) as u64, u16_at(&h, 56));
+    if phentsize < 56 || phnum > 256 {
+        return Ok(Vec::new());
+    }
+    let mut ph = vec![0u8; (phentsize * phnum as u64) as usize];
+    f.read_exact_at(&mut ph, phoff)?;
+    let mut loads = Vec::new();
+    let mut dynamic = None;
+    for i in 0..phnum as usize {
+        let p = &ph[i * phentsize as usize..];
+        let (kind, off, vaddr, filesz) = (u32_at(p, 0), u64_at(p, 8), u64_at(p, 16), u64_at(p, 32));
+        match kind {
+            PT_LOAD => loads.push((vaddr, off, filesz)),
+            PT_DYNAMIC => dynamic = Some((off, filesz.min(64 * 1024))),
+            _ => {}
+        }
+    }
+    let Some((off, size)) = dynamic else {
+        return Ok(Vec::new());
+    };
+    let mut d = vec![0u8; size as usize];
+    f.read_exact_at(&mut d, off)?;
+    let (mut strtab, mut list) = (None, None);
+    for e in d.chunks_exact(16) {
+        match u64_at(e, 0) {
+            0 => break,
+            DT_STRTAB => strtab = Some(u64_at(e, 8)),
+            DT_RUNPATH => list = Some(u64_at(e, 8)),
+            DT_RPATH if list.is_none() => list = Some(u64_at(e, 8)),
+            _ => {}
+        }
+    }
+    let (Some(strtab), Some(list)) = (strtab, list) else {
+        return Ok(Vec::new());
+    };
+    // DT_STRTAB is an address: the loaded segment holding it gives its place in the file.
+    let Some(file_off) = loads
+        .iter()
+        .find(|(vaddr, _, filesz)| (*vaddr..vaddr + filesz).contains(&strtab))
+        .map(|(vaddr, off, _)| strtab - vaddr + off)
+    else {
+        return Ok(Vec::new());
+    };
+    let mut s = vec![0u8; 4096];
+    let n = f.read_at(&mut s, file_off + list)?;
+    let s = &s[..n];
+    let s = &s[..s.iter().position(|&b| b == 0).unwrap_or(s.len())];
+    Ok(String::from_utf8_lossy(s)
+        .split(':')
+        .filter(|d| d.starts_with('/') && !d.contains('$'))
+        .map(String::from)
+        .collect())
 }
 
 /// Host path of a loader inside the image.

@@ -253,7 +253,13 @@ pub(super) fn plan(engine: &PreloadEngine, spec: &RunSpec) -> Result<Plan, Engin
             format!("{cpath} needs the loader {interpreter}, which the image does not have"),
         )
     })?;
-    let dirs = ldconf::search_dirs(&root, flavor, env_get(&spec.env, "LD_LIBRARY_PATH"));
+    let mut dirs = ldconf::search_dirs(&root, flavor, env_get(&spec.env, "LD_LIBRARY_PATH"));
+    if flavor == Flavor::Musl {
+        // musl would look for RUNPATH directories on the host (glibc's are mapped by the audit
+        // module): the image's, appended to its --library-path.
+        let runpaths = ldconf::runpath_dirs(&root, &host, &dirs);
+        dirs.extend(runpaths);
+    }
     let library_path = ldconf::library_path(&root, &dirs);
     let env = container_env(
         engine,
