@@ -253,6 +253,9 @@ pub fn libc_env(root: &Path, flavor: Flavor, env: &[(String, String)]) -> Vec<(S
 /// Directories scanned for `RUNPATH`s, most (a loop of `RUNPATH`s stops here).
 const MAX_RUNPATH_DIRS: usize = 256;
 
+/// Remembered scans: (image root, container directory) → the `RUNPATH`s of its libraries.
+type RunpathMemo = HashMap<(PathBuf, String), Vec<String>>;
+
 /// The absolute `RUNPATH`/`RPATH` directories (container paths) of `program` and of the
 /// libraries in `dirs`, followed through the directories they name, for musl images.
 ///
@@ -262,7 +265,7 @@ const MAX_RUNPATH_DIRS: usize = 256;
 /// directory's scan is remembered per image for the life of the process (the bootstrap starts
 /// many containers from one image).
 pub fn runpath_dirs(root: &Path, program: &Path, dirs: &[String]) -> Vec<String> {
-    static SCANNED: Mutex<Option<HashMap<(PathBuf, String), Vec<String>>>> = Mutex::new(None);
+    static SCANNED: Mutex<Option<RunpathMemo>> = Mutex::new(None);
     let mut found: Vec<String> = elf_runpaths(program).unwrap_or_default();
     let mut todo: Vec<String> = dirs.iter().cloned().chain(found.iter().cloned()).collect();
     let mut seen: HashSet<String> = HashSet::new();
