@@ -271,7 +271,7 @@ fn grayify(image: DebianImage, place: Where) {
     let frame = w * h * 3;
     let input_rgb = rgb_frames(&root, &input);
     assert!(
-        input_rgb.len() >= 10 * frame && input_rgb.len() % frame == 0,
+        input_rgb.len() >= 10 * frame && input_rgb.len().is_multiple_of(frame),
         "the input video decodes to {} bytes, not whole {w}x{h} frames",
         input_rgb.len()
     );
@@ -421,11 +421,7 @@ fn hello_class() -> Vec<u8> {
         0xb1, // return
     ];
     let mut class = vec![0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 49];
-    for half in [
-        22u16, // constant_pool_count
-    ] {
-        class.extend(half.to_be_bytes());
-    }
+    class.extend(22u16.to_be_bytes()); // constant_pool_count
     class.extend(pool);
     for half in [
         0x0021u16, // public super

@@ -1,0 +1,443 @@
+//! Real-world images for the end-to-end tests, made from Debian bookworm packages (there is no
+//! Docker Hub here; the Debian mirror is reachable), pushed to the harness [`Registry`] because
+//! the bootstrap pulls from registries.
+//!
+//! - [`TOOLS`]: amd64, what `apt-get install ffmpeg imagemagick python3 python3-pil
+//!   openjdk-17-jre-headless perl` gives. Debian's `libpulse.so.0` (ffmpeg's) carries `RUNPATH
+//!   /usr/lib/x86_64-linux-gnu/pulseaudio`, ImageMagick loads its coders with `dlopen`, PIL is
+//!   a C extension, the JVM finds `libjvm.so` through `$ORIGIN`.
+//! - [`FFMPEG_ARM64`]: arm64 with `ffmpeg` only, run through `qemu-user-static` (see
+//!   [`ensure_aarch64_binfmt`]).
+//! - [`musl_root`]: Debian's musl (`musl-tools`): a program built with `musl-gcc` whose library
+//!   sits in an absolute `RUNPATH` and loads a plugin with `dlopen`, so musl's loader does the
+//!   work a glibc image's does.
+//!
+//! The Debian roots are made by `debootstrap --variant=minbase --include=...` (the maintainer
+//! scripts run in a chroot, through qemu for arm64), so the alternatives links
+//! (`/usr/bin/convert`, `/usr/bin/java`, `libblas.so.3`) and `/etc/ld.so.cache` are what a real
+//! image has; then documentation, manual pages and translations are dropped, as slim images do.
+//! Everything is cached under [`IMAGE_CACHE`] (built in a temporary directory and renamed into
+//! place, the recipe version in the name), readable by the simulated Lambda's uid 993. A build
+//! takes minutes once; each step prints its progress and time on stderr.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use crate::lambda_sim::IMAGE_CACHE;
+
+mod host;
+mod layout;
+mod musl;
+
+pub use host::{ensure_aarch64_binfmt, run_in_root};
+pub use layout::{ImageConfig, OciImage, write_layout};
+pub use musl::{MUSL_ID, MUSL_PROGRAM, MUSL_RUNPATH, musl_layout, musl_root};
+
+/// Bump when a recipe below changes: the cached roots and layouts carry it in their names.
+const RECIPE: u32 = 1;
+/// The Debian mirror debootstrap downloads from.
+pub const MIRROR: &str = "http://deb.debian.org/debian";
+/// The Debian release of the images.
+pub const SUITE: &str = "bookworm";
+/// `PATH` in the images' configs: Debian's default for root.
+const IMAGE_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A Debian architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebArch {
+    /// x86_64.
+    Amd64,
+    /// aarch64, run here through `qemu-user-static`.
+    Arm64,
+}
+
+impl DebArch {
+    /// Debian's (and OCI's) name: `amd64`, `arm64`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DebArch::Amd64 => "amd64",
+            DebArch::Arm64 => "arm64",
+        }
+    }
+
+    /// The multiarch triplet of library directories: `x86_64-linux-gnu`, `aarch64-linux-gnu`.
+    pub fn triplet(self) -> &'static str {
+        match self {
+            DebArch::Amd64 => "x86_64-linux-gnu",
+            DebArch::Arm64 => "aarch64-linux-gnu",
+        }
+    }
+}
+
+/// A Debian root made of `packages` (with their dependencies) for `arch`.
+#[derive(Clone, Copy, Debug)]
+pub struct DebianImage {
+    /// Name in the cache and the registry repository (`scar-tests/<name>`).
+    pub name: &'static str,
+    /// Architecture of the packages.
+    pub arch: DebArch,
+    /// Packages given to `debootstrap --include`.
+    pub packages: &'static [&'static str],
+}
+
+/// amd64 bookworm with ffmpeg, ImageMagick, Python 3 with PIL, the Java 17 JRE and perl.
+pub const TOOLS: DebianImage = DebianImage {
+    name: "tools",
+    arch: DebArch::Amd64,
+    packages: &[
+        "ffmpeg",
+        "imagemagick",
+        "python3",
+        "python3-pil",
+        "openjdk-17-jre-headless",
+        "perl",
+    ],
+};
+
+/// arm64 bookworm with ffmpeg.
+pub const FFMPEG_ARM64: DebianImage = DebianImage {
+    name: "ffmpeg-arm64",
+    arch: DebArch::Arm64,
+    packages: &["ffmpeg"],
+};
+
+/// An exclusive `flock` on `IMAGE_CACHE/.<name>.lock`: the tests of one process, the test
+/// binaries of `cargo test` and other users' test runs share the cache, and an image must be
+/// built once (each holder opens the file itself, so threads exclude each other too).
+struct CacheLock {
+    _file: File,
+}
+
+impl CacheLock {
+    fn acquire(name: &str) -> CacheLock {
+        std::fs::create_dir_all(IMAGE_CACHE)
+            .unwrap_or_else(|err| panic!("cannot create {IMAGE_CACHE}: {err}"));
+        let path = Path::new(IMAGE_CACHE).join(format!(".{name}.lock"));
+        let file = File::create(&path)
+            .unwrap_or_else(|err| panic!("cannot create {}: {err}", path.display()));
+        // SAFETY: flock on a descriptor this File owns; it is released when the File closes.
+        let rc = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::flock(file.as_raw_fd(), libc::LOCK_EX)
+        };
+        assert_eq!(
+            rc,
+            0,
+            "flock {}: {}",
+            path.display(),
+            io::Error::last_os_error()
+        );
+        CacheLock { _file: file }
+    }
+}
+
+/// Print a progress line: image builds take minutes and a silent test looks hung.
+fn progress(what: &str, started: Instant) {
+    eprintln!(
+        "debian_images: {what} ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Build `name` in the cache with `recipe` (given a fresh temporary directory) unless it is
+/// there; the directory is renamed into place only once complete.
+fn cached(name: &str, recipe: impl FnOnce(&Path)) -> PathBuf {
+    let dir = Path::new(IMAGE_CACHE).join(name);
+    if dir.is_dir() {
+        return dir;
+    }
+    let _lock = CacheLock::acquire(name);
+    if dir.is_dir() {
+        return dir;
+    }
+    // Under the lock, any build directory of this name is a dead build's: remove them all.
+    let prefix = format!("{name}.tmp-");
+    for entry in std::fs::read_dir(IMAGE_CACHE)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            run_ok(Command::new("rm").arg("-rf").arg(entry.path()));
+        }
+    }
+    let tmp = Path::new(IMAGE_CACHE).join(format!("{prefix}{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)
+        .unwrap_or_else(|err| panic!("cannot create {}: {err}", tmp.display()));
+    recipe(&tmp);
+    // The simulated Lambda's uid 993 reads the layouts (and tests read roots as that uid).
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&tmp));
+    std::fs::rename(&tmp, &dir).unwrap_or_else(|err| {
+        panic!(
+            "cannot rename {} to {}: {err}",
+            tmp.display(),
+            dir.display()
+        )
+    });
+    dir
+}
+
+/// Run `cmd`, panicking with its output unless it succeeds.
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// True when the tests run as root (debootstrap, chroot and binfmt_misc need it).
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl DebianImage {
+    /// The root filesystem, built with debootstrap on first use (minutes), then cached.
+    pub fn root(&self) -> PathBuf {
+        let name = format!("debian-{}-{}-{RECIPE}", self.name, self.arch.name());
+        cached(&name, |tmp| self.build_root(tmp))
+    }
+
+    fn build_root(&self, dest: &Path) {
+        assert!(
+            is_root(),
+            "building the Debian image {} needs root (debootstrap, dpkg-deb, chroot)",
+            self.name
+        );
+        assert!(
+            Path::new("/usr/sbin/debootstrap").is_file(),
+            "debootstrap is missing: apt-get install debootstrap"
+        );
+        if self.arch == DebArch::Arm64
+            && let Err(why) = ensure_aarch64_binfmt()
+        {
+            panic!("cannot build the arm64 image {}: {why}", self.name);
+        }
+        let started = Instant::now();
+        eprintln!(
+            "debian_images: building {} ({} {SUITE} + {}) from {MIRROR}; about a minute, once",
+            self.name,
+            self.arch.name(),
+            self.packages.join(" ")
+        );
+        // Only debootstrap's first stage: it resolves the dependencies and downloads every
+        // package. Unpacking them all with dpkg-deb is 2.5x (amd64) to 5x (arm64, where the
+        // second stage runs every maintainer script under qemu) faster than a full debootstrap.
+        let out = Command::new("debootstrap")
+            .args(["--foreign", "--variant=minbase", "--arch", self.arch.name()])
+            .arg(format!("--include={}", self.packages.join(",")))
+            .arg(SUITE)
+            .arg(dest)
+            .arg(MIRROR)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run debootstrap: {err}"));
+        if !out.status.success() {
+            let log = std::fs::read_to_string(dest.join("debootstrap/debootstrap.log"))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "debootstrap of {} failed ({}): is {MIRROR} reachable?\n{}{}\n--- debootstrap.log (end) ---\n{}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        progress(&format!("{}: packages downloaded", self.name), started);
+        // `--keep-directory-symlink`: /bin, /lib, /sbin are merged-/usr links to keep.
+        run_ok(
+            Command::new("bash")
+                .args([
+                    "-o",
+                    "pipefail",
+                    "-ec",
+                    r#"for deb in "$1"/var/cache/apt/archives/*.deb; do
+                         dpkg-deb --fsys-tarfile "$deb" | tar -x --keep-directory-symlink -C "$1"
+                       done"#,
+                    "unpack",
+                ])
+                .arg(dest),
+        );
+        progress(&format!("{}: packages unpacked", self.name), started);
+        configure(dest, self.arch);
+        slim(dest);
+        progress(
+            &format!("{}: root ready, {} MiB", self.name, du_mib(dest)),
+            started,
+        );
+    }
+
+    /// The root packed as an OCI image layout (one gzip layer), cached next to the root.
+    pub fn layout(&self) -> OciImage {
+        let root = self.root();
+        let name = format!("debian-{}-{}-{RECIPE}-oci", self.name, self.arch.name());
+        let dir = cached(&name, |tmp| {
+            write_layout(&root, tmp, self.arch, &ImageConfig::shell())
+        });
+        OciImage::open(&dir)
+    }
+}
+
+/// What the maintainer scripts that matter here would have done: the alternatives links the
+/// tests' programs are reached by (`update-alternatives --install` in the postinsts of mawk,
+/// imagemagick-6.q16, libblas3, liblapack3, openjdk-17-jre-headless, ...), `/etc/passwd` and
+/// `/etc/group` from base-passwd, and `/etc/ld.so.cache` from the image's own `ldconfig`.
+fn configure(root: &Path, arch: DebArch) {
+    let triplet = arch.triplet();
+    let jvm = format!("/usr/lib/jvm/java-17-openjdk-{}", arch.name());
+    // (link, alternative name, target)
+    let mut links: Vec<(String, String, String)> = vec![
+        ("/usr/bin/awk".into(), "awk".into(), "/usr/bin/mawk".into()),
+        (
+            "/usr/bin/nawk".into(),
+            "nawk".into(),
+            "/usr/bin/mawk".into(),
+        ),
+        (
+            "/usr/bin/which".into(),
+            "which".into(),
+            "/usr/bin/which.debianutils".into(),
+        ),
+        ("/usr/bin/pager".into(), "pager".into(), "/bin/more".into()),
+        (
+            "/usr/sbin/rmt".into(),
+            "rmt".into(),
+            "/usr/sbin/rmt-tar".into(),
+        ),
+        (
+            "/usr/bin/jexec".into(),
+            "jexec".into(),
+            format!("{jvm}/lib/jexec"),
+        ),
+    ];
+    for lib in ["blas", "lapack"] {
+        links.push((
+            format!("/usr/lib/{triplet}/lib{lib}.so.3"),
+            format!("lib{lib}.so.3-{triplet}"),
+            format!("/usr/lib/{triplet}/{lib}/lib{lib}.so.3"),
+        ));
+    }
+    for prog in [
+        "animate",
+        "compare",
+        "composite",
+        "conjure",
+        "convert",
+        "display",
+        "identify",
+        "import",
+        "mogrify",
+        "montage",
+        "stream",
+    ] {
+        for name in [prog.to_owned(), format!("{prog}-im6")] {
+            links.push((
+                format!("/usr/bin/{name}"),
+                name.clone(),
+                format!("/usr/bin/{prog}-im6.q16"),
+            ));
+        }
+    }
+    for tool in ["java", "jpackage", "keytool", "rmiregistry"] {
+        links.push((
+            format!("/usr/bin/{tool}"),
+            tool.into(),
+            format!("{jvm}/bin/{tool}"),
+        ));
+    }
+    let at = |path: &str| root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(at("/etc/alternatives")).expect("create /etc/alternatives");
+    for (link, name, target) in links {
+        // The target resolves inside the root (merged /usr: /bin/more is /usr/bin/more).
+        let resolved = at(&target.replacen(
+            "/bin/",
+            "/usr/bin/",
+            usize::from(target.starts_with("/bin/")),
+        ));
+        if !resolved.exists() || at(&link).symlink_metadata().is_ok() {
+            continue;
+        }
+        let alternative = format!("/etc/alternatives/{name}");
+        symlink(&target, at(&alternative))
+            .unwrap_or_else(|err| panic!("cannot link {alternative}: {err}"));
+        symlink(&alternative, at(&link)).unwrap_or_else(|err| panic!("cannot link {link}: {err}"));
+    }
+    for file in ["passwd", "group"] {
+        let master = at(&format!("/usr/share/base-passwd/{file}.master"));
+        if master.is_file() && !at(&format!("/etc/{file}")).exists() {
+            std::fs::copy(&master, at(&format!("/etc/{file}")))
+                .unwrap_or_else(|err| panic!("cannot copy {}: {err}", master.display()));
+        }
+    }
+    // The image's own (static) ldconfig, through qemu for arm64: the cache a real image has.
+    let out = run_in_root(root, &["/sbin/ldconfig"], b"");
+    assert!(
+        out.status.success(),
+        "ldconfig in {} failed: {}",
+        root.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Drop what slim images drop (documentation, manual pages, translations, apt's caches) and
+/// the device nodes (image extraction skips them, and an unprivileged copy cannot make them).
+fn slim(root: &Path) {
+    for dir in [
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+        "usr/share/locale",
+        "var/cache/apt",
+        "var/lib/apt/lists",
+        "debootstrap",
+    ] {
+        let path = root.join(dir);
+        if path.exists() {
+            run_ok(Command::new("rm").arg("-rf").arg(&path));
+        }
+    }
+    for dir in ["dev", "proc", "sys", "var/cache/apt/archives/partial"] {
+        let path = root.join(dir);
+        // debootstrap may leave /proc as a symlink to the host's; an image has a directory.
+        if path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            std::fs::remove_file(&path)
+                .unwrap_or_else(|err| panic!("cannot remove {}: {err}", path.display()));
+        }
+        if path.is_dir() {
+            run_ok(
+                Command::new("find")
+                    .arg(&path)
+                    .args(["-mindepth", "1", "-delete"]),
+            );
+        } else {
+            std::fs::create_dir_all(&path)
+                .unwrap_or_else(|err| panic!("cannot create {}: {err}", path.display()));
+        }
+    }
+}
+
+/// Disk use of a tree in MiB (`du -sm`).
+pub fn du_mib(path: &Path) -> u64 {
+    let out = run_ok(Command::new("du").arg("-sm").arg(path));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
