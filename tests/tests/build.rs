@@ -145,6 +145,14 @@ fn each_layer_zip_holds_bootstrap_at_its_root_with_mode_0755() {
             built.len(),
             "the zip's bootstrap is not the built one"
         );
+        // glibc images need the loader's audit module next to the preload library.
+        assert!(
+            entries
+                .iter()
+                .any(|entry| entry.name == "preload/libscar_audit.so"),
+            "{} has no preload/libscar_audit.so: {entries:?}",
+            zip.display()
+        );
         for entry in &entries {
             assert!(
                 entry.name == "bootstrap" || entry.name.starts_with("preload/"),
