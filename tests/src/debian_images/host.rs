@@ -80,20 +80,39 @@ pub fn ensure_aarch64_binfmt() -> Result<(), String> {
 
 /// Run `argv` inside `root` with `chroot` (as root), `stdin` fed in, and return its output.
 /// The tests use it to make inputs and check outputs with the image's own tools (e.g. decode
-/// video with the image's ffmpeg): nothing of the cached root is written.
+/// video with the image's ffmpeg). The root is read-only there (Python's byte-code caches and
+/// the JVM's `/tmp/hsperfdata_root` stay out of the cached image; `/tmp` is a tmpfs).
 pub fn run_in_root(root: &Path, argv: &[&str], stdin: &[u8]) -> Output {
+    chroot(root, argv, stdin, true)
+}
+
+/// As [`run_in_root`] with the root writable: for the image's own build steps (`ldconfig`).
+pub(super) fn configure_in_root(root: &Path, argv: &[&str]) -> Output {
+    chroot(root, argv, b"", false)
+}
+
+fn chroot(root: &Path, argv: &[&str], stdin: &[u8], read_only: bool) -> Output {
     assert!(is_root(), "chroot into {} needs root", root.display());
-    // In a private mount namespace, so the cached root is not touched: `/proc` (glibc finds
+    // In a private mount namespace, so that no mount outlives the command: `/proc` (glibc finds
     // `$ORIGIN` of a program reached through a symlink, such as java, in /proc/self/exe) and
     // the host's `/dev` (`/dev/null`) on the image's empty directories, then chroot.
+    let script = if read_only {
+        r#"set -e
+           mount --bind "$1" "$1"
+           mount -o remount,bind,ro "$1"
+           mount -t tmpfs tmpfs "$1/tmp"
+           mount -t proc proc "$1/proc"
+           mount --rbind /dev "$1/dev"
+           exec chroot "$@""#
+    } else {
+        r#"set -e
+           mount -t proc proc "$1/proc"
+           mount --rbind /dev "$1/dev"
+           exec chroot "$@""#
+    };
     let mut child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--"])
-        .args([
-            "sh",
-            "-c",
-            r#"mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && exec chroot "$@""#,
-            "run_in_root",
-        ])
+        .args(["sh", "-c", script, "chroot_in"])
         .arg(root)
         .args(argv)
         .env_clear()

@@ -383,7 +383,7 @@ fn configure(root: &Path, arch: DebArch) {
         }
     }
     // The image's own (static) ldconfig, through qemu for arm64: the cache a real image has.
-    let out = run_in_root(root, &["/sbin/ldconfig"], b"");
+    let out = host::configure_in_root(root, &["/sbin/ldconfig"]);
     assert!(
         out.status.success(),
         "ldconfig in {} failed: {}",
