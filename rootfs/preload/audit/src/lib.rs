@@ -18,6 +18,24 @@
 //! namespace of their own, where a libc dependency would load and initialize a second libc in
 //! every process. It reads its configuration (`SCAR_PRELOAD_*`, see `../src/config.rs`) from
 //! `/proc/self/environ`, the environment the loader started with.
+//!
+//! What a container process still reads from the host under the preload engine (for the
+//! README), each opened by libc or the loader internally, past every hook:
+//! - `/etc/resolv.conf`, `/etc/hosts`, `/etc/nsswitch.conf`, `/etc/host.conf`, `/etc/gai.conf`:
+//!   on purpose, DNS must work as the host's (the namespace engine gives the container the host's
+//!   `resolv.conf` and `hosts` too). Users and groups do not go through NSS: the library's
+//!   `getpw*`/`getgr*` read the image's `/etc/passwd` and `/etc/group` (glibc images).
+//! - `/etc/services`, `/etc/protocols`, `/etc/networks`, `/etc/shadow`: the host's (libc's NSS).
+//! - `/usr/lib/locale/locale-archive` when the image has one (`LOCPATH` would switch the archive
+//!   off, so the engine sets it only for images whose locales are directories).
+//! - glibc's compiled-in gconv directory's `gconv-modules` (read after `GCONV_PATH`'s); the
+//!   modules it names are mapped into the image by this module.
+//! - Message catalogs (`/usr/share/locale/*/LC_MESSAGES`): the host's, so messages stay English.
+//! - `/etc/ld.so.preload` (the loader's; the objects it names are mapped into the image).
+//! - musl images: `/etc/passwd`, `/etc/group` and zoneinfo by name (musl opens them with a raw
+//!   system call), a `DT_NEEDED` with a slash, and a library missing from the image, which musl
+//!   then looks for in its built-in directories on the host.
+//! - Static programs and programs that make system calls themselves.
 
 #![no_std]
 #![allow(clippy::missing_safety_doc)]
