@@ -101,49 +101,118 @@ fn aws_credentials_reach_the_container_only_when_passed() {
     assert!(env.contains("AWS_REGION=us-east-1"), "{env}");
 }
 
+/// Dumps, from every process the container can see, `/proc/<pid>/environ`, `cmdline` and the
+/// writable memory `maps` lists (read through `/proc/<pid>/mem`), and every file under `/tmp`
+/// but its input (the bootstrap's event file, request directory, image cache), then counts the
+/// lines holding one of the patterns of its input file. The patterns are read only after the
+/// dumps, so no process of the container holds them before. A control process started with a
+/// fresh marker must be found in its own environ and memory: the dump reads what is readable.
+/// Outputs: `hits.txt` (`<dump> <count> <comm>` per dump with a hit), `control.txt`
+/// (`<environ hits> <mem hits>`), `visible.txt` (pids whose cmdline names the bootstrap).
+const PROC_DUMP_SCRIPT: &str = r#"
+mark="ctl-$$-$(date +%s)"
+printf 'sleep 60\n' > /tmp/control.sh
+# The image's busybox by its own path: a static program under the preload engine sees the
+# host's paths, and the simulated Lambda's root has no /bin/sh.
+bb=$(readlink /proc/$$/exe)
+CONTROL_MARK="$mark" "$bb" sh /tmp/control.sh &
+ctl=$!
+sleep 1
+mkdir -p /tmp/dump
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  cat "$d/environ" > /tmp/dump/$p.environ 2>/dev/null
+  cat "$d/cmdline" > /tmp/dump/$p.cmdline 2>/dev/null
+  cat "$d/comm" > /tmp/dump/$p.comm 2>/dev/null
+  cat "$d/maps" 2>/dev/null | while read range perms rest; do
+    case "$perms" in rw*) ;; *) continue ;; esac
+    start=${range%-*}; end=${range#*-}
+    [ ${#end} -le 12 ] || continue
+    dd if="$d/mem" bs=4096 skip=$((0x$start / 4096)) count=$(((0x$end - 0x$start) / 4096)) 2>/dev/null
+  done > /tmp/dump/$p.mem
+done
+kill $ctl
+pat="$SCAR_INPUT_FILE"
+for f in /tmp/dump/*.environ /tmp/dump/*.cmdline /tmp/dump/*.mem; do
+  n=$(tr '\0' '\n' < "$f" | grep -c -F -f "$pat")
+  [ "$n" = 0 ] || echo "$f $n $(cat "${f%.*}.comm" 2>/dev/null)"
+done > "$SCAR_OUTPUT_DIR/hits.txt"
+for f in "$SCAR_EVENT_FILE" $(find /tmp -type f 2>/dev/null | grep -v -e '^/tmp/dump/' -e "^$SCAR_INPUT_DIR/"); do
+  n=$(tr '\0' '\n' < "$f" | grep -c -F -f "$pat")
+  [ "$n" = 0 ] || echo "$f $n file"
+done >> "$SCAR_OUTPUT_DIR/hits.txt"
+echo "$(tr '\0' '\n' < /tmp/dump/$ctl.environ | grep -c "$mark") $(tr '\0' '\n' < /tmp/dump/$ctl.mem | grep -c "$mark")" > "$SCAR_OUTPUT_DIR/control.txt"
+grep -l bootstrap /tmp/dump/*.cmdline | wc -l > "$SCAR_OUTPUT_DIR/visible.txt"
+"#;
+
+/// The registry password and the session token the secrecy tests give the function.
+const REGISTRY_SECRET: &str = "registry-secret-marker";
+const SESSION_SECRET: &str = "aws-secret-probe-7f3a";
+
+/// Run [`PROC_DUMP_SCRIPT`] in `function` (its secrets as the patterns) and check that no
+/// secret was found, that the control was, and that the bootstrap's log holds no secret either.
+/// Returns how many processes the container saw whose command line names the bootstrap, and
+/// the response.
+fn dump_finds_no_secret(function: &bootstrap_support::Function) -> (usize, serde_json::Value) {
+    let secrets = [
+        REGISTRY_SECRET,
+        SESSION_SECRET,
+        function.s3.secret_key(),
+        function.s3.access_key(),
+    ];
+    function
+        .s3
+        .put_object(BUCKET, "patterns.txt", secrets.join("\n").as_bytes());
+    let result = function.invoke_s3(&["patterns.txt"]);
+    assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
+    let get = |key: &str| {
+        String::from_utf8(
+            function
+                .s3
+                .get_object(BUCKET, key)
+                .unwrap_or_else(|| panic!("{key} uploaded: {}", function.log())),
+        )
+        .unwrap()
+        .trim()
+        .to_owned()
+    };
+    let control: Vec<u32> = get("output/control.txt")
+        .split_whitespace()
+        .map(|n| n.parse().unwrap_or(0))
+        .collect();
+    assert!(
+        control.len() == 2 && control.iter().all(|&n| n > 0),
+        "the control process's marker was not found in its environ and memory ({control:?}): the dump reads nothing, so it proves nothing"
+    );
+    assert_eq!(
+        get("output/hits.txt"),
+        "",
+        "the container read a secret (dump, hits, process name)"
+    );
+    let log = function.log();
+    for secret in secrets {
+        assert!(
+            !log.contains(secret),
+            "the bootstrap's log holds a secret:\n{log}"
+        );
+    }
+    (get("output/visible.txt").parse().unwrap_or(0), result.body)
+}
+
 #[test]
 fn a_script_reading_every_process_environment_through_proc_finds_no_secret() {
-    let script = r#"
-for f in /proc/[0-9]*/environ /proc/[0-9]*/task/*/environ; do cat "$f" 2>/dev/null; done | tr '\0' '\n' > /tmp/seen.txt
-for f in /proc/[0-9]*/cmdline; do cat "$f" 2>/dev/null; echo; done > /tmp/cmdlines.txt
-grep -c -e registry-secret-marker -e aws-secret-probe-7f3a /tmp/seen.txt > "$SCAR_OUTPUT_DIR/hits.txt"
-grep -c bootstrap /tmp/cmdlines.txt > "$SCAR_OUTPUT_DIR/bootstrap-visible.txt"
-ls /proc > "$SCAR_OUTPUT_DIR/proc.txt"
-exit 0
-"#;
-    let probe = "aws-secret-probe-7f3a";
     let function = Function::spec()
-        .env("SCAR_SCRIPT", script)
+        .env("SCAR_SCRIPT", PROC_DUMP_SCRIPT)
         .env("SCAR_REGISTRY_USERNAME", "someone")
-        .env("SCAR_REGISTRY_PASSWORD", "registry-secret-marker")
-        .env("AWS_SESSION_TOKEN", probe)
+        .env("SCAR_REGISTRY_PASSWORD", REGISTRY_SECRET)
+        .env("AWS_SESSION_TOKEN", SESSION_SECRET)
+        .env("SCAR_LOG", "trace")
         .start();
-    function.s3.put_object(BUCKET, "a.txt", b"x");
-    let result = function.invoke_s3(&["a.txt"]);
-    assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
-    let hits =
-        String::from_utf8(function.s3.get_object(BUCKET, "output/hits.txt").unwrap()).unwrap();
-    // Neither the bootstrap's AWS_SESSION_TOKEN nor the registry password (nor SCAR_SCRIPT,
-    // which spells both) may be readable from any process the container can see.
-    assert_eq!(
-        hits.trim(),
-        "0",
-        "the container read the bootstrap's secrets"
-    );
-    let visible = String::from_utf8(
-        function
-            .s3
-            .get_object(BUCKET, "output/bootstrap-visible.txt")
-            .unwrap(),
-    )
-    .unwrap();
-    println!(
-        "bootstrap visible in the container's /proc: {} line(s)",
-        visible.trim()
-    );
+    let (visible, _) = dump_finds_no_secret(&function);
+    println!("bootstrap visible in the container's /proc: {visible} process(es)");
     let environ = std::fs::read(format!("/proc/{}/environ", function.pid())).unwrap_or_default();
     assert!(
-        String::from_utf8_lossy(&environ).contains("registry-secret-marker"),
+        String::from_utf8_lossy(&environ).contains(REGISTRY_SECRET),
         "sanity: the bootstrap does hold the secret"
     );
 }
@@ -193,54 +262,35 @@ fn fifty_invocations_in_one_process_leave_no_files_directories_or_memory_behind(
 
 #[test]
 fn under_simulated_lambda_the_preload_engine_runs_the_script_and_the_bootstrap_stays_unreadable() {
-    // No PID namespace here: the container's processes run as the bootstrap's uid (993) and see
-    // it in /proc. Only PR_SET_DUMPABLE=0 keeps its environment (credentials) out of reach.
-    let script = r#"cp "$SCAR_INPUT_FILE" "$SCAR_OUTPUT_DIR/"
-id -u > "$SCAR_OUTPUT_DIR/uid.txt"
-for d in /proc/[0-9]*; do
-  if grep -q bootstrap "$d/cmdline" 2>/dev/null; then echo "${d#/proc/}" >> /tmp/bootstrap-pids; fi
-done
-sort -u /tmp/bootstrap-pids | wc -l > "$SCAR_OUTPUT_DIR/visible.txt"
-for p in $(cat /tmp/bootstrap-pids); do cat /proc/$p/environ 2>/dev/null; head -c 1 /proc/$p/mem 2>/dev/null; done | tr '\0' '\n' | grep -c -e registry-secret-marker -e aws-secret-probe-7f3a > "$SCAR_OUTPUT_DIR/hits.txt"
-exit 0
-"#;
+    // No PID namespace here and prctl refused: the container's processes run as the bootstrap's
+    // uid (993) and see it in /proc. Only its re-execution from an execute-only copy keeps its
+    // environment and memory (credentials) out of reach.
     let function = Function::spec()
-        .env("SCAR_SCRIPT", script)
+        .env(
+            "SCAR_SCRIPT",
+            &format!("{PROC_DUMP_SCRIPT}\nid -u > \"$SCAR_OUTPUT_DIR/uid.txt\""),
+        )
         .env("SCAR_REGISTRY_USERNAME", "someone")
-        .env("SCAR_REGISTRY_PASSWORD", "registry-secret-marker")
-        .env("AWS_SESSION_TOKEN", "aws-secret-probe-7f3a")
+        .env("SCAR_REGISTRY_PASSWORD", REGISTRY_SECRET)
+        .env("AWS_SESSION_TOKEN", SESSION_SECRET)
+        .env("SCAR_LOG", "trace")
         .start_simulated();
-    function.s3.put_object(BUCKET, "lambda.txt", b"on lambda");
-    let result = function.invoke_s3(&["lambda.txt"]);
-    assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
+    let (visible, body) = dump_finds_no_secret(&function);
+    assert_eq!(response_text(&body, "engine"), "preload", "{body}");
     assert_eq!(
-        response_text(&result.body, "engine"),
-        "preload",
-        "{}",
-        result.body
+        function.s3.get_object(BUCKET, "output/uid.txt").as_deref(),
+        Some(&b"993\n"[..])
     );
-    assert_eq!(
-        function
-            .s3
-            .get_object(BUCKET, "output/lambda.txt")
-            .as_deref(),
-        Some(&b"on lambda"[..])
-    );
-    let get = |key: &str| {
-        String::from_utf8(function.s3.get_object(BUCKET, key).unwrap())
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    assert_eq!(get("output/uid.txt"), "993");
     assert_ne!(
-        get("output/visible.txt"),
-        "0",
+        visible, 0,
         "the bootstrap must be visible in /proc for this test to mean anything"
     );
-    assert_eq!(
-        get("output/hits.txt"),
-        "0",
-        "the container read the bootstrap's environment"
+    let log = function.log();
+    assert!(
+        log.contains("non-dumpable: re-executed from an execute-only copy"),
+        "{log}"
     );
+    if let Some(line) = log.lines().find(|l| l.contains("non-dumpable:")) {
+        println!("{line}");
+    }
 }
