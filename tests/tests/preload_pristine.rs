@@ -2,7 +2,7 @@
 //! the cached image it runs from (a hard link made in `/tmp` then written, a symlink in `/tmp`
 //! into the cache, a dangling one, a symlinked directory, `/proc/self/root/...`,
 //! `/proc/self/fd/N` of a file opened for reading, the cache's own path, chmod, truncate and
-//! utime through a link, rename and unlink of image files, writes into `refs/` and the image's
+//! utime through a link, fchmod of a descriptor opened for reading, rename and unlink of image files, writes into `refs/` and the image's
 //! record), each must fail, and afterwards every file of the cache (content, mode, size, mtime),
 //! every symlink and every directory entry is what it was. On this host (`scar run --engine
 //! preload`) and under the simulated Lambda (the static `scar`, uid 993, the cache in `/tmp`).
@@ -39,6 +39,7 @@ try cache-path sh -c 'echo x >> "$0/etc/os-release"' "$R"
 try chmod-link chmod 777 sym
 try truncate-link perl -e 'truncate("sym", 0) or die "$!\n"'
 try utime-link perl -e 'utime(1, 1, "sym") or die "$!\n"'
+try fchmod-fd perl -e 'open(my $f, "<", "/etc/os-release") or die; chmod(0777, $f) or die "$!\n"'
 try rename-cache mv "$R/etc/os-release" moved
 try rename-image mv /etc/passwd moved2
 try unlink-cache rm "$R/etc/passwd"
@@ -74,6 +75,7 @@ const ATTACKS: &[&str] = &[
     "chmod-link",
     "truncate-link",
     "utime-link",
+    "fchmod-fd",
     "rename-cache",
     "rename-image",
     "unlink-cache",

@@ -20,6 +20,7 @@ mod hooks_dir;
 mod hooks_dl;
 mod hooks_exec;
 mod hooks_fs;
+mod hooks_meta;
 mod hooks_net;
 #[cfg(not(target_env = "musl"))]
 mod hooks_nss;
