@@ -453,3 +453,62 @@ fn preload_engine(options: &EngineOptions, why: &str) -> Result<Box<dyn Engine>,
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(root: &std::path::Path, scratch: &std::path::Path) -> RunSpec {
+        RunSpec {
+            root: root.to_path_buf(),
+            argv: vec!["true".into()],
+            env: Vec::new(),
+            workdir: "/".into(),
+            user: None,
+            mounts: Vec::new(),
+            scratch: scratch.to_path_buf(),
+            stdin: Stdio::Null,
+            stdout: Stdio::Null,
+            stderr: Stdio::Null,
+        }
+    }
+
+    #[test]
+    fn a_root_in_the_cache_protects_the_whole_cache_and_one_elsewhere_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let root = cache.join("rootfs/abc/root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(cache.join("refs")).unwrap();
+        let scratch = dir.path().join("scratch");
+        let s = spec(&root, &scratch);
+        assert_eq!(
+            s.protected_dirs(&root, &["/tmp"]),
+            cache.display().to_string()
+        );
+        let plain = dir.path().join("plain/root");
+        std::fs::create_dir_all(&plain).unwrap();
+        assert_eq!(s.protected_dirs(&plain, &["/tmp"]), "");
+    }
+
+    #[test]
+    fn a_cache_holding_a_writable_place_protects_only_its_own_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().to_path_buf();
+        let root = cache.join("rootfs/abc/root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(cache.join("refs")).unwrap();
+        let s = spec(&root, &cache.join("request-1"));
+        let list = s.protected_dirs(&root, &[]);
+        let dirs: Vec<&str> = list.split(':').collect();
+        assert!(
+            dirs.contains(&cache.join("refs").to_str().unwrap()),
+            "{list}"
+        );
+        assert!(
+            dirs.contains(&cache.join("rootfs").to_str().unwrap()),
+            "{list}"
+        );
+        assert!(!dirs.contains(&cache.to_str().unwrap()), "{list}");
+    }
+}
