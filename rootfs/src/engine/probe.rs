@@ -150,8 +150,22 @@ fn run_probe() -> Result<NamespaceSupport, Errno> {
     // into the atomic in `child`, and returns (the libc wrapper then calls exit(2)); `child`
     // lives on this frame until the child has exited.
     let pid = unsafe { super::process::vfork_run(probe_entry, &child) }?;
-    while let Err(Errno::EINTR) = waitpid(pid, None) {}
+    let status = loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
     let failure = child.failure.load(Ordering::SeqCst);
+    // The child reports through shared memory; its exit status says the same thing. Under
+    // qemu-user, `CLONE_VM|CLONE_VFORK` becomes a plain fork: the report never reaches us, so a
+    // failing child with no report must not read as "available".
+    let exited_cleanly = matches!(status, Ok(nix::sys::wait::WaitStatus::Exited(_, 0)));
+    if failure == 0 && !exited_cleanly {
+        return Ok(NamespaceSupport::Unavailable(format!(
+            "the user-namespace probe failed without a report ({status:?}): its memory is not shared with this process (e.g. under qemu-user), so namespaces are treated as unavailable"
+        )));
+    }
     if failure == 0 {
         return Ok(NamespaceSupport::Available);
     }
