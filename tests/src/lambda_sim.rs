@@ -539,7 +539,14 @@ impl LambdaSim {
                 .arg(bind);
         }
         for (name, value) in env {
-            cmd.arg("--env").arg(format!("{name}={value}"));
+            if *name == "PATH" {
+                cmd.arg("--env").arg(format!("{name}={value}"));
+            } else {
+                // By name, the value in the simulator's own environment: its command line is
+                // readable by every process of the sandbox (`/proc/<pid>/cmdline`), and secrets
+                // given to the function must not be (Lambda's own processes hold none there).
+                cmd.arg("--env").arg(name).env(name, value);
+            }
         }
         cmd.arg("--").args(argv).stdin(Stdio::null());
         cmd
