@@ -212,3 +212,32 @@ fn musl_finds_libraries_of_absolute_runpaths_in_the_image() {
     let upper = std::fs::read_to_string(io.path().join("upper.txt")).expect("upper.txt");
     assert_eq!(upper, "HELLO MUSL\n");
 }
+
+#[test]
+fn under_simulated_lambda_no_host_library_is_mapped() {
+    let layer = lambda_sim::layer_dir();
+    let image = loader_image();
+    let root = "/tmp/scar/rootfs/loader";
+    let line = format!(
+        "mkdir -p /tmp/scar/rootfs && cp -R /images/loader {root} && \
+         {scar}/scar run --engine preload --rootfs {root} -- /usr/bin/loadprobe",
+        scar = lambda_sim::SCAR_DIR,
+    );
+    let out = lambda_sim::LambdaSim::new(layer.path())
+        .with_scar()
+        .ro_bind(&image, "/images/loader")
+        .run(&line, &[("SCAR_PRELOAD_DIR", "/opt/preload")]);
+    out.assert_success();
+    assert_every_route_loaded(&out.stdout);
+    let foreign: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("map="))
+        .filter(|p| !p.starts_with(&format!("{root}/")) && !p.starts_with("/opt/preload/"))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "files outside the image mapped under the simulator: {foreign:?}\n{}",
+        out.stdout
+    );
+}
