@@ -255,10 +255,13 @@ fn wait_no_survivor(marker: &str, what: &str) {
 
 #[test]
 fn through_the_bootstrap_no_process_of_an_invocation_outlives_it_and_its_output_stops() {
-    let mark = marker("bootstrap");
-    // The busybox image: a static /bin/sh (its children get the tag by inheritance).
+    let (half, other_half) = (marker("bootstrap"), rand_suffix());
+    let mark = format!("{half}-{other_half}");
+    // The busybox image: a static /bin/sh (its children get the tag by inheritance). The
+    // marker is joined by the shell: the simulator's and the bootstrap's own command line and
+    // environment hold the script text, never the joined marker.
     let script = format!(
-        r#"export REAP_MARK={mark}
+        r#"export REAP_MARK="{half}"-"{other_half}"
         /bin/busybox timeout 600 sleep 600 &
         /bin/busybox setsid sleep 600 &
         ( sleep 600 & ) &
