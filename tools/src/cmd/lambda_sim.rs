@@ -37,7 +37,8 @@ pub struct LambdaSimArgs {
     #[arg(long = "bind", value_name = "HOST:PATH")]
     bind: Vec<OsString>,
     /// A variable of the command's environment, which holds nothing else: NAME=value, or NAME
-    /// to copy it from here (keeps a secret off this command line). Repeatable.
+    /// to copy it from here. Give secrets by NAME: the sandbox's init is a fork of this
+    /// process, so this command line is readable inside as /proc/1/cmdline. Repeatable.
     #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
     env: Vec<OsString>,
     /// The static busybox for /sim/bin (default: /bin/busybox, else /usr/bin/busybox).

@@ -21,7 +21,10 @@
 //!   CA certificates at Amazon Linux's `/etc/pki/tls/certs/ca-bundle.crt`, a
 //!   static busybox at `/sim/bin/` for test commands (not an image path: nothing of an image
 //!   finds it by accident), and the caller's explicit binds;
-//! - exactly the environment given, nothing inherited.
+//! - exactly the environment given, nothing inherited. Init is a fork of the launcher, so the
+//!   launcher's command line is readable inside as `/proc/1/cmdline` (its environment is not:
+//!   init is root of the namespace, the command uid 993): secrets go by name (`--env NAME`),
+//!   their values in the launcher's environment.
 //!
 //! Nothing of this host is visible unless bound explicitly, so a checkout anywhere works (also
 //! under `/tmp`: the host's paths are bound before the sandbox's own `/tmp` hides them).
