@@ -528,11 +528,12 @@ fn under_simulated_lambda_the_dynamic_image_runs_scripts_perl_and_stays_pristine
     let image = lambda_sim::dynamic_image();
     let script = "cat /etc/os-release; ls / | wc -l | sed 's/^/top=/'; (echo sub; echo shell) | sort -r | tr '\\n' ' '; echo; \
         perl -e 'print \"perl \", 6*7, \"\\n\"'; probe spawn | grep -E 'data=|child-status'; \
-        touch /etc/new 2>&1; echo written > /tmp/out.txt && cat /tmp/out.txt; \
-        cat /proc/$PPID/environ > /dev/null 2>&1 && echo parent-environ-readable || echo parent-environ-hidden";
+        touch /etc/new 2>&1; echo written > /tmp/out.txt && cat /tmp/out.txt";
     let (sim, line) = sandboxed(sim, &image, "dyn", &["/bin/sh", "-c", script]);
     let line = format!("{line} && test ! -e /tmp/scar/rootfs/dyn/etc/new && echo image-pristine");
-    let out = sim.run(&line, &[PRELOAD_ENV, ("SCAR_TEST_SECRET", "hunter2")]);
+    // `scar run` is a tool for people, run with their own environment; the function's secrets
+    // are the bootstrap's, and bootstrap_isolation.rs checks those stay unreadable here.
+    let out = sim.run(&line, &[PRELOAD_ENV]);
     out.assert_success();
     let o = &out.stdout;
     assert!(o.contains("SCAR dynamic test image"), "{o}");
@@ -547,7 +548,6 @@ fn under_simulated_lambda_the_dynamic_image_runs_scripts_perl_and_stays_pristine
         "{o}"
     );
     assert!(o.contains("written"), "{o}");
-    assert!(o.contains("parent-environ-hidden"), "{o}");
     assert!(o.contains("image-pristine"), "{o}");
 }
 
