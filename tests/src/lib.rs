@@ -4,6 +4,7 @@
 //! - [`S3Server`]: `s3s-fs` in-process with SigV4 checked, objects on disk.
 //! - [`RuntimeApi`]: the Lambda Runtime API of `cargo lambda watch --only-lambda-apis`.
 //! - [`ecr::EcrStandIn`]: ECR's `GetAuthorizationToken`, SigV4 checked, for ECR-named registries.
+//! - [`container`]: one container run by an engine, its output collected.
 //! - [`images`]: test root filesystems (static busybox, the host's loader and libc) as directories.
 //! - [`debian_images`]: real-world images from Debian packages (ffmpeg, ImageMagick, Python, a JVM,
 //!   perl; arm64 through qemu; musl), pushed to a [`Registry`].
@@ -12,6 +13,7 @@
 //! The API is synchronous: tests are plain `#[test]` functions. A service that cannot start
 //! panics at once with one line naming the missing package or the port.
 
+pub mod container;
 pub mod debian_images;
 pub mod dist;
 pub mod ecr;

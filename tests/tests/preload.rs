@@ -6,67 +6,21 @@
 //! and the static binaries of `./build.sh`; the Debian case builds its image with debootstrap
 //! once and caches it under /var/tmp/scar-test-images).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use scar_e2e::container::{self, Ran, spec};
 use scar_e2e::lambda_sim::{self, LambdaSim};
 use scar_rootfs::engine::preload::PreloadEngine;
-use scar_rootfs::engine::{Engine, Mount, Outcome, RunSpec, Stdio};
-
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use scar_rootfs::engine::{Engine, Mount, RunSpec, Stdio};
 
 fn engine() -> PreloadEngine {
     PreloadEngine::new(lambda_sim::preload_libs()).expect("preload libraries built")
 }
 
-fn spec(root: &Path, argv: &[&str]) -> RunSpec {
-    RunSpec {
-        root: root.to_path_buf(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        env: vec![
-            ("PATH".into(), PATH.into()),
-            ("HOME".into(), "/root".into()),
-        ],
-        workdir: "/".into(),
-        user: None,
-        mounts: Vec::new(),
-        scratch: std::env::temp_dir(),
-        stdin: Stdio::Null,
-        stdout: Stdio::Piped,
-        stderr: Stdio::Piped,
-    }
-}
-
-struct Ran {
-    outcome: Outcome,
-    stdout: String,
-    stderr: String,
-}
-
 fn run_spec(spec: &RunSpec, deadline: Option<Duration>) -> Ran {
-    let mut c = engine().spawn(spec).expect("spawn");
-    let mut out = c.stdout.take().expect("stdout");
-    let mut err = c.stderr.take().expect("stderr");
-    let t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let outcome = c
-        .wait(deadline.map(|d| Instant::now() + d), Duration::from_secs(2))
-        .expect("wait");
-    Ran {
-        outcome,
-        stdout: t2.join().unwrap(),
-        stderr: t.join().unwrap(),
-    }
+    container::run(&engine(), spec, deadline, Duration::from_secs(2)).expect("spawn")
 }
 
 fn sh(root: &Path, script: &str) -> Ran {

@@ -6,36 +6,16 @@
 //! Run: `cargo test -p scar-e2e --test preload_loader` (builds the image with gcc once and
 //! caches it under /var/tmp/scar-test-images).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use scar_e2e::container::{self, spec};
 use scar_e2e::debian_images::{MUSL_PROGRAM, MUSL_RUNPATH, musl_root};
 use scar_e2e::lambda_sim;
 use scar_e2e::loader_images::{IMAGE_UID, IMAGE_USER, loader_image};
+use scar_rootfs::engine::RunSpec;
 use scar_rootfs::engine::preload::PreloadEngine;
-use scar_rootfs::engine::{Engine, RunSpec, Stdio};
-
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-fn spec(root: &Path, argv: &[&str]) -> RunSpec {
-    RunSpec {
-        root: root.to_path_buf(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        env: vec![
-            ("PATH".into(), PATH.into()),
-            ("HOME".into(), "/root".into()),
-        ],
-        workdir: "/".into(),
-        user: None,
-        mounts: Vec::new(),
-        scratch: std::env::temp_dir(),
-        stdin: Stdio::Null,
-        stdout: Stdio::Piped,
-        stderr: Stdio::Piped,
-    }
-}
 
 /// Run `argv` in `root` with the preload engine; its stdout, after checking it succeeded.
 fn run(root: &Path, argv: &[&str]) -> String {
@@ -44,31 +24,23 @@ fn run(root: &Path, argv: &[&str]) -> String {
 
 /// Run `spec` with the preload engine; its stdout, after checking it succeeded.
 fn run_spec(spec: &RunSpec) -> String {
-    let argv = &spec.argv;
     let engine = PreloadEngine::new(lambda_sim::preload_libs()).expect("preload libraries built");
-    let mut c = engine.spawn(spec).expect("spawn");
-    let mut out = c.stdout.take().expect("stdout");
-    let mut err = c.stderr.take().expect("stderr");
-    let t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut stdout = String::new();
-    let _ = out.read_to_string(&mut stdout);
-    let outcome = c
-        .wait(
-            Some(Instant::now() + Duration::from_secs(60)),
-            Duration::from_secs(2),
-        )
-        .expect("wait");
-    let stderr = t.join().expect("stderr reader");
+    let ran = container::run(
+        &engine,
+        spec,
+        Some(Duration::from_secs(60)),
+        Duration::from_secs(2),
+    )
+    .expect("spawn");
     assert_eq!(
-        outcome.code,
+        ran.outcome.code,
         Some(0),
-        "{argv:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{:?} failed\nstdout:\n{}\nstderr:\n{}",
+        spec.argv,
+        ran.stdout,
+        ran.stderr
     );
-    stdout
+    ran.stdout
 }
 
 /// Every `map=` line of loadprobe's output names a file of the image or of the engine.

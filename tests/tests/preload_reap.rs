@@ -15,11 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bootstrap_support::Function;
+use scar_e2e::container;
 use scar_e2e::lambda_sim;
 use scar_rootfs::engine::preload::PreloadEngine;
-use scar_rootfs::engine::{Engine, Outcome, RunSpec, Stdio};
-
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use scar_rootfs::engine::{Engine, Outcome, RunSpec};
 
 /// The simulator's dynamic image plus coreutils `timeout` and util-linux `setsid` (they need
 /// only libc, which the image has).
@@ -45,18 +44,7 @@ fn image() -> tempfile::TempDir {
 }
 
 fn spec(root: &Path, script: &str) -> RunSpec {
-    RunSpec {
-        root: root.to_path_buf(),
-        argv: vec!["/bin/bash".into(), "-c".into(), script.into()],
-        env: vec![("PATH".into(), PATH.into())],
-        workdir: "/".into(),
-        user: None,
-        mounts: Vec::new(),
-        scratch: std::env::temp_dir(),
-        stdin: Stdio::Null,
-        stdout: Stdio::Piped,
-        stderr: Stdio::Piped,
-    }
+    container::spec(root, &["/bin/bash", "-c", script])
 }
 
 /// Run `script`, wait (with `deadline`), and return the outcome, the output and how long the

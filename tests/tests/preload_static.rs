@@ -11,17 +11,15 @@
 
 mod bootstrap_support;
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bootstrap_support::Function;
+use scar_e2e::container::{self, Ran, spec};
 use scar_e2e::{images, lambda_sim};
+use scar_rootfs::engine::EngineError;
 use scar_rootfs::engine::preload::{PreloadEngine, StaticPolicy};
-use scar_rootfs::engine::{Engine, EngineError, Outcome, RunSpec, Stdio, Unconfined};
-
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn engine(policy: StaticPolicy) -> PreloadEngine {
     PreloadEngine::new(lambda_sim::preload_libs())
@@ -29,51 +27,13 @@ fn engine(policy: StaticPolicy) -> PreloadEngine {
         .with_static_policy(policy)
 }
 
-fn spec(root: &Path, argv: &[&str]) -> RunSpec {
-    RunSpec {
-        root: root.to_path_buf(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        env: vec![("PATH".into(), PATH.into())],
-        workdir: "/".into(),
-        user: None,
-        mounts: Vec::new(),
-        scratch: std::env::temp_dir(),
-        stdin: Stdio::Null,
-        stdout: Stdio::Piped,
-        stderr: Stdio::Piped,
-    }
-}
-
-struct Ran {
-    outcome: Outcome,
-    stdout: String,
-    stderr: String,
-    unconfined: Unconfined,
-}
-
 fn run(policy: StaticPolicy, root: &Path, argv: &[&str]) -> Result<Ran, EngineError> {
-    let mut c = engine(policy).spawn(&spec(root, argv))?;
-    let mut out = c.stdout.take().expect("stdout");
-    let mut err = c.stderr.take().expect("stderr");
-    let errors = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut stdout = String::new();
-    let _ = out.read_to_string(&mut stdout);
-    let outcome = c
-        .wait(
-            Some(Instant::now() + Duration::from_secs(60)),
-            Duration::from_secs(1),
-        )
-        .expect("wait");
-    Ok(Ran {
-        outcome,
-        stdout,
-        stderr: errors.join().expect("stderr reader"),
-        unconfined: c.unconfined(),
-    })
+    container::run(
+        &engine(policy),
+        &spec(root, argv),
+        Some(Duration::from_secs(60)),
+        Duration::from_secs(1),
+    )
 }
 
 /// A static busybox image (its `/bin/sh` is busybox).
