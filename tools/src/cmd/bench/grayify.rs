@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::Bench;
 use super::images::BenchImage;
-use super::invoke::{BUCKET, Bootstrap, INVOKE_LIMIT, Phases, function_env, invoke_once};
+use super::invoke::{BUCKET, Bootstrap, Phases, function_env, invoke_once, services};
 use super::measure::Sample;
 use super::table::{Row, Section, Series};
 use crate::cmd::local::event::{CreatedObject, etag_of, object_created};
@@ -209,17 +209,7 @@ async fn start(
         fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     fs::copy(clip, &input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let s3 = S3Endpoint::start(&data, &[BUCKET.to_string()])
-        .await
-        .map_err(|e| format!("S3 endpoint: {e}"))?;
-    let (notices_tx, notices) = mpsc::unbounded_channel();
-    let api = RuntimeApi::start(
-        "arn:aws:lambda:us-east-1:000000000000:function:scar-bench".to_string(),
-        INVOKE_LIMIT,
-        notices_tx,
-    )
-    .await
-    .map_err(|e| format!("Runtime API: {e}"))?;
+    let (s3, api, notices) = services(&data).await?;
     let env = function_env(bench, &api, &s3, IMAGE, SCRIPT);
     let log = dir.join("bootstrap.log");
     let bootstrap = match layer {

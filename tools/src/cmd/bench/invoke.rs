@@ -121,6 +121,25 @@ async fn invocations_of_size(bench: &Bench, image: &BenchImage, size: u64) -> Ve
     }
 }
 
+/// A function's services: an S3 endpoint serving `data` (bucket [`BUCKET`]) and a Runtime API,
+/// with the receiver of what the Runtime API notices.
+pub(super) async fn services(
+    data: &Path,
+) -> Result<(S3Endpoint, RuntimeApi, mpsc::UnboundedReceiver<Notice>), String> {
+    let s3 = S3Endpoint::start(data, &[BUCKET.to_string()])
+        .await
+        .map_err(|e| format!("S3 endpoint: {e}"))?;
+    let (notices_tx, notices) = mpsc::unbounded_channel();
+    let api = RuntimeApi::start(
+        "arn:aws:lambda:us-east-1:000000000000:function:scar-bench".to_string(),
+        INVOKE_LIMIT,
+        notices_tx,
+    )
+    .await
+    .map_err(|e| format!("Runtime API: {e}"))?;
+    Ok((s3, api, notices))
+}
+
 /// The environment of a benchmark function: the Runtime API and S3 endpoint given, the image
 /// `bench/<image>` of the bench's registry, and `script`.
 pub(super) fn function_env(
@@ -217,17 +236,7 @@ async fn measure_size(
         size,
         etag: etag_of(&input).map_err(|e| format!("hashing {}: {e}", input.display()))?,
     };
-    let s3 = S3Endpoint::start(&data, &[BUCKET.to_string()])
-        .await
-        .map_err(|e| format!("S3 endpoint: {e}"))?;
-    let (notices_tx, mut notices) = mpsc::unbounded_channel();
-    let api = RuntimeApi::start(
-        "arn:aws:lambda:us-east-1:000000000000:function:scar-bench".to_string(),
-        INVOKE_LIMIT,
-        notices_tx,
-    )
-    .await
-    .map_err(|e| format!("Runtime API: {e}"))?;
+    let (s3, api, mut notices) = services(&data).await?;
 
     let cache = dir.join("cache");
     let env = function_env(bench, &api, &s3, image.name, SCRIPT)
