@@ -230,8 +230,9 @@ fn bench_in(
         .clone()
         .unwrap_or_else(|| scar.with_file_name("bootstrap"));
     write_proot_wrapper(work).map_err(io_err_path("write", &work.join(PROOT_WRAPPER)))?;
-    let mut images = images::prepare(&args.cache, quick, &args.mirror)?;
-    images.retain(|i| args.images.is_empty() || args.images.iter().any(|n| n == i.name));
+    let wanted = |name: &str| args.images.is_empty() || args.images.iter().any(|n| n == name);
+    let mut images = images::prepare(&args.cache, quick, &args.mirror, wanted)?;
+    images.retain(|i| wanted(i.name));
     let section = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let registry = Registry::start(&work.join("registry"))?;
     for image in &images {

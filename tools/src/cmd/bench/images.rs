@@ -81,9 +81,15 @@ pub struct BenchImage {
     pub root: PathBuf,
 }
 
-/// Build (or reuse from `cache`) the images of a run. Quick mode builds only images that need
-/// nothing downloaded.
-pub fn prepare(cache: &Path, quick: bool, mirror: &str) -> Result<Vec<BenchImage>, ImageError> {
+/// Build (or reuse from `cache`) the images of a run that `wanted` accepts (by name; the base
+/// layer of the larger ones is always built). Quick mode builds only images that need nothing
+/// downloaded.
+pub fn prepare(
+    cache: &Path,
+    quick: bool,
+    mirror: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<BenchImage>, ImageError> {
     let roots = cache.join("roots");
     let layouts = cache.join("layouts");
     fs::create_dir_all(&roots).map_err(io_err("create", &roots))?;
@@ -108,6 +114,27 @@ pub fn prepare(cache: &Path, quick: bool, mirror: &str) -> Result<Vec<BenchImage
     images.push(packed("medium", &layout_dir("medium"), &minbase, |_| {
         vec![LayerSpec::whole(&minbase)]
     })?);
+    if wanted("large") {
+        images.push(large_image(&roots, &layout_dir("large"), &minbase, mirror)?);
+    }
+    if wanted("ffmpeg") {
+        images.push(ffmpeg_image(
+            &roots,
+            &layout_dir("ffmpeg"),
+            &minbase,
+            mirror,
+        )?);
+    }
+    Ok(images)
+}
+
+/// `large`: the minbase layer, then the compilers and interpreters, then Go as a third layer.
+fn large_image(
+    roots: &Path,
+    layout: &Path,
+    minbase: &Path,
+    mirror: &str,
+) -> Result<BenchImage, ImageError> {
     let large = cached_tree(&roots.join("large"), |dest| {
         debootstrap(
             dest,
@@ -120,23 +147,32 @@ pub fn prepare(cache: &Path, quick: bool, mirror: &str) -> Result<Vec<BenchImage
         "usr/lib/go-1.19".to_string(),
         "usr/share/go-1.19".to_string(),
     ];
-    images.push(packed("large", &layout_dir("large"), &large, |_| {
+    packed("large", layout, &large, |_| {
         vec![
-            LayerSpec::whole(&minbase),
+            LayerSpec::whole(minbase),
             LayerSpec {
                 upper: large.clone(),
-                lower: Some(minbase.clone()),
+                lower: Some(minbase.to_path_buf()),
                 include: Vec::new(),
                 exclude: go.clone(),
             },
             LayerSpec {
                 upper: large.clone(),
-                lower: Some(minbase.clone()),
+                lower: Some(minbase.to_path_buf()),
                 include: go.clone(),
                 exclude: Vec::new(),
             },
         ]
-    })?);
+    })
+}
+
+/// `ffmpeg`: the minbase layer, then Debian's ffmpeg with what it pulls in.
+fn ffmpeg_image(
+    roots: &Path,
+    layout: &Path,
+    minbase: &Path,
+    mirror: &str,
+) -> Result<BenchImage, ImageError> {
     let ffmpeg = cached_tree(&roots.join("ffmpeg"), |dest| {
         debootstrap(
             dest,
@@ -145,18 +181,17 @@ pub fn prepare(cache: &Path, quick: bool, mirror: &str) -> Result<Vec<BenchImage
             &roots.join("debootstrap-ffmpeg.log"),
         )
     })?;
-    images.push(packed("ffmpeg", &layout_dir("ffmpeg"), &ffmpeg, |_| {
+    packed("ffmpeg", layout, &ffmpeg, |_| {
         vec![
-            LayerSpec::whole(&minbase),
+            LayerSpec::whole(minbase),
             LayerSpec {
                 upper: ffmpeg.clone(),
-                lower: Some(minbase.clone()),
+                lower: Some(minbase.to_path_buf()),
                 include: Vec::new(),
                 exclude: Vec::new(),
             },
         ]
-    })?);
-    Ok(images)
+    })
 }
 
 fn packed(
