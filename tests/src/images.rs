@@ -226,7 +226,9 @@ pub fn dynamic_root(dir: &Path) -> Result<(), ImageError> {
         if link.symlink_metadata().is_err() {
             symlink(&name, &link).map_err(io("symlink", &link))?;
         }
-        for library in shared_libraries(&host)? {
+        let mut libraries = shared_libraries(&host)?;
+        libraries.extend(glibc_companions(&libraries));
+        for library in libraries {
             let resolved = std::fs::canonicalize(&library).map_err(io("resolve", &library))?;
             copy_to_same_path(dir, &resolved, &library)?;
         }
@@ -237,6 +239,30 @@ pub fn dynamic_root(dir: &Path) -> Result<(), ImageError> {
         &format!("ID={DYNAMIC_ID}\nNAME=\"SCAR test dynamic\"\n"),
     )?;
     make_readable(dir)
+}
+
+/// The rest of glibc's own package next to the `libc.so.6` among `libraries` (Debian's libc6
+/// ships these beside it, since 2.34 as stubs): a real image has them, and a library linked
+/// against one (the preload library needs `libdl.so.2`) must find it in the image, not on this
+/// host.
+pub fn glibc_companions(libraries: &[PathBuf]) -> Vec<PathBuf> {
+    let Some(dir) = libraries
+        .iter()
+        .find(|lib| lib.file_name().is_some_and(|n| n == "libc.so.6"))
+        .and_then(|libc| libc.parent())
+    else {
+        return Vec::new();
+    };
+    [
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+        "libutil.so.1",
+    ]
+    .iter()
+    .map(|stub| dir.join(stub))
+    .filter(|path| path.exists())
+    .collect()
 }
 
 /// `chmod -R a+rX`: tests run the roots as an unprivileged uid too.

@@ -238,26 +238,8 @@ pub fn dynamic_image() -> PathBuf {
         let probe = root.join("usr/bin/probe");
         compile_probe("gcc", &probe);
         libs.extend(libraries_of(&probe));
-        // The rest of glibc's own package (Debian's libc6 ships these beside libc.so.6, since
-        // 2.34 as stubs): a real image has them, and a library linked against one (the preload
-        // library needs libdl.so.2) must find it in the image, not on this host.
-        let libc_dir = libs
-            .iter()
-            .find(|lib| lib.file_name().is_some_and(|n| n == "libc.so.6"))
-            .and_then(|libc| libc.parent())
-            .map(Path::to_path_buf);
-        if let Some(dir) = libc_dir {
-            for stub in [
-                "libdl.so.2",
-                "libpthread.so.0",
-                "librt.so.1",
-                "libutil.so.1",
-            ] {
-                if dir.join(stub).exists() {
-                    libs.push(dir.join(stub));
-                }
-            }
-        }
+        let companions = crate::images::glibc_companions(&libs);
+        libs.extend(companions);
         libs.sort();
         libs.dedup();
         for lib in &libs {
