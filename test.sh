@@ -143,6 +143,6 @@ phase "cargo test --workspace"
 export SCAR_E2E_DIST="$repo/dist"
 # Benchmark tests print their figures on small inputs here; the full runs are `scar bench`.
 export SCAR_BENCH_QUICK=1
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 phase "all passed"
