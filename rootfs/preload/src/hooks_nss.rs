@@ -119,27 +119,35 @@ fn open_image(file: &[u8]) -> Option<*mut File> {
     Some(f)
 }
 
-/// The first `/etc/passwd` entry of the image that `pred` accepts, parsed into the caller's
-/// storage; the `getpw*_r` return convention (0 with a null result: not found).
+/// libc's `fgetpwent_r`/`fgetgrent_r`: the next entry of a stream, parsed into the caller's
+/// storage.
+type ReadEntry<T> =
+    unsafe extern "C" fn(*mut File, *mut T, *mut c_char, usize, *mut *mut T) -> c_int;
+
+/// The first entry of the image's `file` that `pred` accepts, read with `read` into the
+/// caller's storage; the `getpw*_r`/`getgr*_r` return convention (0 with a null result: not
+/// found).
 ///
 /// # Safety
-/// `pw`, `buf` (`len` bytes) and `result` are valid for writing.
-unsafe fn find_pw(
-    pred: impl Fn(&Passwd) -> bool,
-    pw: *mut Passwd,
+/// `entry`, `buf` (`len` bytes) and `result` are valid for writing; `read` parses `file`'s format.
+unsafe fn find_entry<T>(
+    file: &[u8],
+    read: ReadEntry<T>,
+    pred: impl Fn(&T) -> bool,
+    entry: *mut T,
     buf: *mut c_char,
     len: usize,
-    result: *mut *mut Passwd,
+    result: *mut *mut T,
 ) -> c_int {
     // SAFETY: per the contract.
     unsafe { *result = null_mut() };
-    let Some(f) = open_image(b"/etc/passwd") else {
+    let Some(f) = open_image(file) else {
         return 0;
     };
     let e = loop {
-        let mut r: *mut Passwd = null_mut();
+        let mut r: *mut T = null_mut();
         // SAFETY: f is an open stream; the storage is the caller's.
-        let e = unsafe { fgetpwent_r(f, pw, buf, len, &mut r) };
+        let e = unsafe { read(f, entry, buf, len, &mut r) };
         if e != 0 {
             break if e == sys::ENOENT { 0 } else { e };
         }
@@ -155,10 +163,25 @@ unsafe fn find_pw(
     e
 }
 
-/// [`find_pw`] for `/etc/group`.
+/// [`find_entry`] in the image's `/etc/passwd`.
 ///
 /// # Safety
-/// As [`find_pw`].
+/// As [`find_entry`].
+unsafe fn find_pw(
+    pred: impl Fn(&Passwd) -> bool,
+    pw: *mut Passwd,
+    buf: *mut c_char,
+    len: usize,
+    result: *mut *mut Passwd,
+) -> c_int {
+    // SAFETY: per the contract; fgetpwent_r parses passwd lines.
+    unsafe { find_entry(b"/etc/passwd", fgetpwent_r, pred, pw, buf, len, result) }
+}
+
+/// [`find_entry`] in the image's `/etc/group`.
+///
+/// # Safety
+/// As [`find_entry`].
 unsafe fn find_gr(
     pred: impl Fn(&Group) -> bool,
     gr: *mut Group,
@@ -166,28 +189,8 @@ unsafe fn find_gr(
     len: usize,
     result: *mut *mut Group,
 ) -> c_int {
-    // SAFETY: per the contract.
-    unsafe { *result = null_mut() };
-    let Some(f) = open_image(b"/etc/group") else {
-        return 0;
-    };
-    let e = loop {
-        let mut r: *mut Group = null_mut();
-        // SAFETY: f is an open stream; the storage is the caller's.
-        let e = unsafe { fgetgrent_r(f, gr, buf, len, &mut r) };
-        if e != 0 {
-            break if e == sys::ENOENT { 0 } else { e };
-        }
-        // SAFETY: on success r points at the caller's filled entry.
-        if !r.is_null() && pred(unsafe { &*r }) {
-            // SAFETY: per the contract.
-            unsafe { *result = r };
-            break 0;
-        }
-    };
-    // SAFETY: f came from fdopen.
-    unsafe { fclose(f) };
-    e
+    // SAFETY: per the contract; fgetgrent_r parses group lines.
+    unsafe { find_entry(b"/etc/group", fgetgrent_r, pred, gr, buf, len, result) }
 }
 
 /// `true` when the C string `p` equals `name`.
