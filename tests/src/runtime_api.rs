@@ -92,7 +92,7 @@ impl RuntimeApi {
                 command,
                 &dir.path().join("cargo-lambda.log"),
             );
-            match child.wait_for_port(addr) {
+            match child.wait_for_own_port(addr) {
                 Ok(()) => {
                     return RuntimeApi {
                         child,

@@ -116,12 +116,25 @@ impl ServiceChild {
     /// Returns `Err(last log line)` when the child exits first, so the caller can retry on another
     /// port if it lost a port race; panics with one line after [`READY_TIMEOUT`].
     pub fn wait_for_port(&mut self, addr: SocketAddr) -> Result<(), String> {
+        self.wait_for_listener(addr, false)
+    }
+
+    /// [`wait_for_port`](Self::wait_for_port), but the listening socket must belong to a process
+    /// of this child's process group: another test's service may have taken the port between
+    /// [`free_port`] and the child's own bind, and would answer in its place.
+    pub fn wait_for_own_port(&mut self, addr: SocketAddr) -> Result<(), String> {
+        self.wait_for_listener(addr, true)
+    }
+
+    fn wait_for_listener(&mut self, addr: SocketAddr, own: bool) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if let Some(status) = self.exited() {
                 return Err(format!("{status}: {}", self.last_log_line()));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && (!own || group_listens_on(self.id(), addr.port()))
+            {
                 return Ok(());
             }
             if start.elapsed() > READY_TIMEOUT {
@@ -152,6 +165,54 @@ impl Drop for ServiceChild {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether a process of process group `group` holds the socket listening on loopback `port`
+/// (`/proc/net/tcp`'s LISTEN entry, then the processes' descriptors).
+fn group_listens_on(group: u32, port: u16) -> bool {
+    let Some(inode) = listening_inode(port) else {
+        return false;
+    };
+    let socket = format!("socket:[{inode}]");
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|entry| {
+        let path = entry.path();
+        let in_group = std::fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|stat| {
+                // After the command name: state, ppid, pgrp.
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+            })
+            == Some(group);
+        in_group
+            && std::fs::read_dir(path.join("fd")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|link| link.as_os_str() == socket.as_str())
+                })
+            })
+    })
+}
+
+/// The inode of the TCP socket listening on `port` (IPv4 or IPv6), if any.
+fn listening_inode(port: u16) -> Option<u64> {
+    const LISTEN: &str = "0A";
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields.get(1)?.rsplit_once(':')?.1;
+                (fields.get(3) == Some(&LISTEN)
+                    && u16::from_str_radix(local_port, 16).ok() == Some(port))
+                .then(|| fields.get(9)?.parse().ok())
+                .flatten()
+            })
+        })
 }
 
 /// Whether a failure line says the port was taken between [`free_port`] and the child's bind.
