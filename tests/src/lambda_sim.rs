@@ -57,7 +57,7 @@ pub fn preload_libs() -> PathBuf {
 static BUILD: Mutex<()> = Mutex::new(());
 
 /// Build `name` under [`IMAGE_CACHE`] with `recipe` unless it is there already.
-fn cached(name: &str, recipe: impl FnOnce(&Path)) -> PathBuf {
+pub(crate) fn cached(name: &str, recipe: impl FnOnce(&Path)) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(IMAGE_CACHE).join(name);
     if dir.is_dir() {
@@ -81,7 +81,7 @@ fn cached(name: &str, recipe: impl FnOnce(&Path)) -> PathBuf {
     dir
 }
 
-fn run_ok(cmd: &mut Command) -> Output {
+pub(crate) fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -191,7 +191,7 @@ fn compile_probe(compiler: &str, out: &Path) {
     );
 }
 
-fn write(root: &Path, path: &str, text: &str) {
+pub(crate) fn write(root: &Path, path: &str, text: &str) {
     let p = root.join(path.trim_start_matches('/'));
     std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
     std::fs::write(p, text).expect("write");

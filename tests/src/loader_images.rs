@@ -8,12 +8,9 @@
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
-use crate::lambda_sim::dynamic_image;
+use crate::lambda_sim::{cached, dynamic_image, run_ok, write};
 
-/// Where the test images are cached (shared with `lambda_sim`'s).
-const IMAGE_CACHE: &str = "/var/tmp/scar-test-images";
 /// Bump when the recipe changes, so a stale cached image is not reused.
 const RECIPE: u32 = 1;
 /// A user that exists only in the image's `/etc/passwd` (and its group in `/etc/group`).
@@ -142,16 +139,17 @@ const LIBS: &[Lib] = &[
 /// UTF-16 gconv module, and a user and group only the image has. Cached under
 /// `/var/tmp/scar-test-images`.
 pub fn loader_image() -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
+    // Built outside `cached`, which holds the image builders' lock while its recipe runs.
     let base = dynamic_image();
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Path::new(IMAGE_CACHE).join(format!("loader-{RECIPE}"));
-    if dir.is_dir() {
-        return dir;
-    }
-    let tmp = Path::new(IMAGE_CACHE).join(format!("loader-{RECIPE}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    run_ok(Command::new("cp").arg("-a").arg(&base).arg(&tmp));
+    cached(&format!("loader-{RECIPE}"), |tmp| {
+        build_loader_image(&base, tmp)
+    })
+}
+
+/// The recipe of [`loader_image`]: `base` copied into `tmp`, then the libraries, the probe and
+/// the configuration files.
+fn build_loader_image(base: &Path, tmp: &Path) {
+    run_ok(Command::new("cp").arg("-a").arg(base.join(".")).arg(tmp));
     let build = tempfile::tempdir().expect("tempdir");
     let b = build.path();
     let tmp_s = b.to_string_lossy().into_owned();
@@ -191,7 +189,7 @@ pub fn loader_image() -> PathBuf {
         .arg("-Wl,--enable-new-dtags")
         .arg(format!("-Wl,-rpath-link,{tmp_s}/opt/x/deep"));
     run_ok(&mut cmd);
-    write(&tmp, "/etc/ld.so.conf.d/scar-conf.conf", "/opt/conf/lib\n");
+    write(tmp, "/etc/ld.so.conf.d/scar-conf.conf", "/opt/conf/lib\n");
     // glibc's gconv configuration and the module iconv_open("UTF-16LE") loads.
     let gconv = Path::new("/usr/lib")
         .join(format!("{}-linux-gnu", std::env::consts::ARCH))
@@ -212,45 +210,21 @@ pub fn loader_image() -> PathBuf {
         );
     }
     write(
-        &tmp,
+        tmp,
         "/etc/passwd",
         &format!(
             "root:x:0:0:root:/root:/bin/sh\n{IMAGE_USER}:x:{IMAGE_UID}:{IMAGE_UID}::/home/{IMAGE_USER}:/bin/sh\n"
         ),
     );
     write(
-        &tmp,
+        tmp,
         "/etc/group",
         &format!("root:x:0:\n{IMAGE_USER}:x:{IMAGE_UID}:\n"),
     );
     write(
-        &tmp,
+        tmp,
         "/etc/nsswitch.conf",
         "passwd: files\ngroup: files\nhosts: files dns\n",
     );
     let _ = symlink("/usr/share/zoneinfo/UTC", tmp.join("etc/localtime"));
-    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&tmp));
-    match std::fs::rename(&tmp, &dir) {
-        Ok(()) => {}
-        Err(_) if dir.is_dir() => {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        Err(e) => panic!("rename {} to {}: {e}", tmp.display(), dir.display()),
-    }
-    dir
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn write(root: &Path, path: &str, text: &str) {
-    let p = root.join(path.trim_start_matches('/'));
-    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-    std::fs::write(p, text).expect("write");
 }
