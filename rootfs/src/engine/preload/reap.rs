@@ -169,18 +169,8 @@ impl Reaper {
     /// The container's live processes now: tagged ones, `known` ones and the first program,
     /// plus every descendant of those by parent links.
     fn scan(&self, known: &HashMap<i32, u64>) -> Vec<Stat> {
-        let Ok(dir) = std::fs::read_dir(&self.proc) else {
-            return Vec::new();
-        };
         let mut all = Vec::new();
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
+        for pid in pids(&self.proc) {
             if pid == self.me {
                 continue;
             }
@@ -299,6 +289,16 @@ impl Reaper {
     }
 }
 
+/// The process ids listed in `proc` (a `/proc` mount); none when it cannot be read.
+fn pids(proc: &Path) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .collect()
+}
+
 fn read_stat(proc: &Path, pid: i32) -> Option<Stat> {
     let text = std::fs::read_to_string(proc.join(pid.to_string()).join("stat")).ok()?;
     Stat::parse(&text)
@@ -350,24 +350,18 @@ mod tests {
 
     /// PIDs of live processes whose command line holds `marker`.
     fn with_marker(marker: &str) -> Vec<i32> {
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
+        let proc = Path::new("/proc");
+        let mut found = Vec::new();
+        for pid in pids(proc) {
+            let Ok(cmdline) = std::fs::read(proc.join(pid.to_string()).join("cmdline")) else {
                 continue;
             };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let alive = read_stat(Path::new("/proc"), pid).is_some_and(|s| !s.is_dead());
+            let alive = read_stat(proc, pid).is_some_and(|s| !s.is_dead());
             if alive && String::from_utf8_lossy(&cmdline).contains(marker) {
-                pids.push(pid);
+                found.push(pid);
             }
         }
-        pids
+        found
     }
 
     fn wait_for(marker: &str, count: usize) {
