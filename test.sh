@@ -120,6 +120,10 @@ for tool in docker-registry cargo-lambda qemu-aarch64-static; do
   fi
 done
 
+# A fresh build without incremental caches: they only help rebuilds, and cost disk and time here.
+export CARGO_INCREMENTAL=0
+phase "disk before the builds: $(df -h --output=avail "$repo" | tail -1 | tr -d ' ') free where the repository is"
+
 phase "cargo fmt --all --check"
 cargo fmt --all --check
 
@@ -144,5 +148,7 @@ export SCAR_E2E_DIST="$repo/dist"
 # Benchmark tests print their figures on small inputs here; the full runs are `scar bench`.
 export SCAR_BENCH_QUICK=1
 cargo test --workspace --locked --no-fail-fast
+
+phase "disk after the tests: $(du -sh target 2>/dev/null | cut -f1) in target/, $(df -h --output=avail "$repo" | tail -1 | tr -d ' ') free"
 
 phase "all passed"
