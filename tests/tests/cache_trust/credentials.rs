@@ -1,0 +1,1 @@
+//! (filled in by the credentials work of #17)

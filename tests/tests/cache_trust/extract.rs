@@ -1,0 +1,1 @@
+//! (filled in by the extract work of #17)
