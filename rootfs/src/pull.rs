@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::cache::{Cache, CacheError, ImageRecord, RefRecord};
 use crate::extract::pipeline::{self, ChannelReader, Counted, Verified};
 use crate::extract::{ExtractError, Extractor};
-use crate::image::PreparedImage;
+use crate::image::{ImageConfig, PreparedImage};
 use crate::reference::{ImageRef, ReferenceError};
 use crate::registry::download;
 use crate::source::{self, BlobRef, Blobs, Layer, ResolvedImage, SourceError};
@@ -192,38 +192,46 @@ pub fn prepare_cached(
     let image_ref: ImageRef = image.parse()?;
     let cache = Cache::open(&options.cache_dir)?;
     Ok(
-        cached_record(&image_ref, options, &cache)?.map(|record| PreparedImage {
+        cached_record(&image_ref, options, &cache)?.map(|(record, config)| PreparedImage {
             reference: image.to_owned(),
             root: cache.image_dir(&record.chain_id).join("root"),
-            config: record.config,
+            config,
             chain_id: record.chain_id.to_string(),
         }),
     )
 }
 
-/// The cache's record for `image` when it can be found without a pull.
+/// The cache's record for `image` and the image's own config, when both can be found without
+/// a pull.
 fn cached_record(
     image: &ImageRef,
     options: &PullOptions,
     cache: &Cache,
-) -> Result<Option<ImageRecord>, PullError> {
+) -> Result<Option<(ImageRecord, ImageConfig)>, PullError> {
     let remembered = source::remembered(image);
     if remembered && options.policy != PullPolicy::IfNotPresent {
         return Ok(None);
     }
     let _shared = cache.lock(false)?;
-    let chain_id = if remembered {
-        match cache.read_ref(&image.to_string())? {
-            Some(r) => r.chain_id,
+    let (chain_id, config) = if remembered {
+        let Some(r) = cache.read_ref(&image.to_string())? else {
+            return Ok(None);
+        };
+        // A reference remembered by an older version names no config: resolve it again.
+        let Some(digest) = r.config else {
+            return Ok(None);
+        };
+        match cache.read_config(&digest)? {
+            Some(config) => (r.chain_id, config),
             None => return Ok(None),
         }
     } else {
         match source::resolve_local(image, options)? {
-            Some(resolved) => resolved.chain_id,
+            Some(resolved) => (resolved.chain_id, resolved.config),
             None => return Ok(None),
         }
     };
-    Ok(cache.lookup(&chain_id)?)
+    Ok(cache.lookup(&chain_id)?.map(|record| (record, config)))
 }
 
 /// [`prepare`], reporting progress and returning what was done.
@@ -237,11 +245,11 @@ pub async fn prepare_with_progress(
     let cache = Cache::open(&options.cache_dir)?;
     let key = image_ref.to_string();
     let remembered = source::remembered(&image_ref);
-    let hit = |record: ImageRecord| {
+    let hit = |record: ImageRecord, config: ImageConfig| {
         let prepared = PreparedImage {
             reference: image.to_owned(),
             root: cache.image_dir(&record.chain_id).join("root"),
-            config: record.config,
+            config,
             chain_id: record.chain_id.to_string(),
         };
         let report = PullReport {
@@ -251,27 +259,30 @@ pub async fn prepare_with_progress(
         };
         (prepared, report)
     };
-    if let Some(record) = cached_record(&image_ref, options, &cache)? {
-        return Ok(hit(record));
+    if let Some((record, config)) = cached_record(&image_ref, options, &cache)? {
+        return Ok(hit(record, config));
     }
     let (resolved, blobs) = source::resolve(&image_ref, options, &cache).await?;
     let lock_cache = cache.clone();
     let _lock = tokio::task::spawn_blocking(move || lock_cache.lock(true))
         .await
         .map_err(|e| PullError::Worker(e.to_string()))??;
+    // The config first, so that a reference never names a config that is not there.
     let remember = |chain_id| -> Result<(), CacheError> {
         if remembered {
+            cache.write_config(&resolved.config_digest, &resolved.config)?;
             cache.write_ref(&RefRecord {
                 reference: key.clone(),
                 manifest: resolved.manifest,
                 chain_id,
+                config: Some(resolved.config_digest),
             })?;
         }
         Ok(())
     };
     if let Some(record) = cache.lookup(&resolved.chain_id)? {
         remember(record.chain_id)?;
-        return Ok(hit(record));
+        return Ok(hit(record, resolved.config.clone()));
     }
     let mut need = estimate(&resolved.layers);
     let keep = options.keep_blobs.then(|| cache.clone());
@@ -291,17 +302,18 @@ pub async fn prepare_with_progress(
             return Err(err);
         }
     };
+    // `build_root` succeeded, so every layer's uncompressed stream hashed to its DiffID.
     let record = ImageRecord {
         reference: key.clone(),
         chain_id: resolved.chain_id,
-        config: resolved.config.clone(),
+        verified_diff_ids: Some(resolved.layers.iter().map(|l| l.diff_id).collect()),
         size,
         layers: resolved.layers.len(),
     };
     cache.publish(&build, &record)?;
     remember(record.chain_id)?;
     let layers = record.layers;
-    let (prepared, _) = hit(record);
+    let (prepared, _) = hit(record, resolved.config.clone());
     tracing::info!(image = %key, root = %prepared.root.display(), layers, bytes_downloaded, bytes_written, "image ready");
     Ok((
         prepared,
@@ -501,21 +513,17 @@ fn apply_all(
             copy,
             verified,
         } = sources.open(i, layer)?;
-        let (input, diff_id): (Box<dyn std::io::Read + Send>, _) = match layer.blob {
-            BlobRef::Digest(_) if verified => {
-                (Box::new(Counted::new(input, counter.clone())), None)
-            }
-            BlobRef::Digest(d) => (
-                Box::new(Verified::new(input, d, layer.size, counter.clone())),
-                None,
-            ),
-            BlobRef::ArchivePath(_) => (
-                Box::new(Counted::new(input, counter.clone())),
-                Some(layer.diff_id),
-            ),
+        let input: Box<dyn std::io::Read + Send> = match layer.blob {
+            BlobRef::Digest(_) if verified => Box::new(Counted::new(input, counter.clone())),
+            BlobRef::Digest(d) => Box::new(Verified::new(input, d, layer.size, counter.clone())),
+            BlobRef::ArchivePath(_) => Box::new(Counted::new(input, counter.clone())),
         };
         let layer_started = Instant::now();
-        let (mut tar, worker) = pipeline::decompress(input, diff_id);
+        // Every layer's uncompressed stream is hashed against the DiffID the config claims,
+        // beside inflate on the decompression thread: the cache key (ChainID) is made of those
+        // claims, so an image whose config copies another's DiffIDs over other layers must
+        // fail here rather than be published under the other image's key.
+        let (mut tar, worker) = pipeline::decompress(input, Some(layer.diff_id));
         let applied = extractor.apply_layer(&mut tar).and_then(|stats| {
             tar.drain()
                 .map(|()| stats)

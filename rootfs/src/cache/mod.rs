@@ -2,14 +2,23 @@
 //!
 //! ```text
 //! <cache>/lock                     flock: shared to read, exclusive to write
-//! <cache>/refs/<escaped ref>       JSON: reference -> manifest digest + ChainID (warm resolution)
-//! <cache>/rootfs/<chainid hex>/    root/ (the flattened filesystem), image.json, last-used
+//! <cache>/refs/<escaped ref>       JSON: reference -> manifest digest, ChainID and config
+//!                                  digest (warm resolution)
+//! <cache>/rootfs/<chainid hex>/    root/ (the flattened filesystem), image.json (the DiffIDs
+//!                                  verified while extracting), last-used
+//! <cache>/configs/<digest hex>.json  an image's runtime config, by its config blob's digest
 //! <cache>/blobs/sha256/<hex>       compressed blobs, only when asked to keep them
 //! <cache>/tmp/, <cache>/ingest/    work areas; anything there is garbage after a crash
 //! ```
 //!
 //! Root filesystems are built under `tmp/` and renamed into `rootfs/` only once complete, so a
 //! reader never sees a half-extracted image.
+//!
+//! A root is keyed by the ChainID of its layers' DiffIDs, which an image's config merely claims:
+//! `image.json` records the DiffIDs that the extraction hashed, and [`Cache::lookup`] serves
+//! a root only when they chain to its key (a record without them, as older versions wrote, is
+//! rebuilt). The runtime config is not part of a root: images sharing their layers (`FROM x`
+//! plus `ENV`) share the root and each keep their own config under `configs/`.
 
 mod lock;
 mod remove;
@@ -82,6 +91,10 @@ pub struct RefRecord {
     pub manifest: Option<Digest>,
     /// ChainID of the image's layers: the `rootfs/` key.
     pub chain_id: Digest,
+    /// Digest of the image's config blob: the `configs/` key. `None` in records of older
+    /// versions, which are then resolved again.
+    #[serde(default)]
+    pub config: Option<Digest>,
 }
 
 /// What `rootfs/<hex>/image.json` records.
@@ -91,8 +104,11 @@ pub struct ImageRecord {
     pub reference: String,
     /// ChainID.
     pub chain_id: Digest,
-    /// The runtime config.
-    pub config: ImageConfig,
+    /// The DiffIDs that the uncompressed layers were hashed to while they were extracted,
+    /// bottom first: the proof that the root holds what its key says. `None` in records of
+    /// older versions, which did not verify them; such a root is never served.
+    #[serde(default)]
+    pub verified_diff_ids: Option<Vec<Digest>>,
     /// Bytes it occupies (content plus per-entry overhead, as charged during extraction).
     pub size: u64,
     /// Number of layers.
@@ -117,7 +133,7 @@ impl Cache {
                 root: root.to_owned(),
             });
         }
-        for sub in ["refs", "rootfs", "tmp", "ingest"] {
+        for sub in ["refs", "rootfs", "configs", "tmp", "ingest"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(io_err("mkdir", &dir))?;
         }
@@ -171,14 +187,48 @@ impl Cache {
         }
     }
 
-    /// The published image with this ChainID, if complete; marks it used (LRU).
+    /// The published image with this ChainID, if complete and proven verified (see
+    /// [`ImageRecord::proves`]); marks it used (LRU). An unproven one counts as absent: the
+    /// pull rebuilds it and [`Cache::publish`] replaces it.
     pub fn lookup(&self, chain_id: &Digest) -> Result<Option<ImageRecord>, CacheError> {
         let dir = self.image_dir(chain_id);
-        let record: Option<ImageRecord> = read_json(&dir.join("image.json"))?;
-        if record.is_some() {
-            touch(&dir.join("last-used"));
+        let Some(record) = read_json::<ImageRecord>(&dir.join("image.json"))? else {
+            return Ok(None);
+        };
+        if !record.proves(chain_id) {
+            tracing::info!(
+                chain_id = %chain_id,
+                "cached image has no proof that its layers were verified (an older scar wrote it): building it again"
+            );
+            return Ok(None);
         }
-        Ok(record)
+        touch(&dir.join("last-used"));
+        Ok(Some(record))
+    }
+
+    fn config_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("configs")
+            .join(format!("{}.json", digest.hex()))
+    }
+
+    /// The runtime config of the image whose config blob has this digest, if stored.
+    pub fn read_config(&self, digest: &Digest) -> Result<Option<ImageConfig>, CacheError> {
+        read_json(&self.config_path(digest))
+    }
+
+    /// Store an image's runtime config under its config digest (atomically: a reader sees the
+    /// whole file or none). Content-addressed, so one already there is left as it is.
+    pub fn write_config(&self, digest: &Digest, config: &ImageConfig) -> Result<(), CacheError> {
+        let path = self.config_path(digest);
+        if path.exists() {
+            return Ok(());
+        }
+        // A cache made by an older version has no `configs/` (`open` stops at its first check).
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err("mkdir", dir))?;
+        }
+        write_json_atomic(self, &path, config)
     }
 
     /// A fresh private build directory under `tmp/`.
@@ -207,10 +257,27 @@ impl Cache {
         std::fs::write(&meta, text).map_err(io_err("write", &meta))?;
         touch(&build.join("last-used"));
         let dest = self.image_dir(&record.chain_id);
+        // A root under this key that does not prove its layers (an older version's) makes
+        // room for the verified one: moved aside in one step, then removed.
+        let stale = read_json::<ImageRecord>(&dest.join("image.json"))
+            .map_or(dest.exists(), |r| r.is_none_or(|r| !r.proves(&record.chain_id)));
+        if stale {
+            let grave = self.root.join("tmp").join(format!(
+                "unproven-{}-{}",
+                record.chain_id.hex(),
+                TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            if std::fs::rename(&dest, &grave).is_ok() {
+                remove_tree(&grave).map_err(io_err("remove", &grave))?;
+            }
+        }
         match std::fs::rename(build, &dest) {
             Ok(()) => Ok(dest),
             // Someone published the same ChainID first (only possible without the lock).
-            Err(e) if dest.join("image.json").exists() => {
+            Err(e)
+                if read_json::<ImageRecord>(&dest.join("image.json"))
+                    .is_ok_and(|r| r.is_some_and(|r| r.proves(&record.chain_id))) =>
+            {
                 tracing::debug!(err = %e, "image already published");
                 let _ = remove_tree(build);
                 Ok(dest)
@@ -254,8 +321,8 @@ impl Cache {
         Ok(out)
     }
 
-    /// Remove crash leftovers (`tmp/`, `ingest/`) and references to images no longer present.
-    /// Call with the exclusive lock held.
+    /// Remove crash leftovers (`tmp/`, `ingest/`), references to images no longer present and
+    /// configs no reference names. Call with the exclusive lock held.
     pub fn collect_garbage(&self) -> Result<u64, CacheError> {
         let mut removed = 0;
         for sub in ["tmp", "ingest"] {
@@ -271,9 +338,24 @@ impl Cache {
                 removed += 1;
             }
         }
+        let mut named = std::collections::HashSet::new();
         for r in self.refs()? {
             if !self.image_dir(&r.chain_id).join("image.json").exists() {
                 self.remove_ref(&r.reference)?;
+                removed += 1;
+            } else if let Some(config) = r.config {
+                named.insert(format!("{}.json", config.hex()));
+            }
+        }
+        let configs = self.root.join("configs");
+        if let Ok(entries) = std::fs::read_dir(&configs) {
+            for entry in entries {
+                let entry = entry.map_err(io_err("readdir", &configs))?;
+                if named.contains(entry.file_name().to_string_lossy().as_ref()) {
+                    continue;
+                }
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(io_err("unlink", &path))?;
                 removed += 1;
             }
         }
@@ -300,6 +382,19 @@ impl Cache {
         self.root
             .join("ingest")
             .join(format!("{}-{n}-{name}", std::process::id()))
+    }
+}
+
+impl ImageRecord {
+    /// Whether this record proves that the root it describes is the one `key` names: the
+    /// DiffIDs its extraction verified chain to `key` (an image without layers has the ChainID
+    /// of nothing at all, as `source::finish` gives it).
+    pub fn proves(&self, key: &Digest) -> bool {
+        let Some(verified) = &self.verified_diff_ids else {
+            return false;
+        };
+        let chain = crate::digest::chain_id(verified).unwrap_or_else(|| Digest::of(b""));
+        self.chain_id == *key && chain == *key && verified.len() == self.layers
     }
 }
 

@@ -10,7 +10,7 @@ fn record(cache: &Cache, name: &str, size: u64) -> ImageRecord {
     let rec = ImageRecord {
         reference: name.to_owned(),
         chain_id,
-        config: ImageConfig::default(),
+        verified_diff_ids: Some(vec![chain_id]),
         size,
         layers: 1,
     };
@@ -20,6 +20,7 @@ fn record(cache: &Cache, name: &str, size: u64) -> ImageRecord {
             reference: name.to_owned(),
             manifest: None,
             chain_id,
+            config: None,
         })
         .unwrap();
     rec
@@ -77,6 +78,7 @@ fn garbage_collection_removes_leftovers_and_dangling_refs() {
             reference: "dangling".into(),
             manifest: None,
             chain_id: Digest::of(b"nothing"),
+            config: None,
         })
         .unwrap();
     assert_eq!(cache.collect_garbage().unwrap(), 2);
@@ -113,7 +115,7 @@ fn a_lookup_renews_a_stale_last_used_mark_and_leaves_a_fresh_one_alone() {
 fn a_new_cache_gets_every_directory_and_opens_again_as_it_was() {
     let tmp = tempfile::tempdir().unwrap();
     Cache::open(tmp.path()).unwrap();
-    for sub in ["refs", "rootfs", "tmp", "ingest"] {
+    for sub in ["refs", "rootfs", "configs", "tmp", "ingest"] {
         assert!(tmp.path().join(sub).is_dir(), "{sub}");
     }
     let rec = record(&Cache::open(tmp.path()).unwrap(), "again", 10);

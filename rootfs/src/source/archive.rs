@@ -150,5 +150,7 @@ pub(super) fn resolve_docker(blobs: &Blobs, what: &str) -> Result<ResolvedImage,
         })
         .collect();
     let digest = Some(Digest::of(&body));
-    finish(what, digest, config, layers, &diff_ids)
+    // No descriptor names the config: its key is the digest of its bytes, as a registry's is.
+    let config_digest = Digest::of(&config_body);
+    finish(what, digest, config, config_digest, layers, &diff_ids)
 }

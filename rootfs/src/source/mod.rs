@@ -100,7 +100,8 @@ pub enum SourceError {
 pub enum BlobRef {
     /// A blob by digest; its compressed bytes are verified against it.
     Digest(Digest),
-    /// A file in a `docker save` archive; its uncompressed bytes are verified against the DiffID.
+    /// A file in a `docker save` archive (no digest of its own); only its uncompressed bytes
+    /// are verified, against the DiffID, as every layer's are.
     ArchivePath(String),
 }
 
@@ -113,7 +114,8 @@ pub struct Layer {
     pub size: Option<u64>,
     /// Media type, when the source says.
     pub media_type: String,
-    /// DiffID (digest of the uncompressed tar), from the config.
+    /// DiffID (digest of the uncompressed tar), from the config: a claim until the layer's
+    /// uncompressed stream is hashed during extraction, which every pull does.
     pub diff_id: Digest,
 }
 
@@ -126,6 +128,9 @@ pub struct ResolvedImage {
     pub manifest: Option<Digest>,
     /// How to run it.
     pub config: ImageConfig,
+    /// sha256 of the config blob's bytes: the key of the config in the cache (`configs/`), so
+    /// that two images sharing their layers never share a config.
+    pub config_digest: Digest,
     /// Layers bottom first.
     pub layers: Vec<Layer>,
     /// ChainID of the layers.
@@ -397,13 +402,14 @@ fn assemble(
             diff_id: *diff_id,
         })
         .collect();
-    finish(what, digest, config, layers, &diff_ids)
+    finish(what, digest, config, Digest::of(config_body), layers, &diff_ids)
 }
 
 fn finish(
     what: &str,
     manifest: Option<Digest>,
     config: ImageConfig,
+    config_digest: Digest,
     layers: Vec<Layer>,
     diff_ids: &[Digest],
 ) -> Result<ResolvedImage, SourceError> {
@@ -413,6 +419,7 @@ fn finish(
         reference: what.to_owned(),
         manifest,
         config,
+        config_digest,
         layers,
         chain_id,
     })
