@@ -34,7 +34,7 @@ pub enum BlobError {
     },
     /// The uncompressed tar does not match the config's DiffID.
     #[error(
-        "layer with DiffID {expected} uncompresses to {actual}: the archive is corrupt; nothing from it was kept"
+        "the image's config says this layer's DiffID is {expected} but it uncompresses to {actual}: the image is corrupt or was tampered with (its config may claim another image's layers); nothing from it was kept"
     )]
     DiffId {
         /// From the config.
