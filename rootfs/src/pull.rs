@@ -17,6 +17,9 @@ use crate::reference::{ImageRef, ReferenceError};
 use crate::registry::download;
 use crate::source::{self, BlobRef, Blobs, Layer, ResolvedImage, SourceError};
 
+mod deadline;
+pub use deadline::PartialPull;
+
 /// When to contact the registry (`SCAR_PULL_POLICY`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PullPolicy {
@@ -76,6 +79,10 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
     /// Keep compressed blobs after extraction (off by default: `/tmp` is small on Lambda).
     pub keep_blobs: bool,
+    /// When the pull must be over (the bootstrap's invocation deadline minus its margin):
+    /// past it the downloads and the extraction stop, nothing is published and the pull fails
+    /// with [`PullError::Deadline`]. `None`: no bound.
+    pub deadline: Option<Instant>,
     /// S3 client for `s3://` archives; `None` builds one from the standard AWS configuration.
     pub s3: Option<aws_sdk_s3::Client>,
 }
@@ -91,6 +98,7 @@ impl PullOptions {
             credentials: None,
             insecure_registries: Vec::new(),
             keep_blobs: false,
+            deadline: None,
             s3: None,
         }
     }
@@ -126,6 +134,9 @@ pub enum PullError {
     /// A worker thread died.
     #[error("the extraction worker stopped unexpectedly: {0}")]
     Worker(String),
+    /// The pull did not finish before [`PullOptions::deadline`]; nothing was published.
+    #[error("{0}")]
+    Deadline(PartialPull),
 }
 
 impl From<SourceError> for PullError {
@@ -262,11 +273,17 @@ pub async fn prepare_with_progress(
     if let Some((record, config)) = cached_record(&image_ref, options, &cache)? {
         return Ok(hit(record, config));
     }
-    let (resolved, blobs) = source::resolve(&image_ref, options, &cache).await?;
+    let (resolved, blobs) =
+        deadline::before(options.deadline, source::resolve(&image_ref, options, &cache)).await??;
     let lock_cache = cache.clone();
-    let _lock = tokio::task::spawn_blocking(move || lock_cache.lock(true))
-        .await
-        .map_err(|e| PullError::Worker(e.to_string()))??;
+    let lock = deadline::before(
+        options.deadline,
+        tokio::task::spawn_blocking(move || lock_cache.lock(true)),
+    )
+    .await?
+    .map_err(|e| PullError::Worker(e.to_string()))??;
+    // Shared with the extraction thread, which may outlive this future (see `deadline::Stop`).
+    let lock = Arc::new(lock);
     // The config first, so that a reference never names a config that is not there.
     let remember = |chain_id| -> Result<(), CacheError> {
         if remembered {
@@ -287,11 +304,18 @@ pub async fn prepare_with_progress(
     let mut need = estimate(&resolved.layers);
     let keep = options.keep_blobs.then(|| cache.clone());
     if keep.is_some() {
-        need += resolved.layers.iter().filter_map(|l| l.size).sum::<u64>();
+        // Blobs an earlier pull kept are already in the cache (and its usage).
+        need += resolved
+            .layers
+            .iter()
+            .filter(|l| !matches!(l.blob, BlobRef::Digest(d) if cache.blob_path(&d).exists()))
+            .filter_map(|l| l.size)
+            .sum::<u64>();
     }
     let room = cache.make_room(need, options.max_cache_bytes, None)?;
     let build = cache.new_tmp()?;
-    let outcome = build_root(&resolved, blobs, &build, room, progress, keep).await;
+    let stop = deadline::Stop::new(options.deadline).holding(lock.clone());
+    let outcome = build_root(&resolved, blobs, &build, room, progress, keep, stop).await;
     let (bytes_downloaded, bytes_written, size) = match outcome {
         Ok(v) => v,
         Err(err) => {
@@ -352,6 +376,7 @@ async fn build_root(
     budget: u64,
     progress: Option<Progress>,
     keep: Option<Cache>,
+    stop: deadline::Stop,
 ) -> Result<(u64, u64, u64), PullError> {
     let root = build.join("root");
     std::fs::create_dir(&root).map_err(|source| CacheError::Io {
@@ -393,15 +418,30 @@ async fn build_root(
     let layers = resolved.layers.clone();
     let image = resolved.reference.clone();
     let counter = downloaded.clone();
+    // Dropping this future (or the deadline) stops the downloads and the thread below.
+    let guard = stop.guard(driver.as_ref().map(|d| d.abort_handle()));
+    let until = stop.deadline();
     let work = tokio::task::spawn_blocking(move || {
         let sources = Sources {
             blobs: &blobs,
             receivers,
             keep,
+            stop,
         };
-        apply_all(&root, &layers, sources, budget, &counter, progress, &image)
+        let result = apply_all(&root, &layers, sources, budget, &counter, progress, &image);
+        // Removed here, not only by the caller: when the pull's future was dropped, this
+        // thread is the last one to know the build failed.
+        if result.is_err()
+            && let Some(build) = root.parent()
+        {
+            let _ = crate::cache::remove_tree(build);
+        }
+        result
     });
-    let result = work.await.map_err(|e| PullError::Worker(e.to_string()));
+    let result = deadline::finish(work, &guard, until)
+        .await
+        .map_err(|e| PullError::Worker(e.to_string()));
+    drop(guard);
     if let Some(d) = driver {
         d.abort();
     }
@@ -415,6 +455,8 @@ struct Sources<'a> {
     receivers: Vec<Option<tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>>>,
     /// The cache, when compressed blobs are kept.
     keep: Option<Cache>,
+    /// When to stop reading (the pull's deadline).
+    stop: deadline::Stop,
 }
 
 impl Sources<'_> {
@@ -513,6 +555,7 @@ fn apply_all(
             copy,
             verified,
         } = sources.open(i, layer)?;
+        let input = sources.stop.reader(input);
         let input: Box<dyn std::io::Read + Send> = match layer.blob {
             BlobRef::Digest(_) if verified => Box::new(Counted::new(input, counter.clone())),
             BlobRef::Digest(d) => Box::new(Verified::new(input, d, layer.size, counter.clone())),
@@ -537,7 +580,11 @@ fn apply_all(
                 if let Some(tmp) = &copy {
                     let _ = std::fs::remove_file(tmp);
                 }
-                return Err(fail(err));
+                let kept = sources.keep.is_some();
+                return Err(sources
+                    .stop
+                    .explain(i, layers, counter, kept)
+                    .unwrap_or_else(|| fail(err)));
             }
         };
         // The copy was verified along the way (the digest verdict came before EOF).
