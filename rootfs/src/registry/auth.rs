@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 
-use super::RegistryError;
+use super::{RegistryError, guard};
 use crate::pull::Credentials;
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -73,13 +73,20 @@ fn parse_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
-/// `Authorization: Basic ...` for credentials.
+/// `Authorization: Basic ...` for credentials (see [`header`] to send it).
 pub fn basic(credentials: &Credentials) -> String {
     let raw = format!("{}:{}", credentials.username, credentials.password);
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(raw)
     )
+}
+
+/// An `Authorization` value marked sensitive, so that no client or library log prints it.
+pub fn header(value: &str) -> Option<reqwest::header::HeaderValue> {
+    let mut header = reqwest::header::HeaderValue::from_str(value).ok()?;
+    header.set_sensitive(true);
+    Some(header)
 }
 
 #[derive(serde::Deserialize)]
@@ -90,7 +97,8 @@ struct TokenResponse {
     access_token: Option<String>,
 }
 
-/// Ask a token service for a pull token for `repository`.
+/// Ask a token service for a pull token for `repository`. The caller has checked that `realm`
+/// may receive `credentials` (see `RegistryClient::check_realm`); no redirect is followed.
 pub async fn bearer_token(
     http: &reqwest::Client,
     host: &str,
@@ -107,15 +115,18 @@ pub async fn bearer_token(
     }
     query.push(("scope", scope.unwrap_or(&wanted_scope)));
     let mut request = http.get(realm).query(&query);
-    if let Some(c) = credentials {
-        request = request.header(reqwest::header::AUTHORIZATION, basic(c));
+    if let Some(value) = credentials.and_then(|c| header(&basic(c))) {
+        request = request.header(reqwest::header::AUTHORIZATION, value);
     }
     let token_err = |detail: String| RegistryError::Token {
         host: host.to_owned(),
-        realm: realm.to_owned(),
+        realm: guard::redact_url(realm),
         detail,
     };
-    let response = request.send().await.map_err(|e| token_err(e.to_string()))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| token_err(guard::describe_reqwest(e)))?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(RegistryError::Unauthorized {
@@ -128,10 +139,12 @@ pub async fn bearer_token(
     if !status.is_success() {
         return Err(token_err(format!("answered {status}")));
     }
-    let body: TokenResponse = response
-        .json()
-        .await
-        .map_err(|e| token_err(format!("unreadable token response: {e}")))?;
+    let body: TokenResponse = response.json().await.map_err(|e| {
+        token_err(format!(
+            "unreadable token response: {}",
+            guard::describe_reqwest(e)
+        ))
+    })?;
     body.token
         .or(body.access_token)
         .filter(|t| !t.is_empty())
@@ -139,23 +152,47 @@ pub async fn bearer_token(
         .ok_or_else(|| token_err("the response holds no token".into()))
 }
 
-/// The region of an ECR registry host (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]`).
+/// The region of an Amazon ECR registry host, matched exactly:
+/// `<12-digit account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`, with an optional `:port`
+/// (a proxy or a test may name a port; ECR itself listens on 443). Anything else, such as
+/// `<account>.dkr.ecr.<region>.amazonaws.com.evil.net`, is not ECR: the function's role would
+/// otherwise hand an ECR token to whoever owns that name.
 pub fn ecr_region(host: &str) -> Option<&str> {
-    let host = host.split(':').next().unwrap_or(host);
-    let labels: Vec<&str> = host.split('.').collect();
-    match labels.as_slice() {
-        [account, "dkr", "ecr", region, "amazonaws", "com", ..]
-            if account.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            Some(region)
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return None,
+        None => host,
+    };
+    let labels: Vec<&str> = name.split('.').collect();
+    let (account, endpoint, region, china) = match labels.as_slice() {
+        [account, "dkr", endpoint, region, "amazonaws", "com"] => {
+            (*account, *endpoint, *region, false)
         }
-        [account, "dkr", "ecr-fips", region, "amazonaws", "com", ..]
-            if account.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            Some(region)
+        [account, "dkr", endpoint, region, "amazonaws", "com", "cn"] => {
+            (*account, *endpoint, *region, true)
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    let endpoint_ok = endpoint == "ecr" || endpoint == "ecr-fips";
+    // China regions (cn-north-1, cn-northwest-1) live under amazonaws.com.cn, and only they.
+    let partition_ok = region.starts_with("cn-") == china;
+    (account_ok && endpoint_ok && partition_ok && is_region(region)).then_some(region)
+}
+
+/// An AWS region name: lowercase words and a final number (`us-east-1`, `us-gov-west-1`).
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let Some((number, words)) = parts.split_last() else {
+        return false;
+    };
+    words.len() >= 2
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && !number.is_empty()
+        && number.len() <= 2
+        && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A failed GetAuthorizationToken in one line with the way out: the service's code and message
@@ -252,12 +289,67 @@ mod tests {
     }
 
     #[test]
-    fn ecr_hosts_give_their_region() {
-        assert_eq!(
-            ecr_region("123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
-            Some("eu-west-1")
-        );
-        assert_eq!(ecr_region("ghcr.io"), None);
-        assert_eq!(ecr_region("x.dkr.ecr.eu-west-1.amazonaws.com"), None);
+    fn only_exact_ecr_hosts_give_a_region() {
+        let good: &[(&str, &str)] = &[
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "eu-west-1"),
+            (
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com:443",
+                "us-east-1",
+            ),
+            (
+                "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+                "us-gov-west-1",
+            ),
+            (
+                "123456789012.dkr.ecr-fips.us-east-2.amazonaws.com",
+                "us-east-2",
+            ),
+            (
+                "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+                "cn-north-1",
+            ),
+            (
+                "000000000000.dkr.ecr.ap-southeast-5.amazonaws.com:5000",
+                "ap-southeast-5",
+            ),
+        ];
+        for (host, region) in good {
+            assert_eq!(ecr_region(host), Some(*region), "{host}");
+        }
+        let hostile = [
+            "ghcr.io",
+            "registry-1.docker.io",
+            "evil-amazonaws.com",
+            "amazonaws.com",
+            "dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.net",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn.evil.net",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com:",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com:443x",
+            "evil.123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.evil-amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.co",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.net",
+            "x.dkr.ecr.eu-west-1.amazonaws.com",
+            "12345678901.dkr.ecr.eu-west-1.amazonaws.com",
+            "1234567890123.dkr.ecr.eu-west-1.amazonaws.com",
+            "12345678901a.dkr.ecr.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecrx.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecr-fipsx.eu-west-1.amazonaws.com",
+            "123456789012.api.ecr.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecr.EU-WEST-1.amazonaws.com",
+            "123456789012.dkr.ecr.eu-west.amazonaws.com",
+            "123456789012.dkr.ecr.eu-west-123.amazonaws.com",
+            "123456789012.dkr.ecr.eu--1.amazonaws.com",
+            "123456789012.dkr.ecr..amazonaws.com",
+            "123456789012.dkr.ecr.evil.net.amazonaws.com",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com@evil.net",
+        ];
+        for host in hostile {
+            assert_eq!(ecr_region(host), None, "{host} must not count as ECR");
+        }
     }
 }

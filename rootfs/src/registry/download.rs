@@ -13,7 +13,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
 
-use super::{RegistryClient, error_chain, retry};
+use super::{RegistryClient, guard, retry};
 use crate::digest::{Digest, Hasher};
 use crate::extract::pipeline::BlobError;
 
@@ -103,7 +103,8 @@ async fn stream(
                     }
                 }
                 Err(err) => {
-                    failure = Some(error_chain(&err));
+                    // The error names the URL, which may be presigned storage: cut its query.
+                    failure = Some(guard::describe_reqwest(err));
                     break;
                 }
             }

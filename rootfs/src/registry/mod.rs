@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod download;
+pub mod guard;
 pub mod manifest;
 pub mod retry;
 
@@ -16,6 +17,7 @@ use crate::digest::Digest;
 use crate::pull::Credentials;
 use crate::reference::Reference;
 use auth::Challenge;
+use guard::Internal;
 
 /// Redirect hops followed before giving up.
 const MAX_REDIRECTS: usize = 5;
@@ -54,6 +56,32 @@ pub enum RegistryError {
         realm: String,
         /// What failed.
         detail: String,
+    },
+    /// A token realm over plain HTTP that SCAR_INSECURE_REGISTRIES does not list.
+    #[error(
+        "registry {host} sends token requests to {realm} over plain HTTP: refusing it, a token (and any SCAR_REGISTRY_PASSWORD) would cross the network in clear. Use a registry whose token service speaks HTTPS, or, if that service is trusted, add {realm_host} to SCAR_INSECURE_REGISTRIES"
+    )]
+    InsecureRealm {
+        /// Registry host.
+        host: String,
+        /// Token endpoint, without its query.
+        realm: String,
+        /// The realm's `host:port`, as SCAR_INSECURE_REGISTRIES would list it.
+        realm_host: String,
+    },
+    /// A redirect or token realm aimed at this machine's own addresses.
+    #[error(
+        "registry {host} sent the request for {what} to {target}, a {kind} address: refusing it, a registry may not aim requests at this machine's own services (the Lambda Runtime API, the instance metadata service). If that service is really the registry's storage, reach the registry itself through an address of the same kind (such as 127.0.0.1:PORT)"
+    )]
+    InternalDestination {
+        /// Registry host.
+        host: String,
+        /// What was being fetched, or `a token`.
+        what: String,
+        /// The destination, without its query.
+        target: String,
+        /// What kind of address it is.
+        kind: Internal,
     },
     /// ECR credentials could not be obtained.
     #[error(
@@ -137,6 +165,10 @@ pub struct RegistryClient {
     repository: String,
     credentials: Option<Credentials>,
     authorization: Mutex<Option<String>>,
+    /// `SCAR_INSECURE_REGISTRIES`: also the plain-HTTP token realms allowed.
+    insecure: Vec<String>,
+    /// The internal kinds of the registry's own addresses, resolved at the first redirect.
+    own_kinds: tokio::sync::OnceCell<Vec<Internal>>,
 }
 
 impl RegistryClient {
@@ -173,6 +205,8 @@ impl RegistryClient {
             repository: reference.repository.clone(),
             credentials,
             authorization: Mutex::new(None),
+            insecure: insecure.to_vec(),
+            own_kinds: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -240,7 +274,7 @@ impl RegistryClient {
             let chunk = chunk.map_err(|e| RegistryError::Body {
                 host: self.host.clone(),
                 what: what.to_owned(),
-                detail: e.to_string(),
+                detail: guard::describe_reqwest(e),
             })?;
             if body.len() + chunk.len() > MAX_DOCUMENT {
                 return Err(RegistryError::TooLarge {
@@ -347,8 +381,9 @@ impl RegistryClient {
                 .map_err(|e| RegistryError::Body {
                     host: self.host.clone(),
                     what: what.to_owned(),
-                    detail: format!("bad redirect `{location}`: {e}"),
+                    detail: format!("bad redirect `{}`: {e}", guard::redact_url(location)),
                 })?;
+            self.check_destination(&next, what).await?;
             response = self
                 .send_retrying(next.as_str(), what, None, offset, None)
                 .await?;
@@ -382,6 +417,7 @@ impl RegistryClient {
                 service,
                 scope,
             }) => {
+                self.check_realm(&realm).await?;
                 auth::bearer_token(
                     &self.http,
                     &self.host,
@@ -409,6 +445,78 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// A token realm may get our credentials (and hands out the token we send the registry)
+    /// only over HTTPS, or over plain HTTP when SCAR_INSECURE_REGISTRIES lists its host, and
+    /// never on an internal address the registry is not on itself.
+    async fn check_realm(&self, realm: &str) -> Result<(), RegistryError> {
+        let url = reqwest::Url::parse(realm).map_err(|e| RegistryError::Token {
+            host: self.host.clone(),
+            realm: guard::redact_url(realm),
+            detail: format!("the realm of the registry's challenge is not a URL ({e})"),
+        })?;
+        let host = url.host_str().unwrap_or_default();
+        let realm_host = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let listed = self
+            .insecure
+            .iter()
+            .any(|h| h == &realm_host || (url.port().is_none() && h == host));
+        match url.scheme() {
+            "https" => {}
+            "http" if listed => {}
+            "http" => {
+                return Err(RegistryError::InsecureRealm {
+                    host: self.host.clone(),
+                    realm: guard::redact_url(realm),
+                    realm_host,
+                });
+            }
+            other => {
+                return Err(RegistryError::Token {
+                    host: self.host.clone(),
+                    realm: guard::redact_url(realm),
+                    detail: format!("the realm's scheme `{other}` is neither https nor http"),
+                });
+            }
+        }
+        self.check_destination(&url, "a token").await
+    }
+
+    /// Refuse `url` when it is on a loopback, link-local or unspecified address (its name
+    /// resolved first) of a kind the registry's own address is not.
+    async fn check_destination(&self, url: &reqwest::Url, what: &str) -> Result<(), RegistryError> {
+        let Some(host) = url.host_str() else {
+            return Ok(()); // reqwest refuses a URL without a host by itself
+        };
+        let kinds = guard::internal_kinds(host, url.port_or_known_default().unwrap_or(443)).await;
+        if kinds.is_empty() {
+            return Ok(());
+        }
+        let own = self
+            .own_kinds
+            .get_or_init(|| async {
+                match reqwest::Url::parse(&self.base) {
+                    Ok(base) => {
+                        let port = base.port_or_known_default().unwrap_or(443);
+                        guard::internal_kinds(base.host_str().unwrap_or_default(), port).await
+                    }
+                    Err(_) => Vec::new(),
+                }
+            })
+            .await;
+        match kinds.into_iter().find(|k| !own.contains(k)) {
+            Some(kind) => Err(RegistryError::InternalDestination {
+                host: self.host.clone(),
+                what: what.to_owned(),
+                target: guard::redact_url(url.as_str()),
+                kind,
+            }),
+            None => Ok(()),
+        }
+    }
+
     async fn send_retrying(
         &self,
         url: &str,
@@ -417,14 +525,19 @@ impl RegistryClient {
         offset: u64,
         authorization: Option<&str>,
     ) -> Result<Response, RegistryError> {
+        // Credentials go to the registry's own scheme, host and port, nowhere else.
+        let own = url
+            .strip_prefix(self.base.as_str())
+            .is_some_and(|path| path.starts_with('/'));
+        let authorization = authorization.filter(|_| own).and_then(auth::header);
         let mut attempt = 0;
         loop {
             let mut request = self.http.get(url);
             if let Some(a) = accept {
                 request = request.header(ACCEPT, a);
             }
-            if let Some(a) = authorization {
-                request = request.header(AUTHORIZATION, a);
+            if let Some(a) = &authorization {
+                request = request.header(AUTHORIZATION, a.clone());
             }
             if offset > 0 {
                 request = request.header(RANGE, format!("bytes={offset}-"));
@@ -443,13 +556,14 @@ impl RegistryClient {
                 Ok(response) => return Ok(response),
                 Err(err) if !last && !err.is_builder() => {
                     let wait = retry::backoff(attempt);
+                    let err = guard::describe_reqwest(err);
                     tracing::info!(host = %self.host, %what, %err, "request failed, retrying");
                     tokio::time::sleep(wait).await;
                 }
                 Err(err) => {
                     return Err(RegistryError::Unreachable {
                         host: self.host.clone(),
-                        detail: error_chain(&err),
+                        detail: guard::describe_reqwest(err),
                     });
                 }
             }
