@@ -4,9 +4,10 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Component, Path};
 
 use super::ExtractError;
 
@@ -26,10 +27,86 @@ pub(super) fn mkdir(path: &Path, mode: u32) -> Result<(), ExtractError> {
         .map_err(|e| ExtractError::io("mkdir", path, e))
 }
 
-/// `chmod` (path-based: used only on directories we created, never through a symlink).
-pub(super) fn chmod(path: &Path, mode: u32) -> Result<(), ExtractError> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| ExtractError::io("chmod", path, e))
+/// The root of an extraction, opened once so that deferred operations start from it.
+pub(super) fn open_root(root: &Path) -> Result<OwnedFd, ExtractError> {
+    let c = cpath(root)?;
+    // SAFETY: `c` is NUL-terminated and outlives the call; the flags ask for nothing unusual.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(ExtractError::io("open", root, io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Open the directory `rel` below `root` one component at a time, never following a symlink
+/// (`O_NOFOLLOW` on every component; intermediate ones as `O_PATH`, which needs only search
+/// permission). `None` when a component is gone, is now a symlink or is not a directory: a
+/// record about that path is stale and must not be applied to whatever the name leads to now.
+pub(super) fn open_dir_beneath(
+    root: &OwnedFd,
+    rel: &Path,
+    full: &Path,
+) -> Result<Option<File>, ExtractError> {
+    let names: Vec<&std::ffi::OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    if names.len() != rel.components().count() || names.is_empty() {
+        // Records hold only plain relative names; anything else is not ours to touch.
+        return Ok(None);
+    }
+    let mut current: Option<OwnedFd> = None;
+    for (i, name) in names.iter().enumerate() {
+        let last = i + 1 == names.len();
+        let access = if last { libc::O_RDONLY } else { libc::O_PATH };
+        let c = cpath(Path::new(name))?;
+        let dirfd = current.as_ref().unwrap_or(root).as_raw_fd();
+        // SAFETY: `dirfd` is an open descriptor owned by this function or the caller, `c` is
+        // NUL-terminated and outlives the call.
+        let fd = unsafe {
+            libc::openat(
+                dirfd,
+                c.as_ptr(),
+                access | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR) => Ok(None),
+                _ => Err(ExtractError::io("open", full, err)),
+            };
+        }
+        // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+        current = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    Ok(current.map(File::from))
+}
+
+/// The allocation unit that file contents are charged in: the file system's fragment size
+/// when it is a plausible block size, else 4096. (NFS, hence EFS, reports its transfer size,
+/// up to 1 MiB, which no small file really occupies.)
+pub(super) fn block_size(root: &Path) -> u64 {
+    match nix::sys::statvfs::statvfs(root) {
+        Ok(st) => {
+            let frsize: u64 = st.fragment_size();
+            if (512..=65536).contains(&frsize) && frsize.is_power_of_two() {
+                frsize
+            } else {
+                4096
+            }
+        }
+        Err(_) => 4096,
+    }
 }
 
 /// `fchmod` on an open file.
@@ -83,9 +160,18 @@ pub(super) fn set_times_nofollow(path: &Path, mtime: i64) {
     );
 }
 
-/// Set extended attributes, skipping the ones this user may not set (`security.*`,
-/// `trusted.*` unprivileged, `user.*` on symlinks, file systems without xattrs).
-pub(super) fn set_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) {
+/// Where extended attributes go: an open file, or a path whose last component is not followed.
+pub(super) enum XattrTarget<'a> {
+    /// An open file (`fsetxattr`).
+    File(&'a File),
+    /// A path (`lsetxattr`: a final symlink is not followed; its parents are real directories
+    /// of the private root, resolved by [`super::path::Resolver`]).
+    Path,
+}
+
+/// Set extended attributes (already filtered to `user.*`), skipping quietly the ones this user
+/// may not set (`user.*` on symlinks, file systems without xattrs).
+pub(super) fn set_xattrs(path: &Path, target: XattrTarget<'_>, xattrs: &[(Vec<u8>, Vec<u8>)]) {
     if xattrs.is_empty() {
         return;
     }
@@ -94,16 +180,29 @@ pub(super) fn set_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) {
         let Ok(cname) = CString::new(name.as_slice()) else {
             continue;
         };
-        // SAFETY: both strings are NUL-terminated and live across the call; value points to
-        // value.len() readable bytes.
-        let rc = unsafe {
-            libc::lsetxattr(
-                cpath.as_ptr(),
-                cname.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
+        let rc = match target {
+            // SAFETY: the descriptor is open for the call; the name is NUL-terminated and value
+            // points to value.len() readable bytes.
+            XattrTarget::File(file) => unsafe {
+                libc::fsetxattr(
+                    file.as_raw_fd(),
+                    cname.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            },
+            // SAFETY: both strings are NUL-terminated and live across the call; value points
+            // to value.len() readable bytes.
+            XattrTarget::Path => unsafe {
+                libc::lsetxattr(
+                    cpath.as_ptr(),
+                    cname.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            },
         };
         if rc != 0 {
             tracing::debug!(

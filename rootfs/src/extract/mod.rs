@@ -3,8 +3,21 @@
 //!
 //! Works unprivileged: directories stay owner-writable while layers are applied and get their
 //! real modes and times at [`Extractor::finish`]; ownership is applied only as root; device
-//! nodes are skipped; setuid/setgid bits are dropped (an image must not smuggle privilege onto
-//! the host's filesystem).
+//! nodes are skipped; setuid/setgid bits are dropped and only `user.*` extended attributes are
+//! applied (an image must not smuggle privilege onto the host's filesystem: no setuid root, no
+//! `security.capability`).
+//!
+//! No operation follows a symlink: entries' parents are resolved inside the root by
+//! [`path::Resolver`] (symlinks followed in user space, as a chroot would), final components
+//! are created with `O_EXCL`/`O_NOFOLLOW`, `lsetxattr`, `lchown`, `utimensat(NOFOLLOW)`,
+//! `linkat` without `AT_SYMLINK_FOLLOW`; the directory metadata deferred to
+//! [`Extractor::finish`] is applied on descriptors opened from the root one component at a
+//! time with `O_NOFOLLOW`, so a directory that a later entry replaced with a symlink is
+//! skipped rather than followed out of the root.
+//!
+//! The space charged against the budget is what the file system spends: contents rounded up
+//! to its block size, a block per directory (implicit parents included) and per long symlink,
+//! and a per-entry overhead for the inode and directory entry.
 
 mod fsops;
 mod path;
@@ -21,8 +34,14 @@ use path::Resolver;
 
 /// Mode bits kept from the archive: permissions and sticky, not setuid/setgid.
 const MODE_MASK: u32 = 0o1777;
-/// Bytes charged per entry on top of its content (inode, directory entry).
+/// Bytes charged per entry on top of its blocks: an inode (256 bytes on ext4, about as much
+/// memory on tmpfs) and its directory entry (name plus 8 bytes, in the parent's blocks).
 const ENTRY_OVERHEAD: u64 = 512;
+/// Longest symlink target kept in the inode itself (ext4's "fast symlinks"); longer ones take a
+/// block.
+const INLINE_SYMLINK: usize = 60;
+/// Examples named in the one log line about dropped extended attributes.
+const DROPPED_EXAMPLES: usize = 3;
 /// Copy buffer for file contents.
 const COPY_BUF: usize = 256 * 1024;
 
@@ -150,6 +169,12 @@ pub struct Extractor {
     privileged: bool,
     budget: u64,
     charged: u64,
+    /// The file system's allocation unit: contents are charged in whole blocks.
+    block: u64,
+    /// Extended attributes not applied because an image may not set them (all but `user.*`).
+    dropped_xattrs: u64,
+    /// A few of them, as `name on path`, for the log line at [`Extractor::finish`].
+    dropped_examples: Vec<String>,
     buf: Vec<u8>,
     /// Owner and group new files get: euid and egid, unless the root is in a setgid
     /// directory (then the group is inherited and `None` makes every chown happen). The
@@ -167,12 +192,16 @@ impl Extractor {
             privileged: unsafe { libc::geteuid() } == 0,
             budget,
             charged: 0,
+            block: fsops::block_size(root),
+            dropped_xattrs: 0,
+            dropped_examples: Vec::new(),
             buf: vec![0; COPY_BUF],
             creator: creator(root),
         }
     }
 
-    /// Bytes charged against the budget so far (content plus per-entry overhead).
+    /// Bytes charged against the budget so far: what the file system spends (contents in whole
+    /// blocks, a block per directory, a per-entry overhead), never less than `du` reports.
     pub fn charged(&self) -> u64 {
         self.charged
     }
@@ -197,10 +226,15 @@ impl Extractor {
                 continue; // "./": the root itself
             };
             if let Some(kind) = whiteout::classify(&file_name) {
-                whiteout::apply(&mut self.resolver, &name, &comps, kind, &written)?;
+                let removed = whiteout::apply(&mut self.resolver, &name, &comps, kind, &written)?;
+                self.forget(&removed);
                 continue;
             }
-            let Some(parent) = self.resolver.resolve_dir(&name, &comps, true)? else {
+            let resolved = self.resolver.resolve_dir(&name, &comps, true);
+            // Implicit parents take a block each, whether or not the entry then succeeds.
+            let created = self.resolver.take_created();
+            self.charge(created.saturating_mul(self.block))?;
+            let Some(parent) = resolved? else {
                 continue;
             };
             let rel = parent.join(&file_name);
@@ -213,16 +247,14 @@ impl Extractor {
                 (Ok(u), Ok(g)) if self.privileged => Some((u as u32, g as u32)),
                 _ => None,
             };
-            let xattrs = collect_xattrs(&mut entry);
+            let xattrs = self.keep_user_xattrs(collect_xattrs(&mut entry), &rel);
             use tar::EntryType as T;
             match kind {
                 T::Directory => {
                     self.make_dir(&full)?;
                     self.dirs
                         .insert(rel.clone(), DirMeta { mode, mtime, owner });
-                    if !xattrs.is_empty() {
-                        fsops::set_xattrs(&full, &xattrs);
-                    }
+                    fsops::set_xattrs(&full, fsops::XattrTarget::Path, &xattrs);
                 }
                 T::Regular | T::Continuous | T::GNUSparse => {
                     let n = self.write_file(&mut entry, &full, mode, mtime, owner, &xattrs)?;
@@ -233,6 +265,9 @@ impl Extractor {
                         .link_name_bytes()
                         .map(|c| c.into_owned())
                         .unwrap_or_default();
+                    if target.len() > INLINE_SYMLINK {
+                        self.charge(self.block)?;
+                    }
                     self.replace(&full, false)?;
                     fsops::symlink(&target, &full)?;
                     // A new symlink can change what any later parent resolves to.
@@ -240,7 +275,7 @@ impl Extractor {
                     if let Some((u, g)) = owner {
                         fsops::lchown(&full, u, g);
                     }
-                    fsops::set_xattrs(&full, &xattrs);
+                    fsops::set_xattrs(&full, fsops::XattrTarget::Path, &xattrs);
                     fsops::set_times_nofollow(&full, mtime);
                 }
                 T::Link => {
@@ -273,25 +308,79 @@ impl Extractor {
     }
 
     /// Give directories their final modes, owners and times (deepest first, so setting a parent
-    /// read-only or its mtime comes after its children are done).
+    /// read-only or its mtime comes after its children are done), and log the extended
+    /// attributes that were dropped.
+    ///
+    /// Each directory is reached from the root one component at a time with `O_NOFOLLOW` and
+    /// changed through its descriptor: a record whose path now crosses a symlink or a file (a
+    /// later entry replaced a directory) is stale and skipped, never applied where the symlink
+    /// points.
     pub fn finish(self) -> Result<(), ExtractError> {
+        if self.dropped_xattrs > 0 {
+            let more = self.dropped_xattrs - self.dropped_examples.len() as u64;
+            let tail = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            tracing::warn!(
+                "dropped {} extended attribute{} that an image may not set (only user.* are applied): {}{tail}",
+                self.dropped_xattrs,
+                if self.dropped_xattrs == 1 { "" } else { "s" },
+                self.dropped_examples.join(", "),
+            );
+        }
         let mut dirs: Vec<(PathBuf, DirMeta)> = self.dirs.into_iter().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         let root = self.resolver.root().to_owned();
+        let root_fd = fsops::open_root(&root)?;
         for (rel, meta) in dirs {
             let full = root.join(&rel);
-            // A later layer may have removed or replaced it; only real directories are touched.
-            match std::fs::symlink_metadata(&full) {
-                Ok(m) if m.is_dir() => {}
-                _ => continue,
-            }
+            let Some(dir) = fsops::open_dir_beneath(&root_fd, &rel, &full)? else {
+                tracing::debug!(dir = %rel.display(), "directory replaced since its entry: its metadata is not applied");
+                continue;
+            };
             if let Some((u, g)) = meta.owner {
-                fsops::lchown(&full, u, g);
+                fsops::fchown(&dir, u, g);
             }
-            fsops::chmod(&full, meta.mode)?;
-            fsops::set_times_nofollow(&full, meta.mtime);
+            fsops::fchmod(&dir, &full, meta.mode)?;
+            fsops::set_file_mtime(&dir, meta.mtime);
         }
         Ok(())
+    }
+
+    /// The `user.*` attributes of `xattrs`; the others are counted for the log line of
+    /// [`finish`](Self::finish) (`security.capability` would give a binary privileges, and
+    /// `trusted.*`/`system.*` belong to the host).
+    fn keep_user_xattrs(
+        &mut self,
+        xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+        rel: &Path,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let (kept, dropped): (Vec<_>, Vec<_>) = xattrs
+            .into_iter()
+            .partition(|(name, _)| name.starts_with(b"user."));
+        for (name, _) in dropped {
+            self.dropped_xattrs += 1;
+            if self.dropped_examples.len() < DROPPED_EXAMPLES {
+                self.dropped_examples.push(format!(
+                    "{} on {}",
+                    String::from_utf8_lossy(&name),
+                    rel.display()
+                ));
+            }
+        }
+        kept
+    }
+
+    /// Drop the deferred records of `removed` paths and everything below them.
+    fn forget(&mut self, removed: &[PathBuf]) {
+        if removed.is_empty() || self.dirs.is_empty() {
+            return;
+        }
+        let removed: HashSet<&Path> = removed.iter().map(PathBuf::as_path).collect();
+        self.dirs
+            .retain(|p, _| !p.ancestors().any(|a| removed.contains(a)));
     }
 
     fn charge(&mut self, bytes: u64) -> Result<(), ExtractError> {
@@ -311,6 +400,7 @@ impl Extractor {
             Ok(_) => self.replace(full, false)?,
             Err(_) => {}
         }
+        self.charge(self.block)?;
         // Owner-writable until finish(): later entries and layers must be able to write in it.
         fsops::mkdir(full, 0o700)
     }
@@ -324,6 +414,10 @@ impl Extractor {
                 }
                 fsops::remove_tree(full)?;
                 self.resolver.invalidate();
+                if let Ok(rel) = full.strip_prefix(self.resolver.root()) {
+                    let rel = rel.to_owned();
+                    self.forget(&[rel]);
+                }
                 Ok(())
             }
             Ok(_) => std::fs::remove_file(full).map_err(|e| ExtractError::io("unlink", full, e)),
@@ -379,7 +473,9 @@ impl Extractor {
         };
         self.buf = buf;
         result?;
-        fsops::set_xattrs(full, xattrs);
+        // The file occupies whole blocks.
+        self.charge(total.div_ceil(self.block) * self.block - total)?;
+        fsops::set_xattrs(full, fsops::XattrTarget::File(&file), xattrs);
         // A new file is already ours: chown only when the image wants someone else.
         if let Some((u, g)) = owner.filter(|&o| Some(o) != self.creator) {
             fsops::fchown(&file, u, g);
@@ -413,7 +509,12 @@ impl Extractor {
             return Ok(());
         }
         self.replace(full, false)?;
-        std::fs::hard_link(&source, full).map_err(|e| ExtractError::io("link", full, e))
+        // linkat(2) without AT_SYMLINK_FOLLOW (what std does on Linux): a link to a symlink is
+        // a second symlink, not the file it points to.
+        std::fs::hard_link(&source, full).map_err(|e| ExtractError::io("link", full, e))?;
+        // A new name for a symlink can change what later parents resolve to.
+        self.resolver.invalidate();
+        Ok(())
     }
 }
 

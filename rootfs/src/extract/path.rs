@@ -41,6 +41,9 @@ pub(super) fn clean_name(raw: &[u8]) -> Result<Vec<OsString>, ExtractError> {
 pub(super) struct Resolver {
     root: PathBuf,
     memo: HashMap<Vec<OsString>, PathBuf>,
+    /// Implicit parent directories created since [`Resolver::take_created`] was last called:
+    /// they occupy space the extractor must charge.
+    created: u64,
 }
 
 impl Resolver {
@@ -49,7 +52,13 @@ impl Resolver {
         Self {
             root: root.to_owned(),
             memo: HashMap::new(),
+            created: 0,
         }
+    }
+
+    /// How many implicit parent directories were created since the last call.
+    pub(super) fn take_created(&mut self) -> u64 {
+        std::mem::take(&mut self.created)
     }
 
     /// The root directory.
@@ -140,6 +149,7 @@ impl Resolver {
                             path: here.clone(),
                             source,
                         })?;
+                    self.created += 1;
                     real.push(component);
                 }
                 Err(source) => {

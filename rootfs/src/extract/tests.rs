@@ -44,6 +44,22 @@ impl Tar {
     fn hardlink(self, name: &str, target: &str) -> Self {
         self.entry(name, tar::EntryType::Link, 0o644, target, b"")
     }
+    /// A PAX extended header: its records apply to the next entry.
+    fn pax(self, records: &[(&str, &[u8])]) -> Self {
+        let mut data = Vec::new();
+        for (key, value) in records {
+            // "<len> <key>=<value>\n", where len counts itself.
+            let body = key.len() + value.len() + 3;
+            let mut len = body + 1;
+            while len != body + len.to_string().len() {
+                len = body + len.to_string().len();
+            }
+            data.extend_from_slice(format!("{len} {key}=").as_bytes());
+            data.extend_from_slice(value);
+            data.push(b'\n');
+        }
+        self.entry("PaxHeaders/x", tar::EntryType::XHeader, 0o644, "", &data)
+    }
     fn done(mut self) -> Vec<u8> {
         self.0.extend(std::iter::repeat_n(0u8, 1024));
         self.0
@@ -275,6 +291,227 @@ fn a_layer_larger_than_the_budget_stops_with_a_budget_error() {
         .entry("b", tar::EntryType::Regular, 0o644, "", &big)
         .done();
     let mut x = Extractor::new(&s.root, 100 * 1024);
+    let err = x.apply_layer(l1.as_slice()).unwrap_err();
+    assert!(matches!(err, ExtractError::Budget { .. }), "{err}");
+}
+
+/// A directory outside the root with known mode and times, and a way to see that it changed.
+struct HostDir {
+    path: PathBuf,
+    before: Vec<(PathBuf, u32, i64, u32)>,
+}
+
+impl HostDir {
+    fn new(outside: &Path) -> Self {
+        let path = outside.join("host");
+        std::fs::create_dir_all(path.join("sub")).unwrap();
+        std::fs::set_permissions(path.join("sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        for p in [path.join("sub"), path.clone()] {
+            let f = File::open(&p).unwrap();
+            f.set_times(
+                std::fs::FileTimes::new()
+                    .set_modified(old)
+                    .set_accessed(old),
+            )
+            .unwrap();
+        }
+        let before = Self::snapshot(&path);
+        Self { path, before }
+    }
+
+    fn snapshot(path: &Path) -> Vec<(PathBuf, u32, i64, u32)> {
+        [path.to_owned(), path.join("sub")]
+            .into_iter()
+            .map(|p| {
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                (p, m.mode(), m.mtime(), m.uid())
+            })
+            .collect()
+    }
+
+    fn assert_unchanged(&self, what: &str) {
+        assert_eq!(
+            Self::snapshot(&self.path),
+            self.before,
+            "{what}: host dir changed"
+        );
+        assert_eq!(std::fs::read_dir(&self.path).unwrap().count(), 1, "{what}");
+    }
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_in_the_same_layer_keeps_its_metadata_inside() {
+    let s = sandbox();
+    let host = HostDir::new(&s.outside);
+    let l1 = Tar::default()
+        .dir("evil/")
+        .entry("evil/sub/", tar::EntryType::Directory, 0o777, "", b"")
+        .symlink("evil", host.path.to_str().unwrap())
+        .done();
+    apply_all(&s.root, &[l1]).unwrap();
+    host.assert_unchanged("same layer");
+    assert!(
+        std::fs::symlink_metadata(s.root.join("evil"))
+            .unwrap()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_in_the_next_layer_keeps_its_metadata_inside() {
+    let s = sandbox();
+    let host = HostDir::new(&s.outside);
+    let l1 = Tar::default()
+        .dir("evil/")
+        .entry("evil/sub/", tar::EntryType::Directory, 0o777, "", b"")
+        .done();
+    let l2 = Tar::default()
+        .symlink("evil", host.path.to_str().unwrap())
+        .done();
+    apply_all(&s.root, &[l1, l2]).unwrap();
+    host.assert_unchanged("next layer");
+}
+
+#[test]
+fn a_whited_out_directory_replaced_by_a_symlink_keeps_its_metadata_inside() {
+    let s = sandbox();
+    let host = HostDir::new(&s.outside);
+    let l1 = Tar::default()
+        .dir("evil/")
+        .entry("evil/sub/", tar::EntryType::Directory, 0o777, "", b"")
+        .done();
+    let l2 = Tar::default()
+        .file(".wh.evil", "")
+        .symlink("evil", host.path.to_str().unwrap())
+        .done();
+    apply_all(&s.root, &[l1, l2]).unwrap();
+    host.assert_unchanged("whiteout");
+}
+
+#[test]
+fn records_of_removed_directories_are_dropped_and_not_applied_to_their_successors() {
+    let s = sandbox();
+    let l1 = Tar::default()
+        .dir("a/")
+        .entry("a/sub/", tar::EntryType::Directory, 0o555, "", b"")
+        .dir("o/")
+        .entry("o/old/", tar::EntryType::Directory, 0o500, "", b"")
+        .done();
+    // A later layer removes `a` and makes `a/sub` again (implicitly, mode 0755); an opaque
+    // marker hides `o/old`, which this layer then makes again.
+    let l2 = Tar::default()
+        .file(".wh.a", "")
+        .file("a/sub/f", "x")
+        .file("o/.wh..wh..opq", "")
+        .file("o/old/f", "y")
+        .done();
+    let mut x = Extractor::new(&s.root, u64::MAX);
+    x.apply_layer(l1.as_slice()).unwrap();
+    assert!(x.dirs.contains_key(Path::new("a/sub")));
+    x.apply_layer(l2.as_slice()).unwrap();
+    assert!(
+        !x.dirs.contains_key(Path::new("a/sub")),
+        "whiteout drops records"
+    );
+    assert!(!x.dirs.contains_key(Path::new("a")));
+    assert!(
+        !x.dirs.contains_key(Path::new("o/old")),
+        "opaque drops records"
+    );
+    assert!(x.dirs.contains_key(Path::new("o")));
+    x.finish().unwrap();
+    let mode = |p: &str| std::fs::metadata(s.root.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("a/sub"), 0o755);
+    assert_eq!(mode("o/old"), 0o755);
+}
+
+#[test]
+fn a_symlink_hardlinked_is_still_a_symlink_and_nothing_is_written_through_it() {
+    let s = sandbox();
+    let victim = s.outside.join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let l1 = Tar::default()
+        .symlink("link", victim.to_str().unwrap())
+        .hardlink("again", "link")
+        .file("again", "overwritten?")
+        .done();
+    apply_all(&s.root, &[l1]).unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    assert!(
+        std::fs::symlink_metadata(s.root.join("again"))
+            .unwrap()
+            .is_file()
+    );
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: both strings are NUL-terminated; buf has buf.len() writable bytes.
+    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (rc >= 0).then(|| buf[..rc as usize].to_vec())
+}
+
+#[test]
+fn only_user_extended_attributes_are_applied() {
+    let s = sandbox();
+    // cap_setuid+ep, as setcap writes it (VFS_CAP_REVISION_2).
+    let cap: &[u8] = &[
+        0, 0, 0, 2, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let l1 = Tar::default()
+        .pax(&[
+            ("SCHILY.xattr.security.capability", cap),
+            ("SCHILY.xattr.trusted.x", b"t"),
+            ("SCHILY.xattr.user.ok", b"fine"),
+        ])
+        .file("bin/ping", "ping")
+        .pax(&[("SCHILY.xattr.system.posix_acl_access", b"\x02\0\0\0")])
+        .dir("etc")
+        .done();
+    let mut x = Extractor::new(&s.root, u64::MAX);
+    x.apply_layer(l1.as_slice()).unwrap();
+    assert_eq!(x.dropped_xattrs, 3);
+    assert_eq!(
+        x.dropped_examples,
+        [
+            "security.capability on bin/ping",
+            "trusted.x on bin/ping",
+            "system.posix_acl_access on etc"
+        ]
+    );
+    x.finish().unwrap();
+    let ping = s.root.join("bin/ping");
+    assert_eq!(xattr(&ping, "security.capability"), None);
+    assert_eq!(xattr(&ping, "trusted.x"), None);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root may set user.* on any file system that has them (the test's tmp does).
+        assert_eq!(xattr(&ping, "user.ok").as_deref(), Some(&b"fine"[..]));
+    }
+}
+
+#[test]
+fn small_files_are_charged_in_whole_blocks_with_their_directories() {
+    let s = sandbox();
+    let block = fsops::block_size(&s.root);
+    let mut t = Tar::default();
+    for i in 0..100 {
+        t = t.file(&format!("d/e/f{i}"), "1");
+    }
+    let l1 = t.done();
+    let mut x = Extractor::new(&s.root, u64::MAX);
+    x.apply_layer(l1.as_slice()).unwrap();
+    // 100 files of one block, 2 implicit directories, 100 entries' overhead.
+    assert_eq!(x.charged(), 102 * block + 100 * ENTRY_OVERHEAD);
+    // Space of 80 one-byte files is too little for 100, though their bytes are 100.
+    let again = s.root.parent().unwrap().join("again");
+    std::fs::create_dir(&again).unwrap();
+    let mut x = Extractor::new(&again, 80 * block);
     let err = x.apply_layer(l1.as_slice()).unwrap_err();
     assert!(matches!(err, ExtractError::Budget { .. }), "{err}");
 }

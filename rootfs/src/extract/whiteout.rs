@@ -32,17 +32,19 @@ pub(super) fn classify(file_name: &OsStr) -> Option<Whiteout> {
 }
 
 /// Apply a whiteout found in directory `dir` of the layer; `written` are the names this layer
-/// already wrote, which an opaque marker must keep.
+/// already wrote, which an opaque marker must keep. Returns what it removed (relative to the
+/// root), so that deferred records about those paths can be dropped.
 pub(super) fn apply(
     resolver: &mut Resolver,
     entry: &str,
     dir: &[OsString],
     kind: Whiteout,
     written: &HashSet<PathBuf>,
-) -> Result<(), ExtractError> {
+) -> Result<Vec<PathBuf>, ExtractError> {
+    let mut removed = Vec::new();
     // Nothing below a missing directory to hide.
     let Some(parent) = resolver.resolve_dir(entry, dir, false)? else {
-        return Ok(());
+        return Ok(removed);
     };
     let root = resolver.root().to_owned();
     match kind {
@@ -55,6 +57,7 @@ pub(super) fn apply(
             let target = root.join(&parent).join(&name);
             if std::fs::symlink_metadata(&target).is_ok() {
                 fsops::remove_any(&target)?;
+                removed.push(parent.join(&name));
             }
         }
         Whiteout::Opaque => {
@@ -66,12 +69,13 @@ pub(super) fn apply(
                 let rel = parent.join(child.file_name());
                 if !written.contains(&rel) {
                     fsops::remove_any(&child.path())?;
+                    removed.push(rel);
                 }
             }
         }
     }
     resolver.invalidate();
-    Ok(())
+    Ok(removed)
 }
 
 #[cfg(test)]
