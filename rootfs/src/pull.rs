@@ -273,8 +273,11 @@ pub async fn prepare_with_progress(
     if let Some((record, config)) = cached_record(&image_ref, options, &cache)? {
         return Ok(hit(record, config));
     }
-    let (resolved, blobs) =
-        deadline::before(options.deadline, source::resolve(&image_ref, options, &cache)).await??;
+    let (resolved, blobs) = deadline::before(
+        options.deadline,
+        source::resolve(&image_ref, options, &cache),
+    )
+    .await??;
     let lock_cache = cache.clone();
     let lock = deadline::before(
         options.deadline,

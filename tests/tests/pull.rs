@@ -373,21 +373,30 @@ fn scar_pull_extracts_as_an_unprivileged_user_and_scar_cache_lists_and_removes()
     let image = layered_image();
     Pusher::new(&registry.url(), None).image("team/nonroot", "v1", &image);
     let reference = format!("{}/team/nonroot:v1", registry.host());
-    let cache = tempfile::tempdir().expect("tmp");
-    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cache = tmp.path().join("cache");
+    std::fs::create_dir(&cache).expect("mkdir cache");
     let scar = scar();
     let is_root = nix::unistd::geteuid().is_root();
-    let mut command = if is_root {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(scar);
-        c
-    } else {
-        Command::new(scar)
+    // The cache is the unprivileged user's own (scar refuses one that another uid owns or
+    // others may write), so every command below runs as that user.
+    if is_root {
+        std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).expect("chown cache");
+    }
+    let as_user = || {
+        if is_root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(scar);
+            c
+        } else {
+            Command::new(scar)
+        }
     };
-    let out = command
+    let out = as_user()
         .args(["pull", &reference, "--cache"])
-        .arg(cache.path())
+        .arg(&cache)
         .env("SCAR_INSECURE_REGISTRIES", registry.host())
         .output()
         .expect("run scar pull");
@@ -407,16 +416,16 @@ fn scar_pull_extracts_as_an_unprivileged_user_and_scar_cache_lists_and_removes()
         stderr.contains("3 layers") && stderr.contains("MiB downloaded"),
         "{stderr}"
     );
-    let ls = Command::new(scar)
+    let ls = as_user()
         .args(["cache", "ls", "--cache"])
-        .arg(cache.path())
+        .arg(&cache)
         .output()
         .expect("ls");
     let listing = String::from_utf8_lossy(&ls.stdout);
     assert!(listing.contains("team/nonroot:v1"), "{listing}");
-    let rm = Command::new(scar)
+    let rm = as_user()
         .args(["cache", "rm", &reference, "--cache"])
-        .arg(cache.path())
+        .arg(&cache)
         .output()
         .expect("rm");
     assert!(
@@ -425,9 +434,9 @@ fn scar_pull_extracts_as_an_unprivileged_user_and_scar_cache_lists_and_removes()
         String::from_utf8_lossy(&rm.stderr)
     );
     assert!(!root.exists());
-    let gc = Command::new(scar)
+    let gc = as_user()
         .args(["cache", "gc", "--cache"])
-        .arg(cache.path())
+        .arg(&cache)
         .output()
         .expect("gc");
     assert!(
@@ -435,7 +444,7 @@ fn scar_pull_extracts_as_an_unprivileged_user_and_scar_cache_lists_and_removes()
         "{}",
         String::from_utf8_lossy(&gc.stderr)
     );
-    assert_cache_empty(cache.path());
+    assert_cache_empty(&cache);
 }
 
 #[test]

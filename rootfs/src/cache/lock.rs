@@ -23,6 +23,20 @@ impl CacheLock {
         Self::take(path, FlockArg::LockExclusive)
     }
 
+    /// Exclusive if nobody holds the lock now, else `None` at once: for housekeeping that
+    /// must never wait behind (or hold up) a pull, such as the sweep of leftovers.
+    pub fn try_exclusive(path: &Path) -> Result<Option<Self>, CacheError> {
+        match Self::take(path, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(CacheError::Io {
+                op: "flock",
+                source,
+                ..
+            }) if source.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     fn take(path: &Path, arg: FlockArg) -> Result<Self, CacheError> {
         let file = File::options()
             .read(true)

@@ -23,6 +23,8 @@
 mod lock;
 mod remove;
 mod space;
+mod sweep;
+mod trust;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use lock::CacheLock;
 pub use remove::remove_tree;
 pub use space::CachedImage;
+pub use sweep::{STALE_INGEST, Swept};
 
 use crate::digest::Digest;
 use crate::image::ImageConfig;
@@ -63,6 +66,10 @@ pub enum CacheError {
         /// The cache directory.
         dir: PathBuf,
     },
+    /// The cache directory, `refs/` or `rootfs/` belongs to another user or is writable by
+    /// others (the text names the path, its owner and mode, and the fix).
+    #[error("{0}")]
+    Untrusted(String),
     /// A metadata file is not what this version writes.
     #[error("{path} is corrupt ({source}): remove it or run `scar cache gc`")]
     Corrupt {
@@ -128,15 +135,20 @@ impl Cache {
     pub fn open(root: &Path) -> Result<Self, CacheError> {
         // Created in this order, so the last one there means all are: a warm start then costs
         // one stat here rather than four mkdirs and four stats.
-        if root.join("ingest").is_dir() {
-            return Ok(Self {
-                root: root.to_owned(),
-            });
+        if !root.join("ingest").is_dir() {
+            for sub in ["refs", "rootfs", "configs", "tmp", "ingest"] {
+                let dir = root.join(sub);
+                // 0755 whatever the umask says: `trust::check` refuses a group-writable cache.
+                std::os::unix::fs::DirBuilderExt::mode(
+                    std::fs::DirBuilder::new().recursive(true),
+                    0o755,
+                )
+                .create(&dir)
+                .map_err(io_err("mkdir", &dir))?;
+            }
         }
-        for sub in ["refs", "rootfs", "configs", "tmp", "ingest"] {
-            let dir = root.join(sub);
-            std::fs::create_dir_all(&dir).map_err(io_err("mkdir", &dir))?;
-        }
+        // Three more stats on the warm path: whose the cache is (see `trust`).
+        trust::check(root)?;
         Ok(Self {
             root: root.to_owned(),
         })

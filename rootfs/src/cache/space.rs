@@ -63,30 +63,39 @@ impl Cache {
     }
 
     /// Evict least-recently-used images (never `keep`) until `need` bytes fit; returns the
-    /// room available afterwards. Call with the exclusive lock held.
+    /// room available afterwards. Evicts nothing when the room already suffices, and nothing
+    /// either when evicting every other image could not make it suffice (the pull fails
+    /// anyway; the images stay for the next one). Call with the exclusive lock held.
     pub fn make_room(
         &self,
         need: u64,
         cap: Option<u64>,
         keep: Option<&Digest>,
     ) -> Result<u64, CacheError> {
+        let cannot_fit = |free: u64| CacheError::CannotFit {
+            need_mib: need.div_ceil(MIB),
+            free_mib: free / MIB,
+            dir: self.root.clone(),
+        };
         if let Some(cap) = cap
             && need > cap
         {
-            return Err(CacheError::CannotFit {
-                need_mib: need.div_ceil(MIB),
-                free_mib: cap / MIB,
-                dir: self.root.clone(),
-            });
+            return Err(cannot_fit(cap));
         }
         let mut room = self.room(cap)?;
         if room >= need {
             return Ok(room);
         }
-        for image in self.images()? {
-            if Some(&image.record.chain_id) == keep {
-                continue;
-            }
+        let evictable: Vec<CachedImage> = self
+            .images()?
+            .into_iter()
+            .filter(|i| Some(&i.record.chain_id) != keep)
+            .collect();
+        let freeable: u64 = evictable.iter().map(|i| i.record.size).sum();
+        if room.saturating_add(freeable) < need {
+            return Err(cannot_fit(room.saturating_add(freeable)));
+        }
+        for image in evictable {
             tracing::info!(
                 image = %image.record.reference,
                 size_mib = image.record.size / MIB,
@@ -98,11 +107,7 @@ impl Cache {
                 return Ok(room);
             }
         }
-        Err(CacheError::CannotFit {
-            need_mib: need.div_ceil(MIB),
-            free_mib: room / MIB,
-            dir: self.root.clone(),
-        })
+        Err(cannot_fit(room))
     }
 }
 
@@ -132,4 +137,83 @@ pub fn free_space(dir: &Path) -> Result<u64, CacheError> {
         source: std::io::Error::from(e),
     })?;
     Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A published image of `size` bytes (by its record) named `name`.
+    fn image(cache: &Cache, name: &str, size: u64) -> Digest {
+        let chain_id = Digest::of(name.as_bytes());
+        let build = cache.new_tmp().unwrap();
+        std::fs::create_dir(build.join("root")).unwrap();
+        let record = ImageRecord {
+            reference: name.to_owned(),
+            chain_id,
+            verified_diff_ids: Some(vec![chain_id]),
+            size,
+            layers: 1,
+        };
+        cache.publish(&build, &record).unwrap();
+        chain_id
+    }
+
+    fn present(cache: &Cache, id: &Digest) -> bool {
+        cache.image_dir(id).join("image.json").exists()
+    }
+
+    #[test]
+    fn nothing_is_evicted_when_the_room_already_suffices() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::open(tmp.path()).unwrap();
+        let a = image(&cache, "a", 30 * MIB);
+        let b = image(&cache, "b", 30 * MIB);
+        // 100 MiB cap, 60 used: 40 fit as they are.
+        let room = cache.make_room(40 * MIB, Some(100 * MIB), None).unwrap();
+        assert_eq!(room, 40 * MIB);
+        assert!(present(&cache, &a) && present(&cache, &b));
+    }
+
+    #[test]
+    fn only_as_many_images_as_the_need_takes_are_evicted_oldest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::open(tmp.path()).unwrap();
+        let ids: Vec<Digest> = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                image(&cache, n, 30 * MIB)
+            })
+            .collect();
+        // 100 MiB cap, 90 used: 45 MiB need two evictions (10 + 30 < 45 <= 10 + 60).
+        let room = cache.make_room(45 * MIB, Some(100 * MIB), None).unwrap();
+        assert_eq!(room, 70 * MIB);
+        assert!(!present(&cache, &ids[0]) && !present(&cache, &ids[1]));
+        assert!(present(&cache, &ids[2]), "the newest image stays");
+    }
+
+    #[test]
+    fn when_evicting_everything_would_not_do_nothing_is_evicted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::open(tmp.path()).unwrap();
+        let a = image(&cache, "a", 30 * MIB);
+        let b = image(&cache, "b", 30 * MIB);
+        // 100 MiB cap: 95 MiB would need both images gone and `b` is the one in use.
+        let err = cache
+            .make_room(95 * MIB, Some(100 * MIB), Some(&b))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheError::CannotFit {
+                    need_mib: 95,
+                    free_mib: 70,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(present(&cache, &a) && present(&cache, &b));
+    }
 }

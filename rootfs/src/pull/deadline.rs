@@ -75,10 +75,7 @@ impl Stop {
     }
 
     /// `input`, failing with [`io::ErrorKind::TimedOut`] once the pull must stop.
-    pub(crate) fn reader(
-        &self,
-        input: Box<dyn Read + Send>,
-    ) -> Box<dyn Read + Send> {
+    pub(crate) fn reader(&self, input: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
         Box::new(StopReader {
             inner: input,
             stop: self.clone(),
@@ -253,7 +250,10 @@ mod tests {
         let err = reader.read(&mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         let past = Stop::new(Some(Instant::now()));
-        let err = past.reader(Box::new(&b"abc"[..])).read(&mut buf).unwrap_err();
+        let err = past
+            .reader(Box::new(&b"abc"[..]))
+            .read(&mut buf)
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
@@ -292,7 +292,11 @@ mod tests {
             p.to_string(),
             "pulled 2 of 5 layers, 180 of 420 MiB, before the deadline; nothing was published and the next pull starts again"
         );
-        let resumed = PartialPull { kept: true, total: None, ..p };
+        let resumed = PartialPull {
+            kept: true,
+            total: None,
+            ..p
+        };
         assert!(resumed.to_string().contains("180 MiB, before"), "{resumed}");
         assert!(resumed.to_string().contains("resumes"), "{resumed}");
         assert!(PartialPull::default().to_string().contains("not resolved"));
