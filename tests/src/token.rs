@@ -25,6 +25,14 @@ struct Signer {
     user: String,
     password: String,
     issued: AtomicUsize,
+    /// Every token handed out, and the `Authorization` of every request (None: anonymous).
+    seen: std::sync::Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    tokens: Vec<String>,
+    authorizations: Vec<Option<String>>,
 }
 
 /// A `docker-registry` that only accepts tokens from the in-process token server.
@@ -62,6 +70,7 @@ impl TokenRegistry {
             user: user.to_owned(),
             password: password.to_owned(),
             issued: AtomicUsize::new(0),
+            seen: std::sync::Mutex::new(Seen::default()),
         });
         let server = ThreadedServer::start("token server", signer.clone(), serve_token);
         let realm = format!("http://{}/token", server.addr());
@@ -114,6 +123,33 @@ impl TokenRegistry {
     /// The token endpoint.
     pub fn realm(&self) -> &str {
         &self.realm
+    }
+
+    /// `127.0.0.1:PORT` of the token service: plain HTTP, so a pull must list it in
+    /// `SCAR_INSECURE_REGISTRIES` for its credentials and tokens to go there.
+    pub fn realm_host(&self) -> String {
+        self.realm
+            .trim_start_matches("http://")
+            .trim_end_matches("/token")
+            .to_owned()
+    }
+
+    /// Every token the service handed out (to the pull under test: secrets it must not print).
+    pub fn tokens(&self) -> Vec<String> {
+        self.signer
+            .seen
+            .lock()
+            .map(|s| s.tokens.clone())
+            .unwrap_or_default()
+    }
+
+    /// The `Authorization` header of each request the token service answered, in order.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.signer
+            .seen
+            .lock()
+            .map(|s| s.authorizations.clone())
+            .unwrap_or_default()
     }
 
     /// Tokens issued so far.
@@ -169,7 +205,11 @@ impl Signer {
             .key
             .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
             .expect("sign");
-        format!("{input}.{}", b64(sig.as_ref()))
+        let token = format!("{input}.{}", b64(sig.as_ref()));
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.tokens.push(token.clone());
+        }
+        token
     }
 }
 
@@ -193,6 +233,9 @@ fn serve_token(s: &Signer, mut conn: TcpStream) {
         {
             authorization = Some(v.trim().to_owned());
         }
+    }
+    if let Ok(mut seen) = s.seen.lock() {
+        seen.authorizations.push(authorization.clone());
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let query = target.split_once('?').map_or("", |(_, q)| q);

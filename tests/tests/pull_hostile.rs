@@ -442,6 +442,8 @@ fn a_registry_behind_a_token_service_is_pulled_with_anonymous_and_user_tokens() 
     let issued_before = registry.issued();
     let cache = tempfile::tempdir().expect("tmp");
     let mut o = options(cache.path(), &registry.host());
+    // The token service speaks plain HTTP on another port: it must be listed too (#17).
+    o.insecure_registries.push(registry.realm_host());
     let p = pull(&format!("{}/public/app:v1", registry.host()), &o).expect("anonymous token pull");
     assert_eq!(
         std::fs::read_to_string(p.root.join("hello")).expect("hello"),

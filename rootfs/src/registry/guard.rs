@@ -27,9 +27,9 @@ pub enum Internal {
 impl std::fmt::Display for Internal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Loopback => "loopback",
-            Self::LinkLocal => "link-local (instance metadata)",
-            Self::Unspecified => "unspecified (local host)",
+            Self::Loopback => "a loopback",
+            Self::LinkLocal => "a link-local (instance metadata)",
+            Self::Unspecified => "an unspecified (local host)",
         })
     }
 }
@@ -134,15 +134,21 @@ fn find_url(text: &str) -> Option<usize> {
     }
 }
 
-/// An error and its causes on one line, with URL queries cut out. A `reqwest::Error` names its
-/// URL: pass it through `without_url` first where possible, this catches the rest.
+/// An error and its causes on one line, with URL queries cut out (for a `reqwest::Error`, see
+/// [`describe_reqwest`], which also cuts the URL it holds).
 pub fn describe(err: &dyn std::error::Error) -> String {
     redact_text(&super::error_chain(err))
 }
 
-/// A `reqwest::Error` on one line, without its URL's query.
-pub fn describe_reqwest(err: reqwest::Error) -> String {
-    describe(&err.without_url())
+/// A `reqwest::Error` on one line, its URL without query, fragment or user information.
+pub fn describe_reqwest(mut err: reqwest::Error) -> String {
+    if let Some(url) = err.url_mut() {
+        url.set_query(None);
+        url.set_fragment(None);
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    describe(&err)
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub enum RegistryError {
     },
     /// A redirect or token realm aimed at this machine's own addresses.
     #[error(
-        "registry {host} sent the request for {what} to {target}, a {kind} address: refusing it, a registry may not aim requests at this machine's own services (the Lambda Runtime API, the instance metadata service). If that service is really the registry's storage, reach the registry itself through an address of the same kind (such as 127.0.0.1:PORT)"
+        "registry {host} sent the request for {what} to {target}, {kind} address: refusing it, a registry may not aim requests at this machine's own services (the Lambda Runtime API, the instance metadata service). If that service is really the registry's storage, reach the registry itself through an address of the same kind (such as 127.0.0.1:PORT)"
     )]
     InternalDestination {
         /// Registry host.
