@@ -41,6 +41,12 @@ pub enum Fault {
         /// How long the request is held before it reaches the upstream.
         secs: u64,
     },
+    /// Forward the response at this many bytes a second: a slow link (a pull that cannot
+    /// finish before a deadline while it keeps receiving bytes).
+    Throttle {
+        /// Response bytes (headers included) a second.
+        bytes_per_sec: u64,
+    },
 }
 
 /// A request the proxy saw.
@@ -260,6 +266,11 @@ fn handle(s: &Shared, mut client: TcpStream) {
             break;
         }
         sent += n;
+        if let (true, Fault::Throttle { bytes_per_sec }) = (matches, s.fault) {
+            std::thread::sleep(Duration::from_secs_f64(
+                n as f64 / bytes_per_sec.max(1) as f64,
+            ));
+        }
     }
     let _ = client.shutdown(Shutdown::Both);
 }
