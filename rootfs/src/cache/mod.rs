@@ -236,9 +236,15 @@ impl Cache {
         if path.exists() {
             return Ok(());
         }
-        // A cache made by an older version has no `configs/` (`open` stops at its first check).
+        // A cache made by an older version has no `configs/` (`open` stops at its first check);
+        // 0755 whatever the umask, as `open` makes the others: nobody else may swap a config.
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err("mkdir", dir))?;
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o755,
+            )
+            .create(dir)
+            .map_err(io_err("mkdir", dir))?;
         }
         write_json_atomic(self, &path, config)
     }
@@ -271,8 +277,9 @@ impl Cache {
         let dest = self.image_dir(&record.chain_id);
         // A root under this key that does not prove its layers (an older version's) makes
         // room for the verified one: moved aside in one step, then removed.
-        let stale = read_json::<ImageRecord>(&dest.join("image.json"))
-            .map_or(dest.exists(), |r| r.is_none_or(|r| !r.proves(&record.chain_id)));
+        let stale = read_json::<ImageRecord>(&dest.join("image.json")).map_or(dest.exists(), |r| {
+            r.is_none_or(|r| !r.proves(&record.chain_id))
+        });
         if stale {
             let grave = self.root.join("tmp").join(format!(
                 "unproven-{}-{}",

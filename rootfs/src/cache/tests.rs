@@ -127,3 +127,62 @@ fn a_new_cache_gets_every_directory_and_opens_again_as_it_was() {
             .is_some()
     );
 }
+
+#[test]
+fn a_record_without_verified_diff_ids_is_not_served_and_a_verified_build_replaces_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(tmp.path()).unwrap();
+    let rec = record(&cache, "proven", 10);
+    let meta = cache.image_dir(&rec.chain_id).join("image.json");
+    let unproven = ImageRecord {
+        verified_diff_ids: None,
+        ..rec.clone()
+    };
+    std::fs::write(&meta, serde_json::to_vec(&unproven).unwrap()).unwrap();
+    assert!(cache.lookup(&rec.chain_id).unwrap().is_none());
+    // DiffIDs that chain to another key prove nothing either.
+    let other = ImageRecord {
+        verified_diff_ids: Some(vec![Digest::of(b"other layer")]),
+        ..rec.clone()
+    };
+    std::fs::write(&meta, serde_json::to_vec(&other).unwrap()).unwrap();
+    assert!(cache.lookup(&rec.chain_id).unwrap().is_none());
+    let build = cache.new_tmp().unwrap();
+    std::fs::create_dir(build.join("root")).unwrap();
+    std::fs::write(build.join("root/file"), "verified").unwrap();
+    cache.publish(&build, &rec).unwrap();
+    assert_eq!(cache.lookup(&rec.chain_id).unwrap(), Some(rec.clone()));
+    let root = cache.image_dir(&rec.chain_id).join("root/file");
+    assert_eq!(std::fs::read_to_string(root).unwrap(), "verified");
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn configs_are_kept_per_digest_and_collected_once_no_reference_names_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(tmp.path()).unwrap();
+    let rec = record(&cache, "shared", 10);
+    let config = |who: &str| ImageConfig {
+        env: vec![format!("WHO={who}")],
+        ..ImageConfig::default()
+    };
+    let (a, b) = (Digest::of(b"config a"), Digest::of(b"config b"));
+    cache.write_config(&a, &config("a")).unwrap();
+    cache.write_config(&b, &config("b")).unwrap();
+    assert_eq!(cache.read_config(&a).unwrap(), Some(config("a")));
+    assert_eq!(cache.read_config(&b).unwrap(), Some(config("b")));
+    cache
+        .write_ref(&RefRecord {
+            reference: "shared".into(),
+            manifest: None,
+            chain_id: rec.chain_id,
+            config: Some(a),
+        })
+        .unwrap();
+    assert_eq!(cache.collect_garbage().unwrap(), 1);
+    assert_eq!(cache.read_config(&a).unwrap(), Some(config("a")));
+    assert_eq!(cache.read_config(&b).unwrap(), None);
+}

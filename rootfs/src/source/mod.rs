@@ -402,7 +402,14 @@ fn assemble(
             diff_id: *diff_id,
         })
         .collect();
-    finish(what, digest, config, Digest::of(config_body), layers, &diff_ids)
+    finish(
+        what,
+        digest,
+        config,
+        Digest::of(config_body),
+        layers,
+        &diff_ids,
+    )
 }
 
 fn finish(
