@@ -2,14 +2,18 @@
 //! init when `SCAR_PREFETCH` is on, else prepared by the first invocation.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use scar_rootfs::engine::preload::StaticPolicy;
 use scar_rootfs::engine::{Engine, EngineKind};
 use scar_rootfs::image::PreparedImage;
-use scar_rootfs::pull::{PullOptions, PullPolicy};
+use scar_rootfs::pull::{PartialPull, PullError, PullEvent, PullOptions, PullPolicy};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+
+/// When a pull of an invocation stops, in its error message.
+const DEADLINE: &str = "before the invocation's deadline (less SCAR_TIMEOUT_MARGIN)";
 
 /// A pull that ended in an error, as text (the pull error is not `Clone`).
 pub type PullFailure = String;
@@ -17,8 +21,8 @@ pub type PullFailure = String;
 enum State {
     /// Nothing started yet (prefetch off, or an earlier attempt failed).
     Empty,
-    /// The init-phase pull, still running.
-    Prefetching(JoinHandle<Result<PreparedImage, PullFailure>>),
+    /// The init-phase pull, still running, and how far it got.
+    Prefetching(JoinHandle<Result<PreparedImage, PullFailure>>, Arc<Tracker>),
     /// The init-phase pull failed; reported once by the next invocation, then retried.
     Failed(PullFailure),
     /// Ready.
@@ -42,18 +46,22 @@ impl ImageSlot {
         }
     }
 
-    /// Start the pull in the background.
+    /// Start the pull in the background. It has no deadline of its own: init waits for it at
+    /// most [`ImageSlot::wait_prefetch`]'s limit, and each invocation at most until its own
+    /// deadline (see [`ImageSlot::get`]).
     pub async fn prefetch(&self) {
         let reference = self.reference.clone();
         let options = self.options.clone();
-        let handle = tokio::spawn(async move { pull(&reference, &options).await });
-        *self.state.lock().await = State::Prefetching(handle);
+        let tracker = Arc::new(Tracker::default());
+        let seen = tracker.clone();
+        let handle = tokio::spawn(async move { pull(&reference, &options, Some(seen)).await });
+        *self.state.lock().await = State::Prefetching(handle, tracker);
     }
 
     /// Wait at most `limit` for the prefetch; it goes on in the background afterwards.
     pub async fn wait_prefetch(&self, limit: Duration) {
         let mut state = self.state.lock().await;
-        let State::Prefetching(handle) = &mut *state else {
+        let State::Prefetching(handle, _) = &mut *state else {
             return;
         };
         match tokio::time::timeout(limit, handle).await {
@@ -65,28 +73,107 @@ impl ImageSlot {
         }
     }
 
-    /// The prepared image: the prefetched one, the one prepared earlier, or a fresh pull.
-    /// With `SCAR_PULL_POLICY=always` every invocation after the first resolves again.
-    pub async fn get(&self) -> Result<PreparedImage, PullFailure> {
+    /// The prepared image: the prefetched one, the one prepared earlier, or a fresh pull, all
+    /// bounded by `until` (the invocation's deadline minus its margin). A pull of this
+    /// invocation stops there and reports how far it got; the next invocation starts it again.
+    /// The prefetch is waited for until then too: when it made progress meanwhile it goes on
+    /// (the next invocation resumes waiting for it), else it is stopped and the next invocation
+    /// pulls afresh (a registry that stopped answering does not hold every invocation). With
+    /// `SCAR_PULL_POLICY=always` every invocation after the first resolves again.
+    pub async fn get(&self, until: Instant) -> Result<PreparedImage, PullFailure> {
         let mut state = self.state.lock().await;
         let current = std::mem::replace(&mut *state, State::Empty);
+        let mut options = self.options.clone();
+        options.deadline = Some(until);
         let result = match current {
-            State::Prefetching(handle) => match settle(handle.await) {
-                State::Ready(image) => {
-                    *state = State::Ready(image.clone());
-                    return Ok(image);
+            State::Prefetching(mut handle, tracker) => {
+                let before = tracker.downloaded();
+                match tokio::time::timeout_at(until.into(), &mut handle).await {
+                    Ok(joined) => match settle(joined) {
+                        State::Ready(image) => Ok(image),
+                        State::Failed(failure) => Err(failure),
+                        _ => Err("the image pull ended without a result".to_owned()),
+                    },
+                    Err(_) => {
+                        let progressed = tracker.downloaded() > before;
+                        let partial = tracker.partial(self.options.keep_blobs);
+                        let next = if progressed {
+                            *state = State::Prefetching(handle, tracker);
+                            "the pull started at init goes on and the next invocation waits for it again".to_owned()
+                        } else {
+                            // Dropping the pull's future stops its downloads and extraction.
+                            handle.abort();
+                            format!(
+                                "the pull started at init made no progress during this invocation and was stopped; the next invocation {}",
+                                if partial.next().starts_with("resumes") {
+                                    "resumes it"
+                                } else {
+                                    "starts it again"
+                                }
+                            )
+                        };
+                        return Err(format!(
+                            "{}: {} {DEADLINE}; nothing was published and {next}",
+                            self.reference,
+                            partial.pulled(),
+                        ));
+                    }
                 }
-                State::Failed(failure) => Err(failure),
-                _ => Err("the image pull ended without a result".to_owned()),
-            },
+            }
             State::Failed(failure) => Err(failure),
             State::Ready(image) if self.options.policy == PullPolicy::IfNotPresent => Ok(image),
-            State::Ready(_) | State::Empty => pull(&self.reference, &self.options).await,
+            State::Ready(_) | State::Empty => pull(&self.reference, &options, None).await,
         };
         if let Ok(image) = &result {
             *state = State::Ready(image.clone());
         }
         result
+    }
+}
+
+/// How far a pull got, from its progress events.
+#[derive(Default)]
+struct Tracker {
+    layers: AtomicUsize,
+    done: AtomicUsize,
+    /// Compressed bytes of all layers; `u64::MAX` when unknown.
+    total: AtomicU64,
+    downloaded: std::sync::OnceLock<Arc<AtomicU64>>,
+}
+
+impl Tracker {
+    fn observe(&self, event: PullEvent) {
+        match event {
+            PullEvent::Resolved {
+                layers,
+                total_bytes,
+                downloaded,
+            } => {
+                self.layers.store(layers, Ordering::Relaxed);
+                self.total
+                    .store(total_bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+                let _ = self.downloaded.set(downloaded);
+            }
+            PullEvent::LayerDone(n) => self.done.store(n, Ordering::Relaxed),
+            PullEvent::Downloaded(_) => {}
+        }
+    }
+
+    fn downloaded(&self) -> u64 {
+        self.downloaded
+            .get()
+            .map_or(0, |d| d.load(Ordering::Relaxed))
+    }
+
+    fn partial(&self, kept: bool) -> PartialPull {
+        let total = self.total.load(Ordering::Relaxed);
+        PartialPull {
+            layers_done: self.done.load(Ordering::Relaxed),
+            layers: self.layers.load(Ordering::Relaxed),
+            downloaded: self.downloaded(),
+            total: (total != u64::MAX).then_some(total),
+            kept,
+        }
     }
 }
 
@@ -98,9 +185,17 @@ fn settle(joined: Result<Result<PreparedImage, PullFailure>, tokio::task::JoinEr
     }
 }
 
-async fn pull(reference: &str, options: &PullOptions) -> Result<PreparedImage, PullFailure> {
+async fn pull(
+    reference: &str,
+    options: &PullOptions,
+    tracker: Option<Arc<Tracker>>,
+) -> Result<PreparedImage, PullFailure> {
     let started = std::time::Instant::now();
-    let result = scar_rootfs::pull::prepare(reference, options).await;
+    let progress =
+        tracker.map(|t| -> scar_rootfs::pull::Progress { Arc::new(move |e| t.observe(e)) });
+    let result = scar_rootfs::pull::prepare_with_progress(reference, options, progress)
+        .await
+        .map(|(image, _)| image);
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
     match &result {
         Ok(image) => {
@@ -111,7 +206,14 @@ async fn pull(reference: &str, options: &PullOptions) -> Result<PreparedImage, P
             tracing::error!(phase = "pull", duration_ms, image = reference, %err, "image pull failed")
         }
     }
-    result.map_err(|err| format!("{reference}: {err}"))
+    result.map_err(|err| match err {
+        PullError::Deadline(partial) => format!(
+            "{reference}: {} {DEADLINE}; nothing was published and the next invocation {} (or raise the function's timeout)",
+            partial.pulled(),
+            partial.next().replace("resumes", "resumes it").replace("starts again", "starts it again"),
+        ),
+        err => format!("{reference}: {err}"),
+    })
 }
 
 /// Say once per sandbox when the image's own `/bin/sh` is statically linked: under the preload

@@ -84,6 +84,48 @@ impl Supervisor {
         self.image.wait_prefetch(limit).await;
     }
 
+    /// The request directories earlier invocations left under `/tmp` (see
+    /// [`stage::leftover_request_dirs`]); listed apart from [`Supervisor::sweep`] so that init
+    /// can list them at once and remove them in the background.
+    pub fn leftovers(&self) -> Vec<std::path::PathBuf> {
+        stage::leftover_request_dirs(&self.request_root, &self.config.pull.cache_dir)
+    }
+
+    /// Remove `leftovers` and the cache's abandoned work areas (`tmp/`, `ingest/`: see
+    /// `Cache::sweep`, which skips a cache that a pull, here or in another sandbox sharing it,
+    /// holds). Blocking: run it off the async threads. A cache not made yet is not made here.
+    pub fn sweep(&self, leftovers: &[std::path::PathBuf]) {
+        let started = Instant::now();
+        let requests = stage::remove_request_dirs(leftovers);
+        let cache_dir = &self.config.pull.cache_dir;
+        let cache = if cache_dir.join("ingest").is_dir() {
+            scar_rootfs::cache::Cache::open(cache_dir)
+                .and_then(|cache| cache.sweep())
+                .unwrap_or_else(|err| {
+                    tracing::warn!(%err, "could not sweep the image cache's leftovers");
+                    None
+                })
+        } else {
+            None
+        };
+        let (tmp, ingest) = cache.map_or((0, 0), |s| (s.tmp, s.ingest));
+        if requests + tmp + ingest > 0 {
+            tracing::info!(
+                requests,
+                cache_tmp = tmp,
+                cache_ingest = ingest,
+                duration_ms = ms(started),
+                "removed what earlier invocations left"
+            );
+        } else {
+            tracing::debug!(
+                duration_ms = ms(started),
+                busy = cache.is_none(),
+                "nothing left to sweep"
+            );
+        }
+    }
+
     /// Where `request_id`'s directory lives (for the cleanup after a panic); `None` for an id
     /// that is not a safe directory name (no directory was made for it).
     pub fn request_dir_path(&self, request_id: &str) -> Option<std::path::PathBuf> {
@@ -127,7 +169,7 @@ impl Supervisor {
         let started = Instant::now();
         let image = self
             .image
-            .get()
+            .get(stop_at)
             .await
             .map_err(|m| Failure::new(FailureKind::Image, m))?;
         response.phases_ms.pull = ms(started);

@@ -113,6 +113,11 @@ async fn serve(
         Ok(supervisor) => Arc::new(supervisor),
         Err(err) => return init_failure(Some(endpoint_text), &err).await,
     };
+    // Leftovers of the sandbox's earlier process: listed now (before any invocation can make a
+    // directory), removed in the background (init has 10 s).
+    let leftovers = supervisor.leftovers();
+    let sweeper = supervisor.clone();
+    tokio::task::spawn_blocking(move || sweeper.sweep(&leftovers));
     supervisor.start_background_init().await;
     supervisor.wait_prefetch(PREFETCH_INIT_WAIT).await;
     let config = supervisor.config();
@@ -185,8 +190,9 @@ async fn serve_invocations(api: &RuntimeApi, supervisor: &Arc<Supervisor>) -> Ex
             ))
         });
         finish(api, supervisor, &request_id, result)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
+        sweep(supervisor).instrument(span).await;
     }
 }
 
@@ -226,10 +232,21 @@ async fn finish(
     // the panic happened while it was being created.
     if let Some(leftover) = supervisor.request_dir_path(request_id)
         && leftover.exists()
-        && let Err(err) = std::fs::remove_dir_all(&leftover)
+        && let Err(err) = scar_rootfs::cache::remove_tree(&leftover)
     {
         tracing::warn!(path = %leftover.display(), %err, "could not remove the request directory");
     }
+}
+
+/// After an invocation, before asking for the next: remove what it (or a pull it stopped)
+/// left, so that `/tmp` does not fill up over the sandbox's life.
+async fn sweep(supervisor: &Arc<Supervisor>) {
+    let sweeper = supervisor.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let leftovers = sweeper.leftovers();
+        sweeper.sweep(&leftovers);
+    })
+    .await;
 }
 
 fn panic_text(join: tokio::task::JoinError) -> String {

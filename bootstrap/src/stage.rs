@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aws_sdk_s3::error::DisplayErrorContext;
+use scar_rootfs::cache::remove_tree;
 use tokio::io::AsyncWriteExt;
 
 use crate::event::S3Input;
@@ -100,7 +101,7 @@ impl RequestDir {
             root: base.join(request_id),
         };
         if dir.root.exists() {
-            std::fs::remove_dir_all(&dir.root).map_err(io("removing the leftover", &dir.root))?;
+            remove_tree(&dir.root).map_err(io("removing the leftover", &dir.root))?;
         }
         for sub in [dir.input(), dir.output(), dir.meta(), dir.scratch()] {
             std::fs::create_dir_all(&sub).map_err(io("creating", &sub))?;
@@ -139,7 +140,7 @@ impl RequestDir {
     /// Empty `input/` and `output/` between two records of one event.
     pub fn reset(&self) -> Result<(), StageError> {
         for sub in [self.input(), self.output()] {
-            std::fs::remove_dir_all(&sub).map_err(io("emptying", &sub))?;
+            remove_tree(&sub).map_err(io("emptying", &sub))?;
             std::fs::create_dir_all(&sub).map_err(io("creating", &sub))?;
         }
         set_mode(&self.output(), 0o777)
@@ -148,12 +149,48 @@ impl RequestDir {
 
 impl Drop for RequestDir {
     fn drop(&mut self) {
-        if let Err(err) = std::fs::remove_dir_all(&self.root)
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
+        // The script may have left read-only directories (`chmod -R a-w` on its outputs).
+        if let Err(err) = remove_tree(&self.root) {
             tracing::warn!(path = %self.root.display(), %err, "could not remove the request directory");
         }
     }
+}
+
+/// The request directories under `base` that earlier invocations left (the sandbox's previous
+/// process crashed or was stopped mid-invocation, or a removal failed): directories named like
+/// a request id, owned by this uid, holding the `.scar/` and `.scratch/` that
+/// [`RequestDir::create`] makes, and not `keep` (the cache directory, when it is under `base`).
+/// Symlinks are never taken (nor followed).
+pub fn leftover_request_dirs(base: &Path, keep: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let is_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(is_safe_request_id))
+        .map(|e| e.path())
+        .filter(|p| p != keep)
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == me))
+        .filter(|p| is_dir(&p.join(".scar")) && is_dir(&p.join(".scratch")))
+        .collect()
+}
+
+/// Remove `dirs` (see [`leftover_request_dirs`]), read-only ones included; returns how many
+/// went. A failure is logged and the others are still removed.
+pub fn remove_request_dirs(dirs: &[PathBuf]) -> usize {
+    let mut removed = 0;
+    for dir in dirs {
+        match remove_tree(dir) {
+            Ok(()) => removed += 1,
+            Err(err) => {
+                tracing::warn!(path = %dir.display(), %err, "could not remove an earlier request's directory")
+            }
+        }
+    }
+    removed
 }
 
 /// Whether `request_id` can name a directory under `/tmp` without escaping it.
@@ -299,6 +336,32 @@ mod tests {
         std::fs::write(base.path().join("r1/output/stale"), b"old").unwrap();
         let dir = RequestDir::create(base.path(), "r1").unwrap();
         assert!(!dir.output().join("stale").exists());
+    }
+
+    #[test]
+    fn leftover_request_directories_are_found_and_removed_even_read_only_and_nothing_else() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let old = RequestDir::create(base.path(), "0b1e-old").unwrap();
+        let old_root = old.root().to_owned();
+        std::fs::create_dir_all(old.output().join("deep/er")).unwrap();
+        std::fs::write(old.output().join("deep/er/result"), b"x").unwrap();
+        for d in ["deep/er", "deep", ""] {
+            std::fs::set_permissions(old.output().join(d), std::fs::Permissions::from_mode(0o555))
+                .unwrap();
+        }
+        std::mem::forget(old); // as a crashed process leaves it
+        let plain = base.path().join("not-a-request");
+        std::fs::create_dir(&plain).unwrap();
+        let cache = base.path().join("scar");
+        std::fs::create_dir_all(cache.join(".scar")).unwrap();
+        std::fs::create_dir_all(cache.join(".scratch")).unwrap();
+        std::os::unix::fs::symlink(&old_root, base.path().join("link-to-old")).unwrap();
+        let found = leftover_request_dirs(base.path(), &cache);
+        assert_eq!(found, vec![old_root.clone()]);
+        assert_eq!(remove_request_dirs(&found), 1);
+        assert!(!old_root.exists());
+        assert!(plain.exists() && cache.exists());
     }
 
     #[test]

@@ -157,30 +157,43 @@ pub struct PartialPull {
     pub kept: bool,
 }
 
-impl std::fmt::Display for PartialPull {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl PartialPull {
+    /// What was pulled, to be followed by when it stopped: `pulled 2 of 5 layers, 180 of 420
+    /// MiB,` (or `pulled nothing (...)` when the image was not even resolved).
+    pub fn pulled(&self) -> String {
         if self.layers == 0 {
-            return write!(
-                f,
-                "the image was not resolved (manifest and config) before the deadline; nothing was pulled and the next pull starts again"
-            );
+            return "pulled nothing (the image's manifest and config had not arrived)".to_owned();
         }
-        write!(
-            f,
-            "pulled {} of {} layers, {}",
+        let total = self
+            .total
+            .map(|t| format!(" of {}", mib(t)))
+            .unwrap_or_default();
+        format!(
+            "pulled {} of {} layers, {}{total} MiB,",
             self.layers_done,
             self.layers,
             mib(self.downloaded)
-        )?;
-        if let Some(total) = self.total {
-            write!(f, " of {}", mib(total))?;
-        }
-        write!(f, " MiB, before the deadline; nothing was published and ")?;
-        if self.kept {
-            write!(f, "the next pull resumes from the layers downloaded so far")
+        )
+    }
+
+    /// What the next pull does: start again, or resume from the kept blobs.
+    pub fn next(&self) -> &'static str {
+        if self.kept && self.layers_done > 0 {
+            "resumes from the layers downloaded so far"
         } else {
-            write!(f, "the next pull starts again")
+            "starts again"
         }
+    }
+}
+
+impl std::fmt::Display for PartialPull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} before the deadline; nothing was published and the next pull {}",
+            self.pulled(),
+            self.next()
+        )
     }
 }
 
@@ -299,6 +312,8 @@ mod tests {
         };
         assert!(resumed.to_string().contains("180 MiB, before"), "{resumed}");
         assert!(resumed.to_string().contains("resumes"), "{resumed}");
-        assert!(PartialPull::default().to_string().contains("not resolved"));
+        let nothing = PartialPull::default().to_string();
+        assert!(nothing.starts_with("pulled nothing"), "{nothing}");
+        assert!(nothing.ends_with("starts again"), "{nothing}");
     }
 }
