@@ -1,1 +1,311 @@
-//! (filled in by the hygiene work of #17)
+//! Time and leftovers, and whose cache it is (#17): a pull past its deadline stops (its thread
+//! included), publishes nothing and says how far it got, and the next pull works; the bootstrap
+//! reports it as `Scar.ImageError` and its next invocation succeeds; request directories and
+//! the cache's work areas that earlier invocations left are swept, read-only ones included; a
+//! cache directory of another uid or writable by others is refused with the fix.
+
+#[path = "../bootstrap_support/mod.rs"]
+mod bootstrap_support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use scar_e2e::Registry;
+use scar_e2e::fault::{Fault, FaultProxy};
+use scar_e2e::lambda_sim::{LambdaSim, SCAR_DIR, layer_dir};
+use scar_e2e::oci::{Compression, Image, ImageBuilder, LayerBuilder, Pusher};
+use scar_rootfs::pull::{PullError, PullOptions};
+
+use crate::pull_support;
+
+/// Compressed size of the big layer: 8 MiB at [`SLOW`] takes 16 s.
+const BIG: u64 = 8 << 20;
+/// The throttled link: 512 KiB/s.
+const SLOW: u64 = 512 << 10;
+
+/// Bytes gzip cannot shrink (so the compressed layer is as big as the file).
+fn noise(offset: u64, buf: &mut [u8]) {
+    let mut x = offset.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for b in buf.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}
+
+/// A small first layer and a big second one; returns the image and the second layer's digest.
+fn two_layers() -> (Image, String) {
+    let big = LayerBuilder::new(Compression::Gzip)
+        .without_tar_copy()
+        .big_file("data/big.bin", BIG, noise)
+        .finish();
+    let digest = big.blob.digest();
+    let image = ImageBuilder::new()
+        .layer(
+            LayerBuilder::new(Compression::Gzip)
+                .file("etc/first", b"first")
+                .finish(),
+        )
+        .layer(big)
+        .build();
+    (image, digest)
+}
+
+/// The entries of `cache/<sub>`.
+fn entries(cache: &Path, sub: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(cache.join(sub))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// Everything under `dir`, with sizes: a writer still at work changes it.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let meta = match e.path().symlink_metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            if meta.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((e.path(), meta.len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_pull_past_its_deadline_stops_writing_publishes_nothing_and_the_next_pull_succeeds() {
+    let registry = Registry::start();
+    let (image, big) = two_layers();
+    Pusher::new(&registry.url(), None).image("slow/app", "v1", &image);
+    // The big layer's first download crawls; the next pull gets it at full speed.
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        Fault::Throttle {
+            bytes_per_sec: SLOW,
+        },
+        &big,
+        1,
+    );
+    let reference = format!("{}/slow/app:v1", proxy.host());
+    let cache = tempfile::tempdir().expect("tmp");
+    let mut options = PullOptions::new(cache.path());
+    options.insecure_registries = vec![proxy.host()];
+    options.deadline = Some(Instant::now() + Duration::from_secs(4));
+
+    let started = Instant::now();
+    let err = pull_support::pull_blocking(&reference, &options)
+        .expect_err("a pull that cannot finish before its deadline must fail");
+    let took = started.elapsed();
+    assert!(matches!(err, PullError::Deadline(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("pulled 1 of 2 layers"), "{text}");
+    assert!(text.contains("MiB, before the deadline"), "{text}");
+    assert!(text.contains("nothing was published"), "{text}");
+    assert!(
+        took < Duration::from_secs(9),
+        "the pull stopped {took:?} after it started, its deadline was at 4 s"
+    );
+    assert_eq!(
+        proxy.injected(),
+        1,
+        "the big layer went through the throttle"
+    );
+
+    // Nothing published, no half-built tree, and nobody still writing one.
+    let work = [cache.path().join("tmp"), cache.path().join("ingest")];
+    let before: Vec<_> = work.iter().map(|d| snapshot(d)).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<_> = work.iter().map(|d| snapshot(d)).collect();
+    assert_eq!(
+        before, after,
+        "the work areas still change after the pull returned"
+    );
+    for sub in ["rootfs", "refs", "tmp"] {
+        assert!(
+            entries(cache.path(), sub).is_empty(),
+            "{sub}/ holds {:?}",
+            entries(cache.path(), sub)
+        );
+    }
+
+    options.deadline = Some(Instant::now() + Duration::from_secs(120));
+    let prepared =
+        pull_support::pull_blocking(&reference, &options).expect("the next pull succeeds");
+    let big_file = std::fs::metadata(prepared.root.join("data/big.bin")).expect("big.bin");
+    assert_eq!(big_file.len(), BIG);
+    assert_eq!(
+        std::fs::read(prepared.root.join("etc/first")).expect("first"),
+        b"first"
+    );
+}
+
+#[test]
+fn the_bootstrap_reports_a_pull_past_the_deadline_as_an_image_error_and_the_next_invocation_succeeds()
+ {
+    let registry = Registry::start();
+    let (image, big) = two_layers();
+    Pusher::new(&registry.url(), None).image("slow/boot", "v1", &image);
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        Fault::Throttle {
+            bytes_per_sec: SLOW,
+        },
+        &big,
+        1,
+    );
+    // The emulator's deadline is 600 s away: a margin of 595 s leaves the pull 5 s.
+    let function = bootstrap_support::Function::spec()
+        .env("SCAR_IMAGE", &format!("{}/slow/boot:v1", proxy.host()))
+        .env("SCAR_INSECURE_REGISTRIES", &proxy.host())
+        .env("SCAR_PREFETCH", "false")
+        .env("SCAR_TIMEOUT_MARGIN", "595")
+        .env("SCAR_SCRIPT", "test -s /data/big.bin && echo pulled")
+        .start();
+    let started = Instant::now();
+    let first = function.invoke(&serde_json::json!({"direct": true}));
+    let took = started.elapsed();
+    let message = function.expect_error(&first, "Scar.ImageError");
+    assert!(message.contains("pulled 1 of 2 layers"), "{message}");
+    assert!(
+        message.contains("before the invocation's deadline"),
+        "{message}"
+    );
+    assert!(
+        message.contains("next invocation starts it again"),
+        "{message}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the invocation answered after {took:?}; its pull had 5 s"
+    );
+
+    let second = function.invoke(&serde_json::json!({"direct": true}));
+    assert_eq!(
+        second.status,
+        200,
+        "the next invocation must pull and run: {}\n{}",
+        second.body,
+        function.log()
+    );
+    assert!(
+        bootstrap_support::response_text(&second.body, "stdout").contains("pulled"),
+        "{}",
+        second.body
+    );
+}
+
+/// The error `scar_rootfs` gives for the cache at `dir`.
+fn refusal(dir: &Path) -> String {
+    let options = PullOptions::new(dir);
+    pull_support::pull_blocking("127.0.0.1:9/never/pulled:v1", &options)
+        .expect_err("an untrusted cache must be refused")
+        .to_string()
+}
+
+// As root: chown to another uid only root can do; the unprivileged case is the next test.
+#[test]
+fn a_cache_of_another_uid_or_writable_by_others_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test chowns a directory to another uid: run it as root (the tests run as root here)"
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    scar_rootfs::cache::Cache::open(&cache).expect("a fresh cache of ours is accepted");
+
+    std::os::unix::fs::chown(&cache, Some(4242), Some(4242)).expect("chown");
+    let text = refusal(&cache);
+    assert!(text.contains(&cache.display().to_string()), "{text}");
+    assert!(text.contains("belongs to uid 4242"), "{text}");
+    assert!(
+        text.contains("SCAR_CACHE_DIR") && text.contains("chown"),
+        "{text}"
+    );
+    std::os::unix::fs::chown(&cache, Some(0), Some(0)).expect("chown back");
+
+    let rootfs = cache.join("rootfs");
+    std::fs::set_permissions(&rootfs, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let text = refusal(&cache);
+    assert!(text.contains(&rootfs.display().to_string()), "{text}");
+    assert!(text.contains("mode 0777"), "{text}");
+    assert!(text.contains("chmod go-w"), "{text}");
+    std::fs::set_permissions(&rootfs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    scar_rootfs::cache::Cache::open(&cache).expect("fixed, the cache is accepted again");
+}
+
+#[test]
+fn as_the_lambda_user_a_cache_made_by_root_is_refused_and_its_own_is_accepted() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    scar_rootfs::cache::Cache::open(&cache).expect("root's cache");
+    let command = format!(
+        "{SCAR_DIR}/scar pull 127.0.0.1:9/never/pulled:v1 --cache /mnt/rootcache; echo exit=$?; \
+         {SCAR_DIR}/scar cache ls --cache /tmp/own && echo own=ok"
+    );
+    let layer = layer_dir();
+    let out = LambdaSim::new(layer.path())
+        .with_scar()
+        .ro_bind(&cache, "/mnt/rootcache")
+        .run(&command, &[]);
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    assert!(all.contains("/mnt/rootcache"), "{all}");
+    assert!(all.contains("belongs to uid 0"), "{all}");
+    assert!(all.contains("not to uid 993"), "{all}");
+    assert!(!all.contains("exit=0"), "{all}");
+    assert!(all.contains("own=ok"), "a cache of its own works: {all}");
+}
+
+#[test]
+fn leftovers_of_earlier_invocations_are_swept_at_init_and_after_each_invocation_as_the_lambda_user()
+{
+    // The first invocation leaves what a crashed invocation would (a request directory of
+    // another id with read-only directories, a build in the cache's tmp/, a stale download in
+    // ingest/) and makes its own outputs read-only; the second looks.
+    let plant = r#"set -e
+old=/tmp/0ld-request-id
+mkdir -p $old/.scar $old/.scratch $old/output/deep/er
+echo x > $old/output/deep/er/result
+chmod -R a-w $old
+mkdir -p "$SCAR_OUTPUT_DIR/made/by/script"
+echo y > "$SCAR_OUTPUT_DIR/made/by/script/file"
+chmod -R a-w "$SCAR_OUTPUT_DIR/made"
+echo "me=$(id -u) planted"
+"#;
+    let look = r#"ls -a /tmp; echo listed"#;
+    let script = |text: &str| {
+        use base64::Engine;
+        serde_json::json!({"script": base64::engine::general_purpose::STANDARD.encode(text)})
+    };
+    let function = bootstrap_support::Function::spec()
+        .env("SCAR_ALLOW_INVOKE_SCRIPT", "true")
+        .env("SCAR_SCRIPT", "echo default")
+        .start_simulated();
+    let first = function.invoke(&script(plant));
+    assert_eq!(first.status, 200, "{}\n{}", first.body, function.log());
+    assert!(
+        bootstrap_support::response_text(&first.body, "stdout").contains("me=993 planted"),
+        "{}",
+        first.body
+    );
+    let second = function.invoke(&script(look));
+    assert_eq!(second.status, 200, "{}\n{}", second.body, function.log());
+    let body = bootstrap_support::response_text(&second.body, "stdout");
+    assert!(body.contains("listed"), "{body}");
+    assert!(
+        !body.contains("0ld-request-id"),
+        "the planted request dir survived: {body}"
+    );
+    let first_id = bootstrap_support::response_text(&first.body, "requestId").to_owned();
+    assert!(
+        !body.contains(&first_id),
+        "the first request's read-only directory survived: {body}"
+    );
+}
