@@ -34,21 +34,26 @@ fn noise(offset: u64, buf: &mut [u8]) {
     }
 }
 
-/// A small first layer and a big second one; returns the image and the second layer's digest.
-fn two_layers() -> (Image, String) {
+/// A small first layer (with a static busybox as `/bin/sh` when `shell`) and a big second one;
+/// returns the image and the second layer's digest.
+fn two_layers(shell: bool) -> (Image, String) {
     let big = LayerBuilder::new(Compression::Gzip)
         .without_tar_copy()
         .big_file("data/big.bin", BIG, noise)
         .finish();
     let digest = big.blob.digest();
-    let image = ImageBuilder::new()
-        .layer(
-            LayerBuilder::new(Compression::Gzip)
-                .file("etc/first", b"first")
-                .finish(),
-        )
-        .layer(big)
-        .build();
+    let mut first = LayerBuilder::new(Compression::Gzip).file("etc/first", b"first");
+    if shell {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .iter()
+            .find_map(|p| std::fs::read(p).ok())
+            .expect("busybox is missing: apt-get install busybox-static");
+        first = first
+            .dir("bin")
+            .file_mode("bin/busybox", 0o755, &busybox)
+            .symlink("bin/sh", "busybox");
+    }
+    let image = ImageBuilder::new().layer(first.finish()).layer(big).build();
     (image, digest)
 }
 
@@ -82,7 +87,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u64)> {
 #[test]
 fn a_pull_past_its_deadline_stops_writing_publishes_nothing_and_the_next_pull_succeeds() {
     let registry = Registry::start();
-    let (image, big) = two_layers();
+    let (image, big) = two_layers(false);
     Pusher::new(&registry.url(), None).image("slow/app", "v1", &image);
     // The big layer's first download crawls; the next pull gets it at full speed.
     let proxy = FaultProxy::start(
@@ -150,7 +155,7 @@ fn a_pull_past_its_deadline_stops_writing_publishes_nothing_and_the_next_pull_su
 fn the_bootstrap_reports_a_pull_past_the_deadline_as_an_image_error_and_the_next_invocation_succeeds()
  {
     let registry = Registry::start();
-    let (image, big) = two_layers();
+    let (image, big) = two_layers(true);
     Pusher::new(&registry.url(), None).image("slow/boot", "v1", &image);
     let proxy = FaultProxy::start(
         &registry.host(),
