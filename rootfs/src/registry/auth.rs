@@ -2,6 +2,7 @@
 //! anonymous tokens included), HTTP basic, and Amazon ECR through `GetAuthorizationToken`.
 
 use base64::Engine as _;
+use tracing::instrument::WithSubscriber as _;
 
 use super::{RegistryError, guard};
 use crate::pull::Credentials;
@@ -235,17 +236,25 @@ pub async fn ecr_credentials(host: &str, region: &str) -> Result<Credentials, Re
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
+    // At trace level the SDK logs the response body and the decoded output of
+    // GetAuthorizationToken, which is the registry password: its own events go nowhere, and
+    // ours say what happened.
+    let silent = || tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    tracing::debug!(%host, region, "asking ECR for registry credentials");
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http)
         .region(aws_config::Region::new(region.to_owned()))
         .load()
+        .with_subscriber(silent())
         .await;
     let client = aws_sdk_ecr::Client::new(&config);
     let out = client
         .get_authorization_token()
         .send()
+        .with_subscriber(silent())
         .await
         .map_err(|e| ecr_err(describe_ecr(&e)))?;
+    tracing::debug!(%host, "ECR gave registry credentials");
     let token = out
         .authorization_data()
         .first()
