@@ -88,7 +88,14 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 #[derive(Debug)]
 pub struct RequestDir {
     root: PathBuf,
+    /// `flock` on [`BUSY`] for the directory's life: the sweep of leftovers
+    /// ([`leftover_request_dirs`]) of another bootstrap on the same host (tests, `scar local`)
+    /// leaves a live directory alone.
+    _busy: Option<nix::fcntl::Flock<std::fs::File>>,
 }
+
+/// The file under a request directory that its live owner holds locked.
+const BUSY: &str = ".busy";
 
 impl RequestDir {
     /// Create a fresh request directory under `base` (leftovers of an earlier attempt of the same
@@ -97,8 +104,9 @@ impl RequestDir {
         if !is_safe_request_id(request_id) {
             return Err(StageError::UnsafeRequestId(request_id.to_owned()));
         }
-        let dir = Self {
+        let mut dir = Self {
             root: base.join(request_id),
+            _busy: None,
         };
         if dir.root.exists() {
             remove_tree(&dir.root).map_err(io("removing the leftover", &dir.root))?;
@@ -109,6 +117,17 @@ impl RequestDir {
         // The image's `User` may not be the uid the supervisor runs as; the output directory
         // must stay writable for it. Nothing else shares this sandbox's /tmp.
         set_mode(&dir.output(), 0o777)?;
+        let busy = dir.root.join(BUSY);
+        let file = std::fs::File::create(&busy).map_err(io("creating", &busy))?;
+        dir._busy = Some(
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+                |(_, errno)| StageError::Io {
+                    action: "locking",
+                    path: busy.clone(),
+                    source: errno.into(),
+                },
+            )?,
+        );
         Ok(dir)
     }
 
@@ -159,8 +178,9 @@ impl Drop for RequestDir {
 /// The request directories under `base` that earlier invocations left (the sandbox's previous
 /// process crashed or was stopped mid-invocation, or a removal failed): directories named like
 /// a request id, owned by this uid, holding the `.scar/` and `.scratch/` that
-/// [`RequestDir::create`] makes, and not `keep` (the cache directory, when it is under `base`).
-/// Symlinks are never taken (nor followed).
+/// [`RequestDir::create`] makes, not `keep` (the cache directory, when it is under `base`) and
+/// not in use (its [`BUSY`] file locked by a live bootstrap). Symlinks are never taken (nor
+/// followed).
 pub fn leftover_request_dirs(base: &Path, keep: &Path) -> Vec<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let me = nix::unistd::geteuid().as_raw();
@@ -175,7 +195,16 @@ pub fn leftover_request_dirs(base: &Path, keep: &Path) -> Vec<PathBuf> {
         .filter(|p| p != keep)
         .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == me))
         .filter(|p| is_dir(&p.join(".scar")) && is_dir(&p.join(".scratch")))
+        .filter(|p| !in_use(p))
         .collect()
+}
+
+/// Whether a live bootstrap holds `dir`'s [`BUSY`] lock (a directory without one is not in use).
+fn in_use(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join(BUSY)) else {
+        return false;
+    };
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
 }
 
 /// Remove `dirs` (see [`leftover_request_dirs`]), read-only ones included; returns how many
@@ -342,26 +371,29 @@ mod tests {
     fn leftover_request_directories_are_found_and_removed_even_read_only_and_nothing_else() {
         use std::os::unix::fs::PermissionsExt;
         let base = tempfile::tempdir().unwrap();
-        let old = RequestDir::create(base.path(), "0b1e-old").unwrap();
+        let mut old = RequestDir::create(base.path(), "0b1e-old").unwrap();
         let old_root = old.root().to_owned();
+        // As a crashed process leaves it: the lock went with the process.
+        old._busy = None;
         std::fs::create_dir_all(old.output().join("deep/er")).unwrap();
         std::fs::write(old.output().join("deep/er/result"), b"x").unwrap();
         for d in ["deep/er", "deep", ""] {
             std::fs::set_permissions(old.output().join(d), std::fs::Permissions::from_mode(0o555))
                 .unwrap();
         }
-        std::mem::forget(old); // as a crashed process leaves it
+        std::mem::forget(old); // nor does its Drop run
         let plain = base.path().join("not-a-request");
         std::fs::create_dir(&plain).unwrap();
         let cache = base.path().join("scar");
         std::fs::create_dir_all(cache.join(".scar")).unwrap();
         std::fs::create_dir_all(cache.join(".scratch")).unwrap();
         std::os::unix::fs::symlink(&old_root, base.path().join("link-to-old")).unwrap();
+        let live = RequestDir::create(base.path(), "live-one").unwrap();
         let found = leftover_request_dirs(base.path(), &cache);
         assert_eq!(found, vec![old_root.clone()]);
         assert_eq!(remove_request_dirs(&found), 1);
         assert!(!old_root.exists());
-        assert!(plain.exists() && cache.exists());
+        assert!(plain.exists() && cache.exists() && live.root().exists());
     }
 
     #[test]
