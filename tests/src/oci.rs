@@ -170,6 +170,23 @@ impl LayerBuilder {
         self
     }
 
+    /// A PAX extended header (`key=value` records, e.g. `SCHILY.xattr.user.x`) for the next entry.
+    pub fn pax(self, records: &[(&str, &[u8])]) -> Self {
+        let mut data = Vec::new();
+        for (key, value) in records {
+            // "<len> <key>=<value>\n", where <len> counts its own digits too.
+            let body = key.len() + value.len() + 3;
+            let mut len = body + 1;
+            while len != body + len.to_string().len() {
+                len = body + len.to_string().len();
+            }
+            data.extend_from_slice(format!("{len} {key}=").as_bytes());
+            data.extend_from_slice(value);
+            data.push(b'\n');
+        }
+        self.raw("PaxHeaders/next", tar::EntryType::XHeader, 0o644, "", &data)
+    }
+
     /// A regular file (mode 0644).
     pub fn file(self, name: &str, data: &[u8]) -> Self {
         self.raw(name, tar::EntryType::Regular, 0o644, "", data)
