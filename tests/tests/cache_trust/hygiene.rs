@@ -269,8 +269,7 @@ fn as_the_lambda_user_a_cache_made_by_root_is_refused_and_its_own_is_accepted() 
 }
 
 #[test]
-fn leftovers_of_earlier_invocations_are_swept_at_init_and_after_each_invocation_as_the_lambda_user()
-{
+fn leftovers_of_an_earlier_invocation_are_swept_after_it_as_the_lambda_user() {
     // The first invocation leaves what a crashed invocation would (a request directory of
     // another id with read-only directories, a build in the cache's tmp/, a stale download in
     // ingest/) and makes its own outputs read-only; the second looks.
@@ -282,9 +281,14 @@ chmod -R a-w $old
 mkdir -p "$SCAR_OUTPUT_DIR/made/by/script"
 echo y > "$SCAR_OUTPUT_DIR/made/by/script/file"
 chmod -R a-w "$SCAR_OUTPUT_DIR/made"
+mkdir -p /tmp/scar/tmp/4242-stale-build/root/etc/deep
+chmod -R a-w /tmp/scar/tmp/4242-stale-build/root
+echo old > /tmp/scar/ingest/4242-0-old-download
+touch -t 202001010000 /tmp/scar/ingest/4242-0-old-download
+echo new > /tmp/scar/ingest/4242-1-fresh-download
 echo "me=$(id -u) planted"
 "#;
-    let look = r#"ls -a /tmp; echo listed"#;
+    let look = r#"ls -a /tmp /tmp/scar/tmp /tmp/scar/ingest; echo listed"#;
     let script = |text: &str| {
         use base64::Engine;
         serde_json::json!({"script": base64::engine::general_purpose::STANDARD.encode(text)})
@@ -292,6 +296,10 @@ echo "me=$(id -u) planted"
     let function = bootstrap_support::Function::spec()
         .env("SCAR_ALLOW_INVOKE_SCRIPT", "true")
         .env("SCAR_SCRIPT", "echo default")
+        .env(
+            "SCAR_OUTPUT",
+            &format!("s3://{}/out/", bootstrap_support::BUCKET),
+        )
         .start_simulated();
     let first = function.invoke(&script(plant));
     assert_eq!(first.status, 200, "{}\n{}", first.body, function.log());
@@ -313,4 +321,57 @@ echo "me=$(id -u) planted"
         !body.contains(&first_id),
         "the first request's read-only directory survived: {body}"
     );
+    assert!(
+        !body.contains("4242-stale-build"),
+        "a build left in the cache's tmp/ survived: {body}"
+    );
+    assert!(
+        !body.contains("old-download"),
+        "a stale download in ingest/ survived: {body}"
+    );
+    assert!(
+        body.contains("4242-1-fresh-download"),
+        "a download that may still be in progress must stay: {body}"
+    );
+    // One request directory: the planted one; the first request's own (read-only inside) went
+    // with its `RequestDir` before the sweep.
+    let log = function.log();
+    assert!(
+        log.contains("removed what earlier invocations left requests=1 cache_tmp=1 cache_ingest=1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_request_directory_left_by_an_earlier_process_is_swept_at_init() {
+    use std::os::unix::fs::PermissionsExt;
+    // The host's /tmp is the request root of a bootstrap outside the simulator; the id is
+    // unique to this test process.
+    let old = PathBuf::from(format!("/tmp/0ld-init-{}", std::process::id()));
+    std::fs::create_dir_all(old.join(".scar")).expect("mkdir");
+    std::fs::create_dir_all(old.join(".scratch")).expect("mkdir");
+    std::fs::create_dir_all(old.join("output/deep")).expect("mkdir");
+    std::fs::write(old.join("output/deep/result"), b"x").expect("write");
+    for d in ["output/deep", "output"] {
+        std::fs::set_permissions(old.join(d), std::fs::Permissions::from_mode(0o555))
+            .expect("chmod");
+    }
+    // Not a request directory (no .scar/.scratch): never touched.
+    let other = PathBuf::from(format!("/tmp/0ther-{}", std::process::id()));
+    std::fs::create_dir_all(&other).expect("mkdir");
+    let function = bootstrap_support::Function::spec()
+        .env("SCAR_SCRIPT", "echo ok")
+        .start();
+    // Before any invocation (the sweep after one would remove it too).
+    let until = Instant::now() + Duration::from_secs(60);
+    while old.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone = !old.exists();
+    let kept = other.exists();
+    let _ = std::fs::remove_dir(&other);
+    assert!(gone, "{} survived init\n{}", old.display(), function.log());
+    assert!(kept, "a directory that is no request's was removed");
+    let first = function.invoke(&serde_json::json!({"direct": true}));
+    assert_eq!(first.status, 200, "{}\n{}", first.body, function.log());
 }
