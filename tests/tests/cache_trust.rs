@@ -5,7 +5,6 @@
 //!
 //! One test binary, one module per subject.
 
-#[allow(dead_code)] // until every module below uses it
 mod pull_support;
 
 #[path = "cache_trust/extract.rs"]
