@@ -147,7 +147,7 @@ impl Cache {
                 .map_err(io_err("mkdir", &dir))?;
             }
         }
-        // Three more stats on the warm path: whose the cache is (see `trust`).
+        // Four more stats on the warm path: whose the cache is (see `trust`).
         trust::check(root)?;
         Ok(Self {
             root: root.to_owned(),

@@ -1,7 +1,8 @@
 //! Whose cache it is: a cache directory that another user owns or may write could hold images
 //! (or references, or a symlink in place of an image) planted by that user, which the next
-//! `scar run` or invocation would execute. The cache directory, `refs/` and `rootfs/` must
-//! belong to the user running scar and be writable by nobody else.
+//! `scar run` or invocation would execute. The cache directory, `refs/`, `rootfs/` and
+//! `configs/` (an image's Entrypoint and Cmd) must belong to the user running scar and be
+//! writable by nobody else.
 //!
 //! One `stat` per directory: [`Cache::open`](super::Cache::open) calls this on every start.
 
@@ -10,8 +11,9 @@ use std::path::Path;
 
 use super::CacheError;
 
-/// Refuse the cache at `root` unless it, `refs/` and `rootfs/` are directories of the
-/// effective user that group and others cannot write.
+/// Refuse the cache at `root` unless it, `refs/`, `rootfs/` and `configs/` are directories of
+/// the effective user that group and others cannot write. `configs/` may be missing (a cache
+/// made by an older version gets it at its next pull).
 pub(super) fn check(root: &Path) -> Result<(), CacheError> {
     let me = nix::unistd::geteuid().as_raw();
     // The root may be a symlink the user chose (a cache on EFS); what it leads to is checked.
@@ -20,7 +22,11 @@ pub(super) fn check(root: &Path) -> Result<(), CacheError> {
         let path = root.join(sub);
         check_dir(root, &path, std::fs::symlink_metadata(&path), me)?;
     }
-    Ok(())
+    let configs = root.join("configs");
+    match std::fs::symlink_metadata(&configs) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        meta => check_dir(root, &configs, meta, me),
+    }
 }
 
 fn check_dir(
@@ -86,6 +92,17 @@ mod tests {
         assert!(err.contains("0777") && err.contains("chmod go-w"), "{err}");
         assert!(err.contains("its group and others"), "{err}");
         std::fs::set_permissions(&refs, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let configs = tmp.path().join("configs");
+        std::fs::set_permissions(&configs, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let err = check(tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("configs") && err.contains("its group"),
+            "{err}"
+        );
+        std::fs::remove_dir(&configs).unwrap();
+        check(tmp.path()).expect("a cache of an older version, without configs/, is accepted");
+        std::fs::create_dir(&configs).unwrap();
+        std::fs::set_permissions(&configs, std::fs::Permissions::from_mode(0o755)).unwrap();
         let rootfs = tmp.path().join("rootfs");
         std::fs::remove_dir(&rootfs).unwrap();
         std::os::unix::fs::symlink("/", &rootfs).unwrap();
