@@ -13,6 +13,7 @@
 //! The API is synchronous: tests are plain `#[test]` functions. A service that cannot start
 //! panics at once with one line naming the missing package or the port.
 
+pub mod cache;
 pub mod container;
 pub mod debian_images;
 pub mod dist;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use scar_e2e::Registry;
+use scar_e2e::cache::assert_no_image_left;
 use scar_e2e::fault::{Fault, FaultProxy};
 use scar_e2e::oci::{self, Compression, ImageBuilder, LayerBuilder, Pusher};
 use scar_e2e::token::TokenRegistry;
@@ -22,17 +23,6 @@ fn options(cache: &Path, host: &str) -> PullOptions {
     let mut o = PullOptions::new(cache);
     o.insecure_registries = vec![host.to_owned()];
     o
-}
-
-/// The cache holds no published image, no reference and no half-built tree.
-fn assert_no_image_left(cache: &Path) {
-    for sub in ["rootfs", "tmp", "refs"] {
-        let dir = cache.join(sub);
-        let left: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{} still holds {left:?}", dir.display());
-    }
 }
 
 /// Push a one-layer image and pull it, expecting an error containing `expected`.

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use scar_e2e::Registry;
+use scar_e2e::cache::assert_no_image_left;
 use scar_e2e::ecr::EcrStandIn;
 use scar_e2e::fault::FaultProxy;
 use scar_e2e::lambda_sim::{LambdaSim, SCAR_DIR};
@@ -81,17 +82,6 @@ fn pull_in_process(image: &str, options: &PullOptions) -> Result<(), String> {
             Ok(())
         }
         Err(err) => Err(err.to_string()),
-    }
-}
-
-/// The cache holds no published image, no reference and no half-built tree.
-fn assert_no_image_left(cache: &Path) {
-    for sub in ["rootfs", "tmp", "refs"] {
-        let dir = cache.join(sub);
-        let left: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{} still holds {left:?}", dir.display());
     }
 }
 

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use scar_e2e::Registry;
+use scar_e2e::cache::assert_no_image_left;
 use scar_e2e::lambda_sim::{LambdaSim, SCAR_DIR, shell_quote};
 use scar_e2e::oci::{Compression, Image, ImageBuilder, LayerBuilder, Pusher};
 use scar_rootfs::pull::PullOptions;
@@ -36,17 +37,6 @@ fn options(cache: &Path, host: &str) -> PullOptions {
     let mut o = PullOptions::new(cache);
     o.insecure_registries = vec![host.to_owned()];
     o
-}
-
-/// The cache holds no published image, no reference and no half-built tree.
-fn assert_no_image_left(cache: &Path) {
-    for sub in ["rootfs", "tmp", "refs"] {
-        let dir = cache.join(sub);
-        let left: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{} still holds {left:?}", dir.display());
-    }
 }
 
 /// A directory owned by `uid`, for the sandbox user's cache or as a symlink's target.
