@@ -149,8 +149,19 @@ fn files_dropped_under_input_are_processed_by_watch() {
         .arg("--watch")
         .arg(&data)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     let mut child = command.spawn().expect("start scar local --watch");
+    // The watch says `watching` once it has taken its first look at the input directory.
+    let stderr = child.stderr.take().unwrap();
+    let (watching_tx, watching) = std::sync::mpsc::channel();
+    let echo = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("watch (stderr) | {line}");
+            if line.starts_with("scar local: watching") {
+                let _ = watching_tx.send(());
+            }
+        }
+    });
     let stdout = child.stdout.take().unwrap();
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let collected = lines.clone();
@@ -161,8 +172,10 @@ fn files_dropped_under_input_are_processed_by_watch() {
         }
     });
 
-    // Give the watch time to take its first look, then drop two pictures in.
-    std::thread::sleep(Duration::from_secs(2));
+    // Once the watch has taken its first look, drop two pictures in.
+    watching.recv_timeout(Duration::from_secs(180)).expect(
+        "scar local --watch did not say it was watching within 180 s (its stderr is above)",
+    );
     std::fs::copy(sample(), data.join("input/first.png")).unwrap();
     std::fs::create_dir_all(data.join("input/nested dir")).unwrap();
     std::fs::copy(sample(), data.join("input/nested dir/second pic.png")).unwrap();
@@ -191,6 +204,7 @@ fn files_dropped_under_input_are_processed_by_watch() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     reader.join().unwrap();
+    echo.join().unwrap();
     for path in &wanted {
         assert_grayscale_of(&sample(), path);
     }
