@@ -152,6 +152,56 @@ fn a_pull_past_its_deadline_stops_writing_publishes_nothing_and_the_next_pull_su
 }
 
 #[test]
+fn as_the_lambda_user_scar_pull_stops_at_its_timeout_and_the_next_pull_succeeds() {
+    let registry = Registry::start();
+    let (image, big) = two_layers(false);
+    Pusher::new(&registry.url(), None).image("slow/cli", "v1", &image);
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        Fault::Throttle {
+            bytes_per_sec: SLOW,
+        },
+        &big,
+        1,
+    );
+    let pull = format!(
+        "{SCAR_DIR}/scar pull {}/slow/cli:v1 --cache /tmp/cache --insecure {}",
+        proxy.host(),
+        proxy.host()
+    );
+    let command = format!(
+        "{pull} --timeout 3; echo first=$?; ls /tmp/cache/rootfs /tmp/cache/tmp; echo listed; \
+         {pull} --timeout 120 && cat $({pull})/etc/first && echo second=ok"
+    );
+    let layer = layer_dir();
+    let out = LambdaSim::new(layer.path()).with_scar().run(&command, &[]);
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    assert!(all.contains("pulled 1 of 2 layers"), "{all}");
+    assert!(all.contains("before the deadline"), "{all}");
+    assert!(!all.contains("first=0"), "the first pull must fail: {all}");
+    // Nothing published and no build left between the two pulls.
+    let listing = out
+        .stdout
+        .split("listed")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.ends_with(':') && !l.starts_with("first="))
+        .filter(|l| !l.starts_with('/'))
+        .collect::<Vec<_>>();
+    assert!(
+        listing.is_empty(),
+        "left after the timeout: {listing:?}\n{all}"
+    );
+    assert!(all.contains("second=ok"), "the next pull succeeds: {all}");
+    assert_eq!(
+        proxy.injected(),
+        1,
+        "the big layer went through the throttle"
+    );
+}
+
+#[test]
 fn the_bootstrap_reports_a_pull_past_the_deadline_as_an_image_error_and_the_next_invocation_succeeds()
  {
     let registry = Registry::start();

@@ -57,6 +57,19 @@ pub struct PullArgs {
     /// Keep the compressed layer blobs in the cache.
     #[arg(long)]
     pub keep_blobs: bool,
+    /// Give up after this many seconds: the pull stops, says how far it got and publishes
+    /// nothing (with --keep-blobs the next pull resumes from the blobs it kept).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// `--timeout`: a positive number of seconds, fractions allowed.
+fn seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("`{text}` is not a positive number of seconds"))
 }
 
 /// Run `scar pull`.
@@ -67,6 +80,9 @@ pub fn run(args: PullArgs) -> ExitCode {
     options.platform = args.platform.clone();
     options.insecure_registries = args.insecure.iter().map(|h| h.trim().to_owned()).collect();
     options.keep_blobs = args.keep_blobs;
+    options.deadline = args
+        .timeout
+        .and_then(|limit| std::time::Instant::now().checked_add(limit));
     if let (Some(username), Some(password)) = (&args.username, &args.password) {
         options.credentials = Some(Credentials {
             username: username.clone(),
