@@ -35,6 +35,11 @@ impl Registry {
         self.addr.to_string()
     }
 
+    /// Its port (an ECR-style name for it keeps the port, so a proxy only passes requests on).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -41,12 +41,7 @@ fn ecr_registry(password: &str) -> Registry {
 
 /// The ECR-style name of `registry` (same port, so the proxy only has to pass requests on).
 fn ecr_host(registry: &Registry) -> String {
-    let port = registry
-        .host()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let port = registry.port();
     format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com:{port}")
 }
 

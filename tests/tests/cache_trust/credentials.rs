@@ -754,12 +754,7 @@ fn only_exact_ecr_hosts_get_an_ecr_token_and_it_is_never_logged() {
     // The names reach the loopback registry through a recording HTTP proxy, as in pull_ecr.rs.
     let proxy = FaultProxy::tap_deferred();
     proxy.set_upstream(&registry.host());
-    let port = registry
-        .host()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let port = registry.port();
     let token = basic_header("AWS", &ecr_password);
     let secrets = [ecr_password.as_str(), &token, SECRET_KEY, SESSION_TOKEN];
     let run = |who: As, host: &str| {
