@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn blocks_are_aligned_disjoint_and_the_last_one_is_given_back() {
         let arena = Box::new(StartArena::<4096>::new());
-        // SAFETY (all blocks below): non-zero layouts, each freed once with its own layout.
+        // SAFETY: non-zero layouts, each block freed once with its own layout.
         unsafe {
             let a = arena.alloc(layout(3, 1));
             let b = arena.alloc(layout(8, 64));
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn the_last_block_grows_in_place_and_others_move_with_their_bytes() {
         let arena = Box::new(StartArena::<4096>::new());
-        // SAFETY (all blocks below): non-zero layouts, reallocated and freed with their own.
+        // SAFETY: non-zero layouts, each block reallocated and freed with its own.
         unsafe {
             let a = arena.alloc(layout(16, 8));
             a.write_bytes(7, 16);
@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn a_full_arena_and_large_blocks_fall_back_to_the_system_allocator() {
         let arena = Box::new(StartArena::<256>::new());
-        // SAFETY (all blocks below): non-zero layouts, each freed once with its own layout.
+        // SAFETY: non-zero layouts, each block freed once with its own layout.
         unsafe {
             let big = arena.alloc(layout(StartArena::<256>::MAX_BLOCK + 1, 8));
             assert!(!big.is_null() && arena.offset_of(big).is_none());
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn zeroed_blocks_are_zero_even_when_reused() {
         let arena = Box::new(StartArena::<4096>::new());
-        // SAFETY (all blocks below): non-zero layouts, each freed once with its own layout.
+        // SAFETY: non-zero layouts, each block freed once with its own layout.
         unsafe {
             let a = arena.alloc(layout(64, 8));
             a.write_bytes(0xff, 64);

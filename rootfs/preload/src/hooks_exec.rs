@@ -262,14 +262,9 @@ pub extern "C" fn posix_spawn_file_actions_addopen(
     if config::active() && !path.is_null() {
         let write =
             flags & sys::O_ACCMODE != sys::O_RDONLY || flags & (sys::O_CREAT | sys::O_TRUNC) != 0;
-        // SAFETY: a C string.
-        match locate(
-            AT_FDCWD,
-            unsafe { cstr(path.cast()) },
-            true,
-            write,
-            &mut host,
-        ) {
+        // SAFETY: `path` is a non-null C string per open's contract.
+        let name = unsafe { cstr(path.cast()) };
+        match locate(AT_FDCWD, name, true, write, &mut host) {
             Ok(Located::Pass) => {}
             Ok(Located::Host) => p = host.as_ptr().cast(),
             Err(e) => return e,

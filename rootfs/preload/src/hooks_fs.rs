@@ -220,13 +220,8 @@ fn c_freopen(
         // SAFETY: both are C strings per freopen's contract.
         let write = fopen_flags(unsafe { cstr(mode.cast()) }).is_some_and(open_writes);
         // SAFETY: as above.
-        match locate(
-            AT_FDCWD,
-            unsafe { cstr(path.cast()) },
-            true,
-            write,
-            &mut host,
-        ) {
+        let name = unsafe { cstr(path.cast()) };
+        match locate(AT_FDCWD, name, true, write, &mut host) {
             Ok(Located::Pass) => {}
             Ok(Located::Host) => p = host.as_ptr().cast(),
             Err(e) => {

@@ -36,13 +36,8 @@ fn with_addr(
     }
     let mut host = PathBuf::new();
     // SAFETY: `p` is NUL-terminated.
-    match locate(
-        AT_FDCWD,
-        unsafe { cstr(p.as_ptr()) },
-        true,
-        write,
-        &mut host,
-    ) {
+    let name = unsafe { cstr(p.as_ptr()) };
+    match locate(AT_FDCWD, name, true, write, &mut host) {
         Ok(Located::Pass) => ret(op(a, len)),
         Ok(Located::Host) => {
             let h = host.as_bytes();

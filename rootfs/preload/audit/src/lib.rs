@@ -157,10 +157,10 @@ const MAX_DYN: usize = 4096;
 /// # Safety
 /// `cookie` is null or the loader's cookie of the requesting object (its link map).
 unsafe fn search_own_path(name: &[u8], cookie: *mut usize, out: &mut PathBuf) -> bool {
-    // SAFETY: per the contract.
     let link = if cookie.is_null() {
         0
     } else {
+        // SAFETY: a non-null cookie is the loader's, readable per the contract.
         unsafe { *cookie }
     };
     if link == 0 {
@@ -250,10 +250,10 @@ unsafe fn search_own_path(name: &[u8], cookie: *mut usize, out: &mut PathBuf) ->
 /// `cookie` is null or the loader's cookie, which glibc initializes to the object's link map.
 unsafe fn requester_dir(cookie: *mut usize) -> Option<PathBuf> {
     let mut file = PathBuf::new();
-    // SAFETY: per the contract.
     let map = if cookie.is_null() {
         0
     } else {
+        // SAFETY: a non-null cookie is the loader's, readable per the contract.
         unsafe { *cookie }
     };
     let name: &[u8] = if map == 0 {
@@ -261,7 +261,12 @@ unsafe fn requester_dir(cookie: *mut usize) -> Option<PathBuf> {
     } else {
         // SAFETY: the cookie is the link map; its name is a C string (possibly empty).
         let n = unsafe { (*(map as *const LinkMap)).name };
-        if n.is_null() { b"" } else { unsafe { cstr(n) } }
+        if n.is_null() {
+            b""
+        } else {
+            // SAFETY: a non-null name is the loader's C string.
+            unsafe { cstr(n) }
+        }
     };
     let name = if name.is_empty() {
         config::get().exe

@@ -105,10 +105,9 @@ impl Reporter {
     /// # Safety
     /// `fd` must be an open fd that nothing else in this process owns.
     pub unsafe fn from_raw(fd: RawFd) -> Self {
-        // SAFETY: guaranteed by the caller.
-        Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        }
+        // SAFETY: the caller guarantees `fd` is open and owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Self { fd }
     }
 
     /// Take ownership of a report fd this process created.
