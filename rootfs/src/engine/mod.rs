@@ -6,10 +6,14 @@
 //!
 //! The bootstrap and `scar` both go through [`Engine`]; [`select`] implements `auto`.
 
+pub mod fork;
 pub mod namespace;
 pub mod preload;
 pub mod probe;
 pub mod process;
+mod spec;
+
+pub use spec::{DEFAULT_PATH, RunSpecBuilder, SpecError};
 
 use std::fmt;
 use std::path::PathBuf;
