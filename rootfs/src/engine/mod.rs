@@ -6,7 +6,6 @@
 //!
 //! The bootstrap and `scar` both go through [`Engine`]; [`select`] implements `auto`.
 
-pub mod fork;
 pub mod namespace;
 pub mod preload;
 pub mod probe;
