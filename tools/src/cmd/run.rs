@@ -7,12 +7,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use scar_rootfs::engine::{self, EngineError, EngineKind, EngineOptions, Mount, RunSpec, Stdio};
+use scar_rootfs::engine::{
+    self, DEFAULT_PATH, EngineError, EngineKind, EngineOptions, Mount, RunSpec, SpecError,
+};
 use scar_rootfs::image::ImageConfig;
 use scar_rootfs::pull::{PullOptions, PullPolicy};
-
-/// PATH when the image sets none (Docker's default).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Time between SIGTERM and SIGKILL when `--timeout` expires.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -234,27 +233,7 @@ fn run_container(
     let Some((root, config)) = image_root(args, uncached)? else {
         return Ok(None);
     };
-    let argv = container_command(&config, &args.command)?;
-    let env = container_env(&config, &args.env, |name| std::env::var(name).ok())?;
-    let workdir = args
-        .workdir
-        .clone()
-        .or_else(|| config.working_dir.clone())
-        .unwrap_or_else(|| "/".to_string());
-    // The engine makes (and removes) its own per-run directory in here.
-    let scratch = std::env::temp_dir();
-    let spec = RunSpec {
-        root,
-        argv,
-        env,
-        workdir,
-        user: config.user.clone(),
-        mounts,
-        scratch,
-        stdin: Stdio::Inherit,
-        stdout: Stdio::Inherit,
-        stderr: Stdio::Inherit,
-    };
+    let spec = container_spec(root, &config, args, mounts, |name| std::env::var(name).ok())?;
     // The preload libraries: $SCAR_PRELOAD_DIR, else beside `scar` (see PreloadEngine::locate).
     let engine = engine::select(args.engine, &EngineOptions::default())?;
     // Held from before the start until the handler is in place: the command may already be
@@ -358,53 +337,37 @@ fn registry_access_from_env(options: &mut PullOptions, var: impl Fn(&str) -> Opt
     }
 }
 
-/// Docker's rule: Entrypoint + (the user's arguments, else Cmd).
-pub fn container_command(config: &ImageConfig, user: &[String]) -> Result<Vec<String>, RunError> {
-    let tail = if user.is_empty() { &config.cmd } else { user };
-    let argv: Vec<String> = config.entrypoint.iter().chain(tail).cloned().collect();
-    if argv.is_empty() {
-        return Err(RunError::NoCommand);
-    }
-    Ok(argv)
-}
-
-/// The image's Env, then `-e` (a later name replaces an earlier one in place), with Docker's
-/// defaults for PATH and HOME when neither sets them.
-pub fn container_env(
+/// The container's spec, Docker's way: Entrypoint + (the command after `--`, else Cmd); the
+/// image's Env, then `-e` (a later name replaces an earlier one in place; a bare `-e NAME`
+/// copies NAME from `host`, skipped when unset), then PATH and HOME defaults when neither set
+/// them; `--workdir`, else the image's WorkingDir, else `/`; the volumes; the caller's streams.
+/// The engine makes (and removes) its per-run directory in the system's temporary directory.
+pub fn container_spec(
+    root: PathBuf,
     config: &ImageConfig,
-    extra: &[String],
+    args: &RunArgs,
+    volumes: Vec<Mount>,
     host: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<(String, String)>, RunError> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |name: String, value: String| match env.iter_mut().find(|(n, _)| *n == name) {
-        Some(entry) => entry.1 = value,
-        None => env.push((name, value)),
-    };
-    for entry in &config.env {
-        if let Some((name, value)) = entry.split_once('=') {
-            set(name.to_string(), value.to_string());
-        }
-    }
-    for entry in extra {
-        match entry.split_once('=') {
+) -> Result<RunSpec, RunError> {
+    let mut spec = RunSpec::builder(root, config)
+        .args(&args.command)
+        .workdir(args.workdir.clone())
+        .mounts(volumes);
+    for entry in &args.env {
+        spec = match entry.split_once('=') {
             Some(("", _)) => return Err(RunError::Env(entry.clone())),
-            Some((name, value)) => set(name.to_string(), value.to_string()),
+            Some((name, value)) => spec.env(name, value),
             None if entry.is_empty() => return Err(RunError::Env(String::new())),
-            // `-e NAME` copies NAME from here, and is skipped when unset (as Docker does).
-            None => {
-                if let Some(value) = host(entry) {
-                    set(entry.clone(), value);
-                }
-            }
-        }
+            None => match host(entry) {
+                Some(value) => spec.env(entry, &value),
+                None => spec,
+            },
+        };
     }
-    if !env.iter().any(|(n, _)| n == "PATH") {
-        env.push(("PATH".into(), DEFAULT_PATH.into()));
-    }
-    if !env.iter().any(|(n, _)| n == "HOME") {
-        env.push(("HOME".into(), "/root".into()));
-    }
-    Ok(env)
+    spec.env_default("PATH", DEFAULT_PATH)
+        .env_default("HOME", "/root")
+        .build()
+        .map_err(|SpecError::NoCommand| RunError::NoCommand)
 }
 
 /// `HOST:CONTAINER[:ro]`.
@@ -480,20 +443,31 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    /// `scar run` with `line` after `run`.
+    fn args(line: &[&str]) -> RunArgs {
+        let line: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+        RunArgs::parse_common(&line).expect("a common command line")
+    }
+
+    fn spec(image: &ImageConfig, line: &[&str]) -> Result<RunSpec, RunError> {
+        let host = |name: &str| (name == "FROM_HOST").then(|| "h".to_string());
+        container_spec("/root".into(), image, &args(line), Vec::new(), host)
+    }
+
     #[test]
     fn user_arguments_replace_cmd_and_keep_the_entrypoint() {
         let image = config(&["/entry", "-x"], &["default"], &[]);
         assert_eq!(
-            container_command(&image, &[]).unwrap(),
+            spec(&image, &["img"]).unwrap().argv,
             strings(&["/entry", "-x", "default"])
         );
         assert_eq!(
-            container_command(&image, &strings(&["mine"])).unwrap(),
+            spec(&image, &["img", "--", "mine"]).unwrap().argv,
             strings(&["/entry", "-x", "mine"])
         );
         let plain = config(&[], &["sh"], &[]);
         assert_eq!(
-            container_command(&plain, &strings(&["id", "-u"])).unwrap(),
+            spec(&plain, &["img", "--", "id", "-u"]).unwrap().argv,
             strings(&["id", "-u"])
         );
     }
@@ -501,21 +475,50 @@ mod tests {
     #[test]
     fn an_image_without_entrypoint_or_cmd_needs_a_command() {
         assert!(matches!(
-            container_command(&config(&[], &[], &[]), &[]),
+            spec(&config(&[], &[], &[]), &["img"]),
             Err(RunError::NoCommand)
         ));
     }
 
     #[test]
-    fn env_flags_override_the_image_env_in_place_and_defaults_fill_path_and_home() {
-        let image = config(&[], &[], &["A=1", "PATH=/bin", "B=2"]);
-        let host = |name: &str| (name == "FROM_HOST").then(|| "h".to_string());
-        let env = container_env(
+    fn workdir_flag_volumes_and_streams_reach_the_spec() {
+        let mut image = config(&["/e"], &[], &[]);
+        image.working_dir = Some("/app".into());
+        assert_eq!(spec(&image, &["img"]).unwrap().workdir, "/app");
+        let chosen = spec(&image, &["img", "-w", "/work"]).unwrap();
+        assert_eq!(chosen.workdir, "/work");
+        assert_eq!(chosen.stdin, scar_rootfs::engine::Stdio::Inherit);
+        let volume = parse_volume("/data:/in:ro").unwrap();
+        let with_volume = container_spec(
+            "/root".into(),
             &image,
-            &strings(&["A=9", "C=3", "FROM_HOST", "UNSET"]),
-            host,
+            &args(&["img"]),
+            vec![volume.clone()],
+            |_| None,
         )
         .unwrap();
+        assert_eq!(with_volume.mounts, [volume]);
+    }
+
+    #[test]
+    fn env_flags_override_the_image_env_in_place_and_defaults_fill_path_and_home() {
+        let image = config(&["/e"], &[], &["A=1", "PATH=/bin", "B=2"]);
+        let env = spec(
+            &image,
+            &[
+                "img",
+                "-e",
+                "A=9",
+                "-e",
+                "C=3",
+                "-e",
+                "FROM_HOST",
+                "-e",
+                "UNSET",
+            ],
+        )
+        .unwrap()
+        .env;
         let expected = [
             ("A", "9"),
             ("PATH", "/bin"),
@@ -529,13 +532,17 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert_eq!(env, expected);
-        let defaults = container_env(&config(&[], &[], &[]), &[], |_| None).unwrap();
+        let defaults = spec(&config(&["/e"], &[], &[]), &["img"]).unwrap().env;
         assert!(defaults.contains(&("PATH".into(), DEFAULT_PATH.into())));
     }
 
     #[test]
     fn an_env_flag_without_a_name_is_refused() {
-        assert!(container_env(&ImageConfig::default(), &strings(&["=x"]), |_| None).is_err());
+        let image = config(&["/e"], &[], &[]);
+        assert!(matches!(
+            spec(&image, &["img", "-e", "=x"]),
+            Err(RunError::Env(entry)) if entry == "=x"
+        ));
     }
 
     #[test]
