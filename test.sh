@@ -21,7 +21,7 @@ phase() {
 
 # Debian packages the tests use:
 #   docker-registry   the CNCF distribution registry (harness Registry)
-#   qemu-user-static  runs the aarch64 bootstrap (tests/tests/build.rs)
+#   qemu-user-static  runs the aarch64 bootstrap (tests/tests/tools/build.rs)
 #   busybox-static, umoci, skopeo  make and move test images
 #   bubblewrap, uidmap, util-linux  Lambda-like sandboxes (unshare --map-users, setpriv)
 #   musl-tools, zip, unzip, hyperfine, python3-pip: builds, layer zips, benchmarks

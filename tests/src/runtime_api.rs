@@ -1,7 +1,7 @@
 //! The Lambda Runtime API of a third-party emulator: `cargo lambda watch --only-lambda-apis`
 //! (PyPI package `cargo-lambda`).
 //!
-//! What the emulator does, learnt from its source and checked by `tests/tests/harness.rs`:
+//! What the emulator does, learnt from its source and checked by `tests/tests/tools/harness.rs`:
 //! - one port serves both sides: invokes at `POST /2015-03-31/functions/<name>/invocations`, the
 //!   Runtime API under `/.rt` (`/.rt/2018-06-01/runtime/...` for the default function `_`,
 //!   `/.rt/<name>/2018-06-01/runtime/...` for a named one), so `AWS_LAMBDA_RUNTIME_API` carries a

@@ -15,6 +15,7 @@
 //! The images are built once (minutes) and cached under /var/tmp/scar-test-images.
 //! Run: `cargo test -p scar-e2e --test real_images` (as root).
 
+#[path = "support/bootstrap.rs"]
 mod bootstrap_support;
 
 use std::os::unix::fs::PermissionsExt;
