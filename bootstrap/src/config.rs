@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use scar_rootfs::engine::EngineKind;
 use scar_rootfs::engine::preload::StaticPolicy;
-use scar_rootfs::pull::{Credentials, PullOptions, PullPolicy};
+use scar_rootfs::options::{Credentials, PullOptions, PullPolicy};
 
 mod variables;
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use scar_rootfs::engine::preload::StaticPolicy;
 use scar_rootfs::engine::{Engine, EngineKind};
 use scar_rootfs::image::PreparedImage;
-use scar_rootfs::pull::{PartialPull, PullError, PullEvent, PullOptions, PullPolicy};
+use scar_rootfs::options::{PullOptions, PullPolicy};
+use scar_rootfs::pull::{PartialPull, PullError, PullEvent};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 

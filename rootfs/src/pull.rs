@@ -4,105 +4,22 @@
 //! This is the single entry point the bootstrap and `scar` use.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::blob::{Counted, Verified};
 use crate::cache::{Cache, CacheError, ImageRecord, RefRecord};
-use crate::extract::pipeline::{self, ChannelReader, Counted, Verified};
+use crate::extract::pipeline::{self, ChannelReader};
 use crate::extract::{ExtractError, Extractor};
 use crate::image::{ImageConfig, PreparedImage};
+use crate::options::{PullOptions, PullPolicy};
 use crate::reference::{ImageRef, ReferenceError};
 use crate::registry::download;
 use crate::source::{self, BlobRef, Blobs, Layer, ResolvedImage, SourceError};
 
 mod deadline;
 pub use deadline::PartialPull;
-
-/// When to contact the registry (`SCAR_PULL_POLICY`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum PullPolicy {
-    /// Use the cached resolution of the reference when there is one: no network.
-    #[default]
-    IfNotPresent,
-    /// Resolve the reference again; layers already cached are not downloaded again.
-    Always,
-}
-
-impl FromStr for PullPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "if-not-present" | "IfNotPresent" => Ok(Self::IfNotPresent),
-            "always" | "Always" => Ok(Self::Always),
-            other => Err(format!(
-                "`{other}` is not a pull policy: use if-not-present or always"
-            )),
-        }
-    }
-}
-
-/// Registry credentials for basic auth or as the identity of a token request.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Credentials {
-    /// User name.
-    pub username: String,
-    /// Password or token; never logged.
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-/// Everything a pull needs besides the reference.
-#[derive(Clone, Debug)]
-pub struct PullOptions {
-    /// Cache root (`SCAR_CACHE_DIR`).
-    pub cache_dir: PathBuf,
-    /// Cap for the cache in bytes (`SCAR_CACHE_MAX_MB`); `None` means what the filesystem holds.
-    pub max_cache_bytes: Option<u64>,
-    /// `SCAR_PULL_POLICY`.
-    pub policy: PullPolicy,
-    /// `os/arch[/variant]` to select from an index; `None` means the running machine.
-    pub platform: Option<String>,
-    /// `SCAR_REGISTRY_USERNAME` / `SCAR_REGISTRY_PASSWORD`.
-    pub credentials: Option<Credentials>,
-    /// `SCAR_INSECURE_REGISTRIES`: `host:port` entries reached over plain HTTP.
-    pub insecure_registries: Vec<String>,
-    /// Keep compressed blobs after extraction (off by default: `/tmp` is small on Lambda).
-    pub keep_blobs: bool,
-    /// When the pull must be over (the bootstrap's invocation deadline minus its margin):
-    /// past it the downloads and the extraction stop, nothing is published and the pull fails
-    /// with [`PullError::Deadline`]. `None`: no bound.
-    pub deadline: Option<Instant>,
-    /// S3 client for `s3://` archives; `None` builds one from the standard AWS configuration.
-    pub s3: Option<aws_sdk_s3::Client>,
-}
-
-impl PullOptions {
-    /// Options with the defaults of DESIGN.md for a given cache root.
-    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            cache_dir: cache_dir.into(),
-            max_cache_bytes: None,
-            policy: PullPolicy::IfNotPresent,
-            platform: None,
-            credentials: None,
-            insecure_registries: Vec::new(),
-            keep_blobs: false,
-            deadline: None,
-            s3: None,
-        }
-    }
-}
 
 /// Why an image could not be made available.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +54,12 @@ pub enum PullError {
     /// The pull did not finish before [`PullOptions::deadline`]; nothing was published.
     #[error("{0}")]
     Deadline(PartialPull),
+}
+
+impl From<PartialPull> for PullError {
+    fn from(partial: PartialPull) -> Self {
+        Self::Deadline(partial)
+    }
 }
 
 impl From<SourceError> for PullError {
@@ -587,7 +510,7 @@ fn apply_all(
                 return Err(sources
                     .stop
                     .explain(i, layers, counter, kept)
-                    .unwrap_or_else(|| fail(err)));
+                    .map_or_else(|| fail(err), PullError::Deadline));
             }
         };
         // The copy was verified along the way (the digest verdict came before EOF).

@@ -2,14 +2,13 @@
 //! tar application, with bounded buffers in between so no layer is ever held in memory.
 
 use std::io::{self, BufRead, BufReader, Read};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::blob::BlobError;
 use crate::digest::{Digest, Hasher};
 
 /// Size of the decompressed chunks handed to the extractor.
@@ -18,54 +17,6 @@ const CHUNK: usize = 256 * 1024;
 const DEPTH: usize = 4;
 /// Read buffer in front of the decompressor.
 const INPUT_BUF: usize = 256 * 1024;
-
-/// What went wrong with a layer's bytes (carried inside `io::Error`s through the readers).
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    /// The compressed bytes do not match the manifest's digest.
-    #[error(
-        "blob {expected} does not match its digest (got {actual}): the image is corrupt or was tampered with; nothing from it was kept"
-    )]
-    Digest {
-        /// From the manifest.
-        expected: Digest,
-        /// Computed.
-        actual: Digest,
-    },
-    /// The uncompressed tar does not match the config's DiffID.
-    #[error(
-        "the image's config says this layer's DiffID is {expected} but it uncompresses to {actual}: the image is corrupt or was tampered with (its config may claim another image's layers); nothing from it was kept"
-    )]
-    DiffId {
-        /// From the config.
-        expected: Digest,
-        /// Computed.
-        actual: Digest,
-    },
-    /// More bytes than the manifest announced.
-    #[error("blob {digest} is longer than the {size} bytes its manifest announces: refusing it")]
-    TooLong {
-        /// Blob.
-        digest: Digest,
-        /// Announced size.
-        size: u64,
-    },
-    /// Corrupt or truncated compressed data.
-    #[error("the layer's {format} data is corrupt or truncated ({detail}): push the image again")]
-    Decompress {
-        /// gzip or zstd.
-        format: &'static str,
-        /// The decoder's complaint.
-        detail: String,
-    },
-}
-
-impl BlobError {
-    /// Wrap as the `io::Error` the readers of a layer carry.
-    pub fn into_io(self) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidData, self)
-    }
-}
 
 /// Reads a tokio channel of chunks from a blocking thread.
 pub struct ChannelReader {
@@ -107,85 +58,6 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current[..n]);
         let _ = self.current.split_to(n);
-        Ok(n)
-    }
-}
-
-/// Checks a blob against its digest (and announced size) as it is read; the verdict comes at
-/// end of stream, as an error in place of EOF.
-pub struct Verified<R> {
-    inner: R,
-    hasher: Option<Hasher>,
-    expected: Digest,
-    size: Option<u64>,
-    counter: Arc<AtomicU64>,
-}
-
-impl<R: Read> Verified<R> {
-    /// Verify `inner` against `expected`; bytes read are added to `counter`.
-    pub fn new(inner: R, expected: Digest, size: Option<u64>, counter: Arc<AtomicU64>) -> Self {
-        Self {
-            inner,
-            hasher: Some(Hasher::new()),
-            expected,
-            size,
-            counter,
-        }
-    }
-}
-
-impl<R: Read> Read for Verified<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let Some(hasher) = self.hasher.as_mut() else {
-            return Ok(n);
-        };
-        if n == 0 {
-            let actual = self.hasher.take().map(Hasher::finish);
-            if let Some(actual) = actual
-                && actual != self.expected
-            {
-                return Err(BlobError::Digest {
-                    expected: self.expected,
-                    actual,
-                }
-                .into_io());
-            }
-            return Ok(0);
-        }
-        hasher.update(&buf[..n]);
-        self.counter.fetch_add(n as u64, Ordering::Relaxed);
-        if let Some(size) = self.size
-            && size > 0
-            && hasher.len() > size
-        {
-            return Err(BlobError::TooLong {
-                digest: self.expected,
-                size,
-            }
-            .into_io());
-        }
-        Ok(n)
-    }
-}
-
-/// Counts bytes read (sources verified after decompression instead).
-pub struct Counted<R> {
-    inner: R,
-    counter: Arc<AtomicU64>,
-}
-
-impl<R> Counted<R> {
-    /// Count `inner`'s bytes into `counter`.
-    pub fn new(inner: R, counter: Arc<AtomicU64>) -> Self {
-        Self { inner, counter }
-    }
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.counter.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -420,7 +292,10 @@ fn pump(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::Verified;
     use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -1,5 +1,5 @@
-//! A pull bounded by a deadline ([`PullOptions::deadline`](super::PullOptions::deadline)): the
-//! bootstrap's invocation deadline minus its margin.
+//! A pull bounded by a deadline ([`PullOptions::deadline`](crate::options::PullOptions::deadline)):
+//! the bootstrap's invocation deadline minus its margin.
 //!
 //! Dropping a future does not stop the blocking thread that extracts the layers, nor the
 //! download tasks feeding it, so the deadline is enforced where the bytes flow: every read of a
@@ -7,14 +7,17 @@
 //! deadline (or when the pull's future is dropped) and closes the download channels, so a read
 //! blocked on the network returns at once. The extraction then ends with an error, its build
 //! directory is removed by the thread itself, and nothing is published.
+//!
+//! A pull stopped here is told as a [`PartialPull`] (how far it got); the orchestrator above
+//! turns it into its own error.
 
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::PullError;
 use crate::cache::CacheLock;
+use crate::source::Layer;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -51,17 +54,17 @@ impl Stop {
         self.deadline
     }
 
-    /// The error of a pull stopped after `layers_done` layers, when it stopped for the
+    /// How far a pull stopped after `layers_done` layers got, when it stopped for the
     /// deadline (another error is then only its consequence).
     pub(crate) fn explain(
         &self,
         layers_done: usize,
-        layers: &[crate::source::Layer],
+        layers: &[Layer],
         downloaded: &AtomicU64,
         kept: bool,
-    ) -> Option<PullError> {
+    ) -> Option<PartialPull> {
         self.stopped()
-            .then(|| PullError::Deadline(progress(layers_done, layers, downloaded, kept)))
+            .then(|| progress(layers_done, layers, downloaded, kept))
     }
 
     /// Stop now.
@@ -202,17 +205,18 @@ fn mib(bytes: u64) -> u64 {
     bytes.div_ceil(MIB)
 }
 
-/// Run `work` (resolving, locking: no layer applied yet) until `deadline`.
+/// Run `work` (resolving, locking: no layer applied yet) until `deadline`; past it, the pull
+/// got nothing done.
 pub(crate) async fn before<F: Future>(
     deadline: Option<Instant>,
     work: F,
-) -> Result<F::Output, PullError> {
+) -> Result<F::Output, PartialPull> {
     let Some(deadline) = deadline else {
         return Ok(work.await);
     };
     tokio::time::timeout_at(deadline.into(), work)
         .await
-        .map_err(|_| PullError::Deadline(PartialPull::default()))
+        .map_err(|_| PartialPull::default())
 }
 
 /// Wait for the extraction thread `work`; at `deadline` stop the pull (`guard`) and wait for
@@ -235,7 +239,7 @@ pub(crate) async fn finish<T>(
 /// The progress of a pull stopped after `layers_done` of `layers` layers.
 pub(crate) fn progress(
     layers_done: usize,
-    layers: &[crate::source::Layer],
+    layers: &[Layer],
     downloaded: &AtomicU64,
     kept: bool,
 ) -> PartialPull {

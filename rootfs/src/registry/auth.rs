@@ -4,8 +4,9 @@
 use base64::Engine as _;
 use tracing::instrument::WithSubscriber as _;
 
-use super::{RegistryError, guard};
-use crate::pull::Credentials;
+use super::error::RegistryError;
+use super::guard;
+use crate::options::Credentials;
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use reqwest::StatusCode;
 use tokio::sync::mpsc;
 
 use super::{RegistryClient, guard, retry};
+use crate::blob::BlobError;
 use crate::digest::{Digest, Hasher};
-use crate::extract::pipeline::BlobError;
 
 /// Chunks in flight per layer: hyper hands out reads of up to ~400 KiB, so this bounds a
 /// layer's buffered download to ~6 MiB.

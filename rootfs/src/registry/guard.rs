@@ -137,7 +137,7 @@ fn find_url(text: &str) -> Option<usize> {
 /// An error and its causes on one line, with URL queries cut out (for a `reqwest::Error`, see
 /// [`describe_reqwest`], which also cuts the URL it holds).
 pub fn describe(err: &dyn std::error::Error) -> String {
-    redact_text(&super::error_chain(err))
+    redact_text(&error_chain(err))
 }
 
 /// A `reqwest::Error` on one line, its URL without query, fragment or user information.
@@ -149,6 +149,18 @@ pub fn describe_reqwest(mut err: reqwest::Error) -> String {
         let _ = url.set_password(None);
     }
     describe(&err)
+}
+
+/// An error and its causes on one line (reqwest hides the useful part in its sources).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{BlobRef, Blobs, Layer, RemoveOnDrop, ResolvedImage, SourceError, finish};
+use super::blobs::{BlobRef, Blobs, RemoveOnDrop};
+use super::error::SourceError;
+use super::resolved::{Layer, ResolvedImage, finish};
 use crate::cache::Cache;
 use crate::digest::Digest;
-use crate::pull::PullOptions;
+use crate::options::PullOptions;
 use crate::reference::Location;
 use crate::registry::manifest;
 

@@ -1,6 +1,8 @@
 //! OCI image layouts (`oci-layout`, `index.json`, `blobs/`), in a directory or a tar.
 
-use super::{Blobs, SourceError, assemble};
+use super::blobs::Blobs;
+use super::error::SourceError;
+use super::resolved::{ResolvedImage, assemble};
 use crate::registry::manifest::{self, Descriptor, Document, Platform};
 
 /// Annotation naming a manifest in a layout's index.
@@ -12,7 +14,7 @@ pub(super) fn resolve(
     what: &str,
     tag: Option<&str>,
     platform: &Platform,
-) -> Result<super::ResolvedImage, SourceError> {
+) -> Result<ResolvedImage, SourceError> {
     let not_layout = |detail: String| SourceError::NotAnImage {
         path: blobs.describe(),
         kind: "an OCI image layout",

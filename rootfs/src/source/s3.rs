@@ -4,8 +4,8 @@ use std::path::Path;
 
 use tokio::io::AsyncWriteExt;
 
-use super::SourceError;
-use crate::pull::PullOptions;
+use super::error::SourceError;
+use crate::options::PullOptions;
 
 /// Download `s3://bucket/key` to `dest`.
 pub(super) async fn download(

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use scar_rootfs::pull::{Credentials, PullEvent, PullOptions, PullPolicy, PullReport};
+use scar_rootfs::options::{Credentials, PullOptions, PullPolicy};
+use scar_rootfs::pull::{PullEvent, PullReport};
 
 /// Cache options shared by `scar pull` and `scar cache`.
 #[derive(clap::Args, Clone)]

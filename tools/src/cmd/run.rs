@@ -11,7 +11,7 @@ use scar_rootfs::engine::{
     self, DEFAULT_PATH, EngineError, EngineKind, EngineOptions, Mount, RunSpec, SpecError,
 };
 use scar_rootfs::image::ImageConfig;
-use scar_rootfs::pull::{PullOptions, PullPolicy};
+use scar_rootfs::options::{PullOptions, PullPolicy};
 
 /// Time between SIGTERM and SIGKILL when `--timeout` expires.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -333,7 +333,7 @@ fn registry_access_from_env(options: &mut PullOptions, var: impl Fn(&str) -> Opt
     if let (Some(username), Some(password)) =
         (var("SCAR_REGISTRY_USERNAME"), var("SCAR_REGISTRY_PASSWORD"))
     {
-        options.credentials = Some(scar_rootfs::pull::Credentials { username, password });
+        options.credentials = Some(scar_rootfs::options::Credentials { username, password });
     }
 }
 
