@@ -6,6 +6,7 @@
 //!
 //! The bootstrap and `scar` both go through [`Engine`]; [`select`] implements `auto`.
 
+pub mod fork;
 pub mod namespace;
 pub mod preload;
 pub mod probe;
@@ -356,24 +357,22 @@ pub fn select(kind: EngineKind, options: &EngineOptions) -> Result<Box<dyn Engin
             options: options.clone(),
             chosen: std::sync::OnceLock::new(),
         })),
-        (EngineKind::Namespace | EngineKind::Auto, false) => match probe::namespace_support() {
+        (EngineKind::Namespace, false) => match probe::namespace_support() {
             probe::NamespaceSupport::Available => {
-                let why = if kind == EngineKind::Auto {
-                    "auto: user namespaces are available"
-                } else {
-                    "requested"
-                };
-                tracing::info!(engine = "namespace", reason = why, "engine selected");
+                tracing::info!(
+                    engine = "namespace",
+                    reason = "requested",
+                    "engine selected"
+                );
                 Ok(Box::new(namespace_engine(options)))
             }
-            probe::NamespaceSupport::Unavailable(reason) if kind == EngineKind::Namespace => {
-                Err(namespace_unavailable(reason))
-            }
-            probe::NamespaceSupport::Unavailable(reason) => {
-                tracing::info!(engine = "preload", %reason, "engine selected: auto, user namespaces are unavailable");
-                preload_engine(options, reason)
-            }
+            probe::NamespaceSupport::Unavailable(reason) => Err(namespace_unavailable(reason)),
         },
+        (EngineKind::Auto, false) => {
+            let choice = AutoChoice::from_probe(probe::namespace_support());
+            choice.announce(false);
+            choice.engine(options)
+        }
     }
 }
 
@@ -382,6 +381,63 @@ pub(crate) fn namespace_unavailable(reason: &str) -> EngineError {
     EngineError::NamespaceUnavailable(format!(
         "{reason}; on this host use the preload engine (--engine preload, SCAR_ENGINE=preload)"
     ))
+}
+
+/// What `auto` resolves to, and why: the one place where that choice is made and worded, for
+/// [`select`] (after the probe) and [`AutoEngine`] (after a direct start) alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AutoChoice {
+    /// User namespaces work here.
+    Namespace,
+    /// They do not, for this reason: the preload engine.
+    Preload(String),
+}
+
+impl AutoChoice {
+    /// The choice the probe's answer (or a direct start's, recorded as the probe's) makes.
+    fn from_probe(support: &probe::NamespaceSupport) -> Self {
+        match support {
+            probe::NamespaceSupport::Available => Self::Namespace,
+            probe::NamespaceSupport::Unavailable(reason) => Self::Preload(reason.clone()),
+        }
+    }
+
+    /// The choice once the namespace engine refused to start as unavailable: preload, with
+    /// the reason this process recorded, if any.
+    fn after_refusal(support: Option<&probe::NamespaceSupport>) -> Self {
+        match support {
+            Some(probe::NamespaceSupport::Unavailable(reason)) => Self::Preload(reason.clone()),
+            _ => Self::Preload("user namespaces are unavailable".to_string()),
+        }
+    }
+
+    /// Log the choice. `quiet`: the namespace engine, the expected choice, at debug level
+    /// (`scar run` prints nothing of its own around the command's output); the fallback to
+    /// preload is always worth a line.
+    fn announce(&self, quiet: bool) {
+        const AVAILABLE: &str = "auto: user namespaces are available";
+        match self {
+            Self::Namespace if quiet => {
+                tracing::debug!(engine = "namespace", reason = AVAILABLE, "engine selected")
+            }
+            Self::Namespace => {
+                tracing::info!(engine = "namespace", reason = AVAILABLE, "engine selected")
+            }
+            Self::Preload(reason) => tracing::info!(
+                engine = "preload",
+                %reason,
+                "engine selected: auto, user namespaces are unavailable"
+            ),
+        }
+    }
+
+    /// The engine chosen.
+    fn engine(&self, options: &EngineOptions) -> Result<Box<dyn Engine>, EngineError> {
+        match self {
+            Self::Namespace => Ok(Box::new(namespace_engine(options))),
+            Self::Preload(reason) => preload_engine(options, reason),
+        }
+    }
 }
 
 /// `auto` for a single-threaded caller: the namespace engine's direct start, which is itself
@@ -401,38 +457,27 @@ impl Engine for AutoEngine {
         // The direct start reports unavailability precisely; a caller that has meanwhile
         // started threads asks the probe first.
         let stat = namespace::direct::SelfStat::read();
-        let usable = match probe::known_support() {
-            Some(support) => support.is_available(),
-            None if stat.single_threaded => true,
-            None => probe::namespace_support().is_available(),
+        let choice = match probe::known_support() {
+            Some(support) => AutoChoice::from_probe(support),
+            None if stat.single_threaded => AutoChoice::Namespace,
+            None => AutoChoice::from_probe(probe::namespace_support()),
         };
-        let reason = if usable {
-            match self.namespace.spawn_with(spec, stat) {
-                Err(EngineError::NamespaceUnavailable(_)) => match probe::known_support() {
-                    Some(probe::NamespaceSupport::Unavailable(reason)) => reason.clone(),
-                    _ => "user namespaces are unavailable".to_string(),
-                },
+        let choice = match choice {
+            AutoChoice::Namespace => match self.namespace.spawn_with(spec, stat) {
+                Err(EngineError::NamespaceUnavailable(_)) => {
+                    AutoChoice::after_refusal(probe::known_support())
+                }
                 started => {
                     let _ = self.chosen.set(EngineKind::Namespace);
-                    // The expected choice: `scar run` prints nothing of its own around the
-                    // command's output (the fallback below is worth a line).
-                    tracing::debug!(
-                        engine = "namespace",
-                        reason = "auto: user namespaces are available",
-                        "engine selected"
-                    );
+                    AutoChoice::Namespace.announce(true);
                     return started;
                 }
-            }
-        } else {
-            match probe::known_support() {
-                Some(probe::NamespaceSupport::Unavailable(reason)) => reason.clone(),
-                _ => "user namespaces are unavailable".to_string(),
-            }
+            },
+            preload => preload,
         };
-        tracing::info!(engine = "preload", %reason, "engine selected: auto, user namespaces are unavailable");
+        choice.announce(true);
         let _ = self.chosen.set(EngineKind::Preload);
-        preload_engine(&self.options, &reason)?.spawn(spec)
+        choice.engine(&self.options)?.spawn(spec)
     }
 }
 
@@ -474,6 +519,44 @@ mod tests {
             stdout: Stdio::Null,
             stderr: Stdio::Null,
         }
+    }
+
+    #[test]
+    fn auto_takes_the_namespace_engine_where_available_and_else_preload_with_the_reason() {
+        let available = probe::NamespaceSupport::Available;
+        assert_eq!(AutoChoice::from_probe(&available), AutoChoice::Namespace);
+        let refused = probe::NamespaceSupport::Unavailable("uid_map: EPERM".into());
+        assert_eq!(
+            AutoChoice::from_probe(&refused),
+            AutoChoice::Preload("uid_map: EPERM".into())
+        );
+        assert_eq!(
+            AutoChoice::after_refusal(Some(&refused)),
+            AutoChoice::Preload("uid_map: EPERM".into())
+        );
+        // A refusal this process has no reason for still names what is missing.
+        for known in [None, Some(&available)] {
+            assert_eq!(
+                AutoChoice::after_refusal(known),
+                AutoChoice::Preload("user namespaces are unavailable".into())
+            );
+        }
+    }
+
+    #[test]
+    fn a_preload_choice_without_preload_libraries_says_why_preload_was_chosen() {
+        let empty = tempfile::tempdir().unwrap();
+        let options = EngineOptions {
+            preload_dir: Some(empty.path().to_path_buf()),
+            ..EngineOptions::default()
+        };
+        let choice = AutoChoice::Preload("uid_map: EPERM".into());
+        let Err(EngineError::PreloadUnavailable(text)) = choice.engine(&options) else {
+            panic!("the preload libraries are not in an empty directory")
+        };
+        assert!(text.starts_with("uid_map: EPERM; and "), "{text}");
+        let namespace = AutoChoice::Namespace.engine(&options).unwrap();
+        assert_eq!(namespace.kind(), EngineKind::Namespace);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! Process tree: caller → helper (monitor, host PID namespace) → init (PID 1) → command.
 
 pub mod affinity;
+pub mod channel;
 pub mod config;
 pub mod direct;
 pub mod init;
@@ -18,48 +19,30 @@ pub mod mounts;
 mod raw;
 pub mod setup;
 pub mod spawn;
+pub mod steps;
 pub mod syscall;
 pub mod user;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, pipe2};
 
-use self::config::{BindMount, HELPER_ARG0, HELPER_ENV, InitConfig, Report, parse_reports};
+pub use self::channel::SetupError;
+use self::channel::{errno_setup, read_reports, verdict};
+use self::config::{BindMount, HELPER_ARG0, HELPER_ENV, InitConfig};
 use self::user::UserDecision;
 use super::process::{pidfd_open, wait_or_stop, wait_readable};
 use super::{Container, ContainerHandle, Engine, EngineError, EngineKind, Outcome, RunSpec, Stdio};
 
 /// The container's hostname.
 pub const HOSTNAME: &str = "scar";
-
-/// A failed step of the container set-up: what was done to which path, and the errno.
-#[derive(Debug, thiserror::Error)]
-#[error("{step}: {errno}")]
-pub struct SetupError {
-    /// The step, e.g. `pivot_root into /tmp/scar/run/root`.
-    pub step: String,
-    /// The errno.
-    pub errno: Errno,
-}
-
-impl SetupError {
-    /// A failed step.
-    pub fn new(step: impl Into<String>, errno: Errno) -> Self {
-        Self {
-            step: step.into(),
-            errno,
-        }
-    }
-}
 
 /// The namespace engine.
 #[derive(Clone, Debug)]
@@ -157,13 +140,6 @@ fn validate(spec: &RunSpec) -> Result<(), EngineError> {
         }
     }
     Ok(())
-}
-
-fn errno_setup(step: &str) -> impl FnOnce(Errno) -> EngineError + '_ {
-    move |errno| EngineError::Setup {
-        step: step.to_string(),
-        source: std::io::Error::from_raw_os_error(errno as i32),
-    }
 }
 
 fn stdio(kind: Stdio) -> std::process::Stdio {
@@ -265,37 +241,6 @@ fn start(helper: &Path, config: &InitConfig, spec: &RunSpec) -> Result<Container
         stderr: child.stderr.take(),
         handle: Box::new(handle),
     })
-}
-
-/// What the reports say: the init's PID when it announced one, and the first failure.
-fn verdict(reports: Vec<Report>) -> (Option<Pid>, Option<EngineError>) {
-    let mut init_pid = None;
-    let mut failure = None;
-    for report in reports {
-        match report {
-            Report::Ready { init_pid: pid } => init_pid = Some(Pid::from_raw(pid)),
-            Report::Note { message } => tracing::info!("{message}"),
-            Report::Unavailable { reason } => {
-                failure.get_or_insert(EngineError::NamespaceUnavailable(reason));
-            }
-            Report::SetupFailed { step, errno } => {
-                failure.get_or_insert(EngineError::Setup {
-                    step,
-                    source: std::io::Error::from_raw_os_error(errno),
-                });
-            }
-            Report::ExecFailed { command, reason } => {
-                failure.get_or_insert(EngineError::Exec { command, reason });
-            }
-        }
-    }
-    (init_pid, failure)
-}
-
-fn read_reports(fd: OwnedFd) -> Vec<Report> {
-    let mut bytes = Vec::new();
-    let _ = std::fs::File::from(fd).read_to_end(&mut bytes);
-    parse_reports(&bytes)
 }
 
 /// The running container: the helper (our child) and the init behind it.

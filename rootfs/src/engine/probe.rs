@@ -12,8 +12,12 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Gid, Uid};
+
+use super::namespace::syscall::{LinuxSyscall, ProcSelf, Syscall};
 
 /// Whether the namespace engine can run on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,9 +83,9 @@ impl Step {
     }
 }
 
-/// Explain a failed step for a person: the step, the errno and what it usually means.
-pub(crate) fn explain(step: Step, errno: Errno, uid: Uid, gid: Gid) -> String {
-    let what = match step {
+/// What a step does, in the words of its system call (`writing `0 1000 1` to /proc/self/uid_map`).
+pub(crate) fn describe(step: Step, uid: Uid, gid: Gid) -> String {
+    match step {
         Step::UnshareUser => "unshare(CLONE_NEWUSER)".to_string(),
         Step::DenySetgroups => "writing `deny` to /proc/self/setgroups".to_string(),
         Step::UidMap => format!("writing `0 {uid} 1` to /proc/self/uid_map"),
@@ -93,7 +97,12 @@ pub(crate) fn explain(step: Step, errno: Errno, uid: Uid, gid: Gid) -> String {
         Step::CloneAll => {
             "clone(CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)".to_string()
         }
-    };
+    }
+}
+
+/// Explain a failed step for a person: the step, the errno and what it usually means.
+pub(crate) fn explain(step: Step, errno: Errno, uid: Uid, gid: Gid) -> String {
+    let what = describe(step, uid, gid);
     let hint = match (step, errno) {
         (Step::UnshareUser | Step::CloneAll, Errno::ENOSPC) => {
             "the user-namespace limit is reached (is /proc/sys/user/max_user_namespaces 0?)"
@@ -149,7 +158,7 @@ fn run_probe() -> Result<NamespaceSupport, Errno> {
     // SAFETY: `probe_entry` only makes raw syscalls through `probe_steps`, writes its result
     // into the atomic in `child`, and returns (the libc wrapper then calls exit(2)); `child`
     // lives on this frame until the child has exited.
-    let pid = unsafe { super::process::vfork_run(probe_entry, &child) }?;
+    let pid = unsafe { super::fork::vfork_run(probe_entry, &child) }?;
     let status = loop {
         match waitpid(pid, None) {
             Err(Errno::EINTR) => continue,
@@ -197,68 +206,41 @@ extern "C" fn probe_entry(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
-/// The probe proper, run in the cloned child: raw syscalls only.
+/// The probe proper, run in the cloned child of a multithreaded process: async-signal-safe
+/// calls only, nothing allocated (`CStr` paths are passed to the kernel as they are).
 fn probe_steps(uid_map: &[u8], gid_map: &[u8]) -> Result<(), (Step, Errno)> {
-    // SAFETY: unshare(2) with constant flags; it only affects this (child) process.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
-        return Err((Step::UnshareUser, Errno::last()));
-    }
-    write_id_maps(uid_map, gid_map)?;
-    let others = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    // SAFETY: as above; the child now owns a user namespace in which it may create the others.
-    if unsafe { libc::unshare(others) } != 0 {
-        return Err((Step::UnshareOthers, Errno::last()));
-    }
-    let flags = libc::MS_REC | libc::MS_PRIVATE;
-    // SAFETY: mount(2) with static C strings and null data; it changes propagation in the
-    // child's own new mount namespace only.
-    if unsafe {
-        libc::mount(
-            c"none".as_ptr(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            flags,
-            std::ptr::null(),
-        )
-    } != 0
-    {
-        return Err((Step::PrivateMounts, Errno::last()));
-    }
-    Ok(())
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| (Step::UnshareUser, e))?;
+    write_id_maps(&LinuxSyscall::default(), uid_map, gid_map)?;
+    let others = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    unshare(others).map_err(|e| (Step::UnshareOthers, e))?;
+    // Propagation changed in the child's own new mount namespace only.
+    mount(
+        Some(c"none"),
+        c"/",
+        None::<&CStr>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&CStr>,
+    )
+    .map_err(|e| (Step::PrivateMounts, e))
 }
 
 /// Deny setgroups(2), then map container root to the caller: `uid_map` and `gid_map` are
-/// `0 <id> 1` lines. Raw syscalls only, so any freshly cloned child may call it.
-pub(crate) fn write_id_maps(uid_map: &[u8], gid_map: &[u8]) -> Result<(), (Step, Errno)> {
-    write_proc_file(c"/proc/self/setgroups", b"deny").map_err(|e| (Step::DenySetgroups, e))?;
-    write_proc_file(c"/proc/self/uid_map", uid_map).map_err(|e| (Step::UidMap, e))?;
-    write_proc_file(c"/proc/self/gid_map", gid_map).map_err(|e| (Step::GidMap, e))
-}
-
-/// open + write + close with raw syscalls (async-signal-safe).
-fn write_proc_file(path: &CStr, content: &[u8]) -> Result<(), Errno> {
-    // SAFETY: openat(2) on a NUL-terminated static path (openat: the C library's open(2)
-    // adds an fcntl(2) for O_CLOEXEC).
-    let fd = unsafe {
-        libc::openat(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: write(2) of a borrowed buffer to the fd opened above.
-    let written = unsafe { libc::write(fd, content.as_ptr().cast(), content.len()) };
-    let result = if written < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(())
-    };
-    // SAFETY: closing the fd opened above, exactly once.
-    unsafe { libc::close(fd) };
-    result
+/// `0 <id> 1` lines. With [`LinuxSyscall`] async-signal-safe, so any freshly cloned child may
+/// call it.
+pub(crate) fn write_id_maps(
+    sys: &impl Syscall,
+    uid_map: &[u8],
+    gid_map: &[u8],
+) -> Result<(), (Step, Errno)> {
+    sys.write_proc_self(ProcSelf::Setgroups, b"deny")
+        .map_err(|e| (Step::DenySetgroups, e))?;
+    sys.write_proc_self(ProcSelf::UidMap, uid_map)
+        .map_err(|e| (Step::UidMap, e))?;
+    sys.write_proc_self(ProcSelf::GidMap, gid_map)
+        .map_err(|e| (Step::GidMap, e))
 }
 
 #[cfg(test)]

@@ -36,43 +36,6 @@ impl From<ProcessError> for super::EngineError {
     }
 }
 
-/// Stack of a [`vfork_run`] child: a few syscall frames.
-const VFORK_STACK: usize = 32 * 1024;
-
-/// Run `entry(arg)` in a child that shares this address space (`CLONE_VM`) while this thread
-/// sleeps until the child has executed a program or exited (`CLONE_VFORK`): no page tables
-/// are copied, whatever the size of this process. Returns the child's PID.
-///
-/// # Safety
-/// `entry` may only make async-signal-safe raw syscalls and store into memory reachable from
-/// `arg` (which must stay valid until this returns); it runs on a private stack of
-/// `VFORK_STACK` bytes and must end by returning, `_exit(2)` or a successful `execve(2)`.
-pub unsafe fn vfork_run<T>(
-    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
-    arg: &T,
-) -> Result<Pid, Errno> {
-    // Uninitialised: zeroing it would fault in every page, where the child touches two or three.
-    let mut stack = Box::<[std::mem::MaybeUninit<u8>]>::new_uninit_slice(VFORK_STACK);
-    // The stack grows down on every architecture we build for; keep it 16-byte aligned.
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-    // SAFETY: `top` is the aligned end of a live buffer of VFORK_STACK bytes that outlives the
-    // child's use of it (CLONE_VFORK suspends this thread until the child has executed or
-    // exited); `entry` and `arg` meet the contract the caller accepted.
-    let pid = unsafe {
-        libc::clone(
-            entry,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (arg as *const T).cast_mut().cast(),
-        )
-    };
-    drop(stack);
-    if pid < 0 {
-        return Err(Errno::last());
-    }
-    Ok(Pid::from_raw(pid))
-}
-
 /// A `pidfd` for `pid` (Linux 5.3+), `None` where the kernel has none.
 pub fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.

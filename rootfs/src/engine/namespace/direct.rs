@@ -21,12 +21,17 @@ use nix::fcntl::{OFlag, open};
 use nix::sys::signal::{SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
-use nix::unistd::{Gid, Pid, Uid, pipe2};
+use nix::unistd::{Pid, dup2_stderr, dup2_stdin, dup2_stdout, pipe2};
 
 use super::affinity::{CpuMask, Pinned};
-use super::config::{InitConfig, Reporter};
-use super::setup::{SETUP_FAILED, build_root, fail, waited_signals};
-use super::{errno_setup, init, raw, verdict};
+use super::channel::{
+    Report, Reporter, SETUP_FAILED, SetupError, errno_setup, fail, parse_reports, verdict,
+};
+use super::config::InitConfig;
+use super::steps::{self, IdMaps, waited_signals};
+use super::syscall::{LinuxSyscall, Syscall, Target};
+use super::{init, raw};
+use crate::engine::fork::{SharedStack, clone_shared};
 use crate::engine::probe::{self, NamespaceSupport, Step};
 use crate::engine::process::{outcome_of, wait_or_stop, wait_readable};
 use crate::engine::{Container, ContainerHandle, EngineError, Outcome, Stdio};
@@ -103,13 +108,6 @@ pub fn is_single_threaded() -> bool {
     nix::sys::stat::stat("/proc/self/task").is_ok_and(|task| task.st_nlink == 3)
 }
 
-/// The namespaces the init is cloned into.
-const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
-    | libc::CLONE_NEWNS
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUTS;
-
 /// One standard stream of the command: the child's end, and the caller's end of a pipe.
 struct StreamEnds {
     child: Option<OwnedFd>,
@@ -155,62 +153,13 @@ const INIT_STACK: usize = 1 << 20;
 /// of the descriptor table, which the init owns.
 struct InitJob<'a> {
     config: &'a InitConfig,
-    maps: &'a (String, String),
-    uid: Uid,
-    gid: Gid,
+    maps: &'a IdMaps,
     report: RawFd,
     status: RawFd,
     stdio: [Option<RawFd>; 3],
     args: Option<[usize; 2]>,
     /// The caller's CPU mask, for the command (the init runs pinned to the caller's CPU).
     affinity: Option<CpuMask>,
-}
-
-/// The init's private stack: mapped without backing, with a guard page at its low end.
-struct InitStack {
-    /// The mapping's address (a number, so that the handle may move between threads).
-    base: usize,
-}
-
-impl InitStack {
-    fn map() -> Result<Self, EngineError> {
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing
-        // affects no existing memory.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                INIT_STACK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(errno_setup("mapping the init's stack")(Errno::last()));
-        }
-        let stack = Self {
-            base: base as usize,
-        };
-        // SAFETY: the first page of the mapping made above; an overflow then faults.
-        if unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) } != 0 {
-            return Err(errno_setup("guarding the init's stack")(Errno::last()));
-        }
-        Ok(stack)
-    }
-
-    /// The initial stack pointer: the mapping's end (16-byte aligned, as mmap's pages are).
-    fn top(&self) -> *mut libc::c_void {
-        (self.base + INIT_STACK) as *mut libc::c_void
-    }
-}
-
-impl Drop for InitStack {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, dropped only once no process runs on it (the
-        // init was reaped, or never started).
-        unsafe { libc::munmap(self.base as *mut libc::c_void, INIT_STACK) };
-    }
 }
 
 /// Start the container from this single-threaded process.
@@ -225,8 +174,7 @@ pub(super) fn start(
     stdio: [Stdio; 3],
     stat: SelfStat,
 ) -> Result<Container, EngineError> {
-    let (uid, gid) = (Uid::current(), Gid::current());
-    let maps = (format!("0 {uid} 1\n"), format!("0 {gid} 1\n"));
+    let maps = IdMaps::of_caller();
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).map_err(errno_setup("pipe2"))?;
     let (status_read, status_write) = pipe2(OFlag::O_CLOEXEC).map_err(errno_setup("pipe2"))?;
     let mut streams = [
@@ -234,7 +182,7 @@ pub(super) fn start(
         stream(stdio[1], false)?,
         stream(stdio[2], false)?,
     ];
-    let stack = InitStack::map()?;
+    let stack = SharedStack::map(INIT_STACK).map_err(|(step, errno)| errno_setup(step)(errno))?;
     // Allocated before the clone: the caller must not allocate while the init runs.
     let mut reports = Vec::with_capacity(REPORTS_BUFFER);
     // This process, the init and the command's start on this CPU: see `affinity`.
@@ -242,8 +190,6 @@ pub(super) fn start(
     let job = InitJob {
         config,
         maps: &maps,
-        uid,
-        gid,
         report: report_write.into_raw_fd(),
         status: status_write.into_raw_fd(),
         stdio: streams
@@ -266,15 +212,7 @@ pub(super) fn start(
     // the hand-over, which this function waits for before it returns or touches anything the
     // init may use (see `start`'s comment). This process is single-threaded (checked by the
     // caller), so no lock is held and the init may run any code until the hand-over.
-    let pid = unsafe {
-        libc::clone(
-            init_entry,
-            stack.top(),
-            NAMESPACES | libc::CLONE_VM | libc::SIGCHLD,
-            (&raw const job).cast_mut().cast(),
-        )
-    };
-    let clone_errno = if pid < 0 { Some(Errno::last()) } else { None };
+    let cloned = unsafe { clone_shared(init_entry, &job, stack.top(), steps::NAMESPACES.bits()) };
     // The init is on this CPU now: this process, which only waits from here on, need not be.
     drop(pinned);
     // The init's descriptors, closed here with raw calls (no errno written).
@@ -285,22 +223,24 @@ pub(super) fn start(
     {
         raw::close(fd);
     }
-    if let Some(errno) = clone_errno {
-        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
-        return Err(refused(Step::CloneAll, errno, uid, gid));
-    }
+    let init = match cloned {
+        Ok(init) => init,
+        Err(errno) => {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
+            return Err(refused(Step::CloneAll, errno, &maps));
+        }
+    };
     let handed_over = read_until_handover(report_read.as_raw_fd(), &mut reports);
-    let init = Pid::from_raw(pid);
     if let Err(errno) = handed_over {
         // The init may still be running in this address space: end it before going on.
-        raw::kill(pid, libc::SIGKILL);
+        raw::kill(init.as_raw(), libc::SIGKILL);
         let _ = waitpid(init, None);
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
         return Err(errno_setup("reading the container init's reports")(errno));
     }
     drop(report_read);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
-    let (_, failure) = verdict(super::config::parse_reports(&reports));
+    let (_, failure) = verdict(parse_reports(&reports));
     if let Some(err) = failure {
         let _ = kill(init, Signal::SIGKILL);
         let _ = waitpid(init, None);
@@ -375,8 +315,8 @@ extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 /// The namespace engine cannot run here: the reason, as the probe would give it.
-fn refused(step: Step, errno: Errno, uid: Uid, gid: Gid) -> EngineError {
-    let reason = probe::explain(step, errno, uid, gid);
+fn refused(step: Step, errno: Errno, maps: &IdMaps) -> EngineError {
+    let reason = probe::explain(step, errno, maps.uid, maps.gid);
     let err = crate::engine::namespace_unavailable(&reason);
     probe::record(NamespaceSupport::Unavailable(reason));
     err
@@ -384,44 +324,57 @@ fn refused(step: Step, errno: Errno, uid: Uid, gid: Gid) -> EngineError {
 
 /// The cloned child: PID 1 of the new PID namespace. Never returns.
 fn child(job: &InitJob, report: OwnedFd, status: OwnedFd, stdio: [Option<OwnedFd>; 3]) -> ! {
-    let InitJob {
-        config,
-        maps,
-        uid,
-        gid,
-        ..
-    } = *job;
     let reporter = Reporter::from_owned(report);
-    for (target, fd) in stdio.iter().enumerate() {
-        if let Some(fd) = fd {
-            // SAFETY: dup2(2) of an fd this child owns onto 0, 1 or 2 of its own descriptor
-            // table; the duplicate is not close-on-exec, so the command inherits it.
-            if unsafe { libc::dup2(fd.as_raw_fd(), target as libc::c_int) } < 0 {
-                let err = Errno::last();
-                fail(
-                    &reporter,
-                    super::SetupError::new("dup2 of a standard stream", err),
-                );
+    // The duplicates are not close-on-exec: the command inherits them.
+    let [stdin, stdout, stderr] = stdio;
+    let streams = stdin
+        .map_or(Ok(()), dup2_stdin)
+        .and_then(|()| stdout.map_or(Ok(()), dup2_stdout))
+        .and_then(|()| stderr.map_or(Ok(()), dup2_stderr));
+    if let Err(errno) = streams {
+        fail(
+            &reporter,
+            SetupError::new("dup2 of a standard stream", errno),
+        );
+    }
+    let (mut pinned, _pins) =
+        match set_up(&LinuxSyscall::default(), job.config, job.maps, &reporter) {
+            Ok(built) => built,
+            Err(Refusal::Unavailable(reason)) => {
+                reporter.send(&Report::Unavailable { reason });
+                raw::exit(SETUP_FAILED);
             }
-        }
-    }
-    drop(stdio);
-    if let Err((step, errno)) = probe::write_id_maps(maps.0.as_bytes(), maps.1.as_bytes()) {
-        reporter.send(&super::config::Report::Unavailable {
-            reason: probe::explain(step, errno, uid, gid),
-        });
-        raw::exit(SETUP_FAILED);
-    }
-    let (mut pinned, _pins) = match build_root(config, &reporter) {
-        Ok(built) => built,
-        Err(err) => fail(&reporter, err),
-    };
+            Err(Refusal::Setup(err)) => fail(&reporter, err),
+        };
     pinned.affinity = job.affinity;
     pinned.parent_reads_record = true;
     // Only now: a non-dumpable process's /proc/self files belong to the host's root, so an
     // unprivileged caller could no longer write its uid_map.
     conceal_caller(job.args);
-    init::run(&pinned, &reporter, status, Pid::from_raw(0))
+    init::run(&pinned, &reporter, status)
+}
+
+/// Why the cloned init stops before it goes on as an init.
+#[derive(Debug)]
+enum Refusal {
+    /// The id maps were refused: the engine is unavailable here (the text the probe gives).
+    Unavailable(String),
+    /// Another step failed.
+    Setup(SetupError),
+}
+
+/// The cloned init's steps before it goes on as the helper's init does, in order: setgroups,
+/// uid_map, gid_map (the namespaces came with the clone), hostname, the root filesystem.
+fn set_up(
+    sys: &impl Syscall,
+    config: &InitConfig,
+    maps: &IdMaps,
+    reporter: &Reporter,
+) -> Result<(InitConfig, Vec<Target>), Refusal> {
+    steps::map_ids(sys, maps).map_err(|(step, errno)| {
+        Refusal::Unavailable(probe::explain(step, errno, maps.uid, maps.gid))
+    })?;
+    steps::build_root(sys, config, reporter).map_err(Refusal::Setup)
 }
 
 /// The init shares the caller's memory, which may hold secrets (its environment, registry
@@ -465,7 +418,7 @@ struct DirectHandle {
     state: InitState,
     /// The init's stack: unmapped once the init is reaped, left mapped while it may still run
     /// on it.
-    stack: Option<InitStack>,
+    stack: Option<SharedStack>,
 }
 
 /// Whether the init still needs this process.
@@ -578,6 +531,85 @@ impl Drop for DirectHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::namespace::channel::read_reports;
+    use crate::engine::namespace::syscall::double::{config, image, position, reporter};
+    use nix::unistd::{Gid, Uid};
+
+    fn maps() -> IdMaps {
+        IdMaps::of(Uid::from_raw(993), Gid::from_raw(990))
+    }
+
+    #[test]
+    fn the_cloned_init_maps_its_ids_before_the_hostname_and_any_mount_and_unshares_nothing() {
+        let sys = image();
+        let (reporter, reports) = reporter();
+        let (pinned, _pins) = set_up(&sys, &config(vec![]), &maps(), &reporter).unwrap();
+        let lines = sys.lines();
+        assert_eq!(
+            &lines[..4],
+            [
+                "write /proc/self/setgroups deny",
+                "write /proc/self/uid_map 0 993 1",
+                "write /proc/self/gid_map 0 990 1",
+                "sethostname scar",
+            ],
+            "{lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.starts_with("unshare")),
+            "{lines:#?}"
+        );
+        assert!(position(&lines, "pin /cache/rootfs/abc") < position(&lines, "mount"));
+        assert_eq!(
+            pinned.root,
+            std::path::Path::new("/pinned/cache/rootfs/abc")
+        );
+        drop(reporter);
+        // Notes only (no overlay trouble here, so none at all).
+        assert!(
+            read_reports(reports)
+                .iter()
+                .all(|r| matches!(r, Report::Note { .. }))
+        );
+    }
+
+    #[test]
+    fn a_refused_uid_map_makes_the_engine_unavailable_with_the_probes_words_and_mounts_nothing() {
+        let mut sys = image();
+        sys.fail
+            .insert("write /proc/self/uid_map".into(), Errno::EPERM);
+        let (reporter, _reports) = reporter();
+        let refusal = set_up(&sys, &config(vec![]), &maps(), &reporter).unwrap_err();
+        let Refusal::Unavailable(reason) = refusal else {
+            panic!("{refusal:?}")
+        };
+        assert_eq!(
+            reason,
+            probe::explain(Step::UidMap, Errno::EPERM, maps().uid, maps().gid)
+        );
+        assert!(reason.contains("AWS Lambda"), "{reason}");
+        assert!(
+            !sys.lines()
+                .iter()
+                .any(|l| l.starts_with("mount") || l.starts_with("sethostname"))
+        );
+    }
+
+    #[test]
+    fn a_failed_mount_after_the_maps_is_a_set_up_failure_naming_its_step() {
+        let mut sys = image();
+        sys.fail.insert("mount tmpfs".into(), Errno::ENOSPC);
+        let (reporter, _reports) = reporter();
+        let refusal = set_up(&sys, &config(vec![]), &maps(), &reporter).unwrap_err();
+        let Refusal::Setup(err) = refusal else {
+            panic!("{refusal:?}")
+        };
+        assert_eq!(
+            err.step,
+            "mounting a tmpfs on the run directory /scratch/run"
+        );
+        assert_eq!(err.errno, Errno::ENOSPC);
+    }
 
     #[test]
     fn self_stat_finds_the_thread_count_and_the_argument_area_past_an_odd_command_name() {

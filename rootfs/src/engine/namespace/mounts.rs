@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
-use super::SetupError;
+use super::channel::SetupError;
 use super::config::{BindMount, InitConfig};
 use super::syscall::{Create, Syscall};
 
@@ -548,34 +548,11 @@ pub fn mount_proc(
 
 #[cfg(test)]
 mod tests {
-    use super::super::syscall::double::Recorder;
+    use super::super::syscall::double::{Recorder, config, image};
     use super::*;
 
-    fn config(mounts: Vec<BindMount>) -> InitConfig {
-        InitConfig {
-            root: PathBuf::from("/cache/rootfs/abc"),
-            run_dir: PathBuf::from("/scratch/run"),
-            argv: vec!["/bin/true".into()],
-            env: vec![],
-            workdir: "/".into(),
-            mounts,
-            hostname: "scar".into(),
-            affinity: None,
-            parent_reads_record: false,
-        }
-    }
-
     fn recorder() -> Recorder {
-        let mut sys = Recorder::default();
-        sys.host.insert("/dev/null".into(), false);
-        sys.host.insert("/etc/resolv.conf".into(), false);
-        sys.existing = vec![
-            "/dev".into(),
-            "/tmp".into(),
-            "/proc".into(),
-            "/etc/resolv.conf".into(),
-        ];
-        sys
+        image()
     }
 
     #[test]

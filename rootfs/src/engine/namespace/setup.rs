@@ -11,40 +11,17 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-use nix::sched::{CloneFlags, unshare};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, getpid, pipe2, sethostname};
+use nix::unistd::{ForkResult, Pid, getpid, pipe2};
 
-use super::SetupError;
-use super::config::{HELPER_ENV, InitConfig, Report, Reporter};
-use super::syscall::LinuxSyscall;
-use super::{init, mounts};
-
-/// Signals the monitor and the init pass on to the command.
-pub const FORWARDED: [Signal; 7] = [
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
-
-/// Exit status of the helper when the container could not be set up.
-pub(super) const SETUP_FAILED: i32 = 125;
-
-/// The signals the monitor and the init wait for synchronously.
-pub fn waited_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for sig in FORWARDED {
-        set.add(sig);
-    }
-    set.add(Signal::SIGCHLD);
-    set
-}
+use super::channel::{Report, Reporter, SETUP_FAILED, SetupError, fail};
+use super::config::{HELPER_ENV, InitConfig};
+use super::init;
+use super::steps::{self, IdMaps, waited_signals};
+use super::syscall::{LinuxSyscall, Syscall, Target};
+use crate::engine::fork::fork_private;
 
 /// Run the helper when this process was started as one; otherwise return at once.
 pub fn run_if_requested() {
@@ -91,19 +68,13 @@ pub fn run_if_requested() {
 }
 
 fn fd_is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only queries the descriptor table.
-    fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
-}
-
-/// Report a failed step and end the helper.
-pub fn fail(reporter: &Reporter, err: SetupError) -> ! {
-    reporter.send(&Report::SetupFailed {
-        step: err.step,
-        errno: err.errno as i32,
-    });
-    // Nothing of the C library's exit: with the direct start this address space is the
-    // caller's, which goes on.
-    super::raw::exit(SETUP_FAILED)
+    if fd <= 2 {
+        return false;
+    }
+    // SAFETY: the descriptor is only queried (F_GETFD), never used or closed through the
+    // borrow; a closed number makes the call fail with EBADF.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    fcntl(fd, FcntlArg::F_GETFD).is_ok()
 }
 
 fn read_config(fd: OwnedFd) -> Result<InitConfig, SetupError> {
@@ -121,118 +92,51 @@ fn errno_of(err: &std::io::Error) -> Errno {
 
 /// Everything up to the fork of the init; returns its PID and the pipe it reports status on.
 fn setup(config: &InitConfig, reporter: &Reporter) -> Result<(Pid, OwnedFd), SetupError> {
-    let (uid, gid) = (Uid::current(), Gid::current());
-    unshare_namespaces()?;
-    deny_setgroups()?;
-    write_uid_map(uid)?;
-    write_gid_map(gid)?;
-    let (pinned, _fds) = build_root(config, reporter)?;
-    fork_init(&pinned, reporter)
+    let sys = LinuxSyscall::default();
+    let (pinned, pins) = build(&sys, config, reporter, &IdMaps::of_caller())?;
+    fork_init(&pinned, reporter, pins)
 }
 
-/// In the new namespaces, with the ids mapped: the hostname and the root filesystem. Returns
-/// the spec with its sources pinned, and the fds that pin them (keep them open until the
-/// init has pivoted).
-pub(super) fn build_root(
+/// The helper's steps before the fork, in order: unshare, setgroups, uid_map, gid_map,
+/// hostname, the root filesystem.
+fn build(
+    sys: &impl Syscall,
     config: &InitConfig,
     reporter: &Reporter,
-) -> Result<(InitConfig, Vec<OwnedFd>), SetupError> {
-    set_hostname(&config.hostname)?;
-    let (pinned, fds) = pin_sources(config)?;
-    let mut notes = Vec::new();
-    let mounted = mounts::prepare_root(&LinuxSyscall::default(), &pinned, &mut notes);
-    for message in notes {
-        reporter.send(&Report::Note { message });
-    }
-    mounted?;
-    Ok((pinned, fds))
-}
-
-/// Open the image root and the volume sources before a tmpfs covers the scratch directory
-/// (which may hold them, e.g. `scar run` uses /tmp), and name them by `/proc/self/fd/N` from
-/// then on: the mounts reach them whatever gets mounted over their paths.
-fn pin_sources(config: &InitConfig) -> Result<(InitConfig, Vec<OwnedFd>), SetupError> {
-    use std::os::fd::AsRawFd;
-    let mut fds = Vec::new();
-    let mut pin = |path: &std::path::Path| -> Result<std::path::PathBuf, SetupError> {
-        let fd = nix::fcntl::open(
-            path,
-            OFlag::O_PATH | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| SetupError::new(format!("opening {}", path.display()), e))?;
-        let pinned = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        fds.push(fd);
-        Ok(pinned)
-    };
-    let mut pinned = config.clone();
-    pinned.root = pin(&config.root)?;
-    for mount in &mut pinned.mounts {
-        mount.host = pin(&mount.host)?;
-    }
-    Ok((pinned, fds))
-}
-
-fn unshare_namespaces() -> Result<(), SetupError> {
-    let flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWUTS;
-    unshare(flags).map_err(|e| {
-        SetupError::new(
-            "unshare(CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)",
-            e,
-        )
-    })
-}
-
-fn write_proc_self(file: &str, content: &str) -> Result<(), SetupError> {
-    let path = format!("/proc/self/{file}");
-    std::fs::write(&path, content).map_err(|e| {
-        SetupError::new(
-            format!("writing `{}` to {path}", content.trim()),
-            errno_of(&e),
-        )
-    })
-}
-
-/// An unprivileged process may write its gid_map only after giving up setgroups(2).
-fn deny_setgroups() -> Result<(), SetupError> {
-    write_proc_self("setgroups", "deny")
-}
-
-/// Container root is the caller's uid.
-fn write_uid_map(uid: Uid) -> Result<(), SetupError> {
-    write_proc_self("uid_map", &format!("0 {uid} 1\n"))
-}
-
-/// Container root's group is the caller's gid.
-fn write_gid_map(gid: Gid) -> Result<(), SetupError> {
-    write_proc_self("gid_map", &format!("0 {gid} 1\n"))
-}
-
-fn set_hostname(name: &str) -> Result<(), SetupError> {
-    sethostname(name).map_err(|e| SetupError::new(format!("sethostname({name})"), e))
+    maps: &IdMaps,
+) -> Result<(InitConfig, Vec<Target>), SetupError> {
+    steps::unshare_namespaces(sys)?;
+    steps::map_ids_or_fail(sys, maps)?;
+    steps::build_root(sys, config, reporter)
 }
 
 /// Fork the process that becomes PID 1 of the new PID namespace.
-fn fork_init(config: &InitConfig, reporter: &Reporter) -> Result<(Pid, OwnedFd), SetupError> {
+///
+/// `pins` keep the pinned sources open until the init has pivoted (in the child, which has
+/// its own copies; the parent has no more use for them).
+fn fork_init(
+    config: &InitConfig,
+    reporter: &Reporter,
+    pins: Vec<Target>,
+) -> Result<(Pid, OwnedFd), SetupError> {
     // Blocked before the fork so no signal is lost between fork and the wait loops; the
     // command's child unblocks them before exec.
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited_signals()), None)
         .map_err(|e| SetupError::new("blocking signals", e))?;
     let (status_read, status_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| SetupError::new("pipe2", e))?;
-    let monitor = getpid();
     // SAFETY: this helper process is single-threaded (a fresh exec that started no threads),
     // so the child may run arbitrary code after fork.
-    match unsafe { fork() }.map_err(|e| SetupError::new("fork of the container init", e))? {
+    match unsafe { fork_private() }.map_err(|e| SetupError::new("fork of the container init", e))? {
         ForkResult::Child => {
             drop(status_read);
-            init::run(config, reporter, status_write, monitor)
+            let _pins = pins;
+            init::run(config, reporter, status_write)
         }
-        ForkResult::Parent { child } => Ok((child, status_read)),
+        ForkResult::Parent { child } => {
+            drop(pins);
+            Ok((child, status_read))
+        }
     }
 }
 
@@ -275,4 +179,77 @@ fn die_by(signo: i32) -> ! {
         let _ = kill(getpid(), sig);
     }
     std::process::exit(128 + signo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::namespace::syscall::double::{config, image, position, reporter};
+    use nix::unistd::{Gid, Uid};
+    use std::path::Path;
+
+    fn maps() -> IdMaps {
+        IdMaps::of(Uid::from_raw(1000), Gid::from_raw(1001))
+    }
+
+    #[test]
+    fn the_helper_unshares_then_maps_its_ids_before_the_hostname_and_any_mount() {
+        let sys = image();
+        let (reporter, _reports) = reporter();
+        let (pinned, pins) = build(&sys, &config(vec![]), &reporter, &maps()).unwrap();
+        let lines = sys.lines();
+        assert_eq!(
+            &lines[..5],
+            [
+                "unshare CloneFlags(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID)",
+                "write /proc/self/setgroups deny",
+                "write /proc/self/uid_map 0 1000 1",
+                "write /proc/self/gid_map 0 1001 1",
+                "sethostname scar",
+            ],
+            "{lines:#?}"
+        );
+        // The image is pinned before the tmpfs covers the scratch directory, and mounted
+        // through the pin.
+        assert!(position(&lines, "pin /cache/rootfs/abc") < position(&lines, "mount tmpfs"));
+        assert_eq!(pinned.root, Path::new("/pinned/cache/rootfs/abc"));
+        assert_eq!(pins.len(), 1);
+        let overlay = &lines[position(&lines, "mount overlay")];
+        assert!(
+            overlay.contains("lowerdir=/pinned/cache/rootfs/abc,"),
+            "{overlay}"
+        );
+    }
+
+    #[test]
+    fn each_step_of_the_helper_names_itself_when_it_fails_and_stops_the_set_up() {
+        for (call, step) in [
+            (
+                "unshare",
+                "unshare(CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)",
+            ),
+            (
+                "write /proc/self/setgroups",
+                "writing `deny` to /proc/self/setgroups",
+            ),
+            (
+                "write /proc/self/uid_map",
+                "writing `0 1000 1` to /proc/self/uid_map",
+            ),
+            (
+                "write /proc/self/gid_map",
+                "writing `0 1001 1` to /proc/self/gid_map",
+            ),
+            ("sethostname", "sethostname(scar)"),
+            ("pin", "opening /cache/rootfs/abc"),
+        ] {
+            let mut sys = image();
+            sys.fail.insert(call.into(), Errno::EPERM);
+            let (reporter, _reports) = reporter();
+            let err = build(&sys, &config(vec![]), &reporter, &maps()).unwrap_err();
+            assert_eq!((err.step.as_str(), err.errno), (step, Errno::EPERM));
+            let lines = sys.lines();
+            assert!(lines.last().unwrap().starts_with(call), "{lines:#?}");
+        }
+    }
 }

@@ -49,6 +49,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// argv\[0\] as given.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
     /// Start the command with `mask` as its CPU affinity rather than the init's.
     pub fn with_affinity(mut self, mask: Option<CpuMask>) -> Self {
         self.affinity = mask;
@@ -195,7 +200,7 @@ pub fn start(prepared: &Prepared) -> Result<Pid, (Option<Pid>, Refusal)> {
     // its atomic; `job` and the vectors it points into live on this frame until the child has
     // executed or exited. Without CLONE_SIGHAND/CLONE_FS the child's signal dispositions and
     // working directory are its own.
-    let pid = match unsafe { crate::engine::process::vfork_run(child_entry, &job) } {
+    let pid = match unsafe { crate::engine::fork::vfork_run(child_entry, &job) } {
         Ok(pid) => pid,
         Err(err) => {
             return Err((

@@ -1,13 +1,20 @@
-//! The narrow set of system calls the root filesystem set-up makes, behind a trait so the
-//! mount logic can be unit-tested with a recording double; the real calls are exercised by the
-//! end-to-end tests.
+//! The system calls the start paths make to build and enter a container (namespaces, id
+//! maps, hostname, mounts, `pivot_root`, the command's start), behind one trait so that the
+//! set-up, the init and the direct start are unit-tested with a recording double
+//! ([`double::Recorder`]); the real calls ([`LinuxSyscall`]) are exercised by the end-to-end
+//! tests.
 
+use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
-use nix::mount::MsFlags;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+use super::spawn::{self, Prepared, Refusal};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::sys::statvfs::{FsFlags, statvfs};
 
@@ -38,8 +45,52 @@ impl Target {
     }
 }
 
-/// The system calls behind the root filesystem set-up.
+/// A file of `/proc/self` that the set-up writes: the user namespace's id maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcSelf {
+    /// `setgroups`: `deny` before an unprivileged gid map.
+    Setgroups,
+    /// `uid_map`.
+    UidMap,
+    /// `gid_map`.
+    GidMap,
+}
+
+impl ProcSelf {
+    /// The file's path.
+    pub fn path(self) -> &'static CStr {
+        match self {
+            Self::Setgroups => c"/proc/self/setgroups",
+            Self::UidMap => c"/proc/self/uid_map",
+            Self::GidMap => c"/proc/self/gid_map",
+        }
+    }
+}
+
+/// The system calls behind the container's set-up and start.
 pub trait Syscall {
+    /// unshare(2) into new namespaces.
+    fn unshare(&self, flags: CloneFlags) -> Result<(), Errno>;
+    /// Write `content` to a file of `/proc/self` in one write(2), without allocating (the
+    /// direct start's init and the probe's child may call it).
+    fn write_proc_self(&self, file: ProcSelf, content: &[u8]) -> Result<(), Errno>;
+    /// sethostname(2).
+    fn sethostname(&self, name: &str) -> Result<(), Errno>;
+    /// An `O_PATH` descriptor of a host path, named by its target's path whatever gets
+    /// mounted over the path itself afterwards.
+    fn pin(&self, path: &Path) -> Result<Target, Errno>;
+    /// chdir(2).
+    fn chdir(&self, path: &Path) -> Result<(), Errno>;
+    /// pivot_root(2).
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), Errno>;
+    /// umount2(2).
+    fn umount(&self, target: &Path, flags: MntFlags) -> Result<(), Errno>;
+    /// prctl(PR_SET_NO_NEW_PRIVS).
+    fn set_no_new_privs(&self) -> Result<(), Errno>;
+    /// Start the prepared command in the current root (creating a missing working directory
+    /// as Docker does): its PID, or why it cannot start, with the PID of a child that exited
+    /// with the refusal's code.
+    fn start_command(&self, prepared: &Prepared) -> Result<Pid, (Option<Pid>, Refusal)>;
     /// mount(2).
     fn mount(
         &self,
@@ -105,6 +156,49 @@ impl LinuxSyscall {
 }
 
 impl Syscall for LinuxSyscall {
+    fn unshare(&self, flags: CloneFlags) -> Result<(), Errno> {
+        nix::sched::unshare(flags)
+    }
+
+    fn write_proc_self(&self, file: ProcSelf, content: &[u8]) -> Result<(), Errno> {
+        write_proc_file(file.path(), content)
+    }
+
+    fn sethostname(&self, name: &str) -> Result<(), Errno> {
+        nix::unistd::sethostname(name)
+    }
+
+    fn pin(&self, path: &Path) -> Result<Target, Errno> {
+        openat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(fd_target)
+    }
+
+    fn chdir(&self, path: &Path) -> Result<(), Errno> {
+        nix::unistd::chdir(path)
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), Errno> {
+        nix::unistd::pivot_root(new_root, put_old)
+    }
+
+    fn umount(&self, target: &Path, flags: MntFlags) -> Result<(), Errno> {
+        nix::mount::umount2(target, flags)
+    }
+
+    fn set_no_new_privs(&self) -> Result<(), Errno> {
+        nix::sys::prctl::set_no_new_privs()
+    }
+
+    fn start_command(&self, prepared: &Prepared) -> Result<Pid, (Option<Pid>, Refusal)> {
+        spawn::ensure_workdir(prepared).map_err(|r| (None, r))?;
+        spawn::start(prepared)
+    }
+
     fn mount(
         &self,
         source: Option<&Path>,
@@ -289,6 +383,20 @@ impl Syscall for LinuxSyscall {
     }
 }
 
+/// open + write + close of a `/proc` file: async-signal-safe and nothing allocated (the
+/// probe's child of a multithreaded process writes the id maps; a `CStr` path is passed as
+/// is).
+fn write_proc_file(path: &CStr, content: &[u8]) -> Result<(), Errno> {
+    // openat: the C library's open(2) may add an fcntl(2) for O_CLOEXEC.
+    let fd = openat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    nix::unistd::write(&fd, content).map(drop)
+}
+
 /// Replace the contents of the regular file at `path`, a resolved [`Target`]'s: reopened
 /// through the O_PATH descriptor's /proc link (the descriptor names the file inside the
 /// root). O_NONBLOCK: a FIFO planted by a hostile image fails with ENXIO instead of blocking
@@ -359,126 +467,7 @@ fn fd_target(fd: OwnedFd) -> Target {
 }
 
 #[cfg(test)]
-pub mod double {
-    //! A recording [`Syscall`] for unit tests.
-
-    use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    /// Records every call as a line of text; `fail` makes calls whose line starts with a
-    /// prefix return an errno.
-    #[derive(Default)]
-    pub struct Recorder {
-        /// The calls made, in order.
-        pub calls: RefCell<Vec<String>>,
-        /// Line prefix → errno to return.
-        pub fail: HashMap<String, Errno>,
-        /// Container paths that "exist" in the image.
-        pub existing: Vec<PathBuf>,
-        /// Host paths that exist (`true` for directories).
-        pub host: HashMap<PathBuf, bool>,
-    }
-
-    impl Recorder {
-        fn record(&self, line: String) -> Result<(), Errno> {
-            let failure = self
-                .fail
-                .iter()
-                .find(|(prefix, _)| line.starts_with(prefix.as_str()))
-                .map(|(_, e)| *e);
-            self.calls.borrow_mut().push(line);
-            failure.map_or(Ok(()), Err)
-        }
-
-        /// The calls made.
-        pub fn lines(&self) -> Vec<String> {
-            self.calls.borrow().clone()
-        }
-    }
-
-    impl Syscall for Recorder {
-        fn mount(
-            &self,
-            source: Option<&Path>,
-            target: &Path,
-            fstype: Option<&str>,
-            flags: MsFlags,
-            data: Option<&str>,
-        ) -> Result<(), Errno> {
-            self.record(format!(
-                "mount {} {} {} {:?} {}",
-                source.map_or("-".into(), |s| s.display().to_string()),
-                target.display(),
-                fstype.unwrap_or("-"),
-                flags,
-                data.unwrap_or("-")
-            ))
-        }
-
-        fn locked_flags(&self, _target: &Path) -> Result<MsFlags, Errno> {
-            Ok(MsFlags::MS_NOSUID)
-        }
-
-        fn resolve(&self, root: &Path, path: &Path, create: Create) -> Result<Target, Errno> {
-            self.record(format!("resolve {} {:?}", path.display(), create))?;
-            let exists = self.existing.iter().any(|p| p == path);
-            if !exists && create == Create::No {
-                return Err(Errno::ENOENT);
-            }
-            Ok(Target::plain(root.join(relative(path))))
-        }
-
-        fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno> {
-            self.record(format!("mkdir {} {mode:o}", path.display()))
-        }
-
-        fn create_file(&self, path: &Path) -> Result<(), Errno> {
-            self.record(format!("create {}", path.display()))
-        }
-
-        fn remove_file(&self, path: &Path) -> Result<(), Errno> {
-            self.record(format!("remove {}", path.display()))
-        }
-
-        fn create_file_with(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
-            self.record(format!(
-                "create {} {}",
-                path.display(),
-                String::from_utf8_lossy(contents)
-            ))
-        }
-
-        fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno> {
-            self.record(format!("symlink {} -> {target}", link.display()))
-        }
-
-        fn host_kind(&self, path: &Path) -> Option<bool> {
-            self.host.get(path).copied()
-        }
-
-        fn root_owned_dir(&self, path: &Path) -> Option<u32> {
-            self.host.get(path).is_some_and(|dir| *dir).then_some(0o755)
-        }
-
-        fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
-            self.record(format!("chmod {} {mode:o}", path.display()))
-        }
-
-        fn read_host_file(&self, path: &Path) -> Result<Vec<u8>, Errno> {
-            self.record(format!("read {}", path.display()))?;
-            Ok(format!("contents of {}", path.display()).into_bytes())
-        }
-
-        fn write_in_root(&self, root: &Path, path: &Path, contents: &[u8]) -> Result<(), Errno> {
-            self.record(format!(
-                "write {} {}",
-                root.join(relative(path)).display(),
-                String::from_utf8_lossy(contents)
-            ))
-        }
-    }
-}
+pub mod double;
 
 #[cfg(test)]
 mod tests {
