@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use scar_rootfs::engine::EngineKind;
 use scar_rootfs::engine::preload::StaticPolicy;
-use scar_rootfs::options::{Credentials, PullOptions, PullPolicy};
+use scar_rootfs::options::{PullOptions, PullPolicy};
+use scar_rootfs::registry::settings::{RegistrySettings, RegistrySettingsError};
 
 mod variables;
 
@@ -147,6 +148,9 @@ pub enum ConfigError {
         /// The other.
         second: &'static str,
     },
+    /// The registry variables do not go together or hold something else than host:port.
+    #[error(transparent)]
+    Registry(#[from] RegistrySettingsError),
     /// A variable's value is not valid UTF-8.
     #[error("{name} is not valid UTF-8: write it as UTF-8 text")]
     NotUnicode {
@@ -318,31 +322,16 @@ impl Config {
                 }
             };
         }
-        pull.credentials = match (
-            vars.get(SCAR_REGISTRY_USERNAME)?,
-            vars.get(SCAR_REGISTRY_PASSWORD)?,
-        ) {
-            (None, None) => None,
-            (Some(username), Some(password)) => Some(Credentials {
-                username: username.to_owned(),
-                password: password.to_owned(),
-            }),
-            (Some(_), None) => {
-                return Err(ConfigError::Missing {
-                    name: SCAR_REGISTRY_PASSWORD,
-                    hint: "SCAR_REGISTRY_USERNAME is set, so set the password (or token) too",
-                });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Missing {
-                    name: SCAR_REGISTRY_USERNAME,
-                    hint: "SCAR_REGISTRY_PASSWORD is set, so set the user name too",
-                });
-            }
-        };
-        if let Some(text) = vars.get(SCAR_INSECURE_REGISTRIES)? {
-            pull.insecure_registries = parse_registries(text)?;
+        // A value that is not UTF-8 is reported as such, not as an unset variable.
+        for name in [
+            SCAR_REGISTRY_USERNAME,
+            SCAR_REGISTRY_PASSWORD,
+            SCAR_INSECURE_REGISTRIES,
+        ] {
+            vars.get(name)?;
         }
+        RegistrySettings::from_env(|name| vars.get(name).ok().flatten().map(str::to_owned))?
+            .apply(&mut pull);
 
         let prefetch = vars.bool(SCAR_PREFETCH, true)?;
         let pass_aws = vars.bool(SCAR_PASS_AWS_CREDENTIALS, false)?;
@@ -489,31 +478,6 @@ fn parse_seconds(text: &str) -> Option<Duration> {
         return None;
     }
     Some(Duration::from_secs_f64(secs))
-}
-
-fn parse_registries(text: &str) -> Result<Vec<String>, ConfigError> {
-    let mut registries = Vec::new();
-    for entry in text
-        .split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-    {
-        let valid = !entry.contains("://")
-            && !entry.contains('/')
-            && !entry.contains(char::is_whitespace)
-            && !entry.starts_with(':');
-        if !valid {
-            return Err(invalid(
-                SCAR_INSECURE_REGISTRIES,
-                text,
-                format!(
-                    "has `{entry}`, which is not host:port: use a comma list such as 127.0.0.1:5000,registry.local:5000"
-                ),
-            ));
-        }
-        registries.push(entry.to_owned());
-    }
-    Ok(registries)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use scar_rootfs::options::Credentials;
 
 fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_vars(
@@ -325,4 +326,17 @@ fn the_readme_table_lists_exactly_the_variables_of_config_rs_with_their_defaults
         "README table differs from config.rs; the table should read:\n{}",
         expected_table()
     );
+}
+
+#[test]
+fn a_registry_password_without_user_is_refused_naming_both_variables() {
+    let err = config(&[(SCAR_IMAGE, "a"), (SCAR_REGISTRY_PASSWORD, "hunter2")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("SCAR_REGISTRY_USERNAME is not set")
+            && err.contains(SCAR_REGISTRY_PASSWORD),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
 }

@@ -18,6 +18,5 @@ pub mod nondumpable;
 pub mod report;
 pub mod run;
 pub mod runtime;
-pub mod s3;
 pub mod stage;
 pub mod upload;

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use aws_sdk_s3::error::DisplayErrorContext;
+use scar_rootfs::aws::{describe, error_chain};
 use scar_rootfs::cache::remove_tree;
 use tokio::io::AsyncWriteExt;
 
@@ -295,7 +295,14 @@ async fn download_unbounded(
                     key: input.key.clone(),
                 }
             } else {
-                failed(DisplayErrorContext(&err).to_string())
+                failed(describe(
+                    &err,
+                    "S3",
+                    &[(
+                        "AccessDenied",
+                        "the function's role needs s3:GetObject on the input object",
+                    )],
+                ))
             }
         })?;
     let file = tokio::fs::File::create(dest)
@@ -304,11 +311,7 @@ async fn download_unbounded(
     let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut body = response.body;
     let mut written = 0u64;
-    while let Some(chunk) = body
-        .try_next()
-        .await
-        .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?
-    {
+    while let Some(chunk) = body.try_next().await.map_err(|e| failed(error_chain(&e)))? {
         writer
             .write_all(&chunk)
             .await

@@ -4,15 +4,15 @@
 //! Bodies stream from the files (nothing is read whole into memory). Files above
 //! [`MULTIPART_THRESHOLD`] go up in parts; at most [`CONCURRENCY`] requests are in flight
 //! across all files and parts, which bounds memory and keeps a small function from starving its
-//! own network. Each request is retried by the SDK ([`crate::s3::MAX_ATTEMPTS`]).
+//! own network. Each request is retried by the SDK ([`scar_rootfs::aws::S3_MAX_ATTEMPTS`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::{StreamExt, TryStreamExt};
+use scar_rootfs::aws::describe;
 use tokio::sync::Semaphore;
 
 /// Files larger than this are uploaded in parts.
@@ -22,6 +22,18 @@ pub const PART_SIZE: u64 = 16 * 1024 * 1024;
 /// Requests in flight at once, across files and parts.
 pub const CONCURRENCY: usize = 4;
 const MAX_PARTS: u64 = 10_000;
+
+/// The way out of the S3 errors an upload meets most.
+const UPLOAD_HINTS: &[(&str, &str)] = &[
+    (
+        "AccessDenied",
+        "the function's role needs s3:PutObject on the output bucket",
+    ),
+    (
+        "NoSuchBucket",
+        "the output bucket does not exist: check SCAR_OUTPUT",
+    ),
+];
 
 /// One file to upload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,7 +247,7 @@ async fn upload_single(
         .body(body(&plan.path, 0, plan.size).await?)
         .send()
         .await
-        .map_err(|e| DisplayErrorContext(&e).to_string())?;
+        .map_err(|e| describe(&e, "S3", UPLOAD_HINTS))?;
     Ok(())
 }
 
@@ -253,7 +265,7 @@ async fn upload_multipart(
             .content_type(plan.content_type)
             .send()
             .await
-            .map_err(|e| DisplayErrorContext(&e).to_string())?
+            .map_err(|e| describe(&e, "S3", UPLOAD_HINTS))?
     };
     let upload_id = created
         .upload_id()
@@ -270,7 +282,7 @@ async fn upload_multipart(
             .send()
             .await;
         if let Err(err) = abort {
-            tracing::warn!(key = %plan.key, err = %DisplayErrorContext(&err), "could not abort the multipart upload");
+            tracing::warn!(key = %plan.key, err = %describe(&err, "S3", UPLOAD_HINTS), "could not abort the multipart upload");
         }
     }
     result
@@ -301,7 +313,7 @@ async fn upload_parts(
                 .body(body(&plan.path, offset, length).await?)
                 .send()
                 .await
-                .map_err(|e| format!("part {number}: {}", DisplayErrorContext(&e)))?;
+                .map_err(|e| format!("part {number}: {}", describe(&e, "S3", UPLOAD_HINTS)))?;
             Ok::<_, String>(
                 CompletedPart::builder()
                     .part_number(number)
@@ -325,7 +337,7 @@ async fn upload_parts(
         )
         .send()
         .await
-        .map_err(|e| DisplayErrorContext(&e).to_string())?;
+        .map_err(|e| describe(&e, "S3", UPLOAD_HINTS))?;
     Ok(())
 }
 

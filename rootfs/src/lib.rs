@@ -11,6 +11,7 @@
 //! [`image`]. `scripts/modgraph.py rootfs/src` checks that no module imports its way back up.
 
 pub mod arena;
+pub mod aws;
 pub mod blob;
 pub mod cache;
 pub mod digest;

@@ -71,8 +71,9 @@ pub struct PullOptions {
     /// past it the downloads and the extraction stop, nothing is published and the pull fails
     /// with `PullError::Deadline`. `None`: no bound.
     pub deadline: Option<Instant>,
-    /// S3 client for `s3://` archives; `None` builds one from the standard AWS configuration.
-    pub s3: Option<aws_sdk_s3::Client>,
+    /// S3 client for `s3://` archives (the caller's, with its endpoint and retries); `None`
+    /// builds one from the environment through [`crate::aws`].
+    pub s3: Option<crate::aws::S3>,
 }
 
 impl PullOptions {

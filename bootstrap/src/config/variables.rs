@@ -25,12 +25,11 @@ pub const SCAR_CACHE_MAX_MB: &str = "SCAR_CACHE_MAX_MB";
 pub const SCAR_PULL_POLICY: &str = "SCAR_PULL_POLICY";
 /// Pull during the init phase.
 pub const SCAR_PREFETCH: &str = "SCAR_PREFETCH";
-/// Registry user name.
-pub const SCAR_REGISTRY_USERNAME: &str = "SCAR_REGISTRY_USERNAME";
-/// Registry password; never reaches the container or a log.
-pub const SCAR_REGISTRY_PASSWORD: &str = "SCAR_REGISTRY_PASSWORD";
-/// Comma list of `host:port` registries reached over plain HTTP.
-pub const SCAR_INSECURE_REGISTRIES: &str = "SCAR_INSECURE_REGISTRIES";
+// Registry user name, password (never reaching the container or a log) and plain-HTTP list:
+// parsed by scar-rootfs, with one rule for the bootstrap and `scar`.
+pub use scar_rootfs::registry::settings::{
+    SCAR_INSECURE_REGISTRIES, SCAR_REGISTRY_PASSWORD, SCAR_REGISTRY_USERNAME,
+};
 /// Prefix of variables copied (without the prefix) into the container.
 pub const SCAR_ENV_PREFIX: &str = "SCAR_ENV_";
 /// Hand the function's AWS credentials to the container.

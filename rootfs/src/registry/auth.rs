@@ -197,32 +197,30 @@ fn is_region(region: &str) -> bool {
         && number.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// A failed GetAuthorizationToken in one line with the way out: the service's code and message
-/// when ECR answered, the whole error chain when it did not (network, no credentials).
+/// A failed GetAuthorizationToken in one line with the way out.
 fn describe_ecr(
     e: &aws_sdk_ecr::error::SdkError<
         aws_sdk_ecr::operation::get_authorization_token::GetAuthorizationTokenError,
     >,
 ) -> String {
-    use aws_sdk_ecr::error::ProvideErrorMetadata;
-    let Some(service) = e.as_service_error() else {
-        return aws_sdk_ecr::error::DisplayErrorContext(e).to_string();
-    };
-    let code = service.code().unwrap_or("an unnamed ECR error");
-    let message = service
-        .message()
-        .map(|m| format!(" ({m})"))
-        .unwrap_or_default();
-    let hint = match code {
-        "AccessDeniedException" => {
-            "the function's role (or the AWS credentials) needs ecr:GetAuthorizationToken"
-        }
-        "InvalidSignatureException" | "UnrecognizedClientException" => {
-            "the AWS credentials are wrong or expired"
-        }
-        _ => "see the ECR error code",
-    };
-    format!("{code}{message}: {hint}")
+    crate::aws::describe(
+        e,
+        "ECR",
+        &[
+            (
+                "AccessDeniedException",
+                "the function's role (or the AWS credentials) needs ecr:GetAuthorizationToken",
+            ),
+            (
+                "InvalidSignatureException",
+                "the AWS credentials are wrong or expired",
+            ),
+            (
+                "UnrecognizedClientException",
+                "the AWS credentials are wrong or expired",
+            ),
+        ],
+    )
 }
 
 /// Basic credentials for ECR from `GetAuthorizationToken`, with the standard AWS credential
@@ -232,23 +230,14 @@ pub async fn ecr_credentials(host: &str, region: &str) -> Result<Credentials, Re
         host: host.to_owned(),
         detail,
     };
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     // At trace level the SDK logs the response body and the decoded output of
     // GetAuthorizationToken, which is the registry password: its own events go nowhere, and
     // ours say what happened.
     let silent = || tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::debug!(%host, region, "asking ECR for registry credentials");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .region(aws_config::Region::new(region.to_owned()))
-        .load()
+    let client = crate::aws::ecr_client(region)
         .with_subscriber(silent())
         .await;
-    let client = aws_sdk_ecr::Client::new(&config);
     let out = client
         .get_authorization_token()
         .send()

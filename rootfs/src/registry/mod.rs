@@ -7,6 +7,7 @@ mod error;
 pub mod guard;
 pub mod manifest;
 pub mod retry;
+pub mod settings;
 
 pub use error::RegistryError;
 
