@@ -1,6 +1,9 @@
-//! The manifest, index and config documents, OCI or Docker schema 2, and platform selection.
+//! The manifest, index and config documents, OCI or Docker schema 2, read through `oci-spec`'s
+//! types, and platform selection.
 
-use serde::Deserialize;
+use oci_spec::image::{Arch, Os, Platform as OciPlatform};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::image::ImageConfig;
@@ -67,84 +70,18 @@ pub enum ManifestError {
     BadPlatform(String),
 }
 
-/// A content descriptor.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    /// Media type.
-    #[serde(default)]
-    pub media_type: String,
-    /// Content digest.
-    pub digest: Digest,
-    /// Size in bytes.
-    #[serde(default)]
-    pub size: u64,
-    /// Platform of an index entry.
-    #[serde(default)]
-    pub platform: Option<PlatformSpec>,
-    /// Annotations (`org.opencontainers.image.ref.name` in layouts).
-    #[serde(default)]
-    pub annotations: std::collections::HashMap<String, String>,
-}
-
-/// The platform object of an index entry.
-#[derive(Clone, Debug, Deserialize, Default)]
-pub struct PlatformSpec {
-    /// `linux`.
-    #[serde(default)]
-    pub os: String,
-    /// `amd64`, `arm64`, ...
-    #[serde(default)]
-    pub architecture: String,
-    /// `v8`, ...
-    #[serde(default)]
-    pub variant: Option<String>,
-}
-
-/// A single-platform image manifest.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    /// Media type.
-    #[serde(default)]
-    pub media_type: Option<String>,
-    /// The config blob.
-    pub config: Descriptor,
-    /// Layer blobs, bottom first.
-    pub layers: Vec<Descriptor>,
-}
-
-/// An index or manifest list.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    /// Entries.
-    pub manifests: Vec<Descriptor>,
-}
-
 /// Either document a manifest endpoint may answer with.
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)] // short-lived, parsed once per pull
 pub enum Document {
     /// One image.
-    Manifest(Manifest),
-    /// Several, by platform.
-    Index(Index),
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Probe {
-    #[serde(default)]
-    schema_version: Option<u32>,
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<serde_json::Value>,
+    Manifest(ImageManifest),
+    /// Several, by platform (an OCI index or a Docker manifest list).
+    Index(ImageIndex),
 }
 
 impl Document {
-    /// Parse a manifest or index, deciding by media type (header, then body) and shape.
+    /// Parse a manifest or index, deciding by media type (body, then header) and shape.
     pub fn parse(
         what: &str,
         content_type: Option<&str>,
@@ -154,13 +91,15 @@ impl Document {
             what: what.to_owned(),
             source,
         };
-        let probe: Probe = serde_json::from_slice(body).map_err(perr)?;
-        let media_type = probe
-            .media_type
-            .clone()
+        let mut value: Value = serde_json::from_slice(body).map_err(perr)?;
+        let schema_version = value.get("schemaVersion").and_then(Value::as_u64);
+        let media_type = value
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
             .or_else(|| content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_owned()))
             .unwrap_or_default();
-        if probe.schema_version == Some(1)
+        if schema_version == Some(1)
             || media_type.contains("manifest.v1+") && !media_type.contains("oci")
         {
             return Err(ManifestError::Unsupported {
@@ -168,13 +107,38 @@ impl Document {
                 media_type,
             });
         }
-        if probe.manifests.is_some() || media_type == OCI_INDEX || media_type == DOCKER_LIST {
-            return serde_json::from_slice(body).map(Self::Index).map_err(perr);
-        }
-        serde_json::from_slice(body)
-            .map(Self::Manifest)
-            .map_err(perr)
+        let is_index = value.get("manifests").is_some_and(|m| !m.is_null())
+            || media_type == OCI_INDEX
+            || media_type == DOCKER_LIST;
+        lenient::document(&mut value);
+        let document = if is_index {
+            let index: ImageIndex = serde_json::from_value(value).map_err(perr)?;
+            for d in index.manifests() {
+                digest_of(what, d)?;
+            }
+            Self::Index(index)
+        } else {
+            let manifest: ImageManifest = serde_json::from_value(value).map_err(perr)?;
+            for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                digest_of(what, d)?;
+            }
+            Self::Manifest(manifest)
+        };
+        Ok(document)
     }
+}
+
+/// The sha256 digest a descriptor names: the only algorithm this client verifies, so a
+/// document naming another is refused as it was before it was read through `oci-spec`.
+pub fn digest_of(what: &str, descriptor: &Descriptor) -> Result<Digest, ManifestError> {
+    descriptor
+        .digest()
+        .as_ref()
+        .parse()
+        .map_err(|e: crate::digest::DigestError| ManifestError::Parse {
+            what: what.to_owned(),
+            source: serde::de::Error::custom(e),
+        })
 }
 
 /// `os/arch[/variant]`.
@@ -236,8 +200,11 @@ impl Platform {
     }
 
     /// Whether an index entry serves this platform (arm64 without a variant means v8).
-    pub fn matches(&self, p: &PlatformSpec) -> bool {
-        if p.os != self.os || p.architecture != self.architecture {
+    pub fn matches(&self, p: &OciPlatform) -> bool {
+        // Compared as `oci-spec` reads them (`Os::from`, `Arch::from`), so both sides agree.
+        if *p.os() != Os::from(self.os.as_str())
+            || *p.architecture() != Arch::from(self.architecture.as_str())
+        {
             return false;
         }
         let normal = |v: Option<&str>| -> Option<String> {
@@ -248,89 +215,139 @@ impl Platform {
         };
         match &self.variant {
             None => true,
-            Some(want) => normal(p.variant.as_deref()).as_deref() == normal(Some(want)).as_deref(),
+            Some(want) => {
+                normal(p.variant().as_deref()).as_deref() == normal(Some(want)).as_deref()
+            }
         }
     }
 }
 
-/// Pick the entry of `index` for `platform`.
+/// Pick the entry of an index's `manifests` for `platform`.
 pub fn select<'a>(
     what: &str,
-    index: &'a Index,
+    manifests: &'a [Descriptor],
     platform: &Platform,
 ) -> Result<&'a Descriptor, ManifestError> {
-    index
-        .manifests
+    manifests
         .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)))
+        .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
         .ok_or_else(|| ManifestError::NoPlatform {
             what: what.to_owned(),
             wanted: platform.clone(),
-            available: index
-                .manifests
+            available: manifests
                 .iter()
-                .filter_map(|d| d.platform.as_ref())
-                .filter(|p| p.os != "unknown")
-                .map(|p| match &p.variant {
-                    Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                    None => format!("{}/{}", p.os, p.architecture),
+                .filter_map(|d| d.platform().as_ref())
+                .filter(|p| *p.os() != Os::Other("unknown".into()))
+                .map(|p| match p.variant() {
+                    Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
+                    None => format!("{}/{}", p.os(), p.architecture()),
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
         })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-struct RuntimeConfig {
-    #[serde(default)]
-    env: Option<Vec<String>>,
-    #[serde(default)]
-    entrypoint: Option<Vec<String>>,
-    #[serde(default)]
-    cmd: Option<Vec<String>>,
-    #[serde(default)]
-    working_dir: Option<String>,
-    #[serde(default)]
-    user: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct RootFs {
-    #[serde(default)]
-    diff_ids: Vec<Digest>,
-}
-
-#[derive(Deserialize)]
-struct ConfigFile {
-    #[serde(default)]
-    config: Option<RuntimeConfig>,
-    #[serde(default)]
-    rootfs: RootFs,
-}
-
 /// The image config blob: how to run it and the DiffIDs of its layers.
 pub fn parse_config(what: &str, body: &[u8]) -> Result<(ImageConfig, Vec<Digest>), ManifestError> {
-    let file: ConfigFile = serde_json::from_slice(body).map_err(|source| ManifestError::Parse {
+    let perr = |source| ManifestError::Parse {
         what: what.to_owned(),
         source,
-    })?;
-    let c = file.config.unwrap_or_default();
-    let config = ImageConfig {
-        env: c.env.unwrap_or_default(),
-        entrypoint: c.entrypoint.unwrap_or_default(),
-        cmd: c.cmd.unwrap_or_default(),
-        working_dir: c.working_dir.filter(|s| !s.is_empty()),
-        user: c.user.filter(|s| !s.is_empty()),
     };
-    Ok((config, file.rootfs.diff_ids))
+    let mut value: Value = serde_json::from_slice(body).map_err(perr)?;
+    lenient::config(&mut value);
+    let file: ImageConfiguration = serde_json::from_value(value).map_err(perr)?;
+    let diff_ids = file
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| {
+            d.parse()
+                .map_err(|e: crate::digest::DigestError| perr(serde::de::Error::custom(e)))
+        })
+        .collect::<Result<Vec<Digest>, _>>()?;
+    let config = match file.config() {
+        Some(c) => ImageConfig {
+            env: c.env().clone().unwrap_or_default(),
+            entrypoint: c.entrypoint().clone().unwrap_or_default(),
+            cmd: c.cmd().clone().unwrap_or_default(),
+            working_dir: c.working_dir().clone().filter(|s| !s.is_empty()),
+            user: c.user().clone().filter(|s| !s.is_empty()),
+        },
+        None => ImageConfig::default(),
+    };
+    Ok((config, diff_ids))
+}
+
+/// What real images send that `oci-spec`'s types refuse and this client always accepted,
+/// filled in before the typed parse. Only absent keys are added (and ignored fields that
+/// `oci-spec` reads more strictly than the tools that write them are dropped); a present
+/// value is never changed, so every check on what a document says stays as strict.
+mod lenient {
+    use serde_json::{Map, Value, json};
+
+    /// A manifest or index: `schemaVersion` (the media type or shape already said which),
+    /// and in each descriptor the fields older tools and layouts omit.
+    pub(super) fn document(value: &mut Value) {
+        let Some(doc) = value.as_object_mut() else {
+            return;
+        };
+        fill(doc, "schemaVersion", json!(2));
+        if let Some(config) = doc.get_mut("config").and_then(Value::as_object_mut) {
+            descriptor(config);
+        }
+        for key in ["layers", "manifests"] {
+            if let Some(list) = doc.get_mut(key).and_then(Value::as_array_mut) {
+                for d in list.iter_mut().filter_map(Value::as_object_mut) {
+                    descriptor(d);
+                }
+            }
+        }
+    }
+
+    /// `mediaType` and `size` of a descriptor (an index entry without them still names its
+    /// manifest by digest, which is verified), and `os`/`architecture` of its platform.
+    fn descriptor(d: &mut Map<String, Value>) {
+        fill(d, "mediaType", json!(""));
+        fill(d, "size", json!(0));
+        if let Some(p) = d.get_mut("platform").and_then(Value::as_object_mut) {
+            fill(p, "os", json!(""));
+            fill(p, "architecture", json!(""));
+        }
+    }
+
+    /// A config: `architecture`, `os` and `rootfs` may be absent (no layers: an empty root);
+    /// `ExposedPorts` and `Volumes` are maps `oci-spec` wants with `{}` values and `Labels` one
+    /// it wants with string values, none of which a pull reads, so they are dropped.
+    pub(super) fn config(value: &mut Value) {
+        let Some(file) = value.as_object_mut() else {
+            return;
+        };
+        fill(file, "architecture", json!(""));
+        fill(file, "os", json!(""));
+        fill(file, "rootfs", json!({}));
+        if let Some(rootfs) = file.get_mut("rootfs").and_then(Value::as_object_mut) {
+            fill(rootfs, "type", json!("layers"));
+            fill(rootfs, "diff_ids", json!([]));
+        }
+        if let Some(c) = file.get_mut("config").and_then(Value::as_object_mut) {
+            for ignored in ["ExposedPorts", "Volumes", "Labels"] {
+                c.remove(ignored);
+            }
+        }
+    }
+
+    fn fill(map: &mut Map<String, Value>, key: &str, default: Value) {
+        if !map.contains_key(key) {
+            map.insert(key.to_owned(), default);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn index() -> Index {
+    fn index() -> ImageIndex {
         let d = format!("sha256:{}", "a".repeat(64));
         let text = format!(
             r#"{{"manifests":[
@@ -348,16 +365,17 @@ mod tests {
     fn the_entry_for_the_wanted_platform_is_selected() {
         let i = index();
         let arm = Platform::parse("linux/arm64").unwrap();
-        assert_eq!(select("t", &i, &arm).unwrap().size, 2);
+        assert_eq!(select("t", i.manifests(), &arm).unwrap().size(), 2);
         let arm8 = Platform::parse("linux/arm64/v8").unwrap();
-        assert_eq!(select("t", &i, &arm8).unwrap().size, 2);
+        assert_eq!(select("t", i.manifests(), &arm8).unwrap().size(), 2);
         let amd = Platform::parse("linux/amd64").unwrap();
-        assert_eq!(select("t", &i, &amd).unwrap().size, 1);
+        assert_eq!(select("t", i.manifests(), &amd).unwrap().size(), 1);
     }
 
     #[test]
     fn a_missing_platform_lists_what_the_index_has() {
-        let err = select("t", &index(), &Platform::parse("linux/s390x").unwrap()).unwrap_err();
+        let i = index();
+        let err = select("t", i.manifests(), &Platform::parse("linux/s390x").unwrap()).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("linux/amd64, linux/arm64/v8"), "{text}");
         assert!(!text.contains("unknown"), "{text}");
@@ -380,5 +398,90 @@ mod tests {
         assert_eq!(c.cmd, vec!["sh"]);
         assert_eq!(c.working_dir, None);
         assert_eq!(ids.len(), 1);
+    }
+
+    fn sha(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn the_oci_media_types_are_oci_specs() {
+        use oci_spec::image::MediaType;
+        assert_eq!(OCI_MANIFEST, MediaType::ImageManifest.as_ref());
+        assert_eq!(OCI_INDEX, MediaType::ImageIndex.as_ref());
+    }
+
+    #[test]
+    fn docker_schema2_manifests_and_manifest_lists_are_read() {
+        let (c, l) = (sha('c'), sha('d'));
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}",
+            "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":7,"digest":"{c}"}},
+            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":9,"digest":"{l}"}}]}}"#
+        );
+        let Document::Manifest(m) = Document::parse("t", None, manifest.as_bytes()).unwrap() else {
+            panic!("parsed as an index");
+        };
+        assert_eq!(digest_of("t", m.config()).unwrap().to_string(), c);
+        assert_eq!(
+            m.layers()[0].media_type().to_string(),
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        let list = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_LIST}","manifests":[
+            {{"mediaType":"{DOCKER_MANIFEST}","size":5,"digest":"{c}","platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}}]}}"#
+        );
+        let Document::Index(i) = Document::parse("t", None, list.as_bytes()).unwrap() else {
+            panic!("parsed as a manifest");
+        };
+        let arm = Platform::parse("linux/arm64").unwrap();
+        assert_eq!(select("t", i.manifests(), &arm).unwrap().size(), 5);
+    }
+
+    #[test]
+    fn fields_oci_spec_requires_but_images_omit_are_filled_in() {
+        // No schemaVersion, a config descriptor without mediaType or size.
+        let manifest = format!(r#"{{"config":{{"digest":"{}"}},"layers":[]}}"#, sha('e'));
+        let Document::Manifest(m) = Document::parse("t", None, manifest.as_bytes()).unwrap() else {
+            panic!("parsed as an index");
+        };
+        assert_eq!(m.config().size(), 0);
+        // A config with no os, architecture or rootfs, and ports, volumes and labels in shapes
+        // oci-spec's types refuse.
+        let body = br#"{"config":{"User":"app","ExposedPorts":{"80/tcp":null},"Volumes":{"/v":null},"Labels":{"n":1}}}"#;
+        let (c, ids) = parse_config("t", body).unwrap();
+        assert_eq!(c.user.as_deref(), Some("app"));
+        assert!(ids.is_empty());
+    }
+
+    #[test]
+    fn a_digest_of_another_algorithm_is_refused_as_before() {
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"x","size":1,"digest":"sha512:{}"}},"layers":[]}}"#,
+            "a".repeat(128)
+        );
+        let err = Document::parse("t", None, manifest.as_bytes()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("not a valid OCI/Docker document"), "{text}");
+        assert!(text.contains("only sha256 is supported"), "{text}");
+        let config = format!(
+            r#"{{"rootfs":{{"type":"layers","diff_ids":["sha512:{}"]}}}}"#,
+            "b".repeat(128)
+        );
+        let err = parse_config("t", config.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("only sha256 is supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_document_that_is_not_json_is_a_parse_error_naming_it() {
+        let err = Document::parse("manifest of x", None, b"<html>").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("manifest of x is not a valid OCI/Docker document"),
+            "{err}"
+        );
     }
 }

@@ -1,12 +1,19 @@
 //! OCI image layouts (`oci-layout`, `index.json`, `blobs/`), in a directory or a tar.
 
+use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor};
+
 use super::blobs::Blobs;
 use super::error::SourceError;
 use super::resolved::{ResolvedImage, assemble};
-use crate::registry::manifest::{self, Descriptor, Document, Platform};
+use crate::registry::manifest::{self, Document, Platform};
 
-/// Annotation naming a manifest in a layout's index.
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The name of a manifest in a layout's index (`org.opencontainers.image.ref.name`).
+fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+        .map(String::as_str)
+}
 
 /// Resolve the image `tag` (or the only image) of a layout.
 pub(super) fn resolve(
@@ -28,11 +35,7 @@ pub(super) fn resolve(
         Document::Manifest(_) => return Err(not_layout("index.json is not an index".into())),
     };
     let names = || {
-        let v: Vec<&str> = index
-            .manifests
-            .iter()
-            .filter_map(|d| d.annotations.get(REF_NAME).map(String::as_str))
-            .collect();
+        let v: Vec<&str> = index.manifests().iter().filter_map(ref_name).collect();
         if v.is_empty() {
             "no tagged images".to_owned()
         } else {
@@ -41,16 +44,16 @@ pub(super) fn resolve(
     };
     let candidates: Vec<&Descriptor> = match tag {
         Some(tag) => index
-            .manifests
+            .manifests()
             .iter()
             .filter(|d| {
-                d.annotations.get(REF_NAME).is_some_and(|n| {
+                ref_name(d).is_some_and(|n| {
                     // skopeo writes the bare tag; other tools write a whole reference.
                     n == tag || n.rsplit_once(':').is_some_and(|(_, t)| t == tag)
                 })
             })
             .collect(),
-        None => index.manifests.iter().collect(),
+        None => index.manifests().iter().collect(),
     };
     let descriptor = match candidates.as_slice() {
         [] => {
@@ -61,11 +64,9 @@ pub(super) fn resolve(
             });
         }
         [one] => (*one).clone(),
-        many if many.iter().all(|d| d.platform.is_some()) => {
+        many if many.iter().all(|d| d.platform().is_some()) => {
             // One image in several platforms listed directly in index.json.
-            let sub = manifest::Index {
-                manifests: many.iter().map(|d| (*d).clone()).collect(),
-            };
+            let sub: Vec<Descriptor> = many.iter().map(|d| (*d).clone()).collect();
             manifest::select(what, &sub, platform)?.clone()
         }
         _ => {
@@ -75,19 +76,21 @@ pub(super) fn resolve(
             });
         }
     };
-    let body = blobs.read_digest(&descriptor.digest)?;
-    let manifest = match Document::parse(what, Some(&descriptor.media_type), &body)? {
+    let body = blobs.read_digest(&manifest::digest_of(what, &descriptor)?)?;
+    let media_type = descriptor.media_type().to_string();
+    let manifest = match Document::parse(what, Some(&media_type), &body)? {
         Document::Manifest(m) => m,
         Document::Index(sub) => {
-            let entry = manifest::select(what, &sub, platform)?;
-            let body = blobs.read_digest(&entry.digest)?;
-            match Document::parse(what, Some(&entry.media_type), &body)? {
+            let entry = manifest::select(what, sub.manifests(), platform)?;
+            let body = blobs.read_digest(&manifest::digest_of(what, entry)?)?;
+            let media_type = entry.media_type().to_string();
+            match Document::parse(what, Some(&media_type), &body)? {
                 Document::Manifest(m) => m,
                 Document::Index(_) => return Err(not_layout("nested indexes are too deep".into())),
             }
         }
     };
     let digest = Some(crate::digest::Digest::of(&body));
-    let config = blobs.read_digest(&manifest.config.digest)?;
+    let config = blobs.read_digest(&manifest::digest_of(what, manifest.config())?)?;
     assemble(what, digest, &manifest, &config)
 }

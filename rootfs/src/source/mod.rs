@@ -97,8 +97,9 @@ async fn resolve_registry(
     let manifest = match Document::parse(&what, content_type.as_deref(), &body)? {
         Document::Manifest(m) => m,
         Document::Index(index) => {
-            let entry = manifest::select(&what, &index, platform)?;
-            let (body, content_type, d) = client.manifest(&entry.digest.to_string()).await?;
+            let entry = manifest::select(&what, index.manifests(), platform)?;
+            let entry = manifest::digest_of(&what, entry)?;
+            let (body, content_type, d) = client.manifest(&entry.to_string()).await?;
             digest = d;
             match Document::parse(&what, content_type.as_deref(), &body)? {
                 Document::Manifest(m) => m,
@@ -112,7 +113,9 @@ async fn resolve_registry(
             }
         }
     };
-    let config_body = client.small_blob(&manifest.config.digest).await?;
+    let config_body = client
+        .small_blob(&manifest::digest_of(&what, manifest.config())?)
+        .await?;
     let resolved = resolved::assemble(&what, Some(digest), &manifest, &config_body)?;
     Ok((resolved, Blobs::Registry(Arc::new(client))))
 }

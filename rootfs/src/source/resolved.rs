@@ -1,5 +1,7 @@
 //! An image's metadata once resolved: its layers, config and ChainID, whatever the source.
 
+use oci_spec::image::ImageManifest;
+
 use super::blobs::BlobRef;
 use super::error::SourceError;
 use crate::digest::{Digest, chain_id};
@@ -42,29 +44,31 @@ pub struct ResolvedImage {
 pub(super) fn assemble(
     what: &str,
     digest: Option<Digest>,
-    manifest: &manifest::Manifest,
+    manifest: &ImageManifest,
     config_body: &[u8],
 ) -> Result<ResolvedImage, SourceError> {
     let (config, diff_ids) = manifest::parse_config(&format!("config of {what}"), config_body)?;
-    if diff_ids.len() != manifest.layers.len() {
+    if diff_ids.len() != manifest.layers().len() {
         return Err(ManifestError::LayerCount {
             what: what.to_owned(),
-            layers: manifest.layers.len(),
+            layers: manifest.layers().len(),
             diff_ids: diff_ids.len(),
         }
         .into());
     }
     let layers = manifest
-        .layers
+        .layers()
         .iter()
         .zip(&diff_ids)
-        .map(|(d, diff_id)| Layer {
-            blob: BlobRef::Digest(d.digest),
-            size: Some(d.size),
-            media_type: d.media_type.clone(),
-            diff_id: *diff_id,
+        .map(|(d, diff_id)| {
+            Ok(Layer {
+                blob: BlobRef::Digest(manifest::digest_of(what, d)?),
+                size: Some(d.size()),
+                media_type: d.media_type().to_string(),
+                diff_id: *diff_id,
+            })
         })
-        .collect();
+        .collect::<Result<_, ManifestError>>()?;
     finish(
         what,
         digest,
