@@ -4,6 +4,8 @@
 //! registry password; none of it reaches the container unless asked for
 //! (`SCAR_PASS_AWS_CREDENTIALS`), and `SCAR_REGISTRY_PASSWORD` never does.
 
+use scar_rootfs::engine::RunSpecBuilder;
+
 /// Largest `EVENT` value passed in the environment: Linux refuses a single `NAME=value` string
 /// of 128 KiB or more (`MAX_ARG_STRLEN`) at `execve`.
 pub const MAX_EVENT_ENV_BYTES: usize = 128 * 1024 - "EVENT=".len() - 1;
@@ -31,56 +33,22 @@ pub struct RunFacts<'a> {
     pub event: &'a str,
 }
 
-/// An ordered environment where setting a name again replaces its value in place.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ContainerEnv {
-    vars: Vec<(String, String)>,
-}
-
-impl ContainerEnv {
-    /// Set `name` to `value`, replacing an earlier value.
-    pub fn set(&mut self, name: &str, value: &str) {
-        match self.vars.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = value.to_owned(),
-            None => self.vars.push((name.to_owned(), value.to_owned())),
-        }
-    }
-
-    /// The value of `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The entries in order.
-    pub fn into_vec(self) -> Vec<(String, String)> {
-        self.vars
-    }
-}
-
-/// Build the environment: the image's `Env`, then the passed AWS variables (only with
-/// `SCAR_PASS_AWS_CREDENTIALS`), then every `SCAR_ENV_*`, then the run's facts.
-pub fn build(
-    image_env: &[String],
+/// Set the container's environment on `spec`, which holds the image's `Env` already: then the
+/// passed AWS variables (only with `SCAR_PASS_AWS_CREDENTIALS`), then every `SCAR_ENV_*`, then
+/// the run's facts; a later value replaces an earlier one in place.
+pub fn apply<'i>(
+    mut spec: RunSpecBuilder<'i>,
     passed_aws_env: &[(String, String)],
     user_env: &[(String, String)],
     facts: &RunFacts<'_>,
-) -> ContainerEnv {
-    let mut env = ContainerEnv::default();
-    for entry in image_env {
-        // An image `Env` entry without `=` has no value to give; Docker drops it too.
-        if let Some((name, value)) = entry.split_once('=')
-            && !name.is_empty()
-        {
-            env.set(name, value);
-        }
-    }
-    for (name, value) in passed_aws_env.iter().chain(user_env) {
-        env.set(name, value);
-    }
-    let facts_list = [
+) -> RunSpecBuilder<'i> {
+    spec = spec.envs(
+        passed_aws_env
+            .iter()
+            .chain(user_env)
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
+    spec = spec.envs([
         ("SCAR_INPUT_FILE", facts.input_file),
         ("INPUT_FILE_PATH", facts.input_file),
         ("SCAR_INPUT_DIR", facts.input_dir),
@@ -93,19 +61,18 @@ pub fn build(
         ("SCAR_INPUT_BUCKET", facts.bucket),
         ("EVENT_TIME", facts.event_time),
         ("SCAR_EVENT_FILE", facts.event_file),
-    ];
-    for (name, value) in facts_list {
-        env.set(name, value);
-    }
+    ]);
     if facts.event.len() <= MAX_EVENT_ENV_BYTES {
-        env.set("EVENT", facts.event);
+        spec = spec.env("EVENT", facts.event);
     }
-    env
+    spec
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scar_rootfs::engine::RunSpec;
+    use scar_rootfs::image::ImageConfig;
 
     fn facts(event: &str) -> RunFacts<'_> {
         RunFacts {
@@ -118,6 +85,39 @@ mod tests {
             event_time: "2026-11-27T15:00:00.000Z",
             event_file: "/tmp/r1/.scar/event.json",
             event,
+        }
+    }
+
+    /// The environment of a run of an image whose `Env` is `image_env`.
+    fn build(
+        image_env: &[String],
+        passed_aws_env: &[(String, String)],
+        user_env: &[(String, String)],
+        facts: &RunFacts<'_>,
+    ) -> Env {
+        let image = ImageConfig {
+            env: image_env.to_vec(),
+            entrypoint: vec!["/e".into()],
+            ..ImageConfig::default()
+        };
+        let spec = RunSpec::builder("/r".into(), &image);
+        let spec = apply(spec, passed_aws_env, user_env, facts).build();
+        Env(spec.expect("the image has an entrypoint").env)
+    }
+
+    #[derive(Clone)]
+    struct Env(Vec<(String, String)>);
+
+    impl Env {
+        fn get(&self, name: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+
+        fn into_vec(self) -> Vec<(String, String)> {
+            self.0
         }
     }
 

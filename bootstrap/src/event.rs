@@ -36,20 +36,39 @@ impl S3Input {
     }
 }
 
-/// What one invocation processes.
+/// What one container run processes: decided once, by [`map_event`], and carried as is to
+/// staging (download or payload file), the run (the `STORAGE_OBJECT_KEY`, `SCAR_INPUT_BUCKET`
+/// and `EVENT_TIME` variables), the outputs (the input bucket's default prefix) and the
+/// response (`inputs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Work {
-    /// S3 objects, one container run each (may be empty when every record was skipped).
-    Objects(Vec<S3Input>),
-    /// A direct invocation: the payload is the input file.
+pub enum Input {
+    /// An S3 object, downloaded into the input directory.
+    S3(S3Input),
+    /// A direct invocation: the payload is the input file [`DIRECT_INPUT_NAME`].
     Direct,
+}
+
+impl Input {
+    /// The S3 object, for an S3 input.
+    pub fn s3(&self) -> Option<&S3Input> {
+        match self {
+            Self::S3(input) => Some(input),
+            Self::Direct => None,
+        }
+    }
+
+    /// `s3://bucket/key` of an S3 input (the response lists these).
+    pub fn url(&self) -> Option<String> {
+        self.s3().map(S3Input::url)
+    }
 }
 
 /// A mapped event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MappedEvent {
-    /// The inputs.
-    pub work: Work,
+    /// One container run each, in order: a single [`Input::Direct`] for a direct invocation,
+    /// the objects of an S3 event (none when every record was skipped).
+    pub inputs: Vec<Input>,
     /// `s3://` URLs of records skipped by the output-prefix guard.
     pub skipped: Vec<String>,
     /// A script carried by a direct invocation (only with `SCAR_ALLOW_INVOKE_SCRIPT`).
@@ -108,7 +127,7 @@ pub fn map_event(payload: &[u8], rules: EventRules<'_>) -> Result<MappedEvent, E
     match value.as_ref().and_then(s3_records) {
         Some(records) => map_s3(records, rules),
         None => Ok(MappedEvent {
-            work: Work::Direct,
+            inputs: vec![Input::Direct],
             skipped: Vec::new(),
             script: direct_script(value.as_ref(), rules)?,
         }),
@@ -129,6 +148,11 @@ fn map_s3(records: &[serde_json::Value], rules: EventRules<'_>) -> Result<Mapped
     let mut inputs = Vec::new();
     let mut skipped = Vec::new();
     for (index, raw) in records.iter().enumerate() {
+        // `S3EventRecord` requires `eventTime` (as a date), `userIdentity` and
+        // `requestParameters`; that is what this parser has always required. Issue #19 relaxes
+        // it, and will need a record type of its own for that: these fields must then be
+        // optional, which the crate's type does not allow (`scar local` builds its events with
+        // it, since it sets them all).
         let record: S3EventRecord = serde_json::from_value(raw.clone())
             .map_err(|source| EventError::MalformedRecord { index, source })?;
         let bucket = record.s3.bucket.name.filter(|b| !b.is_empty());
@@ -163,11 +187,11 @@ fn map_s3(records: &[serde_json::Value], rules: EventRules<'_>) -> Result<Mapped
             );
             skipped.push(input.url());
         } else {
-            inputs.push(input);
+            inputs.push(Input::S3(input));
         }
     }
     Ok(MappedEvent {
-        work: Work::Objects(inputs),
+        inputs,
         skipped,
         script: None,
     })

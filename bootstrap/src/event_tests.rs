@@ -23,6 +23,17 @@ fn event(records: Vec<serde_json::Value>) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
 }
 
+/// The S3 objects of `inputs`; panics on a direct input.
+fn objects(inputs: Vec<Input>) -> Vec<S3Input> {
+    inputs
+        .into_iter()
+        .map(|input| match input {
+            Input::S3(object) => object,
+            Input::Direct => panic!("a direct input among S3 records"),
+        })
+        .collect()
+}
+
 const RULES: EventRules<'static> = EventRules {
     output: None,
     allow_invoke_script: false,
@@ -35,9 +46,7 @@ fn an_s3_record_becomes_an_input_with_a_decoded_key() {
         RULES,
     )
     .unwrap();
-    let Work::Objects(inputs) = mapped.work else {
-        panic!("not an S3 event")
-    };
+    let inputs = objects(mapped.inputs);
     assert_eq!(
         inputs,
         [S3Input {
@@ -58,9 +67,7 @@ fn several_records_become_several_inputs_in_order() {
         RULES,
     )
     .unwrap();
-    let Work::Objects(inputs) = mapped.work else {
-        panic!("not an S3 event")
-    };
+    let inputs = objects(mapped.inputs);
     let urls: Vec<_> = inputs.iter().map(S3Input::url).collect();
     assert_eq!(urls, ["s3://in/a.txt", "s3://other/b.txt"]);
 }
@@ -76,9 +83,7 @@ fn keys_under_the_default_output_prefix_of_the_same_bucket_are_skipped() {
     )
     .unwrap();
     assert_eq!(mapped.skipped, ["s3://in/output/x.txt"]);
-    let Work::Objects(inputs) = mapped.work else {
-        panic!("not an S3 event")
-    };
+    let inputs = objects(mapped.inputs);
     assert_eq!(inputs.len(), 1);
     assert_eq!(inputs[0].key, "outputs.txt");
 }
@@ -103,9 +108,7 @@ fn the_loop_guard_follows_scar_output_and_ignores_other_buckets() {
     )
     .unwrap();
     assert_eq!(mapped.skipped, ["s3://in/results/a.txt"]);
-    let Work::Objects(inputs) = mapped.work else {
-        panic!("not an S3 event")
-    };
+    let inputs = objects(mapped.inputs);
     assert_eq!(inputs.len(), 2);
 }
 
@@ -133,8 +136,8 @@ fn anything_else_is_a_direct_invocation() {
     ] {
         let mapped = map_event(payload, RULES).unwrap();
         assert_eq!(
-            mapped.work,
-            Work::Direct,
+            mapped.inputs,
+            [Input::Direct],
             "{}",
             String::from_utf8_lossy(payload)
         );
@@ -176,7 +179,7 @@ fn an_invoked_script_needs_the_permission() {
         allow_invoke_script: true,
     };
     let mapped = map_event(payload, allowed).unwrap();
-    assert_eq!(mapped.work, Work::Direct);
+    assert_eq!(mapped.inputs, [Input::Direct]);
     assert_eq!(mapped.script.as_deref(), Some("echo hi"));
 }
 
@@ -194,4 +197,23 @@ fn an_invoked_script_that_is_not_base64_is_refused() {
 fn keys_with_invalid_utf8_escapes_are_refused() {
     assert_eq!(decode_key("a%FFb"), None);
     assert_eq!(decode_key("a%2Fb+c"), Some("a/b c".into()));
+}
+
+#[test]
+fn when_every_record_is_skipped_there_is_nothing_to_run() {
+    let mapped = map_event(&event(vec![record("in", "output/x.txt")]), RULES).unwrap();
+    assert!(mapped.inputs.is_empty());
+    assert_eq!(mapped.skipped, ["s3://in/output/x.txt"]);
+}
+
+#[test]
+fn an_input_knows_its_object_and_url_and_a_direct_one_has_neither() {
+    let mapped = map_event(&event(vec![record("in", "a+b.txt")]), RULES).unwrap();
+    let [input] = mapped.inputs.as_slice() else {
+        panic!("one record, one input")
+    };
+    assert_eq!(input.url().as_deref(), Some("s3://in/a b.txt"));
+    assert_eq!(input.s3().map(|o| o.bucket.as_str()), Some("in"));
+    assert_eq!(Input::Direct.url(), None);
+    assert_eq!(Input::Direct.s3(), None);
 }

@@ -4,20 +4,21 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use scar_rootfs::aws::S3;
-use scar_rootfs::engine::{EngineError, Mount, RunSpec, Stdio, Unconfined};
+use scar_rootfs::engine::{EngineError, RunSpec};
 use scar_rootfs::image::PreparedImage;
 
 use crate::config::{Config, ConfigError, S3Location, SCAR_OUTPUT, SCAR_SCRIPT_FILE, ScriptSource};
-use crate::container_env::{self, RunFacts};
+use crate::container::{RequestFiles, container_spec};
 use crate::deadline::Deadline;
-use crate::event::{self, DIRECT_INPUT_NAME, EventRules, S3Input, Work};
+use crate::event::{self, DIRECT_INPUT_NAME, EventRules, Input};
 use crate::image::{EngineSlot, ImageSlot};
-use crate::report::{Failure, FailureKind, Response, describe_outputs};
+use crate::report::{Failure, FailureKind, Response};
 use crate::run::{self, Ran, Tails};
 use crate::runtime::Invocation;
+use crate::s3::S3;
 use crate::stage::{self, REQUEST_ROOT, RequestDir};
 use crate::upload::{self, UploadFailure, UploadReport};
+use crate::verdict::verdict;
 
 /// Longest pause between SIGTERM and SIGKILL when the stop time comes.
 const MAX_GRACE: Duration = Duration::from_secs(2);
@@ -44,13 +45,9 @@ impl Supervisor {
             })?;
             config.script = ScriptSource::Inline(text);
         }
-        // One S3 client, with its endpoint and retries, for the invocations and `s3://` images.
-        let s3 = S3::new(config.s3_endpoint.clone());
-        let mut pull = config.pull.clone();
-        pull.s3 = Some(s3.clone());
         Ok(Self {
-            s3,
-            image: ImageSlot::new(config.image.clone(), pull),
+            s3: S3::new(config.s3_endpoint.clone()),
+            image: ImageSlot::new(config.image.clone(), config.pull.clone()),
             engine: EngineSlot::new(config.engine, config.static_policy),
             script: tokio::sync::OnceCell::new(),
             request_root: Path::new(REQUEST_ROOT).to_owned(),
@@ -136,39 +133,30 @@ impl Supervisor {
         stage::is_safe_request_id(request_id).then(|| self.request_root.join(request_id))
     }
 
-    /// Process one invocation; `received` is when `/invocation/next` answered.
+    /// Process one invocation; `received` is when `/invocation/next` answered. The steps: map
+    /// the event to its inputs, get the image and the engine, write the request's files, then
+    /// one run per input ([`Supervisor::process`]), then the response.
     pub async fn handle(
         &self,
         invocation: &Invocation,
         received: Instant,
         wall: SystemTime,
     ) -> Result<Response, Failure> {
-        let request_id = invocation.request_id.as_str();
-        let (deadline, warning) =
-            Deadline::from_header(invocation.deadline_ms.as_deref(), received, wall);
-        if let Some(warning) = warning {
-            tracing::warn!("{warning}");
-        }
-        let stop_at = deadline.stop_at(self.config.timeout_margin, received);
+        let stop_at = self.stop_at(invocation, received, wall);
         let rules = EventRules {
             output: self.config.output.as_ref(),
             allow_invoke_script: self.config.allow_invoke_script,
         };
         let mapped = event::map_event(&invocation.payload, rules)
             .map_err(|e| Failure::new(FailureKind::Input, e))?;
-        let mut response = Response::new(request_id, &self.config.image);
-        response.skipped = mapped.skipped.clone();
-
-        let inputs: Vec<Option<S3Input>> = match mapped.work {
-            Work::Objects(objects) if objects.is_empty() => {
-                tracing::info!("every record was skipped; nothing to run");
-                response.duration_ms = received.elapsed().as_millis() as u64;
-                return Ok(response);
-            }
-            Work::Objects(objects) => objects.into_iter().map(Some).collect(),
-            Work::Direct => vec![None],
-        };
-        response.inputs = inputs.iter().flatten().map(S3Input::url).collect();
+        let mut response = Response::new(&invocation.request_id, &self.config.image);
+        response.skipped = mapped.skipped;
+        if mapped.inputs.is_empty() {
+            tracing::info!("every record was skipped; nothing to run");
+            response.duration_ms = received.elapsed().as_millis() as u64;
+            return Ok(response);
+        }
+        response.inputs = mapped.inputs.iter().filter_map(Input::url).collect();
 
         let started = Instant::now();
         let image = self
@@ -187,133 +175,142 @@ impl Supervisor {
             Some(script) => Some(script),
             None => self.script().await?,
         };
+        let request = self.write_request(invocation, script.as_deref(), wall)?;
 
-        let dir = RequestDir::create(&self.request_root, request_id)
-            .map_err(|e| Failure::new(FailureKind::Input, e))?;
-        let event_text = String::from_utf8_lossy(&invocation.payload).into_owned();
-        let event_file = dir.meta().join("event.json");
-        write(&event_file, event_text.as_bytes())?;
-        let script_file = dir.meta().join("script.sh");
-        if let Some(script) = &script {
-            write(&script_file, script.as_bytes())?;
-        }
-        let received_at = aws_smithy_types::DateTime::from(wall)
-            .fmt(aws_smithy_types::date_time::Format::DateTime)
-            .unwrap_or_default();
-
-        let tails = Tails::default();
-        for (index, input) in inputs.iter().enumerate() {
+        let runs = Runs {
+            payload: &invocation.payload,
+            request,
+            image,
+            engine,
+            stop_at,
+            tails: Tails::default(),
+        };
+        for (index, input) in mapped.inputs.iter().enumerate() {
             if index > 0 {
-                dir.reset()
+                runs.request
+                    .dir
+                    .reset()
                     .map_err(|e| Failure::new(FailureKind::Input, e))?;
             }
-            let started = Instant::now();
-            let input_file = self
-                .stage_in(&dir, input.as_ref(), &invocation.payload, stop_at)
-                .await?;
-            response.phases_ms.stage_in += ms(started);
-            tracing::info!(phase = "stage-in", duration_ms = ms(started), input = %input_file.display(), "input staged");
-
-            let argv = command(&image, script.as_ref().map(|_| script_file.as_path()))?;
-            let facts = RunFacts {
-                input_file: &input_file.to_string_lossy(),
-                input_dir: &dir.input().to_string_lossy(),
-                output_dir: &dir.output().to_string_lossy(),
-                request_id,
-                object_key: input.as_ref().map_or("", |i| i.key.as_str()),
-                bucket: input.as_ref().map_or("", |i| i.bucket.as_str()),
-                event_time: input
-                    .as_ref()
-                    .and_then(|i| i.event_time.as_deref())
-                    .unwrap_or(&received_at),
-                event_file: &event_file.to_string_lossy(),
-                event: &event_text,
-            }
-            .to_owned_env(&image, &self.config);
-            let spec = RunSpec {
-                root: image.root.clone(),
-                argv,
-                env: facts,
-                workdir: image
-                    .config
-                    .working_dir
-                    .clone()
-                    .unwrap_or_else(|| "/".to_owned()),
-                user: image.config.user.clone(),
-                mounts: vec![
-                    Mount {
-                        host: dir.input(),
-                        container: dir.input(),
-                        read_only: false,
-                    },
-                    Mount {
-                        host: dir.output(),
-                        container: dir.output(),
-                        read_only: false,
-                    },
-                    Mount {
-                        host: dir.meta(),
-                        container: dir.meta(),
-                        read_only: true,
-                    },
-                ],
-                scratch: dir.scratch(),
-                stdin: Stdio::Null,
-                stdout: Stdio::Piped,
-                stderr: Stdio::Piped,
-            };
-
-            let started = Instant::now();
-            let ran = self
-                .run(engine.clone(), spec, stop_at, request_id, &tails)
-                .await;
-            response.phases_ms.run += ms(started);
-            if let Ok(ran) = &ran {
-                tracing::info!(
-                    phase = "run",
-                    duration_ms = ms(started),
-                    exit_code = ran.outcome.exit_code(),
-                    timed_out = ran.outcome.timed_out,
-                    unconfined = ?ran.unconfined.ran,
-                    "container ended"
-                );
-                for program in &ran.unconfined.ran {
-                    if !response.unconfined.contains(program) {
-                        response.unconfined.push(program.clone());
-                    }
-                }
-            }
-
-            let started = Instant::now();
-            let output = match input {
-                Some(input) => Some(self.config.output_for(&input.bucket)),
-                None => self.config.output.clone(),
-            };
-            let report = self.stage_out(&dir, output.as_ref()).await;
-            response.phases_ms.stage_out += ms(started);
-            tracing::info!(
-                phase = "stage-out",
-                duration_ms = ms(started),
-                uploaded = report.uploaded.len(),
-                failed = report.failed.len(),
-                "outputs staged out"
-            );
-            response.outputs.extend(report.uploaded.iter().cloned());
-            let code = judge(
-                ran,
-                &report,
-                &response.outputs,
-                &tails,
-                self.config.timeout_margin,
-            )
-            .map_err(|f| f.with_unconfined(&response.unconfined))?;
+            let code = self.process(&runs, input, &mut response).await?;
             response.exit_code = Some(code);
         }
-        response.stdout = tails.stdout_text();
-        response.stderr = tails.stderr_text();
+        response.stdout = runs.tails.stdout_text();
+        response.stderr = runs.tails.stderr_text();
         response.duration_ms = received.elapsed().as_millis() as u64;
         response.phases_ms.total = ms(received);
         Ok(response)
+    }
+
+    /// When the container must stop: the invocation's deadline less `SCAR_TIMEOUT_MARGIN`.
+    fn stop_at(&self, invocation: &Invocation, received: Instant, wall: SystemTime) -> Instant {
+        let (deadline, warning) =
+            Deadline::from_header(invocation.deadline_ms.as_deref(), received, wall);
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+        }
+        deadline.stop_at(self.config.timeout_margin, received)
+    }
+
+    /// Make the request directory and write the event (and the script) into its `.scar/`.
+    fn write_request(
+        &self,
+        invocation: &Invocation,
+        script: Option<&str>,
+        wall: SystemTime,
+    ) -> Result<RequestFiles, Failure> {
+        let dir = RequestDir::create(&self.request_root, &invocation.request_id)
+            .map_err(|e| Failure::new(FailureKind::Input, e))?;
+        let event = String::from_utf8_lossy(&invocation.payload).into_owned();
+        let event_file = dir.meta().join("event.json");
+        write(&event_file, event.as_bytes())?;
+        let script = match script {
+            Some(text) => {
+                let path = dir.meta().join("script.sh");
+                write(&path, text.as_bytes())?;
+                Some(path)
+            }
+            None => None,
+        };
+        let received_at = aws_smithy_types::DateTime::from(wall)
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap_or_default();
+        Ok(RequestFiles {
+            id: invocation.request_id.clone(),
+            dir,
+            event_file,
+            event,
+            script,
+            received_at,
+        })
+    }
+
+    /// One run: stage `input` in, run the container, stage the outputs out, and judge.
+    async fn process(
+        &self,
+        runs: &Runs<'_>,
+        input: &Input,
+        response: &mut Response,
+    ) -> Result<i32, Failure> {
+        let dir = &runs.request.dir;
+        let started = Instant::now();
+        let input_file = self
+            .stage_in(dir, input, runs.payload, runs.stop_at)
+            .await?;
+        response.phases_ms.stage_in += ms(started);
+        tracing::info!(phase = "stage-in", duration_ms = ms(started), input = %input_file.display(), "input staged");
+
+        let spec = container_spec(&runs.image, &self.config, &runs.request, input, &input_file)?;
+        let started = Instant::now();
+        let ran = self
+            .run(
+                runs.engine.clone(),
+                spec,
+                runs.stop_at,
+                &runs.request.id,
+                &runs.tails,
+            )
+            .await;
+        response.phases_ms.run += ms(started);
+        if let Ok(ran) = &ran {
+            tracing::info!(
+                phase = "run",
+                duration_ms = ms(started),
+                exit_code = ran.outcome.exit_code(),
+                timed_out = ran.outcome.timed_out,
+                unconfined = ?ran.unconfined.ran,
+                "container ended"
+            );
+            for program in &ran.unconfined.ran {
+                if !response.unconfined.contains(program) {
+                    response.unconfined.push(program.clone());
+                }
+            }
+        }
+
+        let started = Instant::now();
+        let output = match input {
+            Input::S3(object) => Some(self.config.output_for(&object.bucket)),
+            Input::Direct => self.config.output.clone(),
+        };
+        let report = self.stage_out(dir, output.as_ref()).await;
+        response.phases_ms.stage_out += ms(started);
+        tracing::info!(
+            phase = "stage-out",
+            duration_ms = ms(started),
+            uploaded = report.uploaded.len(),
+            failed = report.failed.len(),
+            "outputs staged out"
+        );
+        response.outputs.extend(report.uploaded.iter().cloned());
+        verdict(
+            ran,
+            &report,
+            &response.outputs,
+            &runs.tails,
+            self.config.timeout_margin,
+            &response.unconfined,
+        )
     }
 
     async fn script(&self) -> Result<Option<String>, Failure> {
@@ -349,19 +346,7 @@ impl Supervisor {
             .key(&location.key)
             .send()
             .await
-            .map_err(|e| {
-                failed(scar_rootfs::aws::describe(
-                    &e,
-                    "S3",
-                    &[
-                        ("NoSuchKey", "the script object does not exist"),
-                        (
-                            "AccessDenied",
-                            "the function's role needs s3:GetObject on it",
-                        ),
-                    ],
-                ))
-            })?;
+            .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
         let bytes = object
             .body
             .collect()
@@ -375,24 +360,24 @@ impl Supervisor {
     async fn stage_in(
         &self,
         dir: &RequestDir,
-        input: Option<&S3Input>,
+        input: &Input,
         payload: &[u8],
         stop_at: Instant,
     ) -> Result<std::path::PathBuf, Failure> {
         let input_failure = |e: stage::StageError| Failure::new(FailureKind::Input, e);
         match input {
-            Some(input) => {
+            Input::S3(object) => {
                 let path = dir
                     .input()
-                    .join(stage::input_file_name(input).map_err(input_failure)?);
+                    .join(stage::input_file_name(object).map_err(input_failure)?);
                 let client = self.s3.client().await;
-                let bytes = stage::download(client, input, &path, stop_at)
+                let bytes = stage::download(client, object, &path, stop_at)
                     .await
                     .map_err(input_failure)?;
-                tracing::debug!(bytes, input = %input.url(), "downloaded");
+                tracing::debug!(bytes, input = %object.url(), "downloaded");
                 Ok(path)
             }
-            None => {
+            Input::Direct => {
                 let path = dir.input().join(DIRECT_INPUT_NAME);
                 write(&path, payload)?;
                 Ok(path)
@@ -457,106 +442,20 @@ impl Supervisor {
     }
 }
 
-impl RunFacts<'_> {
-    fn to_owned_env(&self, image: &PreparedImage, config: &Config) -> Vec<(String, String)> {
-        container_env::build(
-            &image.config.env,
-            &config.passed_aws_env,
-            &config.container_env,
-            self,
-        )
-        .into_vec()
-    }
-}
-
-/// The command to run: the script with the image's `/bin/sh`, else Entrypoint + Cmd.
-fn command(image: &PreparedImage, script: Option<&Path>) -> Result<Vec<String>, Failure> {
-    if let Some(script) = script {
-        return Ok(vec![
-            "/bin/sh".to_owned(),
-            script.to_string_lossy().into_owned(),
-        ]);
-    }
-    let argv: Vec<String> = image
-        .config
-        .entrypoint
-        .iter()
-        .chain(&image.config.cmd)
-        .cloned()
-        .collect();
-    if argv.is_empty() {
-        return Err(Failure::new(
-            FailureKind::Image,
-            format!(
-                "{} has no Entrypoint or Cmd and no script is set: set SCAR_SCRIPT or SCAR_SCRIPT_FILE",
-                image.reference
-            ),
-        ));
-    }
-    Ok(argv)
-}
-
-/// Decide the result of one run from its outcome and its uploads.
-fn judge(
-    ran: Result<Ran, Failure>,
-    report: &UploadReport,
-    uploaded_so_far: &[String],
-    tails: &Tails,
-    margin: Duration,
-) -> Result<i32, Failure> {
-    let outputs = describe_outputs(uploaded_so_far, &report.failed);
-    let Ran {
-        outcome,
-        unconfined,
-    } = ran.map_err(|f| f.with_outputs(&outputs))?;
-    if let Some(refused) = refused_statics(&unconfined) {
-        return Err(Failure::new(
-            FailureKind::ScriptFailed,
-            format!("{refused}{outputs}; stderr tail:\n{}", tails.stderr_text()),
-        ));
-    }
-    if outcome.timed_out {
-        return Err(Failure::new(
-            FailureKind::Timeout,
-            format!(
-                "the container was stopped {:.1} s before the deadline (SCAR_TIMEOUT_MARGIN) and had not finished{outputs}; stderr tail:\n{}",
-                margin.as_secs_f64(),
-                tails.stderr_text()
-            ),
-        ));
-    }
-    let code = outcome.exit_code();
-    if code != 0 {
-        return Err(Failure::new(
-            FailureKind::ScriptFailed,
-            format!(
-                "the script exited with code {code}{outputs}; stderr tail:\n{}",
-                tails.stderr_text()
-            ),
-        ));
-    }
-    if !report.failed.is_empty() {
-        return Err(Failure::new(
-            FailureKind::Output,
-            format!(
-                "{} output(s) could not be uploaded{outputs}",
-                report.failed.len()
-            ),
-        ));
-    }
-    Ok(code)
-}
-
-/// The failure text when `SCAR_PRELOAD_STATIC=refuse` refused programs of the run: even a
-/// script that ignored the refusal did not do what it was meant to.
-fn refused_statics(unconfined: &Unconfined) -> Option<String> {
-    if unconfined.refused.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "statically linked programs were refused because SCAR_PRELOAD_STATIC=refuse (they cannot be confined to the image): {}; use dynamically linked programs or set SCAR_PRELOAD_STATIC=warn",
-        unconfined.refused.join(", ")
-    ))
+/// What every run of one invocation shares.
+struct Runs<'a> {
+    /// The invocation's payload (a direct invocation's input file).
+    payload: &'a [u8],
+    /// The request directory and its files.
+    request: RequestFiles,
+    /// The image.
+    image: PreparedImage,
+    /// The engine.
+    engine: std::sync::Arc<dyn scar_rootfs::engine::Engine>,
+    /// When the container must stop.
+    stop_at: Instant,
+    /// stdout and stderr of every run.
+    tails: Tails,
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {

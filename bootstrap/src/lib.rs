@@ -2,12 +2,14 @@
 //!
 //! One invocation reads through the modules in order: [`runtime`] hands over an event,
 //! [`event`] maps it to inputs, [`image`] makes the image available, [`stage`] downloads each
-//! input, [`run`] starts the container with the environment of [`container_env`] until the
-//! [`deadline`], [`upload`] sends the outputs back, and [`report`] shapes the answer;
+//! input, [`run`] starts the [`container`] (environment: [`container_env`]) until the
+//! [`deadline`], [`upload`] sends the outputs back, [`verdict`] judges the run and [`report`]
+//! shapes the answer;
 //! [`invoke`] strings these together. [`config`] is read once at init, [`logs`] sets up tracing,
 //! [`nondumpable`] keeps the bootstrap's secrets out of the container's reach.
 
 pub mod config;
+pub mod container;
 pub mod container_env;
 pub mod deadline;
 pub mod event;
@@ -18,5 +20,7 @@ pub mod nondumpable;
 pub mod report;
 pub mod run;
 pub mod runtime;
+pub mod s3;
 pub mod stage;
 pub mod upload;
+pub mod verdict;
