@@ -5,8 +5,9 @@
 #
 # 1. installs what the tests need, idempotently (apt packages, PyPI binaries, rustup targets and
 #    components, subordinate id ranges for root);
-# 2. cargo fmt --check, clippy with -D warnings, the static release builds (./build.sh), and
-#    cargo test for the whole workspace against real services the tests start themselves.
+# 2. cargo fmt --check, clippy with -D warnings, the static release builds (./build.sh, in the
+#    background meanwhile), the workspace's binaries, and cargo test for the whole workspace
+#    against real services the tests start themselves (the tests build nothing).
 #
 # Environment: SCAR_TEST_SKIP_INSTALL=1 skips step 1 (a machine already set up).
 set -euo pipefail
@@ -127,6 +128,16 @@ phase "disk before the builds: $(df -h --output=avail "$repo" | tail -1 | tr -d 
 phase "cargo fmt --all --check"
 cargo fmt --all --check
 
+# The static release builds (fat LTO, one codegen unit: long single-threaded links) run in the
+# background from here on, beside clippy and the debug build of the tests, whose cores they would
+# otherwise leave idle. build.sh builds in target/dist and target/preload (locks of their own).
+build_log=$(mktemp "${TMPDIR:-/tmp}/scar-test-build.XXXXXX")
+phase "./build.sh (static release builds, layer zips) started in the background: $build_log"
+# In a session of its own, so that an early exit here stops it with its cargo and linkers.
+setsid ./build.sh >"$build_log" 2>&1 &
+build_pid=$!
+trap 'kill -- -"$build_pid" 2>/dev/null || true' EXIT
+
 phase "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -139,15 +150,34 @@ cargo clippy --manifest-path rootfs/preload/Cargo.toml --locked --release --targ
 RUSTFLAGS="-C target-feature=-crt-static" cargo clippy --manifest-path rootfs/preload/Cargo.toml --locked \
   --release --target-dir target/preload --target x86_64-unknown-linux-musl -- -D warnings
 
-phase "./build.sh (static release builds, layer zips)"
-./build.sh
+# Tests never build: they run the binaries built here (target/debug, found from their own
+# executable) and the outputs of build.sh (SCAR_E2E_DIST), and fail naming the command to run
+# when one is missing or older than its sources.
+phase "cargo build --workspace --bins and the test binaries (debug)"
+cargo build --workspace --bins --locked
+cargo test --workspace --locked --no-run
+
+phase "waiting for ./build.sh"
+if ! wait "$build_pid"; then
+  cat "$build_log" >&2
+  echo "test.sh: ./build.sh failed (its output is above)" >&2
+  exit 1
+fi
+trap - EXIT
+grep '^build.sh: ' "$build_log" || true
+rm -f "$build_log"
 
 phase "cargo test --workspace"
-# The build tests reuse the zips just built instead of running build.sh again.
 export SCAR_E2E_DIST="$repo/dist"
 # Benchmark tests print their figures on small inputs here; the full runs are `scar bench`.
 export SCAR_BENCH_QUICK=1
-cargo test --workspace --locked --no-fail-fast
+# As root every test can run, the #[ignore]d ones included (those say why they need more than an
+# ordinary user has).
+test_args=()
+if [ "$(id -u)" -eq 0 ]; then
+  test_args=(-- --include-ignored)
+fi
+cargo test --workspace --locked --no-fail-fast "${test_args[@]}"
 
 phase "disk after the tests: $(du -sh target 2>/dev/null | cut -f1) in target/, $(df -h --output=avail "$repo" | tail -1 | tr -d ' ') free"
 

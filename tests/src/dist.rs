@@ -1,7 +1,7 @@
-//! The outputs of `build.sh` (static binaries and layer zips), built once per test process.
+//! The outputs of `build.sh` (static binaries, preload libraries and layer zips), made by build.sh
+//! before the tests (test.sh runs it), never by a test.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 /// The two architectures the layer ships for.
@@ -50,38 +50,81 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
-/// `dist/` with everything build.sh makes, running build.sh at most once per test process.
-///
-/// With `SCAR_E2E_DIST` set (test.sh sets it right after running build.sh) that directory is
-/// used as it is; otherwise build.sh runs, which is a quick no-op when nothing changed.
+/// `dist/` with everything build.sh makes: `$SCAR_E2E_DIST` when set (test.sh sets it right
+/// after running build.sh), else this repository's `dist/`. A test never runs build.sh itself
+/// (it starts cargo builds): a missing layer zip fails the test with one line saying to run
+/// `./build.sh`, and so does a binary or preload library older than a source file it was built
+/// from (read from the dep-info files of build.sh's own target directories, when there).
 pub fn ensure_built() -> &'static Path {
     static DIST: OnceLock<PathBuf> = OnceLock::new();
     DIST.get_or_init(|| {
+        let root = repo_root();
         let dist = match std::env::var_os("SCAR_E2E_DIST") {
             Some(dist) => PathBuf::from(dist),
-            None => {
-                let root = repo_root();
-                let status = Command::new(root.join("build.sh"))
-                    .current_dir(&root)
-                    .status()
-                    .unwrap_or_else(|err| panic!("cannot run {}/build.sh: {err}", root.display()));
-                assert!(
-                    status.success(),
-                    "build.sh failed ({status}): see its output above"
-                );
-                root.join("dist")
-            }
+            None => root.join("dist"),
         };
         for arch in Arch::ALL {
             let zip = dist.join(layer_zip_name(arch));
             assert!(
                 zip.is_file(),
-                "{} is missing: run ./build.sh (or unset SCAR_E2E_DIST)",
+                "{} is missing: run ./build.sh (./test.sh does it before the tests)",
                 zip.display()
             );
         }
+        if dist == root.join("dist") {
+            for arch in Arch::ALL {
+                if let Some((output, source)) = stale_output(&root, &dist, arch) {
+                    panic!(
+                        "{} is older than {}: run ./build.sh (./test.sh does it before the tests)",
+                        output.display(),
+                        source.display()
+                    );
+                }
+            }
+        }
         dist
     })
+}
+
+/// The first output of build.sh for `arch` in `dist` that is older than a source file it was
+/// built from, with that file; the dep-info files are those of build.sh's default target
+/// directories (`target/dist`, `target/preload`).
+fn stale_output(root: &Path, dist: &Path, arch: Arch) -> Option<(PathBuf, PathBuf)> {
+    let people = dist.join(format!("scar-{}", arch.name()));
+    let release = root
+        .join("target/dist")
+        .join(format!("{}-unknown-linux-musl", arch.name()))
+        .join("release");
+    let preload = root
+        .join("target/preload")
+        .join(format!("{}-unknown-linux-gnu", arch.name()))
+        .join("release");
+    let pairs = [
+        (people.join("bootstrap"), release.join("bootstrap.d")),
+        (people.join("scar"), release.join("scar.d")),
+        (people.join("scar-full"), release.join("scar-full.d")),
+        (
+            people.join("preload/libscar_preload-gnu.so"),
+            preload.join("libscar_preload.d"),
+        ),
+    ];
+    pairs.into_iter().find_map(|(output, depinfo)| {
+        crate::workspace::newer_source(&output, &depinfo).map(|source| (output, source))
+    })
+}
+
+/// The preload engine's libraries built by build.sh for `arch` (`libscar_preload-gnu.so`,
+/// `libscar_audit.so`, and `libscar_preload-musl.so` on x86_64).
+pub fn preload_dir(arch: Arch) -> PathBuf {
+    let dir = ensure_built()
+        .join(format!("scar-{}", arch.name()))
+        .join("preload");
+    assert!(
+        dir.join("libscar_preload-gnu.so").is_file(),
+        "{} holds no libscar_preload-gnu.so: run ./build.sh (./test.sh does it before the tests)",
+        dir.display()
+    );
+    dir
 }
 
 /// `scar-layer-x86_64.zip`, `scar-layer-arm64.zip`.

@@ -17,7 +17,7 @@
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// Where test images are cached between runs.
 pub const IMAGE_CACHE: &str = "/var/tmp/scar-test-images";
@@ -34,23 +34,10 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The preload libraries for this machine, built once per test process with
-/// `rootfs/preload/build.sh` into `target/preload/lib`.
+/// The preload libraries for this machine, as `./build.sh` made them (see
+/// [`crate::dist::preload_dir`]).
 pub fn preload_libs() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let repo = repo_root();
-        let out = repo.join("target/preload/lib");
-        let status = Command::new(repo.join("rootfs/preload/build.sh"))
-            .arg(std::env::consts::ARCH)
-            .arg(&out)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run rootfs/preload/build.sh");
-        assert!(status.success(), "rootfs/preload/build.sh failed: {status}");
-        out
-    })
-    .clone()
+    crate::dist::preload_dir(host_arch())
 }
 
 /// Serializes image builds inside one test process.
@@ -401,8 +388,8 @@ fn host_arch() -> crate::dist::Arch {
 }
 
 /// The simulator: `$SCAR_E2E_SIMULATOR` when set (e.g. `target/debug/scar-full` while working
-/// on it), else the static `scar-full` of `./build.sh` for this machine (built once per test
-/// process when `SCAR_E2E_DIST` is unset; see [`crate::dist::ensure_built`]).
+/// on it), else the static `scar-full` of `./build.sh` for this machine (see
+/// [`crate::dist::ensure_built`]).
 pub fn simulator() -> PathBuf {
     match std::env::var_os("SCAR_E2E_SIMULATOR") {
         Some(path) => PathBuf::from(path),

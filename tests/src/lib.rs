@@ -8,7 +8,7 @@
 //! - [`images`]: test root filesystems (static busybox, the host's loader and libc) as directories.
 //! - [`debian_images`]: real-world images from Debian packages (ffmpeg, ImageMagick, Python, a JVM,
 //!   perl; arm64 through qemu; musl), pushed to a [`Registry`].
-//! - [`dist`]: the outputs of `build.sh`, built once per test process; [`zip_listing`] reads zips.
+//! - [`dist`]: the outputs of `build.sh` (run before the tests); [`zip_listing`] reads zips.
 //!
 //! The API is synchronous: tests are plain `#[test]` functions. A service that cannot start
 //! panics at once with one line naming the missing package or the port.

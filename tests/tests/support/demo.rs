@@ -18,8 +18,8 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// `scar`, `bootstrap` and the demo's converter of this workspace, built in one cargo call once
-/// per test process.
+/// `scar`, `bootstrap` and the demo's converter of this workspace, as built before the tests
+/// (see `scar_e2e::workspace`).
 pub fn demo_binaries() -> &'static [PathBuf; 3] {
     static BINS: OnceLock<[PathBuf; 3]> = OnceLock::new();
     BINS.get_or_init(|| {

@@ -1,6 +1,7 @@
 //! The outputs of build.sh: static ELF binaries for each machine, layer zips Lambda can use, the
 //! aarch64 bootstrap running under qemu, and a SAM template that lints clean.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -214,15 +215,37 @@ fn a_failed_build_leaves_the_previous_zips_untouched() {
         .iter()
         .map(|&arch| std::fs::read(dist::layer_zip(arch)).expect("zip"))
         .collect();
-    // An unknown -Z flag makes every rustc call fail: the build stops before packaging.
+    // A fake `cargo` first on PATH (what is under test is build.sh's handling of a failure, not
+    // cargo): the release build "succeeds" as a no-op, leaving the binaries of the last real
+    // build in place, and the preload library's build fails, in the middle of packaging (after
+    // build.sh made its work directory in dist/, before any zip is written).
+    let fake = tempfile::tempdir().expect("tempdir");
+    let cargo = fake.path().join("cargo");
+    std::fs::write(
+        &cargo,
+        "#!/bin/sh\ncase \"$*\" in\n*preload*) echo 'fake cargo: the preload build fails' >&2; exit 101 ;;\nesac\n",
+    )
+    .expect("write the fake cargo");
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![fake.path().to_path_buf()];
+    paths.extend(std::env::split_paths(&path));
     let output = Command::new(root.join("build.sh"))
         .current_dir(&root)
-        .env("RUSTFLAGS", "-Zscar-e2e-no-such-flag")
+        .env(
+            "PATH",
+            std::env::join_paths(paths).expect("PATH of directories without ':'"),
+        )
         .output()
         .expect("run build.sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),
-        "build.sh succeeded with a broken compiler flag"
+        "build.sh succeeded with a failing preload build: {stderr}"
+    );
+    assert!(
+        stderr.contains("fake cargo: the preload build fails"),
+        "build.sh failed before reaching the preload build: {stderr}"
     );
     for (arch, before) in Arch::ALL.iter().zip(before) {
         let after = std::fs::read(dist::layer_zip(*arch)).expect("zip still there");

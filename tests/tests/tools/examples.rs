@@ -449,10 +449,12 @@ fn the_demo_turns_the_sample_grey_with_the_namespace_engine_asked_for() {
 }
 
 /// README command 1 as a user runs it (with this test's cargo profile, so nothing is built
-/// twice): it says where the grayscale picture is, and the picture is right.
+/// twice): it says where the grayscale picture is, and the picture is right. The script's own
+/// `cargo build` is part of the command under test; with the binaries checked fresh first it
+/// builds nothing.
 #[test]
 fn demo_sh_turns_the_sample_grey_and_says_where_the_result_is() {
-    // Built first so that demo.sh's own cargo build finds everything fresh.
+    // Checked fresh first, so that demo.sh's own cargo build is a no-op.
     let [scar, _, _] = demo_binaries();
     let profile = match scar
         .parent()
