@@ -9,10 +9,11 @@
 pub mod fork;
 pub mod namespace;
 pub mod preload;
-pub mod probe;
 pub mod process;
 mod spec;
 
+/// The shared probe lives with the namespace engine it answers for.
+pub use self::namespace::probe;
 pub use spec::{DEFAULT_PATH, RunSpecBuilder, SpecError};
 
 use std::fmt;

@@ -16,6 +16,7 @@ pub mod config;
 pub mod direct;
 pub mod init;
 pub mod mounts;
+pub mod probe;
 mod raw;
 pub mod setup;
 pub mod spawn;

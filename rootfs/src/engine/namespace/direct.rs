@@ -28,11 +28,11 @@ use super::channel::{
     Report, Reporter, SETUP_FAILED, SetupError, errno_setup, fail, parse_reports, verdict,
 };
 use super::config::InitConfig;
+use super::probe::{self, NamespaceSupport, Step};
 use super::steps::{self, IdMaps, waited_signals};
 use super::syscall::{LinuxSyscall, Syscall, Target};
 use super::{init, raw};
 use crate::engine::fork::{SharedStack, clone_shared};
-use crate::engine::probe::{self, NamespaceSupport, Step};
 use crate::engine::process::{outcome_of, wait_or_stop, wait_readable};
 use crate::engine::{Container, ContainerHandle, EngineError, Outcome, Stdio};
 

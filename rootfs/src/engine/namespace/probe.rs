@@ -17,7 +17,7 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Gid, Uid};
 
-use super::namespace::syscall::{LinuxSyscall, ProcSelf, Syscall};
+use super::syscall::{LinuxSyscall, ProcSelf, Syscall};
 
 /// Whether the namespace engine can run on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,7 +158,7 @@ fn run_probe() -> Result<NamespaceSupport, Errno> {
     // SAFETY: `probe_entry` only makes raw syscalls through `probe_steps`, writes its result
     // into the atomic in `child`, and returns (the libc wrapper then calls exit(2)); `child`
     // lives on this frame until the child has exited.
-    let pid = unsafe { super::fork::vfork_run(probe_entry, &child) }?;
+    let pid = unsafe { crate::engine::fork::vfork_run(probe_entry, &child) }?;
     let status = loop {
         match waitpid(pid, None) {
             Err(Errno::EINTR) => continue,

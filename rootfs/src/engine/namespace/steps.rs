@@ -16,9 +16,9 @@ use nix::unistd::{Gid, Pid, Uid};
 use super::channel::{Report, Reporter, SetupError};
 use super::config::InitConfig;
 use super::mounts;
+use super::probe::{self, Step};
 use super::spawn::{self, Refusal};
 use super::syscall::{Syscall, Target};
-use crate::engine::probe::{self, Step};
 
 /// The namespaces a container gets: user, mount, PID, IPC and UTS.
 pub const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUSER
