@@ -92,3 +92,32 @@ impl PullOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_spellings_of_each_pull_policy_parse_and_others_are_refused_by_name() {
+        for (text, policy) in [
+            ("if-not-present", PullPolicy::IfNotPresent),
+            ("IfNotPresent", PullPolicy::IfNotPresent),
+            ("always", PullPolicy::Always),
+            ("Always", PullPolicy::Always),
+        ] {
+            assert_eq!(text.parse::<PullPolicy>(), Ok(policy));
+        }
+        let err = "never".parse::<PullPolicy>().unwrap_err();
+        assert!(err.contains("`never` is not a pull policy"), "{err}");
+    }
+
+    #[test]
+    fn credentials_never_show_their_password_in_debug_output() {
+        let c = Credentials {
+            username: "user".into(),
+            password: "s3cret".into(),
+        };
+        let text = format!("{c:?}");
+        assert!(text.contains("user") && !text.contains("s3cret"), "{text}");
+    }
+}
