@@ -7,8 +7,11 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
+
+use super::error::{LocalError, io};
 
 /// Bytes S3 leaves as they are in event keys: unreserved characters and `/`.
 const KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -195,6 +198,43 @@ pub fn etag_of(path: &Path) -> std::io::Result<String> {
     Ok(md5.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The key of a file of the data directory (`/`-separated, relative).
+pub(super) fn key_of(data_dir: &Path, path: &Path) -> Result<String, LocalError> {
+    let relative = path
+        .strip_prefix(data_dir)
+        .map_err(|_| LocalError::Outside {
+            path: path.to_path_buf(),
+            dir: data_dir.to_path_buf(),
+        })?;
+    let parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Ok(parts.join("/"))
+}
+
+/// The ObjectCreated event for one file of the data directory.
+pub(super) fn event_for(
+    data_dir: &Path,
+    bucket: &str,
+    region: &str,
+    path: &Path,
+) -> Result<(String, Bytes), LocalError> {
+    let key = key_of(data_dir, path)?;
+    let size = std::fs::metadata(path).map_err(io(path))?.len();
+    let etag = etag_of(path).map_err(io(path))?;
+    let object = CreatedObject {
+        bucket: bucket.to_owned(),
+        key: key.clone(),
+        size,
+        etag,
+    };
+    Ok((
+        key,
+        Bytes::from(object_created(&[object], region, SystemTime::now())),
+    ))
+}
+
 /// The buckets named by the S3 records of an event document (none for other events).
 pub fn buckets_of(event: &serde_json::Value) -> Vec<String> {
     let mut buckets: Vec<String> = event
@@ -218,6 +258,15 @@ pub fn buckets_of(event: &serde_json::Value) -> Vec<String> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn keys_are_slash_separated_and_relative_to_the_data_directory() {
+        assert_eq!(
+            key_of(Path::new("/d"), Path::new("/d/input/a b/c.png")).unwrap(),
+            "input/a b/c.png"
+        );
+        assert!(key_of(Path::new("/d"), Path::new("/elsewhere/c.png")).is_err());
+    }
 
     #[test]
     fn keys_are_form_encoded_like_s3_does() {
