@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -260,38 +259,17 @@ impl Drop for S3Server {
 
 /// A client for `endpoint` with path-style addressing, the way S3-compatible servers want it.
 pub fn make_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            access_key, secret_key, None, None, "scar-e2e",
-        ))
-        .http_client(http_client)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    scar_rootfs::aws::s3_client_with_keys(endpoint, access_key, secret_key)
 }
 
-/// The S3 error code and message of an SDK error, or its debug form when it has none.
+/// The S3 error code and message of an SDK error, or its whole error chain when S3 did not
+/// answer (the describer of the bootstrap and `scar`).
 pub fn describe<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    match err.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("no error code"),
-            service.message().unwrap_or("no message")
-        ),
-        None => format!("{err:?}"),
-    }
+    scar_rootfs::aws::describe(err, "S3", &[])
 }
 
 /// The S3 error code of an SDK error (`SignatureDoesNotMatch`, `NoSuchKey`, ...), if any.

@@ -104,7 +104,7 @@ pub enum LayerError {
         call: &'static str,
         /// The layer name.
         layer: String,
-        /// The SDK's error with its causes.
+        /// The service's code and message with a hint, or the SDK's error with its causes.
         message: String,
     },
     /// The async runtime could not start.
@@ -276,13 +276,33 @@ fn describe(plan: &Plan, args: &PublishArgs) -> Vec<serde_json::Value> {
     requests
 }
 
-fn aws_error(call: &'static str, layer: &str, err: &dyn std::error::Error) -> LayerError {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
+fn aws_error<E, R>(
+    call: &'static str,
+    layer: &str,
+    err: &aws_sdk_lambda::error::SdkError<E, R>,
+) -> LayerError
+where
+    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (service, _) = call.split_once(':').unwrap_or(("AWS", call));
+    let needs = format!("the AWS credentials need {call}");
+    let message = scar_rootfs::aws::describe(
+        err,
+        service,
+        &[
+            ("AccessDenied", &needs),
+            ("AccessDeniedException", &needs),
+            (
+                "UnrecognizedClientException",
+                "the AWS credentials are wrong or expired",
+            ),
+            (
+                "InvalidSignatureException",
+                "the AWS credentials are wrong or expired",
+            ),
+        ],
+    );
     LayerError::Aws {
         call,
         layer: layer.to_owned(),
@@ -307,16 +327,11 @@ async fn publish(args: PublishArgs) -> Result<(), LayerError> {
         );
         return Ok(());
     }
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(args.region.clone()))
-        .http_client(http)
-        .load()
-        .await;
+    let config = scar_rootfs::aws::load(&scar_rootfs::aws::AwsSettings {
+        region: Some(args.region.clone()),
+        ..Default::default()
+    })
+    .await;
     let lambda = aws_sdk_lambda::Client::new(&config);
     for plan in &plans {
         let bytes = std::fs::read(&plan.zip).map_err(|source| LayerError::Io {
@@ -329,7 +344,7 @@ async fn publish(args: PublishArgs) -> Result<(), LayerError> {
                     "scar-layers/{}",
                     plan.zip.file_name().unwrap_or_default().to_string_lossy()
                 );
-                let s3 = aws_sdk_s3::Client::new(&config);
+                let s3 = scar_rootfs::aws::s3_client(&config, None);
                 s3.put_object()
                     .bucket(bucket)
                     .key(&key)

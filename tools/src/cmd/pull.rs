@@ -5,8 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use scar_rootfs::options::{Credentials, PullOptions, PullPolicy};
+use scar_rootfs::options::{PullOptions, PullPolicy};
 use scar_rootfs::pull::{PullEvent, PullReport};
+use scar_rootfs::registry::settings::{
+    RegistrySettings, SCAR_INSECURE_REGISTRIES, SCAR_REGISTRY_PASSWORD, SCAR_REGISTRY_USERNAME,
+};
 
 /// Cache options shared by `scar pull` and `scar cache`.
 #[derive(clap::Args, Clone)]
@@ -49,8 +52,8 @@ pub struct PullArgs {
     /// Registries reached over plain HTTP (comma-separated host:port).
     #[arg(long, env = "SCAR_INSECURE_REGISTRIES", value_delimiter = ',')]
     pub insecure: Vec<String>,
-    /// Registry user name.
-    #[arg(long, env = "SCAR_REGISTRY_USERNAME", requires = "password")]
+    /// Registry user name (with a password, or it is an error).
+    #[arg(long, env = "SCAR_REGISTRY_USERNAME")]
     pub username: Option<String>,
     /// Registry password or token.
     #[arg(long, env = "SCAR_REGISTRY_PASSWORD", hide_env_values = true)]
@@ -79,17 +82,23 @@ pub fn run(args: PullArgs) -> ExitCode {
     options.max_cache_bytes = args.cache.max_bytes();
     options.policy = args.policy;
     options.platform = args.platform.clone();
-    options.insecure_registries = args.insecure.iter().map(|h| h.trim().to_owned()).collect();
     options.keep_blobs = args.keep_blobs;
     options.deadline = args
         .timeout
         .and_then(|limit| std::time::Instant::now().checked_add(limit));
-    if let (Some(username), Some(password)) = (&args.username, &args.password) {
-        options.credentials = Some(Credentials {
-            username: username.clone(),
-            password: password.clone(),
-        });
+    // The flags (or the variables clap read for them) with the one rule of the bootstrap and
+    // `scar run`: a user name without a password is an error, not an anonymous pull.
+    let registry = RegistrySettings::from_env(|name| match name {
+        SCAR_REGISTRY_USERNAME => args.username.clone(),
+        SCAR_REGISTRY_PASSWORD => args.password.clone(),
+        SCAR_INSECURE_REGISTRIES => Some(args.insecure.join(",")),
+        _ => None,
+    });
+    match registry {
+        Ok(registry) => registry.apply(&mut options),
+        Err(err) => return super::fail(&err),
     }
+    options.s3 = Some(scar_rootfs::aws::S3::from_env());
     // A cached image needs no network, no thread and no async runtime: answer it first, so a
     // warm resolution costs little more than the process start.
     let started = std::time::Instant::now();

@@ -12,6 +12,7 @@ use scar_rootfs::engine::{
 };
 use scar_rootfs::image::ImageConfig;
 use scar_rootfs::options::{PullOptions, PullPolicy};
+use scar_rootfs::registry::settings::RegistrySettings;
 
 /// Time between SIGTERM and SIGKILL when `--timeout` expires.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -92,6 +93,9 @@ pub enum RunError {
     /// The engine refused or failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The registry variables do not go together or are malformed.
+    #[error(transparent)]
+    Registry(#[from] scar_rootfs::registry::settings::RegistrySettingsError),
 }
 
 /// The PID signals to `scar` are forwarded to (0 until the container runs).
@@ -302,8 +306,11 @@ fn image_root(
 /// every start of a cached image too.
 #[inline(never)]
 fn pull(image: String, options: &PullOptions) -> Result<(PathBuf, ImageConfig), RunError> {
+    // What `scar pull` and the bootstrap take from the environment to reach a registry, and
+    // an S3 client for `s3://` archives.
     let mut options = options.clone();
-    registry_access_from_env(&mut options, |name| std::env::var(name).ok());
+    RegistrySettings::from_process_env()?.apply(&mut options);
+    options.s3 = Some(scar_rootfs::aws::S3::from_env());
     let options = &options;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -316,25 +323,6 @@ fn pull(image: String, options: &PullOptions) -> Result<(PathBuf, ImageConfig), 
             source: Box::new(source),
         })?;
     Ok((prepared.root, prepared.config))
-}
-
-/// What `scar pull` takes from the environment to reach a registry, for `scar run`'s own pull:
-/// `SCAR_INSECURE_REGISTRIES` (comma-separated `host:port`, plain HTTP) and
-/// `SCAR_REGISTRY_USERNAME` with `SCAR_REGISTRY_PASSWORD`.
-fn registry_access_from_env(options: &mut PullOptions, var: impl Fn(&str) -> Option<String>) {
-    if let Some(list) = var("SCAR_INSECURE_REGISTRIES") {
-        options.insecure_registries = list
-            .split(',')
-            .map(str::trim)
-            .filter(|host| !host.is_empty())
-            .map(str::to_owned)
-            .collect();
-    }
-    if let (Some(username), Some(password)) =
-        (var("SCAR_REGISTRY_USERNAME"), var("SCAR_REGISTRY_PASSWORD"))
-    {
-        options.credentials = Some(scar_rootfs::options::Credentials { username, password });
-    }
 }
 
 /// The container's spec, Docker's way: Entrypoint + (the command after `--`, else Cmd); the
@@ -556,33 +544,5 @@ mod tests {
         assert!(!m.read_only);
         assert!(parse_volume("/data").is_err());
         assert!(parse_volume("/data:relative").is_err());
-    }
-
-    #[test]
-    fn a_pull_of_scar_run_reaches_registries_as_scar_pull_does() {
-        let vars = [
-            ("SCAR_INSECURE_REGISTRIES", " 127.0.0.1:5000, ,reg.local:80"),
-            ("SCAR_REGISTRY_USERNAME", "me"),
-            ("SCAR_REGISTRY_PASSWORD", "s3cret"),
-        ];
-        let lookup = |name: &str| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
-        };
-        let mut options = PullOptions::new("/c");
-        registry_access_from_env(&mut options, lookup);
-        assert_eq!(
-            options.insecure_registries,
-            ["127.0.0.1:5000", "reg.local:80"]
-        );
-        let credentials = options.credentials.expect("credentials");
-        assert_eq!(
-            (credentials.username.as_str(), credentials.password.as_str()),
-            ("me", "s3cret")
-        );
-        let mut bare = PullOptions::new("/c");
-        registry_access_from_env(&mut bare, |_| None);
-        assert!(bare.insecure_registries.is_empty() && bare.credentials.is_none());
     }
 }

@@ -164,23 +164,7 @@ mod tests {
     use aws_sdk_s3::primitives::ByteStream;
 
     async fn client(endpoint: &S3Endpoint, secret: &str) -> aws_sdk_s3::Client {
-        let credentials =
-            aws_sdk_s3::config::Credentials::new(&endpoint.access_key, secret, None, None, "test");
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint.url())
-            .force_path_style(true)
-            .credentials_provider(credentials)
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https(),
-            )
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        scar_rootfs::aws::s3_client_with_keys(&endpoint.url(), &endpoint.access_key, secret)
     }
 
     #[tokio::test]
