@@ -1,15 +1,15 @@
 //! S3 event notifications as Lambda delivers them (`ObjectCreated:Put`, one record per object).
 //!
-//! The shape follows AWS's documented event message structure (version 2.1); the object key is
-//! URL-encoded the way S3 does it (form encoding: a space becomes `+`, `/` stays), which is why
+//! The records are `aws_lambda_events`' S3 types, filled as S3 fills them (event message
+//! structure version 2.1); the object key is URL-encoded the way S3 does it (form encoding: a space becomes `+`, `/` stays), which is why
 //! the bootstrap must decode it.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use aws_lambda_events::event::s3::{S3Event, S3EventRecord, S3UserIdentity};
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Serialize;
 
 use super::error::{LocalError, io};
 
@@ -42,73 +42,6 @@ pub fn encode_key(key: &str) -> String {
         .replace("%20", "+")
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Record<'a> {
-    event_version: &'static str,
-    event_source: &'static str,
-    aws_region: &'a str,
-    event_time: String,
-    event_name: &'static str,
-    user_identity: Principal,
-    request_parameters: RequestParameters,
-    response_elements: ResponseElements,
-    s3: S3Entity<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Principal {
-    principal_id: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestParameters {
-    #[serde(rename = "sourceIPAddress")]
-    source_ip_address: &'static str,
-}
-
-#[derive(Serialize)]
-struct ResponseElements {
-    #[serde(rename = "x-amz-request-id")]
-    request_id: String,
-    #[serde(rename = "x-amz-id-2")]
-    id_2: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct S3Entity<'a> {
-    s3_schema_version: &'static str,
-    configuration_id: &'static str,
-    bucket: Bucket<'a>,
-    object: Object,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Bucket<'a> {
-    name: &'a str,
-    owner_identity: Principal,
-    arn: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Object {
-    key: String,
-    size: u64,
-    e_tag: String,
-    sequencer: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Event<'a> {
-    records: Vec<Record<'a>>,
-}
-
 /// ISO 8601 UTC time with milliseconds, as in S3 events (`2026-11-27T15:04:05.123Z`).
 pub fn event_time(at: SystemTime) -> String {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -139,45 +72,53 @@ pub fn object_created(objects: &[CreatedObject], region: &str, at: SystemTime) -
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let records = objects
+    let stamp = format!("{:016X}", nanos as u64);
+    let mut event = S3Event::default();
+    event.records = objects
         .iter()
-        .map(|object| Record {
-            event_version: "2.1",
-            event_source: "aws:s3",
-            aws_region: region,
-            event_time: event_time(at),
-            event_name: "ObjectCreated:Put",
-            user_identity: Principal {
-                principal_id: "AWS:SCARLOCAL",
-            },
-            request_parameters: RequestParameters {
-                source_ip_address: "127.0.0.1",
-            },
-            response_elements: ResponseElements {
-                request_id: format!("{:016X}", nanos as u64),
-                id_2: "scar/local".to_owned(),
-            },
-            s3: S3Entity {
-                s3_schema_version: "1.0",
-                configuration_id: "scar-local",
-                bucket: Bucket {
-                    name: &object.bucket,
-                    owner_identity: Principal {
-                        principal_id: "SCARLOCAL",
-                    },
-                    arn: format!("arn:aws:s3:::{}", object.bucket),
-                },
-                object: Object {
-                    key: encode_key(&object.key),
-                    size: object.size,
-                    e_tag: object.etag.clone(),
-                    sequencer: format!("{:016X}", nanos as u64),
-                },
-            },
-        })
+        .map(|object| record(object, region, &stamp))
         .collect();
-    // Serialising plain strings and integers cannot fail.
-    serde_json::to_string_pretty(&Event { records }).unwrap_or_default()
+    let Ok(mut document) = serde_json::to_value(&event) else {
+        return String::new();
+    };
+    // The record type holds `eventTime` as a chrono date, which writes no fraction for a whole
+    // second; S3 always writes milliseconds, and the bootstrap passes the text on as
+    // EVENT_TIME, so it is written here the way S3 does.
+    let time = serde_json::Value::String(event_time(at));
+    for record in document["Records"].as_array_mut().into_iter().flatten() {
+        record["eventTime"] = time.clone();
+    }
+    // Serialising strings, integers and maps cannot fail.
+    serde_json::to_string_pretty(&document).unwrap_or_default()
+}
+
+/// One record of [`object_created`]: the fields S3 sets for a `PUT` (`eventTime` is written
+/// by the caller).
+fn record(object: &CreatedObject, region: &str, stamp: &str) -> S3EventRecord {
+    let mut record = S3EventRecord::default();
+    record.event_version = Some("2.1".to_owned());
+    record.event_source = Some("aws:s3".to_owned());
+    record.aws_region = Some(region.to_owned());
+    record.event_name = Some("ObjectCreated:Put".to_owned());
+    record.principal_id.principal_id = Some("AWS:SCARLOCAL".to_owned());
+    record.request_parameters.source_ip_address = Some("127.0.0.1".to_owned());
+    record.response_elements = [
+        ("x-amz-request-id".to_owned(), stamp.to_owned()),
+        ("x-amz-id-2".to_owned(), "scar/local".to_owned()),
+    ]
+    .into();
+    record.s3.schema_version = Some("1.0".to_owned());
+    record.s3.configuration_id = Some("scar-local".to_owned());
+    record.s3.bucket.name = Some(object.bucket.clone());
+    let mut owner = S3UserIdentity::default();
+    owner.principal_id = Some("SCARLOCAL".to_owned());
+    record.s3.bucket.owner_identity = Some(owner);
+    record.s3.bucket.arn = Some(format!("arn:aws:s3:::{}", object.bucket));
+    record.s3.object.key = Some(encode_key(&object.key));
+    record.s3.object.size = i64::try_from(object.size).ok();
+    record.s3.object.e_tag = Some(object.etag.clone());
+    record.s3.object.sequencer = Some(stamp.to_owned());
+    record
 }
 
 /// The ETag S3 gives a simple upload: the hex MD5 of the content (what the S3 endpoint reports
@@ -313,6 +254,28 @@ mod tests {
         assert_eq!(record["s3"]["object"]["size"], 7);
         assert_eq!(record["s3"]["object"]["eTag"], "e");
         assert_eq!(record["requestParameters"]["sourceIPAddress"], "127.0.0.1");
+        assert_eq!(record["userIdentity"]["principalId"], "AWS:SCARLOCAL");
+        assert_eq!(record["eventTime"], "1970-01-01T00:00:00.000Z");
         assert_eq!(buckets_of(&json), ["b"]);
+    }
+
+    #[test]
+    fn an_event_round_trips_through_the_s3_event_type_with_one_record_per_object() {
+        let objects =
+            [("b", "input/a.png"), ("c", "input/é.png")].map(|(bucket, key)| CreatedObject {
+                bucket: bucket.into(),
+                key: key.into(),
+                size: 3,
+                etag: "e".into(),
+            });
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_791_845_123);
+        let text = object_created(&objects, "us-east-1", at);
+        let event: S3Event = serde_json::from_str(&text).expect("an S3 event");
+        assert_eq!(event.records.len(), 2);
+        let second = &event.records[1];
+        assert_eq!(second.s3.bucket.name.as_deref(), Some("c"));
+        assert_eq!(second.s3.object.key.as_deref(), Some("input/%C3%A9.png"));
+        assert_eq!(second.s3.object.size, Some(3));
+        assert_eq!(second.event_time.timestamp_millis(), 1_795_791_845_123);
     }
 }
