@@ -216,11 +216,11 @@ impl Engine for PreloadEngine {
             .stdin(stdio(spec.stdin))
             .stdout(stdio(spec.stdout))
             .stderr(stdio(spec.stderr));
-        // SAFETY: prctl is async-signal-safe; the closure touches no memory of the parent.
+        // SAFETY: prctl(2) is async-signal-safe; the closure touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {
                 // The container dies with its supervisor rather than outliving it.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
                 Ok(())
             });
         }

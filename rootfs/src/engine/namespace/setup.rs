@@ -92,8 +92,13 @@ fn errno_of(err: &std::io::Error) -> Errno {
 
 /// Everything up to the fork of the init; returns its PID and the pipe it reports status on.
 fn setup(config: &InitConfig, reporter: &Reporter) -> Result<(Pid, OwnedFd), SetupError> {
-    let sys = LinuxSyscall::default();
-    let (pinned, pins) = build(&sys, config, reporter, &IdMaps::of_caller())?;
+    // The real calls' cached descriptors are closed before the fork: the init keeps none.
+    let (pinned, pins) = build(
+        &LinuxSyscall::default(),
+        config,
+        reporter,
+        &IdMaps::of_caller(),
+    )?;
     fork_init(&pinned, reporter, pins)
 }
 
