@@ -152,6 +152,16 @@ impl S3 {
     }
 }
 
+impl From<aws_sdk_s3::Client> for S3 {
+    /// A handle on a client built already (with static keys, say).
+    fn from(client: aws_sdk_s3::Client) -> Self {
+        Self {
+            endpoint: None,
+            client: Arc::new(OnceCell::new_with(Some(client))),
+        }
+    }
+}
+
 /// A failed SDK call in one line with the way out: the service's code and message when the
 /// service answered, with the hint `hints` gives for that code (else "see the `service` error
 /// code"); the whole error chain when it did not answer (network, no credentials).

@@ -18,7 +18,6 @@ pub mod digest;
 pub mod engine;
 pub mod extract;
 pub mod image;
-pub mod layout;
 pub mod options;
 pub mod pull;
 pub mod reference;

@@ -7,7 +7,7 @@
 //!   `ID` is [`DYNAMIC_ID`].
 //!
 //! To use such a directory as an image the pull code reads, pack it as an OCI layout with
-//! `scar_rootfs::layout::write_from_dir(dir, layout, &options)` (or `scar image from-dir DIR
+//! `scar_tools::oci::write_from_dir(dir, layout, &options)` (or `scar image from-dir DIR
 //! -o LAYOUT`) and name it `oci:LAYOUT:TAG`.
 
 use std::os::unix::fs::{PermissionsExt, symlink};

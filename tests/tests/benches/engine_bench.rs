@@ -115,11 +115,11 @@ fn warm_start_of_bin_true_is_printed_side_by_side_with_bwrap_and_unshare_chroot(
 
     // The same root as an OCI image in a warm cache: what `scar run IMAGE` meets after a pull.
     let layout = dir.path().join("layout");
-    let options = scar_rootfs::layout::LayoutOptions {
+    let options = scar_tools::oci::LayoutOptions {
         tag: "bench".into(),
-        ..scar_rootfs::layout::LayoutOptions::default()
+        ..scar_tools::oci::LayoutOptions::default()
     };
-    scar_rootfs::layout::write_from_dir(&root, &layout, &options).unwrap();
+    scar_tools::oci::write_from_dir(&root, &layout, &options).unwrap();
     let cache = dir.path().join("cache").display().to_string();
     let image = format!("oci:{}:bench", layout.display());
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use scar_e2e::images;
-use scar_rootfs::layout::{LayoutOptions, write_from_dir};
+use scar_tools::oci::{LayoutOptions, write_from_dir};
 
 /// `scar` and `scar-full` of this workspace.
 fn binaries() -> (PathBuf, PathBuf) {

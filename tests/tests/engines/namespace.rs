@@ -799,7 +799,7 @@ fn auto_falls_back_to_the_preload_engine_when_user_namespaces_are_refused() {
 
 #[test]
 fn an_oci_image_runs_with_its_entrypoint_cmd_and_env() {
-    use scar_rootfs::layout::{LayoutOptions, write_from_dir};
+    use scar_tools::oci::{LayoutOptions, write_from_dir};
     for who in everyone() {
         let roots = roots(who);
         let layout = roots.host.join("layout");

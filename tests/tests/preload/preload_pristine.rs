@@ -103,10 +103,10 @@ fn layout() -> PathBuf {
                 .prefix("pristine-layout-")
                 .tempdir_in(lambda_sim::IMAGE_CACHE)
                 .expect("tempdir in the image cache");
-            scar_rootfs::layout::write_from_dir(
+            scar_tools::oci::write_from_dir(
                 &root,
                 tmp.path(),
-                &scar_rootfs::layout::LayoutOptions::default(),
+                &scar_tools::oci::LayoutOptions::default(),
             )
             .expect("pack the dynamic image as an OCI layout");
             make_readable(tmp.path());

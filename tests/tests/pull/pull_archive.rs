@@ -38,7 +38,7 @@ fn prepare(image: &str, options: &PullOptions) -> Result<PreparedImage, PullErro
 
 fn options(cache: &Path, s3: &S3Server) -> PullOptions {
     let mut options = PullOptions::new(cache);
-    options.s3 = Some(s3.client());
+    options.s3 = Some(s3.client().into());
     options
 }
 

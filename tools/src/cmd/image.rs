@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use scar_rootfs::layout::{self, LayoutOptions};
+use scar_tools::oci::{self, LayoutOptions};
 
 /// Subcommands of `scar image`.
 #[derive(clap::Subcommand)]
@@ -71,7 +71,7 @@ fn from_dir(args: FromDirArgs) -> ExitCode {
         working_dir: args.workdir,
         architecture: args.arch,
     };
-    match layout::write_from_dir(&args.dir, &args.output, &options) {
+    match oci::write_from_dir(&args.dir, &args.output, &options) {
         Ok(written) => {
             println!("{}", written.reference);
             eprintln!(

@@ -43,7 +43,7 @@ fn options(cache: &Path, registry: Option<&Registry>, s3: Option<&S3Server>) -> 
     if let Some(r) = registry {
         o.insecure_registries = vec![r.host()];
     }
-    o.s3 = s3.map(S3Server::client);
+    o.s3 = s3.map(|s3| s3.client().into());
     o
 }
 

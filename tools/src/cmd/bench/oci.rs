@@ -1,5 +1,6 @@
 //! Pack directory trees as gzip layers of an OCI image layout (`oci:<dir>:<tag>`), the form
-//! `skopeo copy` pushes to the loopback registry.
+//! `skopeo copy` pushes to the loopback registry. The layout is written by `scar_tools::oci`,
+//! the writer of `scar image`; this module chooses the entries and keeps the bench's summary.
 //!
 //! A layer is either a whole tree or the difference between two trees (new and changed entries,
 //! plus whiteouts for removed ones), so the large image can share its base layer with the medium
@@ -7,14 +8,11 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
-use serde_json::json;
-use sha2::{Digest, Sha256};
+use scar_tools::oci::{self, LayoutError, LayoutOptions};
 
 pub use super::tree::LayerSpec;
 use super::tree::{Entry, select_entries};
@@ -32,6 +30,9 @@ pub enum OciError {
         /// The OS error.
         source: io::Error,
     },
+    /// The layout writer failed.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     /// The layout's summary file is not what this program writes.
     #[error("{path} is not a layout summary written by scar bench: {source}")]
     Summary {
@@ -82,11 +83,9 @@ pub fn write_layout(dest: &Path, tag: &str, layers: &[LayerSpec]) -> Result<Layo
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(io_err("remove", &staging))?;
     }
-    let blobs = staging.join("blobs/sha256");
-    fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
+    let blobs = oci::create_layout(&staging)?;
 
-    let mut descriptors = Vec::new();
-    let mut diff_ids = Vec::new();
+    let mut written = Vec::new();
     let mut summary = Layout {
         dir: dest.to_path_buf(),
         tag: tag.to_string(),
@@ -95,60 +94,37 @@ pub fn write_layout(dest: &Path, tag: &str, layers: &[LayerSpec]) -> Result<Layo
         uncompressed_bytes: 0,
         entries: 0,
     };
-    for (index, spec) in layers.iter().enumerate() {
-        let layer = write_layer(&blobs, index, spec)?;
-        descriptors.push(json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": format!("sha256:{}", layer.digest),
-            "size": layer.compressed,
-        }));
-        diff_ids.push(format!("sha256:{}", layer.diff_id));
+    for spec in layers {
+        let entries = select_entries(spec)?;
+        let layer = blobs.write_layer(|builder| {
+            let count = entries.len() as u64;
+            let mut hardlinks = HashMap::new();
+            for entry in entries {
+                append_entry(builder, &spec.upper, entry, &mut hardlinks).map_err(|source| {
+                    LayoutError::Io {
+                        path: spec.upper.clone(),
+                        source,
+                    }
+                })?;
+            }
+            Ok(count)
+        })?;
+        let hex = layer.digest.trim_start_matches("sha256:");
         summary
             .layer_blobs
-            .push(dest.join("blobs/sha256").join(&layer.digest));
-        summary.compressed_bytes += layer.compressed;
-        summary.uncompressed_bytes += layer.uncompressed;
+            .push(dest.join("blobs/sha256").join(hex));
+        summary.compressed_bytes += layer.size;
+        summary.uncompressed_bytes += layer.uncompressed_size;
         summary.entries += layer.entries;
+        written.push(layer);
     }
-
-    let config = json!({
-        "architecture": oci_arch(),
-        "os": "linux",
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["/bin/sh"],
-        },
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    });
-    let (config_digest, config_size) = write_json_blob(&blobs, &config)?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": config_size,
-        },
-        "layers": descriptors,
-    });
-    let (manifest_digest, manifest_size) = write_json_blob(&blobs, &manifest)?;
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest,
-            "size": manifest_size,
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }],
-    });
-    write_file(&staging.join("index.json"), index.to_string().as_bytes())?;
-    write_file(
-        &staging.join("oci-layout"),
-        json!({"imageLayoutVersion": "1.0.0"})
-            .to_string()
-            .as_bytes(),
-    )?;
+    let options = LayoutOptions {
+        tag: tag.to_owned(),
+        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()],
+        cmd: vec!["/bin/sh".to_owned()],
+        ..LayoutOptions::default()
+    };
+    oci::write_image(&staging, &blobs, &written, &options)?;
     let summary_text = serde_json::to_vec_pretty(&summary).map_err(|source| OciError::Summary {
         path: staging.join(SUMMARY),
         source,
@@ -161,95 +137,8 @@ pub fn write_layout(dest: &Path, tag: &str, layers: &[LayerSpec]) -> Result<Layo
     Ok(summary)
 }
 
-/// The OCI name of the running architecture.
-pub fn oci_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
     fs::write(path, bytes).map_err(io_err("write", path))
-}
-
-fn write_json_blob(blobs: &Path, value: &serde_json::Value) -> Result<(String, u64), OciError> {
-    let bytes = value.to_string().into_bytes();
-    let hex = hex::encode(Sha256::digest(&bytes));
-    write_file(&blobs.join(&hex), &bytes)?;
-    Ok((format!("sha256:{hex}"), bytes.len() as u64))
-}
-
-/// A writer that hashes and counts what passes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-struct WrittenLayer {
-    digest: String,
-    diff_id: String,
-    compressed: u64,
-    uncompressed: u64,
-    entries: u64,
-}
-
-fn write_layer(blobs: &Path, index: usize, spec: &LayerSpec) -> Result<WrittenLayer, OciError> {
-    let entries = select_entries(spec)?;
-    let partial = blobs.join(format!("layer-{index}.partial"));
-    let file = File::create(&partial).map_err(io_err("create", &partial))?;
-    let compressed = Hashing {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    let uncompressed = Hashing {
-        inner: GzEncoder::new(compressed, Compression::default()),
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    let mut builder = tar::Builder::new(uncompressed);
-    let mut hardlinks: HashMap<(u64, u64), String> = HashMap::new();
-    let count = entries.len() as u64;
-    for entry in entries {
-        append_entry(&mut builder, &spec.upper, entry, &mut hardlinks)
-            .map_err(io_err("pack", &spec.upper))?;
-    }
-    let uncompressed = builder
-        .into_inner()
-        .map_err(io_err("finish tar", &partial))?;
-    let diff_id = hex::encode(uncompressed.hasher.finalize());
-    let uncompressed_bytes = uncompressed.bytes;
-    let mut compressed = uncompressed
-        .inner
-        .finish()
-        .map_err(io_err("finish gzip", &partial))?;
-    compressed.flush().map_err(io_err("write", &partial))?;
-    let digest = hex::encode(compressed.hasher.finalize());
-    let target = blobs.join(&digest);
-    fs::rename(&partial, &target).map_err(io_err("rename", &target))?;
-    Ok(WrittenLayer {
-        digest,
-        diff_id,
-        compressed: compressed.bytes,
-        uncompressed: uncompressed_bytes,
-        entries: count,
-    })
 }
 
 fn append_entry<W: Write>(

@@ -1,8 +1,11 @@
-//! Write an OCI image layout from a directory: one gzip layer, a config with the runtime
-//! parameters (`Env`, `Entrypoint`, `Cmd`, `WorkingDir`), a manifest and `index.json`.
+//! The one OCI image-layout writer: gzip layers hashed while they are written, a config with
+//! the runtime parameters (`Env`, `Entrypoint`, `Cmd`, `WorkingDir`), a manifest and
+//! `index.json`.
 //!
 //! This is how an image is made with no registry and no Docker: `scar image from-dir` packs a
-//! directory, and `SCAR_IMAGE=oci:<layout>:<tag>` runs it. The layer is reproducible: entries are
+//! directory ([`write_from_dir`]), and `SCAR_IMAGE=oci:<layout>:<tag>` runs it. `scar bench`
+//! writes its layered images with [`Blobs::write_layer`] and [`write_image`], and the tests
+//! pack their fixtures with [`write_from_dir`]. The layer is reproducible: entries are
 //! sorted, owned by root and dated at the epoch, so packing the same tree twice gives the same
 //! digests (and the same cache entry). Blobs are written under a temporary name and renamed to
 //! their digest once complete, so an interrupted run never leaves a blob whose content does not
@@ -56,6 +59,23 @@ pub struct WrittenImage {
     pub layer_size: u64,
     /// Number of entries in the layer.
     pub entries: u64,
+}
+
+/// A layer blob written by [`Blobs::write_layer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerBlob {
+    /// Digest of the compressed blob (`sha256:<hex>`).
+    pub digest: String,
+    /// Digest of the uncompressed tar (the `diff_id`).
+    pub diff_id: String,
+    /// Size of the compressed blob in bytes.
+    pub size: u64,
+    /// Size of the uncompressed tar in bytes.
+    pub uncompressed_size: u64,
+    /// Entries the filler reported.
+    pub entries: u64,
+    /// The blob's file.
+    pub path: PathBuf,
 }
 
 /// Why a layout could not be written.
@@ -162,13 +182,75 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 /// `blobs/sha256` of a layout, with temporary names that are renamed to digests when complete.
-struct BlobDir {
+#[derive(Debug)]
+pub struct Blobs {
     dir: PathBuf,
+}
+
+/// The tar stream of a layer being written: gzip over the blob file, both hashed as they pass.
+pub struct LayerStream(Hashing<GzEncoder<Hashing<io::BufWriter<fs::File>>>>);
+
+impl Write for LayerStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-impl BlobDir {
+impl Blobs {
+    /// Write one gzip layer: `fill` appends the entries to the tar builder and returns how many
+    /// it appended. The blob is synced and named by its digest only when complete; on an error
+    /// nothing is left behind.
+    pub fn write_layer(
+        &self,
+        fill: impl FnOnce(&mut tar::Builder<LayerStream>) -> Result<u64, LayoutError>,
+    ) -> Result<LayerBlob, LayoutError> {
+        let temp = self.temp_path();
+        let result = self.write_layer_to(&temp, fill);
+        if result.is_err() {
+            // The temporary name is ours alone.
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn write_layer_to(
+        &self,
+        temp: &Path,
+        fill: impl FnOnce(&mut tar::Builder<LayerStream>) -> Result<u64, LayoutError>,
+    ) -> Result<LayerBlob, LayoutError> {
+        let file = fs::File::create(temp).map_err(io_err(temp))?;
+        let compressed = Hashing::new(io::BufWriter::with_capacity(1 << 20, file));
+        let stream = LayerStream(Hashing::new(GzEncoder::new(
+            compressed,
+            Compression::default(),
+        )));
+        let mut builder = tar::Builder::new(stream);
+        let entries = fill(&mut builder)?;
+        let LayerStream(stream) = builder.into_inner().map_err(io_err(temp))?;
+        let (gz, diff_id, uncompressed_size) = stream.finish();
+        let compressed = gz.finish().map_err(io_err(temp))?;
+        let (buffered, digest, size) = compressed.finish();
+        let file = buffered
+            .into_inner()
+            .map_err(|err| io_err(temp)(err.into_error()))?;
+        file.sync_all().map_err(io_err(temp))?;
+        let path = self.publish(temp, &digest)?;
+        Ok(LayerBlob {
+            digest,
+            diff_id,
+            size,
+            uncompressed_size,
+            entries,
+            path,
+        })
+    }
+
     fn temp_path(&self) -> PathBuf {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.dir.join(format!(".tmp-{}-{n}", std::process::id()))
@@ -225,16 +307,7 @@ pub fn write_from_dir(
     output: &Path,
     options: &LayoutOptions,
 ) -> Result<WrittenImage, LayoutError> {
-    let tag = if options.tag.is_empty() {
-        "latest"
-    } else {
-        options.tag.as_str()
-    };
-    if !valid_tag(tag) {
-        return Err(LayoutError::InvalidTag {
-            tag: tag.to_owned(),
-        });
-    }
+    let tag = tag_of(options)?;
     if !source.is_dir() {
         return Err(LayoutError::NotADirectory {
             path: source.to_path_buf(),
@@ -249,12 +322,50 @@ pub fn write_from_dir(
             source_dir: source,
         });
     }
-    let blobs = BlobDir {
+    let blobs = Blobs {
         dir: output.join("blobs").join("sha256"),
     };
     fs::create_dir_all(&blobs.dir).map_err(io_err(&blobs.dir))?;
+    let layer = blobs.write_layer(|builder| {
+        let mut packer = Packer {
+            builder,
+            hardlinks: HashMap::new(),
+            entries: 0,
+        };
+        packer.add_tree(&source, Path::new(""))?;
+        Ok(packer.entries)
+    })?;
+    let manifest_digest = write_image(output, &blobs, std::slice::from_ref(&layer), options)?;
+    Ok(WrittenImage {
+        reference: format!("oci:{}:{tag}", output.display()),
+        manifest_digest,
+        layer_digest: layer.digest,
+        diff_id: layer.diff_id,
+        layer_size: layer.size,
+        entries: layer.entries,
+    })
+}
 
-    let layer = write_layer(&source, &blobs)?;
+/// Create the layout `output` (or check that an existing directory is one) and its blobs
+/// directory.
+pub fn create_layout(output: &Path) -> Result<Blobs, LayoutError> {
+    prepare_output(output)?;
+    let blobs = Blobs {
+        dir: output.join("blobs").join("sha256"),
+    };
+    fs::create_dir_all(&blobs.dir).map_err(io_err(&blobs.dir))?;
+    Ok(blobs)
+}
+
+/// Write the config and the manifest of an image made of `layers` (in `blobs`, in order), and
+/// add (or replace) its entry for `options.tag` in `index.json`; the manifest's digest.
+pub fn write_image(
+    output: &Path,
+    blobs: &Blobs,
+    layers: &[LayerBlob],
+    options: &LayoutOptions,
+) -> Result<String, LayoutError> {
+    let tag = tag_of(options)?;
     let architecture = options
         .architecture
         .as_deref()
@@ -273,42 +384,47 @@ pub fn write_from_dir(
     if let Some(dir) = options.working_dir.as_ref().filter(|d| !d.is_empty()) {
         config = config.working_dir(dir.clone());
     }
-    let config = config.build().map_err(|err| doc_err(&source, err))?;
+    let config = config.build().map_err(|err| doc_err(output, err))?;
     let rootfs = RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(vec![layer.diff_id.clone()])
+        .diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
         .build()
-        .map_err(|err| doc_err(&source, err))?;
+        .map_err(|err| doc_err(output, err))?;
     let image_config = ImageConfigurationBuilder::default()
         .architecture(Arch::from(architecture))
         .os(Os::Linux)
         .config(config)
         .rootfs(rootfs)
         .build()
-        .map_err(|err| doc_err(&source, err))?;
-    let config_bytes = serde_json::to_vec(&image_config).map_err(|err| doc_err(&source, err))?;
+        .map_err(|err| doc_err(output, err))?;
+    let config_bytes = serde_json::to_vec(&image_config).map_err(|err| doc_err(output, err))?;
     let config_descriptor = blobs.write_json(MediaType::ImageConfig, &config_bytes)?;
 
-    let layer_descriptor = Descriptor::new(
-        MediaType::ImageLayerGzip,
-        layer.size,
-        parse_digest(&layer.digest, &blobs.dir)?,
-    );
+    let layer_descriptors = layers
+        .iter()
+        .map(|layer| {
+            Ok(Descriptor::new(
+                MediaType::ImageLayerGzip,
+                layer.size,
+                parse_digest(&layer.digest, &blobs.dir)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, LayoutError>>()?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(config_descriptor)
-        .layers(vec![layer_descriptor])
+        .layers(layer_descriptors)
         .build()
-        .map_err(|err| doc_err(&source, err))?;
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|err| doc_err(&source, err))?;
+        .map_err(|err| doc_err(output, err))?;
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|err| doc_err(output, err))?;
     let manifest_blob = blobs.write_json(MediaType::ImageManifest, &manifest_bytes)?;
 
     let platform = PlatformBuilder::default()
         .architecture(Arch::from(architecture))
         .os(Os::Linux)
         .build()
-        .map_err(|err| doc_err(&source, err))?;
+        .map_err(|err| doc_err(output, err))?;
     let manifest_descriptor = DescriptorBuilder::default()
         .media_type(MediaType::ImageManifest)
         .size(manifest_blob.size())
@@ -319,17 +435,24 @@ pub fn write_from_dir(
             tag.to_owned(),
         )]))
         .build()
-        .map_err(|err| doc_err(&source, err))?;
+        .map_err(|err| doc_err(output, err))?;
     write_index(output, tag, manifest_descriptor)?;
+    Ok(manifest_blob.digest().to_string())
+}
 
-    Ok(WrittenImage {
-        reference: format!("oci:{}:{tag}", output.display()),
-        manifest_digest: manifest_blob.digest().to_string(),
-        layer_digest: layer.digest,
-        diff_id: layer.diff_id,
-        layer_size: layer.size,
-        entries: layer.entries,
-    })
+/// The tag of `options` (`latest` when empty), if it can be a ref name.
+fn tag_of(options: &LayoutOptions) -> Result<&str, LayoutError> {
+    let tag = if options.tag.is_empty() {
+        "latest"
+    } else {
+        options.tag.as_str()
+    };
+    if !valid_tag(tag) {
+        return Err(LayoutError::InvalidTag {
+            tag: tag.to_owned(),
+        });
+    }
+    Ok(tag)
 }
 
 /// Create the layout skeleton, or check that an existing directory is a layout.
@@ -390,58 +513,9 @@ fn write_index(output: &Path, tag: &str, descriptor: Descriptor) -> Result<(), L
     fs::rename(&temp, &path).map_err(io_err(&path))
 }
 
-/// The layer blob as written.
-struct Layer {
-    digest: String,
-    diff_id: String,
-    size: u64,
-    entries: u64,
-}
-
-type LayerWriter = Hashing<GzEncoder<Hashing<io::BufWriter<fs::File>>>>;
-
-fn write_layer(source: &Path, blobs: &BlobDir) -> Result<Layer, LayoutError> {
-    let temp = blobs.temp_path();
-    let result = write_layer_to(source, blobs, &temp);
-    if result.is_err() {
-        // Never leave a partial blob behind: the temporary name is ours alone.
-        let _ = fs::remove_file(&temp);
-    }
-    result
-}
-
-fn write_layer_to(source: &Path, blobs: &BlobDir, temp: &Path) -> Result<Layer, LayoutError> {
-    let file = fs::File::create(temp).map_err(io_err(temp))?;
-    let compressed = Hashing::new(io::BufWriter::new(file));
-    let tar_stream: LayerWriter = Hashing::new(GzEncoder::new(compressed, Compression::default()));
-    let mut builder = tar::Builder::new(tar_stream);
-    let mut packer = Packer {
-        builder: &mut builder,
-        hardlinks: HashMap::new(),
-        entries: 0,
-    };
-    packer.add_tree(source, Path::new(""))?;
-    let entries = packer.entries;
-    let tar_stream = builder.into_inner().map_err(io_err(temp))?;
-    let (gz, diff_id, _) = tar_stream.finish();
-    let compressed = gz.finish().map_err(io_err(temp))?;
-    let (buffered, digest, size) = compressed.finish();
-    let file = buffered
-        .into_inner()
-        .map_err(|err| io_err(temp)(err.into_error()))?;
-    file.sync_all().map_err(io_err(temp))?;
-    blobs.publish(temp, &digest)?;
-    Ok(Layer {
-        digest,
-        diff_id,
-        size,
-        entries,
-    })
-}
-
 /// Walks the source tree in sorted order and appends each entry as root-owned, epoch-dated.
 struct Packer<'a> {
-    builder: &'a mut tar::Builder<LayerWriter>,
+    builder: &'a mut tar::Builder<LayerStream>,
     /// (device, inode) of regular files with several links → first path in the layer.
     hardlinks: HashMap<(u64, u64), PathBuf>,
     entries: u64,
