@@ -41,7 +41,7 @@ pub fn container_spec(
     input_file: &Path,
 ) -> Result<RunSpec, Failure> {
     let dir = &request.dir;
-    let mut spec = RunSpec::builder(image.root.clone(), &image.config);
+    let mut spec = RunSpec::builder(image.root.clone(), &image.config, dir.scratch());
     if let Some(script) = &request.script {
         spec = spec.script(script);
     }
@@ -64,7 +64,6 @@ pub fn container_spec(
         .bind_same(&input_dir, false)
         .bind_same(&output_dir, false)
         .bind_same(&dir.meta(), true)
-        .scratch(dir.scratch())
         .stdio(Stdio::Null, Stdio::Piped, Stdio::Piped)
         .build()
         .map_err(|SpecError::NoCommand| {

@@ -100,7 +100,7 @@ mod tests {
             entrypoint: vec!["/e".into()],
             ..ImageConfig::default()
         };
-        let spec = RunSpec::builder("/r".into(), &image);
+        let spec = RunSpec::builder("/r".into(), &image, "/s".into());
         let spec = apply(spec, passed_aws_env, user_env, facts).build();
         Env(spec.expect("the image has an entrypoint").env)
     }

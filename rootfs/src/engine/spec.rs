@@ -47,10 +47,11 @@ pub struct RunSpecBuilder<'a> {
 
 impl RunSpec {
     /// Start a spec for a run of the image whose root filesystem is `root` and whose config is
-    /// `image`: its Entrypoint + Cmd, its `Env` (entries without `=` or without a name are
-    /// dropped, as Docker does), its `WorkingDir` (else `/`) and `User`, no mounts, the
-    /// system's temporary directory as scratch, the caller's standard streams.
-    pub fn builder(root: PathBuf, image: &ImageConfig) -> RunSpecBuilder<'_> {
+    /// `image`, with `scratch` as the engine's per-run directory (see [`RunSpec::scratch`]):
+    /// its Entrypoint + Cmd, its `Env` (entries without `=` or without a name are dropped, as
+    /// Docker does), its `WorkingDir` (else `/`) and `User`, no mounts, the caller's standard
+    /// streams.
+    pub fn builder(root: PathBuf, image: &ImageConfig, scratch: PathBuf) -> RunSpecBuilder<'_> {
         let mut builder = RunSpecBuilder {
             root,
             image,
@@ -58,7 +59,7 @@ impl RunSpec {
             env: Vec::with_capacity(image.env.len() + 16),
             workdir: None,
             mounts: Vec::new(),
-            scratch: std::env::temp_dir(),
+            scratch,
             stdio: [Stdio::Inherit; 3],
         };
         for entry in &image.env {
@@ -143,12 +144,6 @@ impl RunSpecBuilder<'_> {
             container: dir.to_owned(),
             read_only,
         })
-    }
-
-    /// The engine's per-run directory (see [`RunSpec::scratch`]).
-    pub fn scratch(mut self, dir: PathBuf) -> Self {
-        self.scratch = dir;
-        self
     }
 
     /// Standard input, output and error.
@@ -237,19 +232,21 @@ mod tests {
     #[test]
     fn the_image_command_is_entrypoint_then_cmd() {
         let config = image(&["/entry", "-x"], &["default"], &[]);
-        let spec = RunSpec::builder("/r".into(), &config).build().unwrap();
+        let spec = RunSpec::builder("/r".into(), &config, "/s".into())
+            .build()
+            .unwrap();
         assert_eq!(spec.argv, strings(&["/entry", "-x", "default"]));
     }
 
     #[test]
     fn arguments_replace_cmd_and_keep_the_entrypoint_and_none_keep_cmd() {
         let config = image(&["/entry"], &["default"], &[]);
-        let mine = RunSpec::builder("/r".into(), &config)
+        let mine = RunSpec::builder("/r".into(), &config, "/s".into())
             .args(&strings(&["mine", "too"]))
             .build()
             .unwrap();
         assert_eq!(mine.argv, strings(&["/entry", "mine", "too"]));
-        let none = RunSpec::builder("/r".into(), &config)
+        let none = RunSpec::builder("/r".into(), &config, "/s".into())
             .args(&[])
             .build()
             .unwrap();
@@ -259,7 +256,7 @@ mod tests {
     #[test]
     fn a_script_runs_with_the_images_shell_whatever_the_entrypoint() {
         let config = image(&["/entry"], &["default"], &[]);
-        let spec = RunSpec::builder("/r".into(), &config)
+        let spec = RunSpec::builder("/r".into(), &config, "/s".into())
             .script("/tmp/r1/.scar/script.sh")
             .build()
             .unwrap();
@@ -269,9 +266,9 @@ mod tests {
     #[test]
     fn nothing_to_run_is_an_error() {
         let config = image(&[], &[], &[]);
-        let built = RunSpec::builder("/r".into(), &config).build();
+        let built = RunSpec::builder("/r".into(), &config, "/s".into()).build();
         assert_eq!(built.err(), Some(SpecError::NoCommand));
-        let with_args = RunSpec::builder("/r".into(), &config)
+        let with_args = RunSpec::builder("/r".into(), &config, "/s".into())
             .args(&strings(&["id"]))
             .build()
             .unwrap();
@@ -285,7 +282,7 @@ mod tests {
             &[],
             &["A=1", "NOVALUE", "=x", "PATH=/bin", "B=2=3"],
         );
-        let spec = RunSpec::builder("/r".into(), &config)
+        let spec = RunSpec::builder("/r".into(), &config, "/s".into())
             .env("A", "9")
             .envs([("C", "3"), ("B", "4")])
             .env_default("PATH", DEFAULT_PATH)
@@ -307,14 +304,18 @@ mod tests {
     #[test]
     fn workdir_is_the_callers_then_the_images_then_root_and_user_is_the_images() {
         let mut config = image(&["/e"], &[], &[]);
-        let bare = RunSpec::builder("/r".into(), &config).build().unwrap();
+        let bare = RunSpec::builder("/r".into(), &config, "/s".into())
+            .build()
+            .unwrap();
         assert_eq!((bare.workdir.as_str(), bare.user), ("/", None));
         config.working_dir = Some("/app".into());
         config.user = Some("1000:1000".into());
-        let from_image = RunSpec::builder("/r".into(), &config).build().unwrap();
+        let from_image = RunSpec::builder("/r".into(), &config, "/s".into())
+            .build()
+            .unwrap();
         assert_eq!(from_image.workdir, "/app");
         assert_eq!(from_image.user.as_deref(), Some("1000:1000"));
-        let chosen = RunSpec::builder("/r".into(), &config)
+        let chosen = RunSpec::builder("/r".into(), &config, "/s".into())
             .workdir(Some("/work".into()))
             .build()
             .unwrap();
@@ -329,10 +330,9 @@ mod tests {
             container: "/in".into(),
             read_only: true,
         };
-        let spec = RunSpec::builder("/root-of-image".into(), &config)
+        let spec = RunSpec::builder("/root-of-image".into(), &config, "/tmp/r1/scratch".into())
             .bind_same(Path::new("/tmp/r1/input"), false)
             .mounts([volume.clone()])
-            .scratch("/tmp/r1/scratch".into())
             .stdio(Stdio::Null, Stdio::Piped, Stdio::Piped)
             .build()
             .unwrap();
@@ -353,8 +353,9 @@ mod tests {
             (spec.stdin, spec.stdout, spec.stderr),
             (Stdio::Null, Stdio::Piped, Stdio::Piped)
         );
-        let defaults = RunSpec::builder("/r".into(), &config).build().unwrap();
-        assert_eq!(defaults.scratch, std::env::temp_dir());
+        let defaults = RunSpec::builder("/r".into(), &config, "/s".into())
+            .build()
+            .unwrap();
         assert_eq!(defaults.stdin, Stdio::Inherit);
     }
 }

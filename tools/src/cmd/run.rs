@@ -329,7 +329,6 @@ fn pull(image: String, options: &PullOptions) -> Result<(PathBuf, ImageConfig), 
 /// image's Env, then `-e` (a later name replaces an earlier one in place; a bare `-e NAME`
 /// copies NAME from `host`, skipped when unset), then PATH and HOME defaults when neither set
 /// them; `--workdir`, else the image's WorkingDir, else `/`; the volumes; the caller's streams.
-/// The engine makes (and removes) its per-run directory in the system's temporary directory.
 pub fn container_spec(
     root: PathBuf,
     config: &ImageConfig,
@@ -337,7 +336,8 @@ pub fn container_spec(
     volumes: Vec<Mount>,
     host: impl Fn(&str) -> Option<String>,
 ) -> Result<RunSpec, RunError> {
-    let mut spec = RunSpec::builder(root, config)
+    // The engine makes (and removes) its per-run directory in the system's temporary directory.
+    let mut spec = RunSpec::builder(root, config, std::env::temp_dir())
         .args(&args.command)
         .workdir(args.workdir.clone())
         .mounts(volumes);
