@@ -484,4 +484,33 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn a_config_as_docker_build_writes_it_is_read() {
+        // The shape `docker build` and BuildKit write: legacy container_config, ports, labels,
+        // a stop signal, history with empty layers, nulls where nothing is set.
+        let d = sha('f');
+        let body = format!(
+            r##"{{"architecture":"amd64","os":"linux","created":"2024-01-02T03:04:05.6Z",
+            "docker_version":"20.10.23","container":"0123abc",
+            "container_config":{{"Hostname":"x","Cmd":["/bin/sh","-c","#(nop) CMD []"]}},
+            "config":{{"Hostname":"","Domainname":"","User":"","AttachStdin":false,
+              "ExposedPorts":{{"80/tcp":{{}}}},"Tty":false,"Env":["PATH=/usr/bin"],
+              "Cmd":["nginx","-g","daemon off;"],"Image":"sha256:0","Volumes":null,
+              "WorkingDir":"","Entrypoint":["/docker-entrypoint.sh"],"OnBuild":null,
+              "Labels":{{"maintainer":"someone"}},"StopSignal":"SIGQUIT","ArgsEscaped":true}},
+            "rootfs":{{"type":"layers","diff_ids":["{d}"]}},
+            "history":[{{"created":"2024-01-01T00:00:00Z","created_by":"ADD file in /","empty_layer":false}},
+              {{"created":"2024-01-01T00:00:01Z","created_by":"CMD [\"bash\"]","empty_layer":true}}]}}"##
+        );
+        let (c, ids) = parse_config("t", body.as_bytes()).unwrap();
+        assert_eq!(c.entrypoint, vec!["/docker-entrypoint.sh"]);
+        assert_eq!(c.cmd, vec!["nginx", "-g", "daemon off;"]);
+        assert_eq!(c.env, vec!["PATH=/usr/bin"]);
+        assert_eq!((c.user, c.working_dir), (None, None));
+        assert_eq!(
+            ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec![d]
+        );
+    }
 }
