@@ -1,4 +1,6 @@
-//! Creating the engines' processes: the one module that calls fork(2) or clone(2).
+//! Creating the engines' processes: the one module that calls fork(2) or clone(2). (A process
+//! that only executes a binary, the namespace engine's helper or the preload engine's loader,
+//! is started with `std::process::Command`.)
 //!
 //! The kernel imposes two ways, and which one a start path takes depends on what the parent
 //! does while the child runs:
