@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::CacheError;
+use super::error::CacheError;
 
 /// A held lock on the cache; released on drop.
 pub struct CacheLock {

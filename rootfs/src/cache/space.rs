@@ -3,8 +3,13 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::{Cache, CacheError, ImageRecord, MIB, io_err, read_json};
+use super::error::{CacheError, io_err};
+use super::records::ImageRecord;
+use super::store::{Cache, read_json};
 use crate::digest::Digest;
+
+/// A mebibyte.
+pub(super) const MIB: u64 = 1024 * 1024;
 
 /// Space kept free on the file system besides the image (logs, the request's input/output).
 const RESERVE: u64 = 8 * MIB;
@@ -21,7 +26,7 @@ pub struct CachedImage {
 impl Cache {
     /// Every published image, least recently used first.
     pub fn images(&self) -> Result<Vec<CachedImage>, CacheError> {
-        let dir = self.root.join("rootfs");
+        let dir = self.root().join("rootfs");
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io_err("readdir", &dir))? {
             let entry = entry.map_err(io_err("readdir", &dir))?;
@@ -41,7 +46,7 @@ impl Cache {
     /// Bytes the published images (by their records) and kept blobs occupy.
     pub fn usage(&self) -> Result<u64, CacheError> {
         let images: u64 = self.images()?.iter().map(|i| i.record.size).sum();
-        let blobs: u64 = std::fs::read_dir(self.root.join("blobs/sha256"))
+        let blobs: u64 = std::fs::read_dir(self.root().join("blobs/sha256"))
             .map(|d| {
                 d.flatten()
                     .filter_map(|e| e.metadata().ok())
@@ -55,7 +60,7 @@ impl Cache {
     /// Room for a new image now: the cap minus what is used, bounded by the file system's free
     /// space minus a small reserve.
     pub fn room(&self, cap: Option<u64>) -> Result<u64, CacheError> {
-        let free = free_space(&self.root)?.saturating_sub(RESERVE);
+        let free = free_space(self.root())?.saturating_sub(RESERVE);
         Ok(match cap {
             Some(cap) => free.min(cap.saturating_sub(self.usage()?)),
             None => free,
@@ -75,7 +80,7 @@ impl Cache {
         let cannot_fit = |free: u64| CacheError::CannotFit {
             need_mib: need.div_ceil(MIB),
             free_mib: free / MIB,
-            dir: self.root.clone(),
+            dir: self.root().to_owned(),
         };
         if let Some(cap) = cap
             && need > cap

@@ -8,7 +8,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Cache, CacheError, io_err, remove_tree};
+use super::error::{CacheError, io_err};
+use super::lock::CacheLock;
+use super::remove::remove_tree;
+use super::store::Cache;
 
 /// How long an `ingest/` entry must have been left unchanged to count as abandoned: the
 /// longest Lambda invocation (a download in progress changes its file continuously).
@@ -27,13 +30,13 @@ impl Cache {
     /// Remove abandoned work areas (see the module's documentation); `None` when the cache is
     /// busy (its lock is held: a pull is running) and nothing was touched.
     pub fn sweep(&self) -> Result<Option<Swept>, CacheError> {
-        let Some(_lock) = super::CacheLock::try_exclusive(&self.root.join("lock"))? else {
+        let Some(_lock) = CacheLock::try_exclusive(&self.root().join("lock"))? else {
             return Ok(None);
         };
         let now = SystemTime::now();
         let mut swept = Swept::default();
         for (sub, min_age) in [("tmp", Duration::ZERO), ("ingest", STALE_INGEST)] {
-            let dir = self.root.join(sub);
+            let dir = self.root().join(sub);
             let entries = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -70,7 +73,7 @@ impl Cache {
             tracing::info!(
                 tmp = swept.tmp,
                 ingest = swept.ingest,
-                cache = %self.root.display(),
+                cache = %self.root().display(),
                 "removed the leftovers of pulls that did not finish"
             );
         }

@@ -1,6 +1,10 @@
 //! Unit tests of the cache's bookkeeping.
 
+use super::space::MIB;
+use super::store::TOUCH_INTERVAL;
 use super::*;
+use crate::digest::Digest;
+use crate::image::ImageConfig;
 
 fn record(cache: &Cache, name: &str, size: u64) -> ImageRecord {
     let chain_id = Digest::of(name.as_bytes());

@@ -9,7 +9,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::CacheError;
+use super::error::CacheError;
 
 /// Refuse the cache at `root` unless it, `refs/`, `rootfs/` and `configs/` are directories of
 /// the effective user that group and others cannot write. `configs/` may be missing (a cache
