@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use scar_rootfs::options::{PullOptions, PullPolicy};
 use scar_rootfs::pull::{PullEvent, PullReport};
 use scar_rootfs::registry::settings::{
-    RegistrySettings, SCAR_INSECURE_REGISTRIES, SCAR_REGISTRY_PASSWORD, SCAR_REGISTRY_USERNAME,
+    RegistrySettings, RegistrySettingsError, SCAR_INSECURE_REGISTRIES, SCAR_REGISTRY_PASSWORD,
+    SCAR_REGISTRY_USERNAME,
 };
 
 /// Cache options shared by `scar pull` and `scar cache`.
@@ -76,6 +77,17 @@ fn seconds(text: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("`{text}` is not a positive number of seconds"))
 }
 
+/// The registry flags (or the variables clap read for them) with the one rule of the bootstrap
+/// and `scar run`: a user name without a password is an error, not an anonymous pull.
+fn registry_settings(args: &PullArgs) -> Result<RegistrySettings, RegistrySettingsError> {
+    RegistrySettings::from_env(|name| match name {
+        SCAR_REGISTRY_USERNAME => args.username.clone(),
+        SCAR_REGISTRY_PASSWORD => args.password.clone(),
+        SCAR_INSECURE_REGISTRIES => Some(args.insecure.join(",")),
+        _ => None,
+    })
+}
+
 /// Run `scar pull`.
 pub fn run(args: PullArgs) -> ExitCode {
     let mut options = PullOptions::new(args.cache.dir());
@@ -86,15 +98,7 @@ pub fn run(args: PullArgs) -> ExitCode {
     options.deadline = args
         .timeout
         .and_then(|limit| std::time::Instant::now().checked_add(limit));
-    // The flags (or the variables clap read for them) with the one rule of the bootstrap and
-    // `scar run`: a user name without a password is an error, not an anonymous pull.
-    let registry = RegistrySettings::from_env(|name| match name {
-        SCAR_REGISTRY_USERNAME => args.username.clone(),
-        SCAR_REGISTRY_PASSWORD => args.password.clone(),
-        SCAR_INSECURE_REGISTRIES => Some(args.insecure.join(",")),
-        _ => None,
-    });
-    match registry {
+    match registry_settings(&args) {
         Ok(registry) => registry.apply(&mut options),
         Err(err) => return super::fail(&err),
     }
@@ -197,4 +201,56 @@ fn summary(image: &str, r: &PullReport) -> String {
         r.bytes_written as f64 / MIB,
         r.seconds
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        pull: PullArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<RegistrySettings, RegistrySettingsError> {
+        let cli = Cli::try_parse_from(["scar-pull", "alpine:3.20"].iter().chain(args))
+            .expect("arguments parse");
+        registry_settings(&cli.pull)
+    }
+
+    #[test]
+    fn a_user_without_a_password_is_refused_as_the_bootstrap_refuses_it() {
+        assert_eq!(
+            settings(&["--username", "me"]),
+            Err(RegistrySettingsError::MissingPassword)
+        );
+        assert_eq!(
+            settings(&["--password", "s3cret"]),
+            Err(RegistrySettingsError::MissingUsername)
+        );
+    }
+
+    #[test]
+    fn flags_become_credentials_and_the_plain_http_list() {
+        let parsed = settings(&[
+            "--username",
+            "me",
+            "--password",
+            "s3cret",
+            "--insecure",
+            "127.0.0.1:5000, reg.local:80",
+        ])
+        .unwrap();
+        assert_eq!(
+            parsed.credentials.map(|c| (c.username, c.password)),
+            Some(("me".to_owned(), "s3cret".to_owned()))
+        );
+        assert_eq!(
+            parsed.insecure_registries,
+            ["127.0.0.1:5000", "reg.local:80"]
+        );
+        assert!(settings(&["--insecure", "http://127.0.0.1:5000"]).is_err());
+    }
 }
