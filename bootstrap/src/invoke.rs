@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use scar_rootfs::aws::S3;
 use scar_rootfs::engine::{EngineError, RunSpec};
 use scar_rootfs::image::PreparedImage;
 
@@ -15,7 +16,6 @@ use crate::image::{EngineSlot, ImageSlot};
 use crate::report::{Failure, FailureKind, Response};
 use crate::run::{self, Ran, Tails};
 use crate::runtime::Invocation;
-use crate::s3::S3;
 use crate::stage::{self, REQUEST_ROOT, RequestDir};
 use crate::upload::{self, UploadFailure, UploadReport};
 use crate::verdict::verdict;
@@ -45,9 +45,13 @@ impl Supervisor {
             })?;
             config.script = ScriptSource::Inline(text);
         }
+        // One S3 client, with its endpoint and retries, for the invocations and `s3://` images.
+        let s3 = S3::new(config.s3_endpoint.clone());
+        let mut pull = config.pull.clone();
+        pull.s3 = Some(s3.clone());
         Ok(Self {
-            s3: S3::new(config.s3_endpoint.clone()),
-            image: ImageSlot::new(config.image.clone(), config.pull.clone()),
+            s3,
+            image: ImageSlot::new(config.image.clone(), pull),
             engine: EngineSlot::new(config.engine, config.static_policy),
             script: tokio::sync::OnceCell::new(),
             request_root: Path::new(REQUEST_ROOT).to_owned(),
@@ -346,7 +350,19 @@ impl Supervisor {
             .key(&location.key)
             .send()
             .await
-            .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| {
+                failed(scar_rootfs::aws::describe(
+                    &e,
+                    "S3",
+                    &[
+                        ("NoSuchKey", "the script object does not exist"),
+                        (
+                            "AccessDenied",
+                            "the function's role needs s3:GetObject on it",
+                        ),
+                    ],
+                ))
+            })?;
         let bytes = object
             .body
             .collect()

@@ -20,7 +20,6 @@ pub mod nondumpable;
 pub mod report;
 pub mod run;
 pub mod runtime;
-pub mod s3;
 pub mod stage;
 pub mod upload;
 pub mod verdict;
