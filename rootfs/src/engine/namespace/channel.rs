@@ -164,6 +164,13 @@ pub fn verdict(reports: Vec<Report>) -> (Option<Pid>, Option<EngineError>) {
     (init_pid, failure)
 }
 
+/// The namespace engine cannot run here: the reason, and what to use instead.
+pub fn namespace_unavailable(reason: &str) -> EngineError {
+    EngineError::NamespaceUnavailable(format!(
+        "{reason}; on this host use the preload engine (--engine preload, SCAR_ENGINE=preload)"
+    ))
+}
+
 /// A failed call of the engine's own side (before or around the start), as an engine error.
 pub fn errno_setup(step: &str) -> impl FnOnce(Errno) -> EngineError + '_ {
     move |errno| EngineError::Setup {

@@ -25,7 +25,8 @@ use nix::unistd::{Pid, dup2_stderr, dup2_stdin, dup2_stdout, pipe2};
 
 use super::affinity::{CpuMask, Pinned};
 use super::channel::{
-    Report, Reporter, SETUP_FAILED, SetupError, errno_setup, fail, parse_reports, verdict,
+    Report, Reporter, SETUP_FAILED, SetupError, errno_setup, fail, namespace_unavailable,
+    parse_reports, verdict,
 };
 use super::config::InitConfig;
 use super::probe::{self, NamespaceSupport, Step};
@@ -247,7 +248,7 @@ pub(super) fn start(
         drop(stack);
         if let EngineError::NamespaceUnavailable(reason) = &err {
             probe::record(NamespaceSupport::Unavailable(reason.clone()));
-            return Err(crate::engine::namespace_unavailable(reason));
+            return Err(namespace_unavailable(reason));
         }
         return Err(err);
     }
@@ -317,7 +318,7 @@ extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
 /// The namespace engine cannot run here: the reason, as the probe would give it.
 fn refused(step: Step, errno: Errno, maps: &IdMaps) -> EngineError {
     let reason = probe::explain(step, errno, maps.uid, maps.gid);
-    let err = crate::engine::namespace_unavailable(&reason);
+    let err = namespace_unavailable(&reason);
     probe::record(NamespaceSupport::Unavailable(reason));
     err
 }
