@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::namespace::{self, channel, probe};
 use super::preload;
-use super::{Container, Engine, EngineError, EngineKind, RunSpec};
+use super::types::{Container, Engine, EngineError, EngineKind, RunSpec};
 
 /// What [`select`] needs besides the engine kind.
 #[derive(Clone, Debug, Default)]
@@ -172,7 +172,7 @@ impl Engine for AutoEngine {
 fn namespace_engine(options: &EngineOptions) -> namespace::NamespaceEngine {
     match &options.helper {
         Some(helper) => namespace::NamespaceEngine::with_helper(helper),
-        None => match super::RUNNING_EXE.get() {
+        None => match super::exe::RUNNING_EXE.get() {
             Some(exe) => namespace::NamespaceEngine::with_helper(exe),
             None => namespace::NamespaceEngine::new(),
         },

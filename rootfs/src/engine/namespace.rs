@@ -40,7 +40,9 @@ use self::channel::{errno_setup, read_reports, verdict};
 use self::config::{BindMount, HELPER_ARG0, HELPER_ENV, InitConfig};
 use self::user::UserDecision;
 use super::process::{pidfd_open, wait_or_stop, wait_readable};
-use super::{Container, ContainerHandle, Engine, EngineError, EngineKind, Outcome, RunSpec, Stdio};
+use super::types::{
+    Container, ContainerHandle, Engine, EngineError, EngineKind, Outcome, RunSpec, Stdio,
+};
 
 /// The container's hostname.
 pub const HOSTNAME: &str = "scar";

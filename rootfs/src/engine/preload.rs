@@ -24,10 +24,12 @@
 pub mod elf;
 pub mod ldconf;
 mod plan;
+mod policy;
 pub mod reap;
 pub mod resolve;
 
-pub use plan::Plan;
+pub use plan::{LIB_GNU, LIB_MUSL, Plan};
+pub use policy::StaticPolicy;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -40,7 +42,7 @@ use nix::unistd::Pid;
 use self::plan::plan;
 use self::reap::{Reaper, TAG_ENV, Tag};
 use super::process::wait_or_stop;
-use super::{
+use super::types::{
     Container, ContainerHandle, Engine, EngineError, EngineKind, Outcome, RunSpec, Stdio,
     Unconfined,
 };
@@ -48,53 +50,11 @@ use super::{
 /// Override of the library directory, read only by tests and `scar` (the bootstrap passes the
 /// directory it found next to itself).
 pub const PRELOAD_DIR_ENV: &str = "SCAR_PRELOAD_DIR";
-/// The glibc build (glibc 2.17 and newer).
-pub const LIB_GNU: &str = "libscar_preload-gnu.so";
-/// The musl build.
-pub const LIB_MUSL: &str = "libscar_preload-musl.so";
-/// `#!` nesting the engine follows, as Linux.
-const MAX_SCRIPT_DEPTH: usize = 4;
-/// `PATH` when the container environment has none (Docker's default).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Host directories the container sees as they are.
-const PASSTHROUGH: [&str; 4] = ["/proc", "/dev", "/sys", "/tmp"];
 /// Host path of the file the exec hooks append unconfined programs to (`ran<TAB>path` or
 /// `refused<TAB>path` lines).
 pub const REPORT_ENV: &str = "SCAR_PRELOAD_REPORT";
 /// `refuse` makes the exec hooks refuse static programs (`EACCES`).
 pub const STATIC_ENV: &str = "SCAR_PRELOAD_STATIC";
-
-/// What the engine does with a statically linked program, which it cannot confine.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum StaticPolicy {
-    /// Run it with the host's view, and report it.
-    #[default]
-    Warn,
-    /// Refuse to run it (the first program: [`EngineError::StaticRefused`]; a child: `EACCES`).
-    Refuse,
-}
-
-impl StaticPolicy {
-    /// The name used in configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Warn => "warn",
-            Self::Refuse => "refuse",
-        }
-    }
-}
-
-impl std::str::FromStr for StaticPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "warn" => Ok(Self::Warn),
-            "refuse" => Ok(Self::Refuse),
-            other => Err(format!("`{other}` is not a policy: use warn or refuse")),
-        }
-    }
-}
 
 /// The preload engine; knows where its libraries are.
 #[derive(Clone, Debug)]
@@ -143,7 +103,7 @@ impl PreloadEngine {
         if let Some(dir) = std::env::var_os(PRELOAD_DIR_ENV).filter(|d| !d.is_empty()) {
             return Self::new(Path::new(&dir));
         }
-        let exe = super::running_exe().map_err(|e| {
+        let exe = super::exe::running_exe().map_err(|e| {
             EngineError::PreloadUnavailable(format!("cannot find the running executable: {e}"))
         })?;
         let exe_dir = exe.parent().unwrap_or(Path::new("/"));
@@ -167,7 +127,7 @@ impl PreloadEngine {
 
     /// Work out how to start `spec` (exposed for tests and `scar run --dry-run` style output).
     pub fn plan(&self, spec: &RunSpec) -> Result<Plan, EngineError> {
-        plan(self, spec)
+        plan(&self.dir, self.static_policy, spec)
     }
 }
 
@@ -185,7 +145,7 @@ impl Engine for PreloadEngine {
     }
 
     fn spawn(&self, spec: &RunSpec) -> Result<Container, EngineError> {
-        let mut plan = plan(self, spec)?;
+        let mut plan = plan(&self.dir, self.static_policy, spec)?;
         let tag = Tag::random().map_err(|source| EngineError::Setup {
             step: "read /dev/urandom for the container's tag".into(),
             source,
@@ -372,13 +332,5 @@ mod tests {
         );
         assert_eq!(u.ran, vec!["/bin/busybox".to_string()]);
         assert_eq!(u.refused, vec!["/sbin/static".to_string()]);
-    }
-
-    #[test]
-    fn static_policies_parse_and_a_wrong_one_names_the_choices() {
-        assert_eq!("warn".parse::<StaticPolicy>(), Ok(StaticPolicy::Warn));
-        assert_eq!("refuse".parse::<StaticPolicy>(), Ok(StaticPolicy::Refuse));
-        let err = "deny".parse::<StaticPolicy>().unwrap_err();
-        assert!(err.contains("warn or refuse"), "{err}");
     }
 }

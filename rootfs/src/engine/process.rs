@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::Outcome;
+use super::types::Outcome;
 
 /// Why waiting for a process failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +25,11 @@ pub enum ProcessError {
     },
 }
 
-impl From<ProcessError> for super::EngineError {
+impl From<ProcessError> for super::types::EngineError {
     fn from(err: ProcessError) -> Self {
         let step = err.to_string();
         let ProcessError::Wait { source, .. } = err;
-        super::EngineError::Setup {
+        super::types::EngineError::Setup {
             step,
             source: std::io::Error::from_raw_os_error(source as i32),
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::image::ImageConfig;
 
-use super::{Mount, RunSpec, Stdio};
+use super::types::{Mount, RunSpec, Stdio};
 
 /// PATH when the image sets none (Docker's default; `scar run` fills it in).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

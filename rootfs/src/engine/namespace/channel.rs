@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::EngineError;
+use crate::engine::types::EngineError;
 
 /// Exit status of the helper (or the direct start's init) when the container could not be
 /// set up.

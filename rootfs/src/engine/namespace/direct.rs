@@ -35,7 +35,7 @@ use super::syscall::{LinuxSyscall, Syscall, Target};
 use super::{init, raw};
 use crate::engine::fork::{SharedStack, clone_shared};
 use crate::engine::process::{outcome_of, wait_or_stop, wait_readable};
-use crate::engine::{Container, ContainerHandle, EngineError, Outcome, Stdio};
+use crate::engine::types::{Container, ContainerHandle, EngineError, Outcome, Stdio};
 
 /// What the start needs to know of this process: whether it has a single thread, and where
 /// its argument strings lie.

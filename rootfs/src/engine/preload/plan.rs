@@ -7,12 +7,22 @@ use std::path::{Path, PathBuf};
 
 use super::elf::{self, Program};
 use super::ldconf::{self, Flavor};
+use super::policy::StaticPolicy;
 use super::resolve::resolve;
-use super::{DEFAULT_PATH, LIB_GNU, LIB_MUSL, MAX_SCRIPT_DEPTH, PASSTHROUGH, PreloadEngine};
-use crate::engine::{EngineError, RunSpec};
+use crate::engine::types::{EngineError, RunSpec};
 
+/// The glibc build of the preload library (glibc 2.17 and newer).
+pub const LIB_GNU: &str = "libscar_preload-gnu.so";
+/// The musl build of the preload library.
+pub const LIB_MUSL: &str = "libscar_preload-musl.so";
 /// The glibc loader's audit module (`rootfs/preload/audit`), next to the preload libraries.
 pub const LIB_AUDIT: &str = "libscar_audit.so";
+/// `#!` nesting the engine follows, as Linux.
+const MAX_SCRIPT_DEPTH: usize = 4;
+/// `PATH` when the container environment has none (Docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Host directories the container sees as they are.
+const PASSTHROUGH: [&str; 4] = ["/proc", "/dev", "/sys", "/tmp"];
 
 /// How a container's first process is started.
 #[derive(Clone, Debug)]
@@ -54,7 +64,7 @@ fn is_executable(p: &Path) -> bool {
 /// The container's view: the image root plus the host directories bound in.
 struct View<'a> {
     root: &'a Path,
-    mounts: &'a [crate::engine::Mount],
+    mounts: &'a [crate::engine::types::Mount],
 }
 
 impl View<'_> {
@@ -136,7 +146,12 @@ fn find_program(
     ))
 }
 
-pub(super) fn plan(engine: &PreloadEngine, spec: &RunSpec) -> Result<Plan, EngineError> {
+/// `dir` holds the preload libraries; `static_policy` decides a static first program.
+pub(super) fn plan(
+    dir: &Path,
+    static_policy: StaticPolicy,
+    spec: &RunSpec,
+) -> Result<Plan, EngineError> {
     let setup = |step: String| move |source| EngineError::Setup { step, source };
     let root = std::fs::canonicalize(&spec.root).map_err(setup(format!(
         "open the image root {}",
@@ -216,7 +231,7 @@ pub(super) fn plan(engine: &PreloadEngine, spec: &RunSpec) -> Result<Plan, Engin
     let interpreter = match kind {
         Program::Dynamic { interpreter } => interpreter,
         Program::Static => {
-            if engine.static_policy == super::StaticPolicy::Refuse {
+            if static_policy == StaticPolicy::Refuse {
                 return Err(EngineError::StaticRefused { program: cpath });
             }
             tracing::warn!(
@@ -262,7 +277,7 @@ pub(super) fn plan(engine: &PreloadEngine, spec: &RunSpec) -> Result<Plan, Engin
     }
     let library_path = ldconf::library_path(&root, &dirs);
     let env = container_env(
-        engine,
+        dir,
         spec,
         &root,
         flavor,
@@ -294,7 +309,7 @@ pub(super) fn plan(engine: &PreloadEngine, spec: &RunSpec) -> Result<Plan, Engin
 
 /// The container environment plus the library's configuration (see `rootfs/preload/src/config.rs`).
 fn container_env(
-    engine: &PreloadEngine,
+    dir: &Path,
     spec: &RunSpec,
     root: &Path,
     flavor: Flavor,
@@ -306,7 +321,7 @@ fn container_env(
         Flavor::Gnu => LIB_GNU,
         Flavor::Musl => LIB_MUSL,
     };
-    let lib = engine.dir.join(lib_name);
+    let lib = dir.join(lib_name);
     if !lib.is_file() {
         return Err(EngineError::PreloadUnavailable(format!(
             "the image uses {} but {} is missing (musl images need the x86_64 musl build from rootfs/preload/build.sh)",
@@ -373,12 +388,12 @@ fn container_env(
     if flavor == Flavor::Gnu {
         // The loader opens libraries itself (RUNPATH, `$ORIGIN`, dlopen from libc...), past
         // every LD_PRELOAD hook: its audit interface maps each candidate into the image.
-        let audit = engine.dir.join(LIB_AUDIT);
+        let audit = dir.join(LIB_AUDIT);
         if !audit.is_file() {
             return Err(EngineError::PreloadUnavailable(format!(
                 "{} is missing: glibc images need the loader's audit module; build it with `rootfs/preload/build.sh <arch> {}`",
                 audit.display(),
-                engine.dir.display()
+                dir.display()
             )));
         }
         let audit = audit.to_string_lossy().into_owned();
