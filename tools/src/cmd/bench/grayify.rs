@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::Bench;
+use super::context::Bench;
 use super::images::BenchImage;
 use super::invoke::{BUCKET, Bootstrap, Phases, function_env, invoke_once, services};
 use super::measure::Sample;

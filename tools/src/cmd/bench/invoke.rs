@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::Bench;
+use super::context::Bench;
 use super::images::BenchImage;
 use super::measure::Sample;
 use super::table::{Row, Section, Series, human_bytes};

@@ -14,34 +14,9 @@ use std::path::{Path, PathBuf};
 
 use scar_tools::oci::{self, LayoutError, LayoutOptions};
 
+pub use super::oci_error::OciError;
 pub use super::tree::LayerSpec;
 use super::tree::{Entry, select_entries};
-
-/// Why a layout could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum OciError {
-    /// A filesystem operation failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// The layout writer failed.
-    #[error(transparent)]
-    Layout(#[from] LayoutError),
-    /// The layout's summary file is not what this program writes.
-    #[error("{path} is not a layout summary written by scar bench: {source}")]
-    Summary {
-        /// The file.
-        path: PathBuf,
-        /// The parse error.
-        source: serde_json::Error,
-    },
-}
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OciError + use<> {
     let path = path.to_path_buf();

@@ -8,7 +8,7 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::report::ReportError;
+use super::report_error::ReportError;
 use super::table::{Row, Section};
 
 const FAMILY: &str = "sans-serif";

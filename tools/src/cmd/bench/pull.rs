@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::Bench;
+use super::context::Bench;
 use super::images::BenchImage;
 use super::measure::{RunError, Sample, measure};
 use super::table::{Row, Section, Series};

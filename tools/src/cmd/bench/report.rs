@@ -6,28 +6,8 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::oci::Layout;
+pub use super::report_error::ReportError;
 use super::table::{Row, Section, human_bytes, human_secs, markdown};
-
-/// Why the report could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// Writing a file failed.
-    #[error("write {path}: {source}")]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Drawing a plot failed.
-    #[error("plot {path}: {message}")]
-    Plot {
-        /// The PNG.
-        path: PathBuf,
-        /// What plotters said.
-        message: String,
-    },
-}
 
 /// Everything one run measured.
 pub struct Report {

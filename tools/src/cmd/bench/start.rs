@@ -4,7 +4,7 @@
 use std::fs;
 use std::process::Command;
 
-use super::Bench;
+use super::context::Bench;
 use super::images::BenchImage;
 use super::measure::{measure, measure_time_only};
 use super::pull::remove_tree;

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::oci::OciError;
+use super::oci_error::OciError;
 
 /// What goes into one layer.
 pub struct LayerSpec {
