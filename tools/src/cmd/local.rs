@@ -34,11 +34,6 @@ pub use self::args::LocalArgs;
 use self::args::LocalCommand;
 use self::error::LocalError;
 
-/// The prefix the watch turns into events, and the one outputs go to (outside the first, so
-/// outputs never trigger the function again).
-const INPUT_PREFIX: &str = "input/";
-const OUTPUT_PREFIX: &str = "output/";
-
 /// Run `scar local`.
 pub fn run(args: LocalArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()

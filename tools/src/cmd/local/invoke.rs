@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 
-use super::INPUT_PREFIX;
 use super::args::InvokeArgs;
 use super::error::{LocalError, io};
 use super::event;
 use super::output::{document, report};
+use super::s3::INPUT_PREFIX;
 use super::start::start;
 
 /// Run `scar local invoke`.

@@ -1,13 +1,19 @@
 //! What `scar local` prints: the function it runs, and each invocation's outcome.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::OUTPUT_PREFIX;
 use super::function::Function;
+use super::s3::OUTPUT_PREFIX;
 use super::sandbox::Launch;
 use super::session::{Outcome, Session};
-use super::start::Context;
+
+/// Everything about a started session that the commands print.
+pub(super) struct Context {
+    pub(super) function: Function,
+    pub(super) data_dir: PathBuf,
+    pub(super) buckets: Vec<String>,
+}
 
 fn env_value<'a>(env: &'a [(String, String)], name: &str) -> &'a str {
     env.iter()

@@ -16,6 +16,11 @@ use tokio::net::TcpListener;
 
 /// Directory inside the data directory that holds `scar local`'s own files.
 pub const STATE_DIR: &str = ".scar-local";
+/// The prefix the watch turns into events.
+pub(super) const INPUT_PREFIX: &str = "input/";
+/// The prefix outputs go to: outside [`INPUT_PREFIX`], so outputs never trigger the function
+/// again.
+pub(super) const OUTPUT_PREFIX: &str = "output/";
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]

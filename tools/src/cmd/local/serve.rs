@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::INPUT_PREFIX;
 use super::args::FunctionArgs;
 use super::error::{LocalError, io};
 use super::event::event_for;
 use super::output::report;
+use super::s3::INPUT_PREFIX;
 use super::start::start;
 use super::watch;
 

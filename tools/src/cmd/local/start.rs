@@ -4,23 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::OUTPUT_PREFIX;
 use super::args::{FunctionArgs, parse_overrides};
 use super::environment::{Endpoints, lambda_environment};
 use super::error::{LocalError, io};
-use super::function::{self, Function};
-use super::output::describe_function;
+use super::function;
+use super::output::{Context, describe_function};
 use super::runtime_api::RuntimeApi;
+use super::s3::OUTPUT_PREFIX;
 use super::s3::S3Endpoint;
 use super::sandbox::{self, LambdaSim, Launch};
 use super::session::Session;
-
-/// Everything about a started session that the commands print.
-pub(super) struct Context {
-    pub(super) function: Function,
-    pub(super) data_dir: PathBuf,
-    pub(super) buckets: Vec<String>,
-}
 
 /// Start the session of `args`'s function over `data_dir`, serving `extra_buckets` too.
 pub(super) async fn start(
