@@ -49,135 +49,17 @@
 //! not be built, 126 when the program could not be executed, 127 when it was not found (as
 //! `env` and `docker run` report them).
 
+mod error;
 mod plan;
 mod process;
 mod root;
 pub mod seccomp;
+mod spec;
 
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-
+pub use self::error::{SETUP_FAILED, SimError};
 use self::plan::Plan;
-pub use self::plan::{CA_BUNDLE, is_static_elf};
-
-/// The uid and gid the function runs as (`sbx_user1051`, as on Lambda).
-pub const SANDBOX_UID: u32 = 993;
-/// Where the layer is mounted (Lambda unpacks layer zips there).
-pub const LAYER_DIR: &str = "/opt";
-/// Where the function's code is mounted, and the command's working directory.
-pub const TASK_DIR: &str = "/var/task";
-/// Where the static busybox and its applets sit (test commands only).
-pub const TOOLS_DIR: &str = "/sim/bin";
-/// Lambda's default `/tmp` size (the `EphemeralStorage` default).
-pub const DEFAULT_TMP_MB: u64 = 512;
-
-/// Exit status when the sandbox could not be built.
-pub const SETUP_FAILED: i32 = 125;
-/// Exit status when the program exists but cannot be executed.
-pub const EXEC_FAILED: i32 = 126;
-/// Exit status when the program is not found.
-pub const NOT_FOUND: i32 = 127;
-
-/// A host path shown at a path of the sandbox.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bind {
-    /// The file or directory on the host.
-    pub host: PathBuf,
-    /// Where it appears in the sandbox (absolute).
-    pub target: PathBuf,
-    /// Writable (not Lambda: a test convenience); read-only otherwise.
-    pub writable: bool,
-}
-
-impl Bind {
-    /// `HOST:PATH` as given on the command line.
-    pub fn parse(text: &OsStr, writable: bool) -> Result<Bind, SimError> {
-        let bytes = text.as_bytes();
-        let colon = bytes
-            .iter()
-            .rposition(|&b| b == b':')
-            .ok_or_else(|| SimError::BindSyntax(text.to_owned()))?;
-        let (host, target) = (&bytes[..colon], &bytes[colon + 1..]);
-        if host.is_empty() || target.is_empty() {
-            return Err(SimError::BindSyntax(text.to_owned()));
-        }
-        Ok(Bind {
-            host: PathBuf::from(OsStr::from_bytes(host)),
-            target: PathBuf::from(OsStr::from_bytes(target)),
-            writable,
-        })
-    }
-}
-
-/// What to run and what the sandbox holds.
-#[derive(Clone, Debug, Default)]
-pub struct Spec {
-    /// The layer directory, read-only at `/opt` (absent: `/opt` is empty).
-    pub layer: Option<PathBuf>,
-    /// The function's code, read-only at `/var/task` (absent: `/var/task` is empty).
-    pub task: Option<PathBuf>,
-    /// Size of `/tmp` in MiB.
-    pub tmp_mb: u64,
-    /// Further host paths to show, in any order (they are mounted parents first).
-    pub binds: Vec<Bind>,
-    /// The command's whole environment, `NAME=value` each.
-    pub env: Vec<OsString>,
-    /// The program and its arguments.
-    pub argv: Vec<OsString>,
-    /// The static busybox for `/sim/bin` (default: `/bin/busybox`, else `/usr/bin/busybox`).
-    pub busybox: Option<PathBuf>,
-}
-
-/// Why the sandbox could not be prepared or entered.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// Not root on the host.
-    #[error(
-        "the Lambda simulator needs root: it maps uids 0..65536 into a user namespace and mounts a new root (run it as root, e.g. with sudo)"
-    )]
-    NotRoot,
-    /// Nothing to run.
-    #[error("nothing to run: give the command after --")]
-    NoCommand,
-    /// A bind is not `HOST:PATH`.
-    #[error("bind `{}`: use HOST:PATH with an absolute PATH", .0.to_string_lossy())]
-    BindSyntax(OsString),
-    /// A sandbox path is not absolute, holds `..`, or is reserved.
-    #[error(
-        "sandbox path {0}: give an absolute path without `..`, other than /, /proc, /dev and /tmp themselves"
-    )]
-    BadTarget(PathBuf),
-    /// A host path to show does not exist.
-    #[error("{what} {path}: {source}")]
-    HostPath {
-        /// Which argument.
-        what: &'static str,
-        /// The path given.
-        path: PathBuf,
-        /// Why it cannot be used.
-        source: std::io::Error,
-    },
-    /// No usable busybox.
-    #[error(
-        "no static busybox at {0}: install the Debian package busybox-static (the sandbox's root holds no C library, so a dynamic busybox cannot run there), or pass --busybox PATH"
-    )]
-    NoBusybox(String),
-    /// An environment entry is not `NAME=value`.
-    #[error("environment entry `{}` is not NAME=value", .0.to_string_lossy())]
-    Env(OsString),
-    /// An argument or variable holds a NUL byte, which execve cannot pass.
-    #[error("`{}` holds a NUL byte: execve cannot pass it", .0.to_string_lossy())]
-    Nul(OsString),
-    /// A system call of the launcher failed.
-    #[error("{step}: {source}")]
-    Step {
-        /// What was being done.
-        step: &'static str,
-        /// The error.
-        source: std::io::Error,
-    },
-}
+pub use self::plan::is_static_elf;
+pub use self::spec::{Bind, DEFAULT_TMP_MB, SANDBOX_UID, Spec, TASK_DIR};
 
 /// Run `spec` in a new sandbox and return its exit status (see the module docs).
 pub fn run(spec: &Spec) -> Result<i32, SimError> {
@@ -187,20 +69,4 @@ pub fn run(spec: &Spec) -> Result<i32, SimError> {
         return Err(SimError::NotRoot);
     }
     process::launch(&plan)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn a_bind_splits_at_its_last_colon_and_needs_both_sides() {
-        let bind = Bind::parse(OsStr::new("/a:b/c:/x/y"), false).unwrap();
-        assert_eq!(bind.host, Path::new("/a:b/c"));
-        assert_eq!(bind.target, Path::new("/x/y"));
-        assert!(Bind::parse(OsStr::new("/a"), false).is_err());
-        assert!(Bind::parse(OsStr::new(":/a"), false).is_err());
-        assert!(Bind::parse(OsStr::new("/a:"), true).is_err());
-    }
 }

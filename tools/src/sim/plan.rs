@@ -7,7 +7,8 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::{Bind, LAYER_DIR, SimError, Spec, TASK_DIR, TOOLS_DIR};
+use super::error::SimError;
+use super::spec::{Bind, LAYER_DIR, Spec, TASK_DIR, TOOLS_DIR};
 
 /// Where a static busybox is looked for when none is given (Debian's `busybox-static`).
 const BUSYBOX_CANDIDATES: [&str; 2] = ["/bin/busybox", "/usr/bin/busybox"];

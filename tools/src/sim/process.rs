@@ -5,8 +5,10 @@ use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::error::{EXEC_FAILED, NOT_FOUND, SETUP_FAILED, SimError};
 use super::plan::Plan;
-use super::{EXEC_FAILED, NOT_FOUND, SANDBOX_UID, SETUP_FAILED, SimError, TASK_DIR, root, seccomp};
+use super::spec::{SANDBOX_UID, TASK_DIR};
+use super::{root, seccomp};
 
 /// Enter the namespaces, fork init and wait for it: the launcher's part (see the module docs
 /// of `sim`).

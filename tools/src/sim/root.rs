@@ -21,8 +21,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use super::TOOLS_DIR;
 use super::plan::Plan;
+use super::spec::{LAYER_DIR, TASK_DIR, TOOLS_DIR};
 
 /// Where the host's root is while the sandbox's is built.
 const OLD_ROOT: &str = "/oldroot";
@@ -55,7 +55,7 @@ pub fn build(plan: &Plan) -> Result<()> {
     enter_new_root()?;
     write_etc(plan)?;
     // Always there, bound or empty: Lambda's paths, and the command's working directory.
-    for dir in [super::LAYER_DIR, super::TASK_DIR] {
+    for dir in [LAYER_DIR, TASK_DIR] {
         mkdir_all(Path::new(dir))?;
     }
     mount_proc()?;
@@ -114,7 +114,7 @@ fn write_etc(plan: &Plan) -> Result<()> {
     }
     let link = Path::new("/etc/ssl/certs/ca-bundle.crt");
     mkdir_all(Path::new("/etc/ssl/certs"))?;
-    symlink(super::CA_BUNDLE, link).map_err(fail("link", link))
+    symlink(super::plan::CA_BUNDLE, link).map_err(fail("link", link))
 }
 
 fn mount_proc() -> Result<()> {
