@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use super::{IMAGE_PATH, is_root};
+use super::command::is_root;
+use super::layout::IMAGE_PATH;
 
 /// Make sure aarch64 programs run here: as root, mount `binfmt_misc` if needed and register
 /// `qemu-aarch64` from `/usr/lib/binfmt.d/qemu-aarch64.conf` (Debian's `qemu-user-static`).

@@ -6,9 +6,14 @@ use std::time::Instant;
 
 use sha2::{Digest as _, Sha256};
 
-use super::{DebArch, IMAGE_PATH, progress, run_ok};
+use super::arch::DebArch;
+use super::command::{progress, run_ok};
 use crate::Registry;
 use crate::oci::{Blob, Pusher};
+
+/// `PATH` in the images' configs: Debian's default for root.
+pub(super) const IMAGE_PATH: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The runtime parameters of an image's config.
 #[derive(Clone, Debug)]

@@ -20,63 +20,34 @@
 //! (`/usr/bin/convert`, `/usr/bin/java`, `libblas.so.3`, `awk`), `/etc/passwd` and
 //! `/etc/group`, and `/etc/ld.so.cache` from the image's own `ldconfig`. Documentation, manual
 //! pages and translations are dropped, as slim images do (tools: 788 MiB, a 302 MiB gzip
-//! layer; arm64 ffmpeg: 468 MiB, 181 MiB). Everything is cached under [`IMAGE_CACHE`] (built
-//! in a temporary directory and renamed into place, the recipe version in the name), readable
-//! by the simulated Lambda's uid 993; each step prints its progress and time on stderr.
+//! layer; arm64 ffmpeg: 468 MiB, 181 MiB). Everything is cached under
+//! [`IMAGE_CACHE`](crate::lambda_sim::IMAGE_CACHE) (built in a temporary directory and renamed
+//! into place, the recipe version in the name), readable by the simulated Lambda's uid 993; each
+//! step prints its progress and time on stderr.
 
-use std::fs::File;
-use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::lambda_sim::IMAGE_CACHE;
-
+mod arch;
+mod cache;
+mod command;
 mod host;
 mod layout;
 mod musl;
 
+pub use arch::DebArch;
+use cache::{RECIPE, cached};
+use command::{is_root, progress, run_ok};
 pub use host::{ensure_aarch64_binfmt, run_in_root};
 pub use layout::{ImageConfig, OciImage, write_layout};
 pub use musl::{MUSL_ID, MUSL_PROGRAM, MUSL_RUNPATH, musl_layout, musl_root};
 
-/// Bump when a recipe below changes: the cached roots and layouts carry it in their names.
-const RECIPE: u32 = 1;
 /// The Debian mirror debootstrap downloads from.
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 /// The Debian release of the images.
 pub const SUITE: &str = "bookworm";
-/// `PATH` in the images' configs: Debian's default for root.
-const IMAGE_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// A Debian architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DebArch {
-    /// x86_64.
-    Amd64,
-    /// aarch64, run here through `qemu-user-static`.
-    Arm64,
-}
-
-impl DebArch {
-    /// Debian's (and OCI's) name: `amd64`, `arm64`.
-    pub fn name(self) -> &'static str {
-        match self {
-            DebArch::Amd64 => "amd64",
-            DebArch::Arm64 => "arm64",
-        }
-    }
-
-    /// The multiarch triplet of library directories: `x86_64-linux-gnu`, `aarch64-linux-gnu`.
-    pub fn triplet(self) -> &'static str {
-        match self {
-            DebArch::Amd64 => "x86_64-linux-gnu",
-            DebArch::Arm64 => "aarch64-linux-gnu",
-        }
-    }
-}
-
 /// A Debian root made of `packages` (with their dependencies) for `arch`.
 #[derive(Clone, Copy, Debug)]
 pub struct DebianImage {
@@ -108,103 +79,6 @@ pub const FFMPEG_ARM64: DebianImage = DebianImage {
     arch: DebArch::Arm64,
     packages: &["ffmpeg"],
 };
-
-/// An exclusive `flock` on `IMAGE_CACHE/.<name>.lock`: the tests of one process, the test
-/// binaries of `cargo test` and other users' test runs share the cache, and an image must be
-/// built once (each holder opens the file itself, so threads exclude each other too).
-struct CacheLock {
-    _file: File,
-}
-
-impl CacheLock {
-    fn acquire(name: &str) -> CacheLock {
-        std::fs::create_dir_all(IMAGE_CACHE)
-            .unwrap_or_else(|err| panic!("cannot create {IMAGE_CACHE}: {err}"));
-        let path = Path::new(IMAGE_CACHE).join(format!(".{name}.lock"));
-        let file = File::create(&path)
-            .unwrap_or_else(|err| panic!("cannot create {}: {err}", path.display()));
-        // SAFETY: flock on a descriptor this File owns; it is released when the File closes.
-        let rc = unsafe {
-            use std::os::fd::AsRawFd;
-            libc::flock(file.as_raw_fd(), libc::LOCK_EX)
-        };
-        assert_eq!(
-            rc,
-            0,
-            "flock {}: {}",
-            path.display(),
-            io::Error::last_os_error()
-        );
-        CacheLock { _file: file }
-    }
-}
-
-/// Print a progress line: image builds take minutes and a silent test looks hung.
-fn progress(what: &str, started: Instant) {
-    eprintln!(
-        "debian_images: {what} ({:.1}s)",
-        started.elapsed().as_secs_f64()
-    );
-}
-
-/// Build `name` in the cache with `recipe` (given a fresh temporary directory) unless it is
-/// there; the directory is renamed into place only once complete.
-fn cached(name: &str, recipe: impl FnOnce(&Path)) -> PathBuf {
-    let dir = Path::new(IMAGE_CACHE).join(name);
-    if dir.is_dir() {
-        return dir;
-    }
-    let _lock = CacheLock::acquire(name);
-    if dir.is_dir() {
-        return dir;
-    }
-    // Under the lock, any build directory of this name is a dead build's: remove them all.
-    let prefix = format!("{name}.tmp-");
-    for entry in std::fs::read_dir(IMAGE_CACHE)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            run_ok(Command::new("rm").arg("-rf").arg(entry.path()));
-        }
-    }
-    let tmp = Path::new(IMAGE_CACHE).join(format!("{prefix}{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)
-        .unwrap_or_else(|err| panic!("cannot create {}: {err}", tmp.display()));
-    recipe(&tmp);
-    // The simulated Lambda's uid 993 reads the layouts (and tests read roots as that uid).
-    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&tmp));
-    std::fs::rename(&tmp, &dir).unwrap_or_else(|err| {
-        panic!(
-            "cannot rename {} to {}: {err}",
-            tmp.display(),
-            dir.display()
-        )
-    });
-    dir
-}
-
-/// Run `cmd`, panicking with its output unless it succeeds.
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// True when the tests run as root (debootstrap, chroot and binfmt_misc need it).
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 impl DebianImage {
     /// The root filesystem, built with debootstrap on first use (minutes), then cached.

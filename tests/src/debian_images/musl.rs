@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use super::{DebArch, ImageConfig, OciImage, RECIPE, cached, progress, run_ok, write_layout};
+use super::arch::DebArch;
+use super::cache::{RECIPE, cached};
+use super::command::{progress, run_ok};
+use super::layout::{ImageConfig, OciImage, write_layout};
 
 /// The musl program of [`musl_root`]: reads `$SCAR_INPUT_FILE`, passes it through the plugin
 /// its library loads, writes `upper.txt` and `report.txt` into `$SCAR_OUTPUT_DIR`.
