@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path};
 
-use super::ExtractError;
+use super::error::ExtractError;
 
 fn cpath(path: &Path) -> Result<CString, ExtractError> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| ExtractError::Io {

@@ -19,6 +19,7 @@
 //! to its block size, a block per directory (implicit parents included) and per long symlink,
 //! and a per-entry overhead for the inode and directory entry.
 
+mod error;
 mod fsops;
 mod path;
 pub mod pipeline;
@@ -30,6 +31,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+pub use error::ExtractError;
 use path::Resolver;
 
 /// Mode bits kept from the archive: permissions and sticky, not setuid/setgid.
@@ -44,104 +46,6 @@ const INLINE_SYMLINK: usize = 60;
 const DROPPED_EXAMPLES: usize = 3;
 /// Copy buffer for file contents.
 const COPY_BUF: usize = 256 * 1024;
-
-/// Why a layer could not be applied.
-#[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
-    /// A file-system call failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// The call.
-        op: &'static str,
-        /// Its path.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The layer stream could not be read (corrupt, truncated, digest mismatch).
-    #[error("reading the layer failed: {source}")]
-    Read {
-        /// The underlying error; its inner error may be a digest mismatch.
-        #[source]
-        source: io::Error,
-    },
-    /// An absolute entry name.
-    #[error("layer entry `{entry}` has an absolute name: refused, images must use relative names")]
-    AbsoluteName {
-        /// The entry name.
-        entry: String,
-    },
-    /// A `..` component.
-    #[error("layer entry `{entry}` contains `..`: refused, it could write outside the image")]
-    DotDot {
-        /// The entry name.
-        entry: String,
-    },
-    /// A parent symlink that climbs out of the root.
-    #[error(
-        "layer entry `{entry}` goes through a symlink that points outside the image root: refused"
-    )]
-    SymlinkEscape {
-        /// The entry name.
-        entry: String,
-    },
-    /// Symlink loop in a parent.
-    #[error("layer entry `{entry}` goes through too many symlinks (a loop?)")]
-    SymlinkLoop {
-        /// The entry name.
-        entry: String,
-    },
-    /// A parent component is a file.
-    #[error("layer entry `{entry}`: parent {parent} is not a directory")]
-    NotADirectory {
-        /// The entry name.
-        entry: String,
-        /// The offending parent.
-        parent: PathBuf,
-    },
-    /// A hardlink whose target is outside or absent.
-    #[error(
-        "layer entry `{entry}` is a hardlink to `{target}`, which is not a file inside the image: refused"
-    )]
-    BadHardlink {
-        /// The entry name.
-        entry: String,
-        /// The link target as written in the tar.
-        target: String,
-    },
-    /// More bytes than the space allowed.
-    #[error(
-        "the image expands past {limit_mib} MiB, all the cache may use: raise SCAR_CACHE_MAX_MB or free space (a decompression bomb?)"
-    )]
-    Budget {
-        /// The limit in MiB.
-        limit_mib: u64,
-    },
-    /// ENOSPC.
-    #[error(
-        "no space left while writing {path}: free space in the cache directory or raise its size"
-    )]
-    NoSpace {
-        /// File being written.
-        path: PathBuf,
-    },
-}
-
-impl ExtractError {
-    fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
-        if source.raw_os_error() == Some(libc::ENOSPC) {
-            return Self::NoSpace {
-                path: path.to_owned(),
-            };
-        }
-        Self::Io {
-            op,
-            path: path.to_owned(),
-            source,
-        }
-    }
-}
 
 /// What applying one layer did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

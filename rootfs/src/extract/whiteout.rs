@@ -6,8 +6,9 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use super::error::ExtractError;
+use super::fsops;
 use super::path::Resolver;
-use super::{ExtractError, fsops};
 
 const PREFIX: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
