@@ -128,6 +128,14 @@ phase "disk before the builds: $(df -h --output=avail "$repo" | tail -1 | tr -d 
 phase "cargo fmt --all --check"
 cargo fmt --all --check
 
+phase "module graphs: no cycle in any crate (scripts/modgraph.py --strict)"
+if ! graphs=$(python3 scripts/modgraph.py --strict bootstrap rootfs tools tests rootfs/preload \
+  rootfs/preload/audit examples/demo/grayscale); then
+  grep -E 'CYCLE|cycle\(s\)|^    ' <<<"$graphs" >&2
+  echo "test.sh: a module cycle (above): move the shared items into a file at the bottom" >&2
+  exit 1
+fi
+
 # The static release builds (fat LTO, one codegen unit: long single-threaded links) run in the
 # background from here on, beside clippy and the debug build of the tests, whose cores they would
 # otherwise leave idle. build.sh builds in target/dist and target/preload (locks of their own).
