@@ -96,8 +96,7 @@ pub fn protect() -> Protection {
         unsafe { std::env::remove_var(REEXEC_ENV) };
         return after_reexec(&marker);
     }
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return Protection::Root;
     }
     match is_non_dumpable() {
@@ -136,8 +135,7 @@ pub fn protect() -> Protection {
 pub fn is_non_dumpable() -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata("/proc/self/environ")?.uid();
-    // SAFETY: geteuid cannot fail and touches no memory.
-    Ok(owner != unsafe { libc::geteuid() })
+    Ok(owner != nix::unistd::geteuid().as_raw())
 }
 
 /// The copy's side: clean up, record the original path, check that it worked.
@@ -235,8 +233,7 @@ fn reexec_from_tmp_file(
     original: &Path,
     started: u64,
 ) -> Result<std::convert::Infallible, io::Error> {
-    // SAFETY: getpid cannot fail.
-    let pid = unsafe { libc::getpid() };
+    let pid = std::process::id();
     let dir = Path::new(TMP_PARENT).join(format!(".scar-bootstrap-{pid}-{started}"));
     // 0700 and created now (create fails if it exists): nobody else can put or swap a file in.
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;

@@ -92,8 +92,7 @@ impl Extractor {
         Self {
             resolver: Resolver::new(root),
             dirs: HashMap::new(),
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            privileged: unsafe { libc::geteuid() } == 0,
+            privileged: nix::unistd::geteuid().is_root(),
             budget,
             charged: 0,
             block: fsops::block_size(root),
@@ -429,8 +428,10 @@ fn creator(root: &Path) -> Option<(u32, u32)> {
     if meta.mode() & libc::S_ISGID != 0 {
         return None;
     }
-    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-    Some(unsafe { (libc::geteuid(), libc::getegid()) })
+    Some((
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    ))
 }
 
 /// `SCHILY.xattr.*` PAX records of an entry.

@@ -64,8 +64,7 @@ pub use self::spec::{Bind, DEFAULT_TMP_MB, SANDBOX_UID, Spec, TASK_DIR};
 /// Run `spec` in a new sandbox and return its exit status (see the module docs).
 pub fn run(spec: &Spec) -> Result<i32, SimError> {
     let plan = Plan::prepare(spec)?;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Err(SimError::NotRoot);
     }
     process::launch(&plan)

@@ -49,8 +49,7 @@ fn step(step: &'static str) -> SimError {
 /// map more than its own uid only from the parent namespace, with CAP_SETUID there).
 fn enter_namespaces() -> Result<(), SimError> {
     let (ready_read, mut ready_write) = pipe()?;
-    // SAFETY: getpid has no preconditions.
-    let launcher = unsafe { libc::getpid() };
+    let launcher = nix::unistd::getpid().as_raw();
     // SAFETY: the launcher is single-threaded here (scar-full starts no thread before this),
     // so the child may run Rust code.
     let writer = match unsafe { libc::fork() } {

@@ -64,8 +64,7 @@ impl Bench {
                 "UDOCKER_USE_PROOT_EXECUTABLE",
                 self.work.join(PROOT_WRAPPER),
             );
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
+        if nix::unistd::geteuid().is_root() {
             command.arg("--allow-root");
         }
         command.args(["--quiet", "--insecure"]);

@@ -222,9 +222,11 @@ fn spawn_and_wait(
 fn wait_within(pid: libc::pid_t, deadline: Instant) -> (Result<libc::c_int, std::io::Error>, bool) {
     use scar_rootfs::engine::process::{pidfd_open, wait_readable};
     let kill_group = move || {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-        // The child is not reaped yet, so its pid still names it and not a recycled process.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        // The child is not reaped yet, so its pid still names its group, not a recycled one.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     };
     if let Some(pidfd) = pidfd_open(nix::unistd::Pid::from_raw(pid)) {
         // A poll error (not a timeout) leaves the plain wait below.
