@@ -154,7 +154,12 @@ impl Supervisor {
         let mapped = event::map_event(&invocation.payload, rules)
             .map_err(|e| Failure::new(FailureKind::Input, e))?;
         let mut response = Response::new(&invocation.request_id, &self.config.image);
-        response.skipped = mapped.skipped;
+        response.skipped = (mapped.skipped.into_iter())
+            .map(|input| crate::report::SkippedEntry {
+                input,
+                reason: "under SCAR_OUTPUT: an output of this function".into(),
+            })
+            .collect();
         if mapped.inputs.is_empty() {
             tracing::info!("every record was skipped; nothing to run");
             response.duration_ms = received.elapsed().as_millis() as u64;
