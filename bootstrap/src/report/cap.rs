@@ -28,11 +28,13 @@ const OMITTED_RESERVE: usize = 55 + 4 * 20;
 /// The response's JSON, at most `limit` bytes when it can be (see the module doc). A response
 /// that fits is exactly `serde_json::to_vec(response)`.
 pub fn encode_response(response: &Response, limit: usize) -> Vec<u8> {
-    let full = to_json(response);
-    if full.len() <= limit {
-        return full;
+    // Counted first, not written: a response of 200,000 outputs is some 23 MB the bootstrap
+    // need not hold (its memory is bounded per concurrent invocation).
+    let full = serialized_len(response);
+    if full <= limit {
+        return to_json(response);
     }
-    let sizes = Sizes::measure(response, full.len());
+    let sizes = Sizes::measure(response, full);
     let cut = match sizes.fitting_share(limit) {
         Some(share) => sizes.cut(response, share, response.records.len()),
         None => sizes.cut(response, 0, sizes.records_fitting(limit)),
