@@ -134,6 +134,10 @@ fn records_are_cut_when_their_own_fields_pass_the_limit() {
     let kept = count(&value, "records");
     assert!(kept > 1000, "only {kept} records kept");
     assert_eq!(omitted(&value, "records") + kept, 10_000);
+    assert!(
+        body.len() > MAX_PAYLOAD - 2048,
+        "cut deeper than one record"
+    );
     assert_eq!(count(&value, "outputs"), 0);
     assert_eq!(omitted(&value, "outputs"), 30_000 + kept * 3);
     let listed: Vec<BatchItemFailure> = value["batchItemFailures"]
@@ -202,6 +206,27 @@ fn long_record_messages_are_cut_and_every_record_kept() {
         );
         assert_eq!(record["errorType"], "Scar.OutputError");
     }
+}
+
+#[test]
+fn a_body_too_big_without_its_lists_loses_its_output_tails_rather_than_the_limit() {
+    let mut response = Response::new("r1", "alpine:3.20");
+    response.stdout = "o".repeat(64 * 1024);
+    response.stderr = "e".repeat(64 * 1024);
+    response.outputs = outputs(10);
+    response.records = vec![sqs_record(0, outputs(1))];
+    let limit = 16 * 1024;
+    let body = encode_response(&response, limit);
+    assert!(body.len() <= limit, "{} bytes", body.len());
+    let value = parse(&body);
+    assert_eq!(
+        omitted(&value, "outputs"),
+        10,
+        "a cut record's outputs go with it"
+    );
+    assert_eq!(omitted(&value, "records"), 1);
+    assert_eq!(value["stdout"], "… (65536 more bytes)");
+    assert_eq!(value["requestId"], "r1");
 }
 
 #[test]
