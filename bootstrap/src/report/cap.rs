@@ -43,7 +43,9 @@ pub fn encode_response(response: &Response, limit: usize) -> Vec<u8> {
     if body.len() <= limit {
         return body;
     }
-    // Not expected (the sizes are exact or over-estimated): drop everything that may be cut.
+    // Only when the parts never cut (stdout and stderr, 64 KiB each, `unconfined`,
+    // `batchItemFailures`) leave no room for the rest, i.e. a tiny limit: keep the limit, at the
+    // cost of the output tails.
     let mut bare = sizes.cut(response, 0, 0);
     bare.stdout = cut_message(&bare.stdout, 0);
     bare.stderr = cut_message(&bare.stderr, 0);
