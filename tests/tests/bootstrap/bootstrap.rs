@@ -119,7 +119,10 @@ fn records_under_the_output_prefix_are_skipped_so_the_function_cannot_trigger_it
     function.s3.put_object(BUCKET, "output/result.txt", b"r");
     let result = function.invoke_s3(&["output/result.txt"]);
     assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
-    assert_eq!(result.body["skipped"][0], "s3://scar-in/output/result.txt");
+    assert_eq!(
+        result.body["skipped"][0]["input"],
+        "s3://scar-in/output/result.txt"
+    );
     assert!(result.body["exitCode"].is_null(), "{}", result.body);
     assert_eq!(
         function.s3.list_keys(BUCKET, "output/output/"),

@@ -9,4 +9,5 @@ mod bootstrap_support;
 mod bootstrap;
 mod bootstrap_failures;
 mod bootstrap_isolation;
+mod contract;
 mod prefetch;

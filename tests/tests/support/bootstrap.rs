@@ -276,6 +276,141 @@ pub fn s3_event(records: Vec<serde_json::Value>) -> serde_json::Value {
     serde_json::json!({ "Records": records })
 }
 
+/// An S3 record holding only what the bootstrap needs (no `eventTime`, `eventName`,
+/// `userIdentity`, `requestParameters`, size or eTag), as some S3-compatible servers send it.
+pub fn minimal_s3_record(bucket: &str, key: &str) -> serde_json::Value {
+    serde_json::json!({
+        "eventSource": "aws:s3",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": encode_key(key)}}
+    })
+}
+
+/// The `s3:TestEvent` S3 sends once when a notification is configured on `bucket`.
+pub fn s3_test_event(bucket: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2026-11-27T15:00:00.000Z",
+        "Bucket": bucket,
+        "RequestId": "5582815E1AEA5ADF",
+        "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"
+    })
+}
+
+/// One SQS message of a Lambda event-source-mapping batch, `body` as its text.
+pub fn sqs_message(message_id: &str, body: &str) -> serde_json::Value {
+    serde_json::json!({
+        "messageId": message_id,
+        "receiptHandle": format!("AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a{message_id}"),
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1764255600000",
+            "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+            "ApproximateFirstReceiveTimestamp": "1764255600005"
+        },
+        "messageAttributes": {},
+        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:scar-queue",
+        "awsRegion": "us-east-1"
+    })
+}
+
+/// An SQS batch holding `messages` (see [`sqs_message`]).
+pub fn sqs_event(messages: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({ "Records": messages })
+}
+
+/// The JSON an SNS topic delivers to an SQS queue without raw message delivery: `message` is
+/// the published text (e.g. an S3 notification).
+pub fn sns_notification_body(message: &serde_json::Value) -> String {
+    serde_json::json!({
+        "Type": "Notification",
+        "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:scar-topic",
+        "Subject": "Amazon S3 Notification",
+        "Message": message.to_string(),
+        "Timestamp": "2026-11-27T15:00:00.000Z",
+        "SignatureVersion": "1",
+        "Signature": "tcc6faL2yUC6dgZdmrwh1Y4cGa/ebXEkAi6RibDsvpi+tE/1+82j==",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:us-east-1:123456789012:scar-topic:0"
+    })
+    .to_string()
+}
+
+/// An SNS event as Lambda receives it from a topic, `message` published on it.
+pub fn sns_event(message: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "Records": [{
+            "EventVersion": "1.0",
+            "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:scar-topic:21be56ed-a058-49f5-8c98-aedd2564c486",
+            "EventSource": "aws:sns",
+            "Sns": {
+                "SignatureVersion": "1",
+                "Timestamp": "2026-11-27T15:00:00.000Z",
+                "Signature": "tcc6faL2yUC6dgZdmrwh1Y4cGa/ebXEkAi6RibDsvpi+tE/1+82j==",
+                "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem",
+                "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+                "Message": message.to_string(),
+                "MessageAttributes": {},
+                "Type": "Notification",
+                "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:us-east-1:123456789012:scar-topic:0",
+                "TopicArn": "arn:aws:sns:us-east-1:123456789012:scar-topic",
+                "Subject": "Amazon S3 Notification"
+            }
+        }]
+    })
+}
+
+/// An EventBridge event from S3 of `detail_type` (e.g. "Object Created") for `bucket/key`.
+pub fn eventbridge_s3_event(
+    detail_type: &str,
+    bucket: &str,
+    key: &str,
+    size: usize,
+) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-27T15:00:00Z",
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": size,
+                "etag": "b1946ac92492d2347c6235b4d2611184",
+                "sequencer": "00617F08299329D189"
+            },
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "source-ip-address": "127.0.0.1",
+            "reason": "PutObject"
+        }
+    })
+}
+
+/// The `records` of a response document.
+pub fn records(body: &serde_json::Value) -> &Vec<serde_json::Value> {
+    body["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no records in {body}"))
+}
+
+/// The `skipped` entries of a response document.
+pub fn skipped(body: &serde_json::Value) -> &Vec<serde_json::Value> {
+    body["skipped"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no skipped in {body}"))
+}
+
 /// A string field of a response document; panics naming the field when it is missing.
 pub fn response_text<'a>(body: &'a serde_json::Value, field: &str) -> &'a str {
     body.get(field)
@@ -427,6 +562,29 @@ impl Function {
         self.api
             .try_invoke(DEFAULT_FUNCTION, payload, INVOKE_TIMEOUT)
             .unwrap_or_else(|err| panic!("{err}\n--- bootstrap log ---\n{}", self.log()))
+    }
+
+    /// Invoke with `payload` and return the invoke's status and its body as sent, for checks
+    /// on the bytes themselves (the payload limit).
+    pub fn invoke_raw(&self, payload: &serde_json::Value) -> (u16, String) {
+        let url = format!(
+            "{}/2015-03-31/functions/{DEFAULT_FUNCTION}/invocations",
+            self.api.url()
+        );
+        let response = reqwest::blocking::Client::builder()
+            .timeout(INVOKE_TIMEOUT)
+            .build()
+            .expect("HTTP client")
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(payload.to_string())
+            .send()
+            .unwrap_or_else(|err| panic!("invoke: {err}\n--- bootstrap log ---\n{}", self.log()));
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .unwrap_or_else(|err| panic!("invoke: cannot read the response: {err}"));
+        (status, text)
     }
 
     /// Invoke with an S3 event for `keys` of [`BUCKET`].
