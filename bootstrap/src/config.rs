@@ -117,6 +117,8 @@ pub struct Config {
     pub s3_endpoint: Option<String>,
     /// `AWS_LAMBDA_RUNTIME_API` as Lambda (or the emulator) wrote it.
     pub runtime_api: Option<String>,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY`: invocations served at once (1 outside Managed Instances).
+    pub max_concurrency: usize,
 }
 
 /// A missing or malformed variable.
@@ -414,6 +416,24 @@ impl Config {
             .get(AWS_LAMBDA_RUNTIME_API)?
             .map(|v| v.trim().to_owned());
 
+        let max_concurrency = match vars.get(AWS_LAMBDA_MAX_CONCURRENCY)? {
+            None => 1,
+            Some(text) => text
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_CONCURRENCY_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        AWS_LAMBDA_MAX_CONCURRENCY,
+                        text,
+                        format!(
+                            "is not a number of concurrent invocations: use a whole number from 1 to {MAX_CONCURRENCY_LIMIT} (Lambda sets it from the function's per-environment maximum concurrency)"
+                        ),
+                    )
+                })?,
+        };
+
         Ok(Self {
             image,
             script,
@@ -430,6 +450,7 @@ impl Config {
             log_format,
             s3_endpoint,
             runtime_api,
+            max_concurrency,
         })
     }
 

@@ -30,6 +30,7 @@ fn defaults_follow_the_design_table() {
     assert_eq!(config.log_filter, "info");
     assert_eq!(config.log_format, LogFormat::Text);
     assert_eq!(config.s3_endpoint, None);
+    assert_eq!(config.max_concurrency, 1);
 }
 
 #[test]
@@ -89,6 +90,11 @@ fn every_malformed_value_names_its_variable() {
         (SCAR_LOG, "info,[[["),
         (AWS_ENDPOINT_URL_S3, "localhost:9000"),
         ("SCAR_ENV_", "x"),
+        (AWS_LAMBDA_MAX_CONCURRENCY, "0"),
+        (AWS_LAMBDA_MAX_CONCURRENCY, "abc"),
+        (AWS_LAMBDA_MAX_CONCURRENCY, "1025"),
+        (AWS_LAMBDA_MAX_CONCURRENCY, "-4"),
+        (AWS_LAMBDA_MAX_CONCURRENCY, "2.5"),
     ];
     for (name, value) in cases {
         let err = config(&[(SCAR_IMAGE, "a"), (name, value)])
@@ -102,6 +108,14 @@ fn every_malformed_value_names_its_variable() {
             err.contains(": use "),
             "{name}={value} does not say what is accepted: {err}"
         );
+    }
+}
+
+#[test]
+fn managed_instances_concurrency_is_read_from_lambdas_variable() {
+    for (value, expected) in [("4", 4), (" 16 ", 16), ("1", 1), ("1024", 1024), ("", 1)] {
+        let config = config(&[(SCAR_IMAGE, "a"), (AWS_LAMBDA_MAX_CONCURRENCY, value)]).unwrap();
+        assert_eq!(config.max_concurrency, expected, "{value:?}");
     }
 }
 

@@ -1,21 +1,26 @@
 //! `bootstrap`: the AWS Lambda custom runtime of SCAR.
 //!
 //! Init: read the configuration, start the image pull in the background (`SCAR_PREFETCH`),
-//! wait for it at most 9 s (Lambda gives init 10 s), then serve invocations one at a time until
-//! Lambda freezes or ends the sandbox.
+//! wait for it at most 9 s (Lambda gives init 10 s), then serve invocations until Lambda freezes
+//! or ends the sandbox: one at a time, or `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda Managed
+//! Instances.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tracing::Instrument;
 
-use scar_bootstrap::config::{self, Config, ConfigError, DEFAULT_LOG_FILTER, LogFormat};
+use scar_bootstrap::config::{
+    self, Config, ConfigError, DEFAULT_LOG_FILTER, LogFormat, SCAR_TIMEOUT_MARGIN,
+};
+use scar_bootstrap::deadline::Deadline;
 use scar_bootstrap::invoke::Supervisor;
 use scar_bootstrap::logs;
 use scar_bootstrap::nondumpable::{self, Protection};
 use scar_bootstrap::report::{self, Failure, FailureKind};
-use scar_bootstrap::runtime::{ErrorReport, RuntimeApi, RuntimeEndpoint};
+use scar_bootstrap::runtime::{ErrorReport, RuntimeApi, RuntimeEndpoint, RuntimeError};
 
 /// Longest wait for the prefetch during init: Lambda ends an init phase that takes 10 s.
 const PREFETCH_INIT_WAIT: Duration = Duration::from_secs(9);
@@ -152,7 +157,38 @@ async fn init_failure(endpoint: Option<String>, err: &ConfigError) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Serve invocations until the Runtime API stays unreachable. Outside Managed Instances one
+/// loop runs in this task; with `AWS_LAMBDA_MAX_CONCURRENCY=n`, `n` loops poll `/next` at once
+/// (Lambda hands each a different invocation) and the process ends only when all gave up.
 async fn serve_invocations(api: &RuntimeApi, supervisor: &Arc<Supervisor>) -> ExitCode {
+    let loops = supervisor.config().max_concurrency;
+    let sweeping = Arc::new(AtomicBool::new(false));
+    if loops <= 1 {
+        return poll(api.clone(), supervisor.clone(), sweeping).await;
+    }
+    tracing::info!(
+        loops,
+        "serving invocations concurrently (Lambda Managed Instances)"
+    );
+    let mut pollers = tokio::task::JoinSet::new();
+    for _ in 0..loops {
+        pollers.spawn(poll(api.clone(), supervisor.clone(), sweeping.clone()));
+    }
+    while let Some(ended) = pollers.join_next().await {
+        if let Err(join) = ended {
+            tracing::error!(
+                "a loop serving invocations stopped: {}; this is a bug, please report it",
+                panic_text(join)
+            );
+        }
+        tracing::error!(left = pollers.len(), "a loop serving invocations gave up");
+    }
+    ExitCode::FAILURE
+}
+
+/// One loop: `next`, handle, post the result, sweep; returns only after
+/// [`MAX_NEXT_FAILURES`] consecutive failures of `next`.
+async fn poll(api: RuntimeApi, supervisor: Arc<Supervisor>, sweeping: Arc<AtomicBool>) -> ExitCode {
     let mut failures = 0;
     loop {
         let invocation = match api.next().await {
@@ -173,13 +209,34 @@ async fn serve_invocations(api: &RuntimeApi, supervisor: &Arc<Supervisor>) -> Ex
         let received = Instant::now();
         let wall = SystemTime::now();
         let request_id = invocation.request_id.clone();
+        let invocation_id = invocation.invocation_id.clone();
         let span = tracing::info_span!("invocation", request_id = %request_id);
+        // The handler logs how it read the header; here only the instant matters.
+        let (deadline, _) =
+            Deadline::from_header(invocation.deadline_ms.as_deref(), received, wall);
         let worker = supervisor.clone();
         // The handler runs as its own task so that a panic in it is caught here (as a
-        // JoinError) and the process goes on serving.
+        // JoinError) and the process goes on serving. It is also bounded at the deadline: on
+        // Managed Instances the platform stops nothing, and a handler still running then (an
+        // upload that hangs) must not hold this loop. Its future is dropped there, which
+        // removes the request directory; the container was stopped at deadline - margin.
         let handled = tokio::spawn(
-            async move { worker.handle(&invocation, received, wall).await }
-                .instrument(span.clone()),
+            async move {
+                let handle = worker.handle(&invocation, received, wall);
+                match tokio::time::timeout_at(deadline.at().into(), handle).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Failure::new(
+                        FailureKind::Timeout,
+                        format!(
+                            "the invocation passed its deadline before it finished (after {} ms): \
+                             its outputs may be incomplete; raise the function's timeout, or \
+                             {SCAR_TIMEOUT_MARGIN} to leave more time for the uploads",
+                            received.elapsed().as_millis()
+                        ),
+                    )),
+                }
+            }
+            .instrument(span.clone()),
         )
         .await;
         let result = handled.unwrap_or_else(|join| {
@@ -189,32 +246,41 @@ async fn serve_invocations(api: &RuntimeApi, supervisor: &Arc<Supervisor>) -> Ex
                 format!("the supervisor failed: {reason}; this is a bug, please report it"),
             ))
         });
-        finish(api, supervisor, &request_id, result)
+        let ids = Ids {
+            request_id: &request_id,
+            invocation_id: invocation_id.as_deref(),
+        };
+        finish(&api, &supervisor, ids, result)
             .instrument(span.clone())
             .await;
-        sweep(supervisor).instrument(span).await;
+        sweep(&supervisor, &sweeping).instrument(span).await;
     }
+}
+
+/// Which invocation a result belongs to.
+#[derive(Clone, Copy)]
+struct Ids<'a> {
+    /// `Lambda-Runtime-Aws-Request-Id`.
+    request_id: &'a str,
+    /// `Lambda-Runtime-Invocation-Id`, echoed when given.
+    invocation_id: Option<&'a str>,
 }
 
 async fn finish(
     api: &RuntimeApi,
     supervisor: &Supervisor,
-    request_id: &str,
+    ids: Ids<'_>,
     result: Result<report::Response, Failure>,
 ) {
+    let Ids {
+        request_id,
+        invocation_id,
+    } = ids;
     let posted = match result {
         Ok(response) => {
             tracing::info!(exit_code = ?response.exit_code, duration_ms = response.duration_ms, outputs = response.outputs.len(), "invocation succeeded");
-            match serde_json::to_vec(&response) {
-                Ok(body) => api.respond(request_id, body.into()).await,
-                Err(err) => {
-                    let failure = Failure::new(
-                        FailureKind::Internal,
-                        format!("cannot encode the response: {err}"),
-                    );
-                    api.invocation_error(request_id, &failure.report()).await
-                }
-            }
+            let body = report::encode_response(&response, report::MAX_PAYLOAD);
+            api.respond(request_id, invocation_id, body.into()).await
         }
         Err(failure) => {
             tracing::error!(
@@ -222,11 +288,17 @@ async fn finish(
                 "{}",
                 failure.message
             );
-            api.invocation_error(request_id, &failure.report()).await
+            let error = report::cap_error(failure.report(), report::MAX_PAYLOAD);
+            api.invocation_error(request_id, invocation_id, &error)
+                .await
         }
     };
-    if let Err(err) = posted {
-        tracing::error!(%err, "could not report the invocation's result");
+    match posted {
+        Ok(()) => {}
+        Err(RuntimeError::Gone { .. }) => {
+            tracing::warn!("the invocation had already timed out; its result is dropped")
+        }
+        Err(err) => tracing::error!(%err, "could not report the invocation's result"),
     }
     // The request directory's Drop already ran, also on unwinding; this catches the case where
     // the panic happened while it was being created.
@@ -239,14 +311,22 @@ async fn finish(
 }
 
 /// After an invocation, before asking for the next: remove what it (or a pull it stopped)
-/// left, so that `/tmp` does not fill up over the sandbox's life.
-async fn sweep(supervisor: &Arc<Supervisor>) {
+/// left, so that `/tmp` does not fill up over the sandbox's life. Safe beside live invocations:
+/// a request directory in use is locked and skipped, as is a cache that a pull holds. One sweep
+/// at a time: a loop that finds another sweeping leaves it the work.
+async fn sweep(supervisor: &Arc<Supervisor>, sweeping: &Arc<AtomicBool>) {
+    if sweeping.swap(true, Ordering::AcqRel) {
+        return;
+    }
     let sweeper = supervisor.clone();
+    let span = tracing::Span::current();
     let _ = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let leftovers = sweeper.leftovers();
         sweeper.sweep(&leftovers);
     })
     .await;
+    sweeping.store(false, Ordering::Release);
 }
 
 fn panic_text(join: tokio::task::JoinError) -> String {

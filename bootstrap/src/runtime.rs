@@ -17,6 +17,9 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::AWS_LAMBDA_RUNTIME_API;
 
 const API_VERSION: &str = "2018-06-01";
+/// Given by `/next`, echoed on `/response` and `/error` (Lambda's protection against a late
+/// result of a timed-out attempt reaching a retry that reuses the request id).
+const INVOCATION_ID_HEADER: &str = "lambda-runtime-invocation-id";
 
 /// Why a Runtime API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,17 @@ pub enum RuntimeError {
         status: StatusCode,
         /// Body of the answer (truncated).
         body: String,
+    },
+    /// `410 Gone` from `/response` or `/error`: the invocation had already timed out and
+    /// Lambda no longer takes its result.
+    #[error(
+        "{method} {path}: the Runtime API answered 410 Gone: the invocation had already timed out"
+    )]
+    Gone {
+        /// HTTP method.
+        method: Method,
+        /// API path.
+        path: String,
     },
     /// `/invocation/next` answered without a request id.
     #[error("GET {path}: the answer has no Lambda-Runtime-Aws-Request-Id header")]
@@ -114,6 +128,12 @@ pub struct Invocation {
     pub function_arn: Option<String>,
     /// `Lambda-Runtime-Trace-Id`.
     pub trace_id: Option<String>,
+    /// `Lambda-Runtime-Invocation-Id`: unique per attempt (a retry keeps the request id but
+    /// gets a new one); echoed on `/response` and `/error` so that Lambda can refuse the result
+    /// of an attempt that already timed out.
+    pub invocation_id: Option<String>,
+    /// `Lambda-Runtime-Aws-Tenant-Id`: the tenant of a multi-tenant function.
+    pub tenant_id: Option<String>,
     /// The event.
     pub payload: Bytes,
 }
@@ -127,6 +147,14 @@ pub struct ErrorReport {
     /// `errorMessage`.
     #[serde(rename = "errorMessage")]
     pub error_message: String,
+}
+
+/// What a call sends besides its body.
+struct Extra<'a> {
+    /// `Lambda-Runtime-Invocation-Id` to echo.
+    invocation_id: Option<&'a str>,
+    /// `Lambda-Runtime-Function-Error-Type` of an error report.
+    error_type: Option<&'a str>,
 }
 
 /// The Runtime API client.
@@ -148,7 +176,11 @@ impl RuntimeApi {
     /// Wait for the next invocation (long poll: Lambda answers when an event arrives).
     pub async fn next(&self) -> Result<Invocation, RuntimeError> {
         let path = "invocation/next";
-        let (parts, payload) = self.call(Method::GET, path, Bytes::new(), None).await?;
+        let extra = Extra {
+            invocation_id: None,
+            error_type: None,
+        };
+        let (parts, payload) = self.call(Method::GET, path, Bytes::new(), extra).await?;
         let header = |name: &str| {
             parts
                 .headers
@@ -166,36 +198,55 @@ impl RuntimeApi {
             deadline_ms: header("lambda-runtime-deadline-ms"),
             function_arn: header("lambda-runtime-invoked-function-arn"),
             trace_id: header("lambda-runtime-trace-id"),
+            invocation_id: header(INVOCATION_ID_HEADER).filter(|id| !id.is_empty()),
+            tenant_id: header("lambda-runtime-aws-tenant-id").filter(|id| !id.is_empty()),
             payload,
         })
     }
 
-    /// Report the invocation's result.
-    pub async fn respond(&self, request_id: &str, body: Bytes) -> Result<(), RuntimeError> {
+    /// Report the invocation's result; `invocation_id` is the one `/next` gave, if any.
+    pub async fn respond(
+        &self,
+        request_id: &str,
+        invocation_id: Option<&str>,
+        body: Bytes,
+    ) -> Result<(), RuntimeError> {
         let path = format!("invocation/{request_id}/response");
-        self.call(Method::POST, &path, body, None).await.map(drop)
+        let extra = Extra {
+            invocation_id,
+            error_type: None,
+        };
+        self.call(Method::POST, &path, body, extra).await.map(drop)
     }
 
-    /// Report the invocation's failure.
+    /// Report the invocation's failure; `invocation_id` is the one `/next` gave, if any.
     pub async fn invocation_error(
         &self,
         request_id: &str,
+        invocation_id: Option<&str>,
         report: &ErrorReport,
     ) -> Result<(), RuntimeError> {
         let path = format!("invocation/{request_id}/error");
-        self.post_error(&path, report).await
+        self.post_error(&path, invocation_id, report).await
     }
 
     /// Report a failure during init; Lambda then ends the sandbox.
     pub async fn init_error(&self, report: &ErrorReport) -> Result<(), RuntimeError> {
-        self.post_error("init/error", report).await
+        self.post_error("init/error", None, report).await
     }
 
-    async fn post_error(&self, path: &str, report: &ErrorReport) -> Result<(), RuntimeError> {
+    async fn post_error(
+        &self,
+        path: &str,
+        invocation_id: Option<&str>,
+        report: &ErrorReport,
+    ) -> Result<(), RuntimeError> {
         let body = serde_json::to_vec(report).map_or_else(|_| Bytes::new(), Bytes::from);
-        self.call(Method::POST, path, body, Some(&report.error_type))
-            .await
-            .map(drop)
+        let extra = Extra {
+            invocation_id,
+            error_type: Some(&report.error_type),
+        };
+        self.call(Method::POST, path, body, extra).await.map(drop)
     }
 
     async fn call(
@@ -203,7 +254,7 @@ impl RuntimeApi {
         method: Method,
         path: &str,
         body: Bytes,
-        error_type: Option<&str>,
+        extra: Extra<'_>,
     ) -> Result<(http::response::Parts, Bytes), RuntimeError> {
         let url = self.endpoint.url(path);
         let transport =
@@ -216,8 +267,11 @@ impl RuntimeApi {
         if method == Method::POST {
             request = request.header("content-type", "application/json");
         }
-        if let Some(error_type) = error_type {
+        if let Some(error_type) = extra.error_type {
             request = request.header("lambda-runtime-function-error-type", error_type);
+        }
+        if let Some(invocation_id) = extra.invocation_id {
+            request = request.header(INVOCATION_ID_HEADER, invocation_id);
         }
         let request = request
             .body(Full::new(body))
@@ -233,6 +287,9 @@ impl RuntimeApi {
             .await
             .map_err(|e| transport(e.into()))?
             .to_bytes();
+        if parts.status == StatusCode::GONE && method == Method::POST {
+            return Err(RuntimeError::Gone { method, path: url });
+        }
         if !parts.status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned();
             return Err(RuntimeError::Status {
@@ -279,6 +336,139 @@ mod tests {
             let err = RuntimeEndpoint::parse(value).unwrap_err().to_string();
             assert!(err.starts_with("AWS_LAMBDA_RUNTIME_API="), "{value}: {err}");
         }
+    }
+
+    /// A one-connection-per-request HTTP/1.1 server on a real socket: it answers each request
+    /// with the next of `answers` (status line and headers) and hands back what it received.
+    async fn serve(
+        answers: Vec<&'static str>,
+    ) -> (RuntimeApi, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut received = Vec::new();
+            for answer in answers {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head, then as many body bytes as Content-Length says.
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    assert_ne!(n, 0, "the client closed before sending a whole request");
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                received.push(String::from_utf8_lossy(&request).into_owned());
+                let response =
+                    format!("{answer}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}");
+                socket.write_all(response.as_bytes()).await.unwrap();
+                socket.shutdown().await.unwrap();
+            }
+            received
+        });
+        let api = RuntimeApi::new(RuntimeEndpoint::parse(&address.to_string()).unwrap());
+        (api, server)
+    }
+
+    fn header_of<'a>(request: &'a str, name: &str) -> Option<&'a str> {
+        request.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    #[tokio::test]
+    async fn the_invocation_id_from_next_is_echoed_on_the_response_and_the_error() {
+        let next = "HTTP/1.1 200 OK\r\nlambda-runtime-aws-request-id: r-1\r\nlambda-runtime-deadline-ms: 1795792930000\r\nlambda-runtime-invocation-id: inv-7\r\nlambda-runtime-aws-tenant-id: tenant-a";
+        let ok = "HTTP/1.1 202 Accepted";
+        let (api, server) = serve(vec![next, ok, ok]).await;
+        let invocation = api.next().await.unwrap();
+        assert_eq!(invocation.request_id, "r-1");
+        assert_eq!(invocation.invocation_id.as_deref(), Some("inv-7"));
+        assert_eq!(invocation.tenant_id.as_deref(), Some("tenant-a"));
+        assert_eq!(invocation.payload, Bytes::from_static(b"{}"));
+        let id = invocation.invocation_id.as_deref();
+        api.respond("r-1", id, Bytes::from_static(b"{\"a\":1}"))
+            .await
+            .unwrap();
+        let report = ErrorReport {
+            error_type: "Scar.ScriptFailed".into(),
+            error_message: "exit 1".into(),
+        };
+        api.invocation_error("r-1", id, &report).await.unwrap();
+        let received = server.await.unwrap();
+        assert!(received[0].starts_with("GET /2018-06-01/runtime/invocation/next "));
+        assert_eq!(header_of(&received[0], INVOCATION_ID_HEADER), None);
+        assert!(received[1].starts_with("POST /2018-06-01/runtime/invocation/r-1/response "));
+        assert_eq!(
+            header_of(&received[1], "Lambda-Runtime-Invocation-Id"),
+            Some("inv-7")
+        );
+        assert!(received[1].ends_with("{\"a\":1}"));
+        assert!(received[2].starts_with("POST /2018-06-01/runtime/invocation/r-1/error "));
+        assert_eq!(
+            header_of(&received[2], "Lambda-Runtime-Invocation-Id"),
+            Some("inv-7")
+        );
+        assert_eq!(
+            header_of(&received[2], "Lambda-Runtime-Function-Error-Type"),
+            Some("Scar.ScriptFailed")
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_headers_nothing_is_echoed_and_the_ids_are_none() {
+        let next = "HTTP/1.1 200 OK\r\nlambda-runtime-aws-request-id: r-2";
+        let (api, server) = serve(vec![next, "HTTP/1.1 202 Accepted"]).await;
+        let invocation = api.next().await.unwrap();
+        assert_eq!(invocation.invocation_id, None);
+        assert_eq!(invocation.tenant_id, None);
+        api.respond("r-2", None, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let received = server.await.unwrap();
+        assert_eq!(header_of(&received[1], INVOCATION_ID_HEADER), None);
+    }
+
+    #[tokio::test]
+    async fn gone_on_the_response_or_the_error_is_its_own_error() {
+        let gone = "HTTP/1.1 410 Gone";
+        let (api, server) = serve(vec![gone, gone, "HTTP/1.1 500 Internal Server Error"]).await;
+        let err = api
+            .respond("r-3", Some("inv-3"), Bytes::from_static(b"{}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RuntimeError::Gone { .. }), "{err}");
+        let report = ErrorReport {
+            error_type: "Scar.Timeout".into(),
+            error_message: "late".into(),
+        };
+        let err = api
+            .invocation_error("r-3", Some("inv-3"), &report)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RuntimeError::Gone { .. }), "{err}");
+        assert!(err.to_string().contains("already timed out"), "{err}");
+        let err = api
+            .respond("r-3", Some("inv-3"), Bytes::from_static(b"{}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RuntimeError::Status { .. }), "{err}");
+        server.await.unwrap();
     }
 
     #[test]

@@ -47,6 +47,11 @@ pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 
 /// Set by Lambda: `host:port` of the Runtime API (the emulator adds a scheme and a path).
 pub const AWS_LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
+/// Set by Lambda on Managed Instances (the function's per-environment maximum concurrency):
+/// how many invocations this process serves at once.
+pub const AWS_LAMBDA_MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
+/// Largest accepted `AWS_LAMBDA_MAX_CONCURRENCY`.
+pub const MAX_CONCURRENCY_LIMIT: usize = 1024;
 /// Set by Lambda: the function's credentials and region, handed to the container only with
 /// `SCAR_PASS_AWS_CREDENTIALS`.
 pub const AWS_CREDENTIAL_VARIABLES: &[&str] = &[
