@@ -20,6 +20,7 @@ pub mod nondumpable;
 pub mod report;
 pub mod run;
 pub mod runtime;
+pub mod space;
 pub mod stage;
 pub mod upload;
 pub mod verdict;
