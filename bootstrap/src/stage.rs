@@ -111,12 +111,9 @@ impl RequestDir {
         if dir.root.exists() {
             remove_tree(&dir.root).map_err(io("removing the leftover", &dir.root))?;
         }
-        for sub in [dir.input(), dir.output(), dir.meta(), dir.scratch()] {
-            std::fs::create_dir_all(&sub).map_err(io("creating", &sub))?;
-        }
-        // The image's `User` may not be the uid the supervisor runs as; the output directory
-        // must stay writable for it. Nothing else shares this sandbox's /tmp.
-        set_mode(&dir.output(), 0o777)?;
+        // Locked before `.scar/` and `.scratch/` exist: a concurrent invocation's sweep takes a
+        // directory holding both for a leftover unless its lock is held.
+        std::fs::create_dir_all(&dir.root).map_err(io("creating", &dir.root))?;
         let busy = dir.root.join(BUSY);
         let file = std::fs::File::create(&busy).map_err(io("creating", &busy))?;
         dir._busy = Some(
@@ -128,6 +125,12 @@ impl RequestDir {
                 },
             )?,
         );
+        for sub in [dir.input(), dir.output(), dir.meta(), dir.scratch()] {
+            std::fs::create_dir_all(&sub).map_err(io("creating", &sub))?;
+        }
+        // The image's `User` may not be the uid the supervisor runs as; the output directory
+        // must stay writable for it. Nothing else shares this sandbox's /tmp.
+        set_mode(&dir.output(), 0o777)?;
         Ok(dir)
     }
 
