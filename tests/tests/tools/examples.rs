@@ -18,8 +18,15 @@ use crate::demo_support::{assert_grayscale_of, demo_binaries, demo_image, repo, 
 use scar_e2e::{lambda_sim, workspace};
 use serde_norway::Value;
 
-/// The examples README command 1 and the paper name.
-const EXAMPLES: [&str; 4] = ["demo", "grayify", "imagemagick", "darknet"];
+/// The examples README command 1 and the paper name, and the deployments of issue 19.
+const EXAMPLES: [&str; 6] = [
+    "demo",
+    "grayify",
+    "imagemagick",
+    "darknet",
+    "sqs-fanout",
+    "managed-instances",
+];
 
 /// The paper's ffmpeg script (issue 5), which must run unchanged.
 const PAPER_SCRIPT: &str = r#"OUTPUT_DIR="/tmp/$REQUEST_ID/output"
@@ -185,6 +192,42 @@ fn each_function_runs_on_provided_al2023_with_the_layer_and_its_script() {
     }
 }
 
+/// The bucket resource whose uploads trigger `event`, and the key filter of that trigger: the S3
+/// event's bucket, or for an SQS event the bucket whose notification goes to that queue.
+fn trigger_of<'a>(example: &str, template: &'a Value, event: &'a Value) -> (String, &'a Value) {
+    let properties = get(event, &["Properties"]).expect("event Properties");
+    match get(event, &["Type"]).and_then(Value::as_str) {
+        Some("S3") => (
+            text(get(properties, &["Bucket"]).expect("Bucket")),
+            get(properties, &["Filter"]).expect("a key filter"),
+        ),
+        Some("SQS") => {
+            let queue = serde_norway::to_string(get(properties, &["Queue"]).unwrap()).unwrap();
+            let resources = get(template, &["Resources"]).and_then(Value::as_mapping);
+            resources
+                .into_iter()
+                .flatten()
+                .find_map(|(id, resource)| {
+                    let configs = get(
+                        resource,
+                        &[
+                            "Properties",
+                            "NotificationConfiguration",
+                            "QueueConfigurations",
+                        ],
+                    )?;
+                    configs.as_sequence()?.iter().find_map(|config| {
+                        let to = serde_norway::to_string(get(config, &["Queue"])?).ok()?;
+                        (to == queue).then(|| (text(id), get(config, &["Filter"])))
+                    })
+                })
+                .and_then(|(id, filter)| Some((id, filter?)))
+                .unwrap_or_else(|| panic!("{example}: no bucket notifies the queue with a filter"))
+        }
+        other => panic!("{example}: an S3 or SQS event, not {other:?}"),
+    }
+}
+
 #[test]
 fn no_example_can_trigger_itself_with_its_own_outputs() {
     for example in EXAMPLES {
@@ -198,15 +241,10 @@ fn no_example_can_trigger_itself_with_its_own_outputs() {
         let events = get(props, &["Events"])
             .and_then(Value::as_mapping)
             .expect("Events");
-        let (_, event) = events.iter().next().expect("an S3 event");
-        assert_eq!(
-            get(event, &["Type"]).and_then(Value::as_str),
-            Some("S3"),
-            "{example}"
-        );
-        let trigger_bucket =
-            serde_norway::to_string(get(event, &["Properties", "Bucket"]).unwrap()).unwrap();
-        let rules = get(event, &["Properties", "Filter", "S3Key", "Rules"])
+        assert_eq!(events.len(), 1, "{example}: one trigger");
+        let (_, event) = events.iter().next().expect("an event");
+        let (trigger_bucket, filter) = trigger_of(example, &template, event);
+        let rules = get(filter, &["S3Key", "Rules"])
             .and_then(Value::as_sequence)
             .expect("a key filter");
         let prefix = rules
@@ -218,19 +256,101 @@ fn no_example_can_trigger_itself_with_its_own_outputs() {
             !prefix.is_empty(),
             "{example}: an empty prefix matches the outputs too"
         );
+        // The trigger bucket's name parameter (`BucketName: !Ref <parameter>`).
+        let trigger_param = get(
+            &template,
+            &["Resources", trigger_bucket.as_str(), "Properties"],
+        )
+        .and_then(|p| get(p, &["BucketName"]))
+        .map(text)
+        .unwrap_or_else(|| panic!("{example}: {trigger_bucket} has no BucketName"));
         // s3://${Bucket}/key-prefix: either another bucket or a prefix outside the filter.
         let rest = output
             .strip_prefix("s3://")
             .expect("SCAR_OUTPUT is an s3:// URL");
         let (bucket, key_prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let bucket_param = bucket.trim_start_matches("${").trim_end_matches('}');
-        let trigger_param = trigger_bucket.trim().trim_start_matches("!Ref ").trim();
-        let same_bucket = trigger_param == "Bucket" && bucket_param == "BucketName";
+        let same_bucket = trigger_param == bucket_param;
         assert!(
             !same_bucket || !key_prefix.starts_with(prefix),
             "{example}: outputs under {output} match the trigger prefix {prefix}"
         );
     }
+}
+
+/// A template's property as an integer (`Timeout: 300`).
+fn integer(value: &Value, path: &[&str]) -> u64 {
+    get(value, path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{} is not an integer", path.join(".")))
+}
+
+/// The fan-out retries failed messages alone, never while their batch still runs, and parks
+/// the ones that keep failing.
+#[test]
+fn the_sqs_fanout_reports_batch_item_failures_and_outlives_its_function() {
+    let path = repo().join("examples/sqs-fanout/template.yaml");
+    let template: Value = serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let (_, function) = function_of(&template);
+    let props = get(function, &["Properties"]).unwrap();
+    let event = get(props, &["Events", "Uploads", "Properties"]).expect("the SQS event");
+    let types = serde_norway::to_string(get(event, &["FunctionResponseTypes"]).unwrap()).unwrap();
+    assert!(types.contains("ReportBatchItemFailures"), "{types}");
+    assert!(integer(event, &["BatchSize"]) >= 1);
+    let queue = get(&template, &["Resources", "Queue", "Properties"]).expect("Queue");
+    // AWS's advice: the queue's visibility timeout is at least 6 times the function's timeout.
+    assert!(integer(queue, &["VisibilityTimeout"]) >= 6 * integer(props, &["Timeout"]));
+    assert_eq!(integer(queue, &["RedrivePolicy", "maxReceiveCount"]), 3);
+    let dead_letters = text(get(queue, &["RedrivePolicy", "deadLetterTargetArn"]).unwrap());
+    assert_eq!(dead_letters, "DeadLetterQueue.Arn");
+    // The bucket waits for the policy that lets S3 send to the queue, and the policy names the
+    // bucket by its parameter (a reference to the bucket would be a circular dependency).
+    let bucket = get(&template, &["Resources", "InputBucket"]).unwrap();
+    assert_eq!(
+        get(bucket, &["DependsOn"]).and_then(Value::as_str),
+        Some("QueuePolicy")
+    );
+}
+
+/// The same trap made on purpose: cfn-lint sees the cycle the template avoids.
+#[test]
+fn cfn_lint_rejects_a_queue_policy_that_refers_to_its_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("examples/sqs-fanout/template.yaml")).unwrap();
+    let by_name = r#"aws:SourceArn: !Sub "arn:${AWS::Partition}:s3:::${InputBucketName}""#;
+    let broken = text.replace(by_name, "aws:SourceArn: !GetAtt InputBucket.Arn");
+    assert_ne!(
+        text, broken,
+        "the queue policy no longer names the bucket by parameter"
+    );
+    let path = tmp.path().join("template.yaml");
+    std::fs::write(&path, broken).unwrap();
+    let output = cfn_lint(&path);
+    assert!(!output.status.success(), "cfn-lint accepted the cycle");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Circular"));
+}
+
+/// Managed Instances: the function names its capacity provider and runs several invocations
+/// per execution environment (Lambda sets `AWS_LAMBDA_MAX_CONCURRENCY` from it).
+#[test]
+fn the_managed_instances_function_runs_several_invocations_per_environment() {
+    let path = repo().join("examples/managed-instances/template.yaml");
+    let template: Value = serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let (_, function) = function_of(&template);
+    let props = get(function, &["Properties"]).unwrap();
+    let config = get(props, &["CapacityProviderConfig"]).expect("CapacityProviderConfig");
+    let provider = text(get(config, &["Arn"]).unwrap());
+    let provider = provider.trim_end_matches(".Arn");
+    assert_eq!(
+        get(&template, &["Resources", provider, "Type"]).and_then(Value::as_str),
+        Some("AWS::Serverless::CapacityProvider")
+    );
+    let concurrency = integer(config, &["PerExecutionEnvironmentMaxConcurrency"]);
+    // Above 1 to be worth it; at most what the bootstrap accepts.
+    assert!((2..=1024).contains(&concurrency), "{concurrency}");
+    // Managed Instances need 2 GB at least, and run published versions only.
+    assert!(integer(props, &["MemorySize"]) >= 2048);
+    assert!(get(props, &["AutoPublishAlias"]).is_some());
 }
 
 /// `scar` of this workspace, built once per test process.
