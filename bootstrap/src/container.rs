@@ -27,6 +27,8 @@ pub struct RequestFiles {
     pub script: Option<PathBuf>,
     /// When the invocation arrived (ISO 8601): `EVENT_TIME` of an input without a time.
     pub received_at: String,
+    /// The invocation's tenant (`Lambda-Runtime-Aws-Tenant-Id`): `SCAR_TENANT_ID`.
+    pub tenant_id: Option<String>,
 }
 
 /// The spec of the run that processes `input`, staged at `input_file`: the script with the
@@ -59,6 +61,7 @@ pub fn container_spec(
             .unwrap_or(&request.received_at),
         event_file: &request.event_file.to_string_lossy(),
         event: &request.event,
+        tenant_id: request.tenant_id.as_deref(),
     };
     container_env::apply(spec, &config.passed_aws_env, &config.container_env, &facts)
         .bind_same(&input_dir, false)
@@ -116,6 +119,7 @@ mod tests {
             dir,
             event: "{}".into(),
             received_at: "2026-12-05T07:00:00Z".into(),
+            tenant_id: None,
         }
     }
 
@@ -156,7 +160,9 @@ mod tests {
             ("/app", Some("1000"))
         );
         assert_eq!(env(&spec, "STORAGE_OBJECT_KEY"), Some("dir/a b.txt"));
+        assert_eq!(env(&spec, "SCAR_INPUT_KEY"), Some("dir/a b.txt"));
         assert_eq!(env(&spec, "SCAR_INPUT_BUCKET"), Some("in"));
+        assert_eq!(env(&spec, "SCAR_TENANT_ID"), None);
         assert_eq!(env(&spec, "EVENT_TIME"), Some("2026-11-27T15:00:00.000Z"));
         assert_eq!(
             env(&spec, "INPUT_FILE_PATH"),
@@ -184,6 +190,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(env(&spec, "STORAGE_OBJECT_KEY"), Some(""));
+        assert_eq!(env(&spec, "SCAR_INPUT_KEY"), Some(""));
         assert_eq!(env(&spec, "SCAR_INPUT_BUCKET"), Some(""));
         assert_eq!(env(&spec, "EVENT_TIME"), Some("2026-12-05T07:00:00Z"));
         assert_eq!(env(&spec, "EVENT"), Some("{}"));
@@ -269,5 +276,22 @@ mod tests {
         .unwrap();
         assert_eq!(env(&spec, "LANG"), Some("fr_FR"));
         assert_eq!(env(&spec, "REQUEST_ID"), Some("r1"));
+    }
+
+    #[test]
+    fn the_requests_tenant_reaches_the_container_as_scar_tenant_id() {
+        let base = tempfile::tempdir().unwrap();
+        let mut request = request(base.path(), false);
+        request.tenant_id = Some("tenant-7".into());
+        let input_file = request.dir.input().join("a b.txt");
+        let spec = container_spec(
+            &image(&["/e"], &[]),
+            &config(&[]),
+            &request,
+            &object(),
+            &input_file,
+        )
+        .unwrap();
+        assert_eq!(env(&spec, "SCAR_TENANT_ID"), Some("tenant-7"));
     }
 }

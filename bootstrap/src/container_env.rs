@@ -21,7 +21,9 @@ pub struct RunFacts<'a> {
     pub output_dir: &'a str,
     /// The Lambda request id.
     pub request_id: &'a str,
-    /// S3 key of the input (empty for a direct invocation).
+    /// S3 key of the input, whole (empty for a direct invocation): `STORAGE_OBJECT_KEY` and
+    /// `SCAR_INPUT_KEY`. The input file's name is its last segment, shortened when too long
+    /// for a file name, so a script that needs the key reads it here.
     pub object_key: &'a str,
     /// S3 bucket of the input (empty for a direct invocation).
     pub bucket: &'a str,
@@ -31,6 +33,9 @@ pub struct RunFacts<'a> {
     pub event_file: &'a str,
     /// The whole event as JSON text.
     pub event: &'a str,
+    /// The tenant of the invocation (`Lambda-Runtime-Aws-Tenant-Id`), when the function has
+    /// tenant isolation: `SCAR_TENANT_ID`, set only then.
+    pub tenant_id: Option<&'a str>,
 }
 
 /// Set the container's environment on `spec`, which holds the image's `Env` already: then the
@@ -58,10 +63,14 @@ pub fn apply<'i>(
         ("REQUEST_ID", facts.request_id),
         ("AWS_LAMBDA_REQUEST_ID", facts.request_id),
         ("STORAGE_OBJECT_KEY", facts.object_key),
+        ("SCAR_INPUT_KEY", facts.object_key),
         ("SCAR_INPUT_BUCKET", facts.bucket),
         ("EVENT_TIME", facts.event_time),
         ("SCAR_EVENT_FILE", facts.event_file),
     ]);
+    if let Some(tenant_id) = facts.tenant_id {
+        spec = spec.env("SCAR_TENANT_ID", tenant_id);
+    }
     if facts.event.len() <= MAX_EVENT_ENV_BYTES {
         spec = spec.env("EVENT", facts.event);
     }
@@ -85,6 +94,7 @@ mod tests {
             event_time: "2026-11-27T15:00:00.000Z",
             event_file: "/tmp/r1/.scar/event.json",
             event,
+            tenant_id: None,
         }
     }
 
@@ -144,6 +154,7 @@ mod tests {
                 "REQUEST_ID",
                 "AWS_LAMBDA_REQUEST_ID",
                 "STORAGE_OBJECT_KEY",
+                "SCAR_INPUT_KEY",
                 "SCAR_INPUT_BUCKET",
                 "EVENT_TIME",
                 "SCAR_EVENT_FILE",
@@ -195,5 +206,47 @@ mod tests {
         assert_eq!(env.get("SCAR_EVENT_FILE"), Some("/tmp/r1/.scar/event.json"));
         let fits = "x".repeat(MAX_EVENT_ENV_BYTES);
         assert!(build(&[], &[], &[], &facts(&fits)).get("EVENT").is_some());
+    }
+
+    #[test]
+    fn the_full_key_is_scar_input_key_too() {
+        let env = build(&[], &[], &[], &facts("{}"));
+        assert_eq!(env.get("SCAR_INPUT_KEY"), Some("dir/a b.txt"));
+        assert_eq!(env.get("STORAGE_OBJECT_KEY"), Some("dir/a b.txt"));
+        let direct = RunFacts {
+            object_key: "",
+            bucket: "",
+            ..facts("{}")
+        };
+        assert_eq!(
+            build(&[], &[], &[], &direct).get("SCAR_INPUT_KEY"),
+            Some("")
+        );
+    }
+
+    #[test]
+    fn scar_tenant_id_is_set_only_for_an_invocation_with_a_tenant() {
+        let without = build(&[], &[], &[], &facts("{}"));
+        assert_eq!(without.get("SCAR_TENANT_ID"), None);
+        let with = RunFacts {
+            tenant_id: Some("tenant-42"),
+            ..facts("{}")
+        };
+        let env = build(&[], &[], &[], &with);
+        assert_eq!(env.get("SCAR_TENANT_ID"), Some("tenant-42"));
+        let names: Vec<String> = env.into_vec().into_iter().map(|(n, _)| n).collect();
+        let at = |name: &str| names.iter().position(|n| n == name);
+        assert!(at("SCAR_TENANT_ID") > at("SCAR_EVENT_FILE") && at("SCAR_TENANT_ID") < at("EVENT"));
+    }
+
+    #[test]
+    fn a_tenant_id_from_scar_env_is_replaced_by_the_invocations() {
+        let user = [("SCAR_TENANT_ID".to_owned(), "forged".to_owned())];
+        let with = RunFacts {
+            tenant_id: Some("tenant-42"),
+            ..facts("{}")
+        };
+        let env = build(&[], &[], &user, &with);
+        assert_eq!(env.get("SCAR_TENANT_ID"), Some("tenant-42"));
     }
 }

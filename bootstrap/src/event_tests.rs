@@ -1,54 +1,19 @@
+use super::fixtures::*;
 use super::*;
+use crate::config::S3Location;
 
-fn record(bucket: &str, key: &str) -> serde_json::Value {
-    serde_json::json!({
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": "2026-11-27T15:00:00.000Z",
-        "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "EXAMPLE"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "scar",
-            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"}, "arn": format!("arn:aws:s3:::{bucket}")},
-            "object": {"key": key, "size": 1024, "eTag": "0123456789abcdef", "sequencer": "0A1B2C3D4E5F678901"}
-        }
-    })
+fn map(value: &serde_json::Value) -> MappedEvent {
+    map_event(&payload(value), RULES).unwrap()
 }
-
-fn event(records: Vec<serde_json::Value>) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
-}
-
-/// The S3 objects of `inputs`; panics on a direct input.
-fn objects(inputs: Vec<Input>) -> Vec<S3Input> {
-    inputs
-        .into_iter()
-        .map(|input| match input {
-            Input::S3(object) => object,
-            Input::Direct => panic!("a direct input among S3 records"),
-        })
-        .collect()
-}
-
-const RULES: EventRules<'static> = EventRules {
-    output: None,
-    allow_invoke_script: false,
-};
 
 #[test]
 fn an_s3_record_becomes_an_input_with_a_decoded_key() {
-    let mapped = map_event(
-        &event(vec![record("in", "videos/My+Film+%C3%A9t%C3%A9%2B1.mp4")]),
-        RULES,
-    )
-    .unwrap();
-    let inputs = objects(mapped.inputs);
+    let mapped = map(&notification(vec![record(
+        "in",
+        "videos/My+Film+%C3%A9t%C3%A9%2B1.mp4",
+    )]));
     assert_eq!(
-        inputs,
+        objects(&mapped),
         [S3Input {
             bucket: "in".into(),
             key: "videos/My Film été+1.mp4".into(),
@@ -57,35 +22,35 @@ fn an_s3_record_becomes_an_input_with_a_decoded_key() {
             event_time: Some("2026-11-27T15:00:00.000Z".into()),
         }]
     );
-    assert!(mapped.skipped.is_empty());
+    assert_eq!(mapped.work[0].message_id, None);
+    assert!(mapped.skipped.is_empty() && mapped.unreadable.is_empty());
+    assert_eq!(mapped.sqs_messages, None);
 }
 
 #[test]
 fn several_records_become_several_inputs_in_order() {
-    let mapped = map_event(
-        &event(vec![record("in", "a.txt"), record("other", "b.txt")]),
-        RULES,
-    )
-    .unwrap();
-    let inputs = objects(mapped.inputs);
-    let urls: Vec<_> = inputs.iter().map(S3Input::url).collect();
-    assert_eq!(urls, ["s3://in/a.txt", "s3://other/b.txt"]);
+    let mapped = map(&notification(vec![
+        record("in", "a.txt"),
+        record("other", "b.txt"),
+    ]));
+    assert_eq!(urls(&mapped), ["s3://in/a.txt", "s3://other/b.txt"]);
 }
 
 #[test]
 fn keys_under_the_default_output_prefix_of_the_same_bucket_are_skipped() {
-    let mapped = map_event(
-        &event(vec![
-            record("in", "output/x.txt"),
-            record("in", "outputs.txt"),
-        ]),
-        RULES,
-    )
-    .unwrap();
-    assert_eq!(mapped.skipped, ["s3://in/output/x.txt"]);
-    let inputs = objects(mapped.inputs);
-    assert_eq!(inputs.len(), 1);
-    assert_eq!(inputs[0].key, "outputs.txt");
+    let mapped = map(&notification(vec![
+        record("in", "output/x.txt"),
+        record("in", "outputs.txt"),
+    ]));
+    assert_eq!(skipped_inputs(&mapped), ["s3://in/output/x.txt"]);
+    assert!(
+        mapped.skipped[0]
+            .reason
+            .contains("under the output location s3://in/output/"),
+        "{}",
+        mapped.skipped[0].reason
+    );
+    assert_eq!(urls(&mapped), ["s3://in/outputs.txt"]);
 }
 
 #[test]
@@ -98,22 +63,21 @@ fn the_loop_guard_follows_scar_output_and_ignores_other_buckets() {
         output: Some(&output),
         allow_invoke_script: false,
     };
-    let mapped = map_event(
-        &event(vec![
-            record("in", "results/a.txt"),
-            record("in", "output/b.txt"),
-            record("other", "results/c.txt"),
-        ]),
-        rules,
-    )
-    .unwrap();
-    assert_eq!(mapped.skipped, ["s3://in/results/a.txt"]);
-    let inputs = objects(mapped.inputs);
-    assert_eq!(inputs.len(), 2);
+    let event = notification(vec![
+        record("in", "results/a.txt"),
+        record("in", "output/b.txt"),
+        record("other", "results/c.txt"),
+    ]);
+    let mapped = map_event(&payload(&event), rules).unwrap();
+    assert_eq!(skipped_inputs(&mapped), ["s3://in/results/a.txt"]);
+    assert_eq!(
+        urls(&mapped),
+        ["s3://in/output/b.txt", "s3://other/results/c.txt"]
+    );
 }
 
 #[test]
-fn an_output_at_the_root_of_the_input_bucket_skips_everything_from_that_bucket() {
+fn an_output_at_the_root_of_the_input_bucket_is_a_configuration_error_naming_scar_output() {
     let output = S3Location {
         bucket: "in".into(),
         key: String::new(),
@@ -122,8 +86,24 @@ fn an_output_at_the_root_of_the_input_bucket_skips_everything_from_that_bucket()
         output: Some(&output),
         allow_invoke_script: false,
     };
-    let mapped = map_event(&event(vec![record("in", "a.txt")]), rules).unwrap();
-    assert_eq!(mapped.skipped, ["s3://in/a.txt"]);
+    let event = notification(vec![record("other", "a.txt"), record("in", "a.txt")]);
+    let err = map_event(&payload(&event), rules).unwrap_err();
+    assert!(err.is_config(), "{err:?}");
+    let text = err.to_string();
+    for needed in [
+        "SCAR_OUTPUT=s3://in/",
+        "every object of in",
+        "s3://in/output/",
+        "another bucket",
+    ] {
+        assert!(text.contains(needed), "{needed} missing from: {text}");
+    }
+    // The same output is fine for a function triggered by other buckets only.
+    let other = notification(vec![record("other", "a.txt")]);
+    assert_eq!(
+        urls(&map_event(&payload(&other), rules).unwrap()),
+        ["s3://other/a.txt"]
+    );
 }
 
 #[test]
@@ -132,39 +112,75 @@ fn anything_else_is_a_direct_invocation() {
         &br#"{"hello": "world"}"#[..],
         b"[1,2,3]",
         b"not json",
-        br#"{"Records": [{"eventSource": "aws:sqs"}]}"#,
+        b"",
+        br#"{"Records": []}"#,
+        br#"{"Records": [{"eventSource": "aws:kinesis"}]}"#,
+        br#"{"Records": [{"eventSource": "aws:sqs", "body": "{}"}, {"eventSource": "aws:s3"}]}"#,
+        br#"{"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification"}"#,
+        br#"{"Type": "Notification", "Message": "{}"}"#,
     ] {
         let mapped = map_event(payload, RULES).unwrap();
+        let text = String::from_utf8_lossy(payload);
         assert_eq!(
-            mapped.inputs,
-            [Input::Direct],
-            "{}",
-            String::from_utf8_lossy(payload)
+            mapped.work,
+            [Work {
+                input: Input::Direct,
+                message_id: None
+            }],
+            "{text}"
         );
-        assert_eq!(mapped.script, None);
+        assert!(
+            mapped.skipped.is_empty() && mapped.unreadable.is_empty(),
+            "{text}"
+        );
+        assert_eq!((mapped.script, mapped.sqs_messages), (None, None), "{text}");
     }
 }
 
 #[test]
-fn a_malformed_s3_record_is_an_error_naming_the_record() {
+fn a_malformed_s3_record_is_unreadable_and_the_others_still_run() {
     let mut bad = record("in", "a.txt");
     bad["s3"]["object"] = serde_json::json!("nope");
-    let err = map_event(&event(vec![record("in", "ok"), bad]), RULES).unwrap_err();
+    let mapped = map(&notification(vec![
+        record("in", "ok"),
+        bad,
+        record("in", "z"),
+    ]));
+    assert_eq!(urls(&mapped), ["s3://in/ok", "s3://in/z"]);
+    let [unreadable] = mapped.unreadable.as_slice() else {
+        panic!("one unreadable record: {:?}", mapped.unreadable)
+    };
+    assert_eq!(unreadable.what, "record 1");
     assert!(
-        err.to_string()
-            .starts_with("record 1 of the S3 event is malformed"),
-        "{err}"
+        unreadable
+            .reason
+            .starts_with("it does not have the shape S3 sends: invalid type"),
+        "{}",
+        unreadable.reason
     );
+    assert_eq!(unreadable.message_id, None);
 }
 
 #[test]
-fn a_record_without_a_key_is_an_error() {
-    let mut bad = record("in", "a.txt");
-    bad["s3"]["object"]["key"] = serde_json::json!("");
-    let err = map_event(&event(vec![bad]), RULES).unwrap_err();
+fn a_record_without_a_key_or_bucket_is_unreadable() {
+    let mut no_key = record("in", "a.txt");
+    no_key["s3"]["object"]["key"] = serde_json::json!("");
+    let mut no_bucket = record("in", "a.txt");
+    no_bucket["s3"]["bucket"]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    let mapped = map(&notification(vec![no_key, no_bucket]));
+    assert!(mapped.work.is_empty());
+    let reasons: Vec<_> = (mapped.unreadable.iter())
+        .map(|u| format!("{}: {}", u.what, u.reason))
+        .collect();
     assert_eq!(
-        err.to_string(),
-        "record 0 of the S3 event has no s3.object.key"
+        reasons,
+        [
+            "record 0: it has no s3.object.key",
+            "record 1: it has no s3.bucket.name"
+        ]
     );
 }
 
@@ -173,13 +189,15 @@ fn an_invoked_script_needs_the_permission() {
     let payload = br#"{"script": "ZWNobyBoaQ=="}"#;
     let err = map_event(payload, RULES).unwrap_err();
     assert!(matches!(err, EventError::ScriptNotAllowed));
+    assert!(!err.is_config());
     assert!(err.to_string().contains("SCAR_ALLOW_INVOKE_SCRIPT"));
     let allowed = EventRules {
         output: None,
         allow_invoke_script: true,
     };
     let mapped = map_event(payload, allowed).unwrap();
-    assert_eq!(mapped.inputs, [Input::Direct]);
+    assert_eq!(mapped.work.len(), 1);
+    assert_eq!(mapped.work[0].input, Input::Direct);
     assert_eq!(mapped.script.as_deref(), Some("echo hi"));
 }
 
@@ -191,6 +209,7 @@ fn an_invoked_script_that_is_not_base64_is_refused() {
     };
     let err = map_event(br#"{"script": "echo hi"}"#, allowed).unwrap_err();
     assert!(matches!(err, EventError::BadScript(_)), "{err}");
+    assert!(!err.is_config());
 }
 
 #[test]
@@ -201,19 +220,19 @@ fn keys_with_invalid_utf8_escapes_are_refused() {
 
 #[test]
 fn when_every_record_is_skipped_there_is_nothing_to_run() {
-    let mapped = map_event(&event(vec![record("in", "output/x.txt")]), RULES).unwrap();
-    assert!(mapped.inputs.is_empty());
-    assert_eq!(mapped.skipped, ["s3://in/output/x.txt"]);
+    let mapped = map(&notification(vec![record("in", "output/x.txt")]));
+    assert!(mapped.work.is_empty() && mapped.unreadable.is_empty());
+    assert_eq!(skipped_inputs(&mapped), ["s3://in/output/x.txt"]);
 }
 
 #[test]
 fn an_input_knows_its_object_and_url_and_a_direct_one_has_neither() {
-    let mapped = map_event(&event(vec![record("in", "a+b.txt")]), RULES).unwrap();
-    let [input] = mapped.inputs.as_slice() else {
+    let mapped = map(&notification(vec![record("in", "a+b.txt")]));
+    let [work] = mapped.work.as_slice() else {
         panic!("one record, one input")
     };
-    assert_eq!(input.url().as_deref(), Some("s3://in/a b.txt"));
-    assert_eq!(input.s3().map(|o| o.bucket.as_str()), Some("in"));
+    assert_eq!(work.input.url().as_deref(), Some("s3://in/a b.txt"));
+    assert_eq!(work.input.s3().map(|o| o.bucket.as_str()), Some("in"));
     assert_eq!(Input::Direct.url(), None);
     assert_eq!(Input::Direct.s3(), None);
 }

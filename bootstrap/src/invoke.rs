@@ -151,21 +151,27 @@ impl Supervisor {
             output: self.config.output.as_ref(),
             allow_invoke_script: self.config.allow_invoke_script,
         };
-        let mapped = event::map_event(&invocation.payload, rules)
-            .map_err(|e| Failure::new(FailureKind::Input, e))?;
+        let mapped = event::map_event(&invocation.payload, rules).map_err(|e| {
+            let kind = if e.is_config() {
+                FailureKind::Config
+            } else {
+                FailureKind::Input
+            };
+            Failure::new(kind, e)
+        })?;
         let mut response = Response::new(&invocation.request_id, &self.config.image);
         response.skipped = (mapped.skipped.into_iter())
-            .map(|input| crate::report::SkippedEntry {
-                input,
-                reason: "under SCAR_OUTPUT: an output of this function".into(),
+            .map(|skipped| crate::report::SkippedEntry {
+                input: skipped.input,
+                reason: skipped.reason,
             })
             .collect();
-        if mapped.inputs.is_empty() {
+        if mapped.work.is_empty() {
             tracing::info!("every record was skipped; nothing to run");
             response.duration_ms = received.elapsed().as_millis() as u64;
             return Ok(response);
         }
-        response.inputs = mapped.inputs.iter().filter_map(Input::url).collect();
+        response.inputs = mapped.work.iter().filter_map(|w| w.input.url()).collect();
 
         let started = Instant::now();
         let image = self
@@ -194,7 +200,7 @@ impl Supervisor {
             stop_at,
             tails: Tails::default(),
         };
-        for (index, input) in mapped.inputs.iter().enumerate() {
+        for (index, input) in mapped.work.iter().map(|w| &w.input).enumerate() {
             if index > 0 {
                 runs.request
                     .dir
@@ -251,6 +257,7 @@ impl Supervisor {
             event,
             script,
             received_at,
+            tenant_id: None,
         })
     }
 
