@@ -2,7 +2,8 @@
 //!
 //! - [`Registry`]: the CNCF distribution registry (`docker-registry`), anonymous or basic auth.
 //! - [`S3Server`]: `s3s-fs` in-process with SigV4 checked, objects on disk.
-//! - [`RuntimeApi`]: the Lambda Runtime API of `cargo lambda watch --only-lambda-apis`.
+//! - [`RuntimeApi`]: the Lambda Runtime API of `cargo lambda watch --only-lambda-apis`;
+//!   [`runtime_proxy::RuntimeProxy`] in front of it adds the headers of today's Runtime API.
 //! - [`ecr::EcrStandIn`]: ECR's `GetAuthorizationToken`, SigV4 checked, for ECR-named registries.
 //! - [`container`]: one container run by an engine, its output collected.
 //! - [`images`]: test root filesystems (static busybox, the host's loader and libc) as directories.
@@ -25,6 +26,7 @@ pub mod loader_images;
 pub mod oci;
 pub mod registry;
 pub mod runtime_api;
+pub mod runtime_proxy;
 pub mod s3;
 pub mod service;
 pub mod token;
