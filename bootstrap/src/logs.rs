@@ -26,7 +26,6 @@ const REDACTED: &str = "** redacted **";
 /// Install the global subscriber; an unusable `filter` falls back to `info` (configuration
 /// parsing has already reported it).
 pub fn init(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let secrets: std::sync::Arc<[String]> = SECRET_VARIABLES
         .iter()
         .filter_map(|name| std::env::var(name).ok())
@@ -35,21 +34,39 @@ pub fn init(filter: &str, format: LogFormat) {
     let writer = move || Redacting {
         secrets: secrets.clone(),
     };
+    // A second subscriber (tests calling init twice) is not an error worth stopping for.
+    let _ = tracing::subscriber::set_global_default(subscriber(filter, format, writer));
+}
+
+/// The subscriber [`init`] installs, writing through `writer`. Every line logged inside an
+/// invocation's span carries the span's `request_id`: text lines as `invocation{request_id=..}:`,
+/// JSON lines as `"span":{"request_id":..}`. Threads that do not inherit the span (the
+/// container-output readers) log `request_id` as a field of their own.
+pub(crate) fn subscriber<W>(
+    filter: &str,
+    format: LogFormat,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(false)
         .with_target(false);
-    // A second subscriber (tests calling init twice) is not an error worth stopping for.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-    };
+    match format {
+        LogFormat::Text => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+    }
 }
 
 /// Stderr with the secrets replaced; the formatter writes each line in one call.
@@ -74,5 +91,93 @@ impl std::io::Write for Redacting {
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Log lines captured in memory.
+    #[derive(Clone, Default)]
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        /// The lines written so far.
+        pub(crate) fn lines(&self) -> Vec<String> {
+            let bytes = self.0.lock().unwrap().clone();
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'w self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    /// What an invocation logs: a line in its span, a line from a blocking thread that entered
+    /// the span (as `invoke` does around the run), and a container-output line from a thread
+    /// that names the request id itself (as `run`'s readers do).
+    fn log_an_invocation(format: LogFormat) -> Vec<String> {
+        let captured = Captured::default();
+        let dispatch = tracing::Dispatch::new(subscriber("info", format, captured.clone()));
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!("invocation", request_id = %"r-1");
+            span.in_scope(|| tracing::info!(phase = "stage-in", "input staged"));
+            let (span, dispatch) = (span.clone(), dispatch.clone());
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let _entered = span.enter();
+                    tracing::info!(pid = 7, "container started");
+                });
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let request_id = "r-1";
+                    tracing::info!(request_id = %request_id, stream = "stdout", "hello");
+                });
+            })
+            .join()
+            .unwrap();
+        });
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        lines
+    }
+
+    #[test]
+    fn every_text_line_of_an_invocation_carries_its_request_id() {
+        for line in log_an_invocation(LogFormat::Text) {
+            assert!(line.contains("request_id=r-1"), "{line}");
+        }
+    }
+
+    #[test]
+    fn every_json_line_of_an_invocation_carries_its_request_id() {
+        for line in log_an_invocation(LogFormat::Json) {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let id = value["span"]["request_id"]
+                .as_str()
+                .or(value["request_id"].as_str());
+            assert_eq!(id, Some("r-1"), "{line}");
+        }
     }
 }

@@ -202,8 +202,9 @@ fn stream_lines(stream: impl Read, r: &Reader) {
             tail.push(&line);
         }
         let text = String::from_utf8_lossy(&line);
+        // This thread is not in the invocation's span: the line names its request id itself.
         tracing::info!(
-            request_id,
+            request_id = %request_id,
             stream = name,
             "{}",
             text.trim_end_matches(['\n', '\r'])
@@ -253,6 +254,37 @@ mod tests {
         let input = format!("one\ntwo\n{long}\nlast");
         stream_lines(input.as_bytes(), &reader);
         assert_eq!(reader.tail.lock().unwrap().text(), input);
+    }
+
+    #[test]
+    fn container_lines_carry_the_request_id_in_text_and_json() {
+        use crate::config::LogFormat;
+        use crate::logs::tests::Captured;
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let reader = Reader {
+                name: "stdout",
+                request_id: "r1".into(),
+                tail: Arc::new(Mutex::new(Tail::default())),
+                live: Arc::new(AtomicBool::new(true)),
+            };
+            let captured = Captured::default();
+            let subscriber = crate::logs::subscriber("info", format, captured.clone());
+            tracing::subscriber::with_default(subscriber, || {
+                stream_lines(&b"hello\nworld\n"[..], &reader);
+            });
+            let lines = captured.lines();
+            assert_eq!(lines.len(), 2, "{lines:?}");
+            for line in lines {
+                match format {
+                    LogFormat::Text => assert!(line.contains("request_id=r1"), "{line}"),
+                    LogFormat::Json => {
+                        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+                        assert_eq!(value["request_id"], "r1", "{line}");
+                        assert_eq!(value["stream"], "stdout", "{line}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
