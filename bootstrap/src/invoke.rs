@@ -424,7 +424,11 @@ impl Supervisor {
         let grace = MAX_GRACE.min(self.config.timeout_margin / 3);
         let request_id = request_id.to_owned();
         let tails = tails.clone();
+        // The blocking thread does not inherit the invocation's span: enter it there, so that
+        // the run's own lines carry the request id.
+        let span = tracing::Span::current();
         let joined = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             run::run_container(engine.as_ref(), &spec, stop_at, grace, &request_id, &tails)
         })
         .await;
