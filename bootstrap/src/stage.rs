@@ -242,8 +242,22 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), StageError> {
         .map_err(io("setting the mode of", path))
 }
 
-/// The file name an input object gets: the last segment of its key.
-pub fn input_file_name(input: &S3Input) -> Result<&str, StageError> {
+/// Longest file name Linux filesystems accept (`NAME_MAX`), in bytes; S3 keys go to 1,024.
+const NAME_MAX: usize = 255;
+
+/// Longest extension an over-long name keeps (the dot included).
+const MAX_KEPT_EXTENSION: usize = 16;
+
+/// Hex digits of the key's sha256 that make a shortened name unique.
+const NAME_HASH_HEX: usize = 16;
+
+/// The file name an input object gets: the last segment of its key. A segment longer than
+/// [`NAME_MAX`] bytes (which `File::create` would refuse) becomes `<stem>~<hash><.ext>`: the
+/// stem cut at a character boundary, 16 hex digits of the sha256 of the whole key (two keys
+/// differing only past the cut get two names), and the extension when it has at most 16
+/// bytes, so that tools going by the extension still do. The script finds the whole key in
+/// `SCAR_INPUT_KEY`.
+pub fn input_file_name(input: &S3Input) -> Result<String, StageError> {
     let name = input.key.rsplit('/').next().unwrap_or_default();
     if name.is_empty() || name == "." || name == ".." {
         return Err(StageError::NoFileName {
@@ -251,7 +265,25 @@ pub fn input_file_name(input: &S3Input) -> Result<&str, StageError> {
             key: input.key.clone(),
         });
     }
-    Ok(name)
+    if name.len() <= NAME_MAX {
+        return Ok(name.to_owned());
+    }
+    let extension = match name.rfind('.') {
+        Some(dot) if dot > 0 && name.len() - dot <= MAX_KEPT_EXTENSION => &name[dot..],
+        _ => "",
+    };
+    let stem = &name[..name.len() - extension.len()];
+    let budget = NAME_MAX - 1 - NAME_HASH_HEX - extension.len();
+    let cut = (0..=budget)
+        .rev()
+        .find(|&at| stem.is_char_boundary(at))
+        .unwrap_or(0);
+    let hash = scar_rootfs::digest::Digest::of(input.key.as_bytes()).hex();
+    Ok(format!(
+        "{}~{}{extension}",
+        &stem[..cut],
+        &hash[..NAME_HASH_HEX]
+    ))
 }
 
 /// Download `input` to `dest`, streaming; stop at `until`. Returns the size written.
@@ -349,6 +381,66 @@ mod tests {
         for bad in ["dir/", "a/..", "."] {
             assert!(input_file_name(&input(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_name_over_255_bytes_is_shortened_keeping_its_extension() {
+        let long = format!("dir/{}.mp4", "a".repeat(300));
+        let name = input_file_name(&input(&long)).unwrap();
+        assert_eq!(name.len(), 255, "{name}");
+        assert!(name.ends_with(".mp4"), "{name}");
+        let (stem, rest) = name.split_once('~').expect("a ~ before the hash");
+        assert_eq!(stem, "a".repeat(255 - 1 - 16 - 4));
+        let hash = rest.strip_suffix(".mp4").unwrap();
+        assert_eq!(hash.len(), 16);
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+        // The hash is of the whole key: the same name under another prefix differs.
+        let elsewhere = input_file_name(&input(&format!("other/{}.mp4", "a".repeat(300)))).unwrap();
+        assert_ne!(name, elsewhere);
+        // Stable: staging the same key twice gives the same name.
+        assert_eq!(input_file_name(&input(&long)).unwrap(), name);
+    }
+
+    #[test]
+    fn a_name_of_exactly_255_bytes_is_kept() {
+        let exact = "b".repeat(251) + ".txt";
+        assert_eq!(input_file_name(&input(&exact)).unwrap(), exact);
+    }
+
+    #[test]
+    fn a_long_multibyte_name_is_cut_at_a_character_boundary() {
+        // "é" is 2 bytes and "😀" 4: no cut position may fall inside one.
+        for filler in ["é", "😀", "aé"] {
+            let long = filler.repeat(200) + ".txt";
+            let name = input_file_name(&input(&long)).unwrap();
+            assert!(name.len() <= 255, "{} bytes", name.len());
+            assert!(name.len() > 255 - 4, "{} bytes: cut too short", name.len());
+            assert!(name.ends_with(".txt"), "{name}");
+            let stem = name.split('~').next().unwrap();
+            assert!(long.starts_with(stem), "{stem} is not a prefix of the name");
+        }
+    }
+
+    #[test]
+    fn two_long_keys_differing_only_at_the_end_get_different_names() {
+        let base = "x".repeat(400);
+        let one = input_file_name(&input(&format!("{base}1.csv"))).unwrap();
+        let two = input_file_name(&input(&format!("{base}2.csv"))).unwrap();
+        assert_ne!(one, two);
+        assert!(one.len() <= 255 && two.len() <= 255);
+        assert!(one.ends_with(".csv") && two.ends_with(".csv"));
+    }
+
+    #[test]
+    fn an_extension_longer_than_16_bytes_or_a_leading_dot_is_not_kept_apart() {
+        let long_ext = format!("{}.{}", "n".repeat(250), "e".repeat(20));
+        let name = input_file_name(&input(&long_ext)).unwrap();
+        assert!(name.len() <= 255);
+        assert!(!name.contains('.'), "{name}");
+        let dotfile = format!(".{}", "h".repeat(300));
+        let name = input_file_name(&input(&dotfile)).unwrap();
+        assert_eq!(name.len(), 255);
+        assert!(name.starts_with(".hhh"), "{name}");
     }
 
     #[test]

@@ -132,3 +132,7 @@ fn refuse(out: &mut MappedEvent, origin: &Origin, reason: String) {
         message_id: origin.message_id.clone(),
     });
 }
+
+#[cfg(test)]
+#[path = "envelope_tests.rs"]
+mod tests;

@@ -231,3 +231,7 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+#[path = "s3_tests.rs"]
+mod tests;
