@@ -48,6 +48,7 @@ fn the_container_sees_exactly_the_designed_environment() {
         "REQUEST_ID",
         "AWS_LAMBDA_REQUEST_ID",
         "STORAGE_OBJECT_KEY",
+        "SCAR_INPUT_KEY",
         "SCAR_INPUT_BUCKET",
         "EVENT_TIME",
         "SCAR_EVENT_FILE",
