@@ -173,13 +173,14 @@ pub(super) fn map_eventbridge(
         }
         return Ok(());
     };
-    // S3's EventBridge documentation does not say whether the key is URL-encoded (its example
-    // key has nothing to encode); AWS's own consumers decode it as in S3 notifications (`+` a
-    // space, `%XX` a byte): Powertools for AWS Lambda (Python), `S3EventBridgeNotificationObject
-    // .key` is `unquote_plus(self["key"])` (aws-powertools/powertools-lambda-python,
-    // aws_lambda_powertools/utilities/data_classes/s3_event.py), and OpenSearch Data Prepper
-    // reads the key through `getUrlDecodedKey` (`SdkHttpUtils.urlDecode`,
-    // data-prepper-plugins/s3-source, S3EventBridgeNotification.java). We do the same.
+    // S3's EventBridge documentation (userguide/ev-events.html) does not say whether the key is
+    // URL-encoded: its example key has nothing to encode. AWS's own consumers decode it as in S3
+    // notifications (`+` a space, `%XX` a byte): in Powertools for AWS Lambda (Python),
+    // `S3EventBridgeNotificationObject.key` returns `unquote_plus(self["key"])`
+    // (aws-powertools/powertools-lambda-python, aws_lambda_powertools/utilities/data_classes/
+    // s3_event.py), and OpenSearch Data Prepper reads it through `getUrlDecodedKey`, i.e.
+    // `SdkHttpUtils.urlDecode` (opensearch-project/data-prepper, data-prepper-plugins/s3-source/
+    // .../s3/S3EventBridgeNotification.java). We decode the same way.
     let Some(key) = decode_key(&raw_key) else {
         out.unreadable(origin, WHAT, RecordError::BadKey(raw_key));
         return Ok(());
