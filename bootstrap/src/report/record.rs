@@ -123,8 +123,9 @@ pub struct BatchItemFailure {
 }
 
 /// The failure of an invocation whose records did not all succeed: `None` when every record
-/// succeeded. Its kind is the first failed record's; its message names each failed record with
-/// its message, then the records that succeeded with their outputs ("2 of 5 records failed:
+/// succeeded. Its kind is the first failed record's; its message names each failed record's
+/// input with its message (a record without input by its message alone), then the records that
+/// succeeded with their outputs ("2 of 5 records failed:
 /// s3://b/k1: …; s3://b/k2: …; succeeded: s3://b/k3 (outputs: …), …"). With a single record,
 /// that record's own failure, as before records were counted.
 pub fn summary_failure(records: &[RecordResult]) -> Option<Failure> {
@@ -144,7 +145,12 @@ pub fn summary_failure(records: &[RecordResult]) -> Option<Failure> {
         .iter()
         .enumerate()
         .filter(|(_, r)| r.is_failed())
-        .map(|(i, r)| format!("{}: {}", r.label(i), error_of(i, r).message))
+        .map(|(i, r)| match &r.input {
+            Some(input) => format!("{input}: {}", error_of(i, r).message),
+            // A record with no input could not be read: its message names it ("record 2 of
+            // SQS message …"), a label would only repeat it, or number it differently.
+            None => error_of(i, r).message,
+        })
         .collect();
     let mut message = format!(
         "{} of {} records failed: {}",

@@ -146,7 +146,10 @@ fn the_summary_names_failures_first_then_what_succeeded() {
                 None,
                 None,
                 Vec::new(),
-                Failure::new(FailureKind::Input, "not an S3 notification"),
+                Failure::new(
+                    FailureKind::Input,
+                    "SQS message m-9 cannot be read: not an S3 notification",
+                ),
             ),
             "m-9",
         ),
@@ -156,13 +159,13 @@ fn the_summary_names_failures_first_then_what_succeeded() {
     assert_eq!(
         failure.message,
         "3 of 5 records failed: s3://b/k1: stopped at the deadline; s3://b/k3: exit 3; \
-         SQS message m-9: not an S3 notification; succeeded: s3://b/k0 (outputs: \
+         SQS message m-9 cannot be read: not an S3 notification; succeeded: s3://b/k0 (outputs: \
          s3://b/output/k0.a, s3://b/output/k0.b), s3://b/k2 (no outputs)"
     );
 }
 
 #[test]
-fn a_record_without_input_or_message_is_named_by_its_position() {
+fn a_record_without_input_is_named_by_its_message_alone() {
     let records = [
         succeeded("s3://b/k", &[]),
         RecordResult::failed(
@@ -170,14 +173,25 @@ fn a_record_without_input_or_message_is_named_by_its_position() {
             None,
             None,
             Vec::new(),
-            Failure::new(FailureKind::Input, "bad"),
+            Failure::new(
+                FailureKind::Input,
+                "record 1 cannot be read: no s3.object.key",
+            ),
         ),
     ];
     let failure = summary_failure(&records).unwrap();
     assert_eq!(
         failure.message,
-        "1 of 2 records failed: record 2: bad; succeeded: s3://b/k (no outputs)"
+        "1 of 2 records failed: record 1 cannot be read: no s3.object.key; succeeded: s3://b/k \
+         (no outputs)"
     );
+    let unnamed = RecordResult::succeeded(None, Some("m-2".into()), Some(0), Vec::new());
+    assert_eq!(unnamed.label(0), "SQS message m-2");
+    let unnamed = RecordResult {
+        message_id: None,
+        ..unnamed
+    };
+    assert_eq!(unnamed.label(4), "record 5");
 }
 
 #[test]
