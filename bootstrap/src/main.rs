@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::future::BoxFuture;
 use tracing::Instrument;
 
 use scar_bootstrap::config::{
@@ -20,7 +21,7 @@ use scar_bootstrap::invoke::Supervisor;
 use scar_bootstrap::logs;
 use scar_bootstrap::nondumpable::{self, Protection};
 use scar_bootstrap::report::{self, Failure, FailureKind};
-use scar_bootstrap::runtime::{ErrorReport, RuntimeApi, RuntimeEndpoint, RuntimeError};
+use scar_bootstrap::runtime::{ErrorReport, Invocation, RuntimeApi, RuntimeEndpoint, RuntimeError};
 
 /// Longest wait for the prefetch during init: Lambda ends an init phase that takes 10 s.
 const PREFETCH_INIT_WAIT: Duration = Duration::from_secs(9);
@@ -133,7 +134,8 @@ async fn serve(
         prefetch = config.prefetch,
         "bootstrap ready"
     );
-    serve_invocations(&api, &supervisor).await
+    let loops = config.max_concurrency;
+    serve_invocations(&api, &supervisor, loops).await
 }
 
 /// Report a configuration error to `/runtime/init/error` and give the exit status.
@@ -157,14 +159,62 @@ async fn init_failure(endpoint: Option<String>, err: &ConfigError) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Serve invocations until the Runtime API stays unreachable. Outside Managed Instances one
-/// loop runs in this task; with `AWS_LAMBDA_MAX_CONCURRENCY=n`, `n` loops poll `/next` at once
-/// (Lambda hands each a different invocation) and the process ends only when all gave up.
-async fn serve_invocations(api: &RuntimeApi, supervisor: &Arc<Supervisor>) -> ExitCode {
-    let loops = supervisor.config().max_concurrency;
+/// What the loops hand each invocation to: the [`Supervisor`], or a test's stand-in.
+trait Handler: Send + Sync + 'static {
+    /// Process one invocation (see [`Supervisor::handle`]).
+    fn handle(
+        self: Arc<Self>,
+        invocation: Invocation,
+        received: Instant,
+        wall: SystemTime,
+    ) -> BoxFuture<'static, Result<report::Response, Failure>>;
+
+    /// After the result was posted: remove what is left of `request_id`'s directory.
+    fn clean_up(&self, request_id: &str);
+
+    /// Remove what earlier invocations left (blocking).
+    fn sweep(&self);
+}
+
+impl Handler for Supervisor {
+    fn handle(
+        self: Arc<Self>,
+        invocation: Invocation,
+        received: Instant,
+        wall: SystemTime,
+    ) -> BoxFuture<'static, Result<report::Response, Failure>> {
+        Box::pin(async move { Supervisor::handle(&self, &invocation, received, wall).await })
+    }
+
+    fn clean_up(&self, request_id: &str) {
+        // The request directory's Drop already ran, also on unwinding; this catches the case
+        // where the panic happened while it was being created.
+        if let Some(leftover) = self.request_dir_path(request_id)
+            && leftover.exists()
+            && let Err(err) = scar_rootfs::cache::remove_tree(&leftover)
+        {
+            tracing::warn!(path = %leftover.display(), %err, "could not remove the request directory");
+        }
+    }
+
+    fn sweep(&self) {
+        let leftovers = self.leftovers();
+        Supervisor::sweep(self, &leftovers);
+    }
+}
+
+/// Serve invocations until the Runtime API stays unreachable. Outside Managed Instances
+/// (`loops` = 1) one loop runs in this task; with `AWS_LAMBDA_MAX_CONCURRENCY=n`, `n` loops poll
+/// `/next` at once (Lambda hands each a different invocation) and the process ends only when
+/// every one gave up.
+async fn serve_invocations<H: Handler>(
+    api: &RuntimeApi,
+    handler: &Arc<H>,
+    loops: usize,
+) -> ExitCode {
     let sweeping = Arc::new(AtomicBool::new(false));
     if loops <= 1 {
-        return poll(api.clone(), supervisor.clone(), sweeping).await;
+        return poll(api.clone(), handler.clone(), sweeping).await;
     }
     tracing::info!(
         loops,
@@ -172,7 +222,7 @@ async fn serve_invocations(api: &RuntimeApi, supervisor: &Arc<Supervisor>) -> Ex
     );
     let mut pollers = tokio::task::JoinSet::new();
     for _ in 0..loops {
-        pollers.spawn(poll(api.clone(), supervisor.clone(), sweeping.clone()));
+        pollers.spawn(poll(api.clone(), handler.clone(), sweeping.clone()));
     }
     while let Some(ended) = pollers.join_next().await {
         if let Err(join) = ended {
@@ -188,7 +238,7 @@ async fn serve_invocations(api: &RuntimeApi, supervisor: &Arc<Supervisor>) -> Ex
 
 /// One loop: `next`, handle, post the result, sweep; returns only after
 /// [`MAX_NEXT_FAILURES`] consecutive failures of `next`.
-async fn poll(api: RuntimeApi, supervisor: Arc<Supervisor>, sweeping: Arc<AtomicBool>) -> ExitCode {
+async fn poll<H: Handler>(api: RuntimeApi, handler: Arc<H>, sweeping: Arc<AtomicBool>) -> ExitCode {
     let mut failures = 0;
     loop {
         let invocation = match api.next().await {
@@ -214,15 +264,14 @@ async fn poll(api: RuntimeApi, supervisor: Arc<Supervisor>, sweeping: Arc<Atomic
         // The handler logs how it read the header; here only the instant matters.
         let (deadline, _) =
             Deadline::from_header(invocation.deadline_ms.as_deref(), received, wall);
-        let worker = supervisor.clone();
         // The handler runs as its own task so that a panic in it is caught here (as a
-        // JoinError) and the process goes on serving. It is also bounded at the deadline: on
+        // JoinError) and the loop goes on serving. It is also bounded at the deadline: on
         // Managed Instances the platform stops nothing, and a handler still running then (an
         // upload that hangs) must not hold this loop. Its future is dropped there, which
         // removes the request directory; the container was stopped at deadline - margin.
+        let handle = handler.clone().handle(invocation, received, wall);
         let handled = tokio::spawn(
             async move {
-                let handle = worker.handle(&invocation, received, wall);
                 match tokio::time::timeout_at(deadline.at().into(), handle).await {
                     Ok(result) => result,
                     Err(_) => Err(Failure::new(
@@ -250,10 +299,9 @@ async fn poll(api: RuntimeApi, supervisor: Arc<Supervisor>, sweeping: Arc<Atomic
             request_id: &request_id,
             invocation_id: invocation_id.as_deref(),
         };
-        finish(&api, &supervisor, ids, result)
-            .instrument(span.clone())
-            .await;
-        sweep(&supervisor, &sweeping).instrument(span).await;
+        finish(&api, ids, result).instrument(span.clone()).await;
+        span.in_scope(|| handler.clean_up(&request_id));
+        sweep(&handler, &sweeping).instrument(span).await;
     }
 }
 
@@ -266,12 +314,9 @@ struct Ids<'a> {
     invocation_id: Option<&'a str>,
 }
 
-async fn finish(
-    api: &RuntimeApi,
-    supervisor: &Supervisor,
-    ids: Ids<'_>,
-    result: Result<report::Response, Failure>,
-) {
+/// Post the invocation's result; a `410 Gone` (the invocation already timed out) is logged
+/// and the loop goes on.
+async fn finish(api: &RuntimeApi, ids: Ids<'_>, result: Result<report::Response, Failure>) {
     let Ids {
         request_id,
         invocation_id,
@@ -300,30 +345,21 @@ async fn finish(
         }
         Err(err) => tracing::error!(%err, "could not report the invocation's result"),
     }
-    // The request directory's Drop already ran, also on unwinding; this catches the case where
-    // the panic happened while it was being created.
-    if let Some(leftover) = supervisor.request_dir_path(request_id)
-        && leftover.exists()
-        && let Err(err) = scar_rootfs::cache::remove_tree(&leftover)
-    {
-        tracing::warn!(path = %leftover.display(), %err, "could not remove the request directory");
-    }
 }
 
 /// After an invocation, before asking for the next: remove what it (or a pull it stopped)
 /// left, so that `/tmp` does not fill up over the sandbox's life. Safe beside live invocations:
 /// a request directory in use is locked and skipped, as is a cache that a pull holds. One sweep
 /// at a time: a loop that finds another sweeping leaves it the work.
-async fn sweep(supervisor: &Arc<Supervisor>, sweeping: &Arc<AtomicBool>) {
+async fn sweep<H: Handler>(handler: &Arc<H>, sweeping: &Arc<AtomicBool>) {
     if sweeping.swap(true, Ordering::AcqRel) {
         return;
     }
-    let sweeper = supervisor.clone();
+    let sweeper = handler.clone();
     let span = tracing::Span::current();
     let _ = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let leftovers = sweeper.leftovers();
-        sweeper.sweep(&leftovers);
+        sweeper.sweep();
     })
     .await;
     sweeping.store(false, Ordering::Release);
@@ -339,4 +375,248 @@ fn panic_text(join: tokio::task::JoinError) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .map_or_else(|| "a panic".to_owned(), |text| format!("panic: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// One invocation the fake Runtime API hands out: request id, deadline header, payload.
+    struct Queued {
+        id: &'static str,
+        deadline_ms: &'static str,
+        payload: &'static str,
+    }
+
+    /// A result posted back: path, echoed invocation id, error type, body.
+    #[derive(Debug)]
+    struct Posted {
+        path: String,
+        invocation_id: Option<String>,
+        error_type: Option<String>,
+        body: String,
+    }
+
+    /// The Runtime API on a real socket: `/next` hands out the queue (each with the invocation
+    /// id `inv-<request id>`), then answers 500 so that the loops give up; results are recorded
+    /// and answered 202, or 410 for the request ids in `gone`.
+    struct FakeApi {
+        queue: Mutex<VecDeque<Queued>>,
+        posted: Mutex<Vec<Posted>>,
+        gone: Vec<&'static str>,
+    }
+
+    impl FakeApi {
+        async fn start(queue: Vec<Queued>, gone: Vec<&'static str>) -> (Arc<Self>, RuntimeApi) {
+            let fake = Arc::new(Self {
+                queue: Mutex::new(queue.into()),
+                posted: Mutex::new(Vec::new()),
+                gone,
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap().to_string();
+            let server = fake.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (socket, _) = listener.accept().await.unwrap();
+                    tokio::spawn(server.clone().answer(socket));
+                }
+            });
+            let api = RuntimeApi::new(RuntimeEndpoint::parse(&address).unwrap());
+            (fake, api)
+        }
+
+        async fn answer(self: Arc<Self>, mut socket: tokio::net::TcpStream) {
+            let (head, body) = read_request(&mut socket).await;
+            let path = head
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let header = |name: &str| {
+                head.lines().find_map(|line| {
+                    let (n, v) = line.split_once(':')?;
+                    n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
+            };
+            let (status, headers, reply) = if path.ends_with("/invocation/next") {
+                match self.queue.lock().unwrap().pop_front() {
+                    Some(q) => (
+                        "200 OK",
+                        format!(
+                            "lambda-runtime-aws-request-id: {}\r\nlambda-runtime-deadline-ms: {}\r\nlambda-runtime-invocation-id: inv-{}\r\n",
+                            q.id, q.deadline_ms, q.id
+                        ),
+                        q.payload.to_owned(),
+                    ),
+                    None => ("500 Internal Server Error", String::new(), String::new()),
+                }
+            } else {
+                let gone = self.gone.iter().any(|id| path.contains(&format!("/{id}/")));
+                self.posted.lock().unwrap().push(Posted {
+                    path: path.clone(),
+                    invocation_id: header("lambda-runtime-invocation-id"),
+                    error_type: header("lambda-runtime-function-error-type"),
+                    body,
+                });
+                let status = if gone { "410 Gone" } else { "202 Accepted" };
+                (status, String::new(), String::new())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+
+        fn posted(&self) -> Vec<Posted> {
+            std::mem::take(&mut *self.posted.lock().unwrap())
+        }
+    }
+
+    /// Read one HTTP/1.1 request: its head and its body (by Content-Length).
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> (String, String) {
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        n.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    return (text[..end].to_owned(), text[end + 4..].to_owned());
+                }
+            }
+        }
+        (
+            String::from_utf8_lossy(&request).into_owned(),
+            String::new(),
+        )
+    }
+
+    /// A handler that acts out its payload: `sleep <ms>` then succeeds, `hang` never ends;
+    /// it counts how many invocations ran at once.
+    #[derive(Default)]
+    struct Acting {
+        running: AtomicUsize,
+        most: AtomicUsize,
+        cleaned: Mutex<Vec<String>>,
+    }
+
+    impl Handler for Acting {
+        fn handle(
+            self: Arc<Self>,
+            invocation: Invocation,
+            _received: Instant,
+            _wall: SystemTime,
+        ) -> BoxFuture<'static, Result<report::Response, Failure>> {
+            Box::pin(async move {
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most.fetch_max(now, Ordering::SeqCst);
+                let payload = String::from_utf8_lossy(&invocation.payload).into_owned();
+                if let Some(ms) = payload.strip_prefix("sleep ") {
+                    tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                Ok(report::Response::new(&invocation.request_id, "img"))
+            })
+        }
+
+        fn clean_up(&self, request_id: &str) {
+            self.cleaned.lock().unwrap().push(request_id.to_owned());
+        }
+
+        fn sweep(&self) {}
+    }
+
+    fn queued(id: &'static str, deadline_ms: &'static str, payload: &'static str) -> Queued {
+        Queued {
+            id,
+            deadline_ms,
+            payload,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn four_loops_run_four_invocations_at_once_and_echo_each_invocation_id() {
+        let queue = ["a", "b", "c", "d"].map(|id| queued(id, "60000", "sleep 400"));
+        let (fake, api) = FakeApi::start(queue.into(), Vec::new()).await;
+        let handler = Arc::new(Acting::default());
+        let started = Instant::now();
+        let code = serve_invocations(&api, &handler, 4).await;
+        assert_eq!(code, ExitCode::FAILURE);
+        assert_eq!(handler.most.load(Ordering::SeqCst), 4);
+        let mut posted = fake.posted();
+        posted.sort_by(|x, y| x.path.cmp(&y.path));
+        assert_eq!(posted.len(), 4, "{posted:#?}");
+        for (post, id) in posted.iter().zip(["a", "b", "c", "d"]) {
+            assert!(
+                post.path.ends_with(&format!("/invocation/{id}/response")),
+                "{post:?}"
+            );
+            assert_eq!(post.invocation_id.as_deref(), Some(&*format!("inv-{id}")));
+            assert!(
+                post.body.contains(&format!("\"requestId\":\"{id}\"")),
+                "{post:?}"
+            );
+        }
+        let mut cleaned = handler.cleaned.lock().unwrap().clone();
+        cleaned.sort();
+        assert_eq!(cleaned, ["a", "b", "c", "d"]);
+        // One at a time, four would take 1.6 s before the loops even start giving up (2 s).
+        assert!(
+            started.elapsed() < Duration::from_millis(1600 + 2000),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_handler_past_its_deadline_is_cut_and_a_gone_answer_does_not_stop_the_loop() {
+        let queue = vec![
+            queued("late", "300", "hang"),
+            queued("dropped", "60000", "sleep 1"),
+            queued("next", "60000", "sleep 1"),
+        ];
+        let (fake, api) = FakeApi::start(queue, vec!["dropped"]).await;
+        let handler = Arc::new(Acting::default());
+        let started = Instant::now();
+        // Without the bound the hanging handler would hold the loop for ever.
+        let served = tokio::time::timeout(
+            Duration::from_secs(20),
+            serve_invocations(&api, &handler, 1),
+        );
+        assert_eq!(served.await.expect("the loop hung"), ExitCode::FAILURE);
+        let posted = fake.posted();
+        assert_eq!(posted.len(), 3, "{posted:#?}");
+        let late = &posted[0];
+        assert!(late.path.ends_with("/invocation/late/error"), "{late:?}");
+        assert_eq!(late.error_type.as_deref(), Some("Scar.Timeout"));
+        assert_eq!(late.invocation_id.as_deref(), Some("inv-late"));
+        assert!(late.body.contains("passed its deadline"), "{late:?}");
+        assert!(posted[1].path.ends_with("/invocation/dropped/response"));
+        assert!(posted[2].path.ends_with("/invocation/next/response"));
+        assert_eq!(handler.cleaned.lock().unwrap().len(), 3);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
 }
