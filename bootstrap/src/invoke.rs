@@ -11,11 +11,15 @@ use scar_rootfs::image::PreparedImage;
 use crate::config::{Config, ConfigError, S3Location, SCAR_OUTPUT, SCAR_SCRIPT_FILE, ScriptSource};
 use crate::container::{RequestFiles, container_spec};
 use crate::deadline::Deadline;
-use crate::event::{self, DIRECT_INPUT_NAME, EventRules, Input};
+use crate::event::{self, DIRECT_INPUT_NAME, EventRules, Input, Unreadable, Work};
 use crate::image::{EngineSlot, ImageSlot};
-use crate::report::{Failure, FailureKind, Response};
+use crate::report::{
+    Failure, FailureKind, RecordResult, Response, SkippedEntry, batch_item_failures,
+    summary_failure,
+};
 use crate::run::{self, Ran, Tails};
 use crate::runtime::Invocation;
+use crate::space::{Reservation, Space};
 use crate::stage::{self, REQUEST_ROOT, RequestDir};
 use crate::upload::{self, UploadFailure, UploadReport};
 use crate::verdict::verdict;
@@ -31,6 +35,8 @@ pub struct Supervisor {
     engine: EngineSlot,
     script: tokio::sync::OnceCell<Option<String>>,
     request_root: std::path::PathBuf,
+    /// `/tmp` space reserved by the downloads of concurrent invocations.
+    space: Space,
 }
 
 impl Supervisor {
@@ -55,6 +61,7 @@ impl Supervisor {
             engine: EngineSlot::new(config.engine, config.static_policy),
             script: tokio::sync::OnceCell::new(),
             request_root: Path::new(REQUEST_ROOT).to_owned(),
+            space: Space::default(),
             config,
         })
     }
@@ -138,8 +145,9 @@ impl Supervisor {
     }
 
     /// Process one invocation; `received` is when `/invocation/next` answered. The steps: map
-    /// the event to its inputs, get the image and the engine, write the request's files, then
-    /// one run per input ([`Supervisor::process`]), then the response.
+    /// the event to its records, get the image and the engine, write the request's files, then
+    /// one run per record ([`Supervisor::process`]), each judged on its own, then the response
+    /// ([`Supervisor::conclude`]).
     pub async fn handle(
         &self,
         invocation: &Invocation,
@@ -160,19 +168,59 @@ impl Supervisor {
             Failure::new(kind, e)
         })?;
         let mut response = Response::new(&invocation.request_id, &self.config.image);
-        response.skipped = (mapped.skipped.into_iter())
-            .map(|skipped| crate::report::SkippedEntry {
-                input: skipped.input,
-                reason: skipped.reason,
+        response.skipped = (mapped.skipped.iter())
+            .map(|skipped| SkippedEntry {
+                input: skipped.input.clone(),
+                reason: skipped.reason.clone(),
+            })
+            .collect();
+        response.inputs = mapped.work.iter().filter_map(|w| w.input.url()).collect();
+        let mut records: Vec<RecordResult> = (mapped.unreadable.iter())
+            .map(|unreadable| {
+                tracing::warn!(record = %unreadable.what, reason = %unreadable.reason, "a record cannot be read");
+                RecordResult::failed(
+                    None,
+                    unreadable.message_id.clone(),
+                    None,
+                    Vec::new(),
+                    Failure::new(
+                        FailureKind::Input,
+                        format!("{} cannot be read: {}", unreadable.what, unreadable.reason),
+                    ),
+                )
             })
             .collect();
         if mapped.work.is_empty() {
-            tracing::info!("every record was skipped; nothing to run");
-            response.duration_ms = received.elapsed().as_millis() as u64;
-            return Ok(response);
+            if records.is_empty() {
+                tracing::info!(
+                    skipped = response.skipped.len(),
+                    "every record was skipped; nothing to run"
+                );
+            }
+        } else {
+            let runs = self
+                .prepare(invocation, mapped.script, stop_at, wall, &mut response)
+                .await?;
+            let ran = self.run_records(&runs, &mapped.work, &mut response).await?;
+            records.extend(ran);
+            response.stdout = runs.tails.stdout_text();
+            response.stderr = runs.tails.stderr_text();
         }
-        response.inputs = mapped.work.iter().filter_map(|w| w.input.url()).collect();
+        response.records = records;
+        response.duration_ms = received.elapsed().as_millis() as u64;
+        response.phases_ms.total = ms(received);
+        conclude(response, &mapped.unreadable, mapped.sqs_messages.as_deref())
+    }
 
+    /// What every record's run needs: the image, the engine, the script and the request's files.
+    async fn prepare<'p>(
+        &self,
+        invocation: &'p Invocation,
+        carried_script: Option<String>,
+        stop_at: Instant,
+        wall: SystemTime,
+        response: &mut Response,
+    ) -> Result<Runs<'p>, Failure> {
         let started = Instant::now();
         let image = self
             .image
@@ -186,35 +234,85 @@ impl Supervisor {
             .await
             .map_err(|m| Failure::new(FailureKind::Image, m))?;
         response.engine = engine.kind().to_string();
-        let script = match mapped.script {
+        let script = match carried_script {
             Some(script) => Some(script),
             None => self.script().await?,
         };
         let request = self.write_request(invocation, script.as_deref(), wall)?;
-
-        let runs = Runs {
+        Ok(Runs {
             payload: &invocation.payload,
             request,
             image,
             engine,
             stop_at,
             tails: Tails::default(),
-        };
-        for (index, input) in mapped.work.iter().map(|w| &w.input).enumerate() {
+        })
+    }
+
+    /// One container run per record, in order, each in a fresh `input/` and `output/`: a failing
+    /// record does not stop the others. A record reached after the stop time is not started.
+    async fn run_records(
+        &self,
+        runs: &Runs<'_>,
+        work: &[Work],
+        response: &mut Response,
+    ) -> Result<Vec<RecordResult>, Failure> {
+        let mut records = Vec::with_capacity(work.len());
+        for (index, item) in work.iter().enumerate() {
             if index > 0 {
                 runs.request
                     .dir
                     .reset()
-                    .map_err(|e| Failure::new(FailureKind::Input, e))?;
+                    .map_err(|e| Failure::new(FailureKind::Internal, e))?;
             }
-            let code = self.process(&runs, input, &mut response).await?;
-            response.exit_code = Some(code);
+            let label = item.input.url();
+            if Instant::now() >= runs.stop_at {
+                records.push(RecordResult::failed(
+                    label,
+                    item.message_id.clone(),
+                    None,
+                    Vec::new(),
+                    Failure::new(
+                        FailureKind::Timeout,
+                        "not started: the invocation reached its stop time (deadline less SCAR_TIMEOUT_MARGIN) on an earlier record",
+                    ),
+                ));
+                continue;
+            }
+            let processed = self.process(runs, &item.input, response).await;
+            response.outputs.extend(processed.outputs.iter().cloned());
+            let record = match processed.verdict {
+                Ok(code) => {
+                    response.exit_code = Some(code);
+                    RecordResult::succeeded(
+                        label,
+                        item.message_id.clone(),
+                        Some(code),
+                        processed.outputs,
+                    )
+                }
+                Err(failure) => {
+                    if processed.exit_code.is_some() {
+                        response.exit_code = processed.exit_code;
+                    }
+                    tracing::error!(
+                        error_type = failure.kind.error_type(),
+                        input = label.as_deref().unwrap_or("event.json"),
+                        "record failed: {}",
+                        failure.message
+                    );
+                    RecordResult::failed(
+                        label,
+                        item.message_id.clone(),
+                        processed.exit_code,
+                        processed.outputs,
+                        failure,
+                    )
+                }
+            };
+            records.push(record);
         }
-        response.stdout = runs.tails.stdout_text();
-        response.stderr = runs.tails.stderr_text();
-        response.duration_ms = received.elapsed().as_millis() as u64;
-        response.phases_ms.total = ms(received);
-        Ok(response)
+        Ok(records)
     }
 
     /// When the container must stop: the invocation's deadline less `SCAR_TIMEOUT_MARGIN`.
@@ -257,26 +355,28 @@ impl Supervisor {
             event,
             script,
             received_at,
-            tenant_id: None,
+            tenant_id: invocation.tenant_id.clone(),
         })
     }
 
-    /// One run: stage `input` in, run the container, stage the outputs out, and judge.
-    async fn process(
-        &self,
-        runs: &Runs<'_>,
-        input: &Input,
-        response: &mut Response,
-    ) -> Result<i32, Failure> {
+    /// One run: stage `input` in, run the container, stage the outputs out, and judge. Outputs
+    /// written before a failure are still uploaded.
+    async fn process(&self, runs: &Runs<'_>, input: &Input, response: &mut Response) -> Processed {
         let dir = &runs.request.dir;
         let started = Instant::now();
-        let input_file = self
-            .stage_in(dir, input, runs.payload, runs.stop_at)
-            .await?;
+        let staged = self.stage_in(dir, input, runs.payload, runs.stop_at).await;
         response.phases_ms.stage_in += ms(started);
+        let (input_file, _reservation) = match staged {
+            Ok(staged) => staged,
+            Err(failure) => return Processed::failed(failure),
+        };
         tracing::info!(phase = "stage-in", duration_ms = ms(started), input = %input_file.display(), "input staged");
 
-        let spec = container_spec(&runs.image, &self.config, &runs.request, input, &input_file)?;
+        let spec =
+            match container_spec(&runs.image, &self.config, &runs.request, input, &input_file) {
+                Ok(spec) => spec,
+                Err(failure) => return Processed::failed(failure),
+            };
         let started = Instant::now();
         let ran = self
             .run(
@@ -288,6 +388,7 @@ impl Supervisor {
             )
             .await;
         response.phases_ms.run += ms(started);
+        let exit_code = ran.as_ref().ok().map(|ran| ran.outcome.exit_code());
         if let Ok(ran) = &ran {
             tracing::info!(
                 phase = "run",
@@ -318,15 +419,19 @@ impl Supervisor {
             failed = report.failed.len(),
             "outputs staged out"
         );
-        response.outputs.extend(report.uploaded.iter().cloned());
-        verdict(
+        let verdict = verdict(
             ran,
             &report,
-            &response.outputs,
+            &report.uploaded,
             &runs.tails,
             self.config.timeout_margin,
             &response.unconfined,
-        )
+        );
+        Processed {
+            verdict,
+            exit_code,
+            outputs: report.uploaded,
+        }
     }
 
     async fn script(&self) -> Result<Option<String>, Failure> {
@@ -385,30 +490,36 @@ impl Supervisor {
             .map_err(|_| failed("the script is not UTF-8 text".to_owned()))
     }
 
+    /// Put `input` in the input directory: the S3 object downloaded (its size reserved in
+    /// `/tmp` first, for as long as the record runs, see [`Space`]), or the payload written.
     async fn stage_in(
         &self,
         dir: &RequestDir,
         input: &Input,
         payload: &[u8],
         stop_at: Instant,
-    ) -> Result<std::path::PathBuf, Failure> {
+    ) -> Result<(std::path::PathBuf, Option<Reservation>), Failure> {
         let input_failure = |e: stage::StageError| Failure::new(FailureKind::Input, e);
         match input {
             Input::S3(object) => {
                 let path = dir
                     .input()
                     .join(stage::input_file_name(object).map_err(input_failure)?);
+                let reservation = self
+                    .space
+                    .reserve(&dir.input(), object.size.unwrap_or(0))
+                    .map_err(|e| Failure::new(FailureKind::Input, e.describe(&object.url())))?;
                 let client = self.s3.client().await;
                 let bytes = stage::download(client, object, &path, stop_at)
                     .await
                     .map_err(input_failure)?;
                 tracing::debug!(bytes, input = %object.url(), "downloaded");
-                Ok(path)
+                Ok((path, Some(reservation)))
             }
             Input::Direct => {
                 let path = dir.input().join(DIRECT_INPUT_NAME);
                 write(&path, payload)?;
-                Ok(path)
+                Ok((path, None))
             }
         }
     }
@@ -488,6 +599,48 @@ struct Runs<'a> {
     stop_at: Instant,
     /// stdout and stderr of every run.
     tails: Tails,
+}
+
+/// What one record's run produced.
+struct Processed {
+    /// Its exit code (0) or why it failed.
+    verdict: Result<i32, Failure>,
+    /// The script's exit code, when it ran to its end (or was stopped).
+    exit_code: Option<i32>,
+    /// `s3://` URLs of the outputs uploaded.
+    outputs: Vec<String>,
+}
+
+impl Processed {
+    /// A record that failed before its container ran: nothing was uploaded.
+    fn failed(failure: Failure) -> Self {
+        Self {
+            verdict: Err(failure),
+            exit_code: None,
+            outputs: Vec::new(),
+        }
+    }
+}
+
+/// The answer of an invocation whose records all ran (or were skipped or unreadable): an SQS
+/// batch always succeeds and lists its failed messages in `batchItemFailures` (Lambda deletes
+/// the others from the queue); any other event fails when a record failed, so that Lambda
+/// retries it.
+fn conclude(
+    mut response: Response,
+    unreadable: &[Unreadable],
+    sqs_messages: Option<&[String]>,
+) -> Result<Response, Failure> {
+    if let Some(all) = sqs_messages {
+        let unreadable_ids = unreadable.iter().filter_map(|u| u.message_id.as_deref());
+        response.batch_item_failures =
+            Some(batch_item_failures(&response.records, unreadable_ids, all));
+        return Ok(response);
+    }
+    match summary_failure(&response.records) {
+        Some(failure) => Err(failure.with_unconfined(&response.unconfined)),
+        None => Ok(response),
+    }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
