@@ -194,4 +194,9 @@ pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
         meaning: "standard SDK override for every service; then path-style addressing",
         default: "—",
     },
+    VariableDoc {
+        name: AWS_LAMBDA_MAX_CONCURRENCY,
+        meaning: "set by Lambda on Managed Instances from the function's per-environment maximum concurrency: how many invocations one sandbox serves at once (1 to 1024)",
+        default: "1",
+    },
 ];
