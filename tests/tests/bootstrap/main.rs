@@ -9,5 +9,7 @@ mod bootstrap_support;
 mod bootstrap;
 mod bootstrap_failures;
 mod bootstrap_isolation;
+mod concurrency;
 mod contract;
 mod prefetch;
+mod runtime_headers;

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use scar_e2e::runtime_api::{DEFAULT_FUNCTION, Invocation};
+use scar_e2e::runtime_proxy::RuntimeProxy;
 use scar_e2e::{RuntimeApi, S3Server};
 use sha2::{Digest, Sha256};
 
@@ -434,6 +435,9 @@ pub struct Function {
     pub s3: S3Server,
     /// The Runtime API emulator.
     pub api: RuntimeApi,
+    /// The proxy between the bootstrap and the emulator, when started
+    /// [`through_proxy`](FunctionSpec::through_proxy).
+    pub proxy: Option<RuntimeProxy>,
     child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -447,6 +451,7 @@ pub struct FunctionSpec {
     removed: Vec<String>,
     tmp_mb: Option<u32>,
     bootstrap: Option<PathBuf>,
+    proxied: bool,
 }
 
 impl FunctionSpec {
@@ -459,6 +464,13 @@ impl FunctionSpec {
     /// Leave a default variable out.
     pub fn without(mut self, name: &str) -> Self {
         self.removed.push(name.to_owned());
+        self
+    }
+
+    /// Put a [`RuntimeProxy`] between the bootstrap and the emulator (`Function::proxy`): the
+    /// Runtime API headers the emulator does not send, `410 Gone` on demand.
+    pub fn through_proxy(mut self) -> Self {
+        self.proxied = true;
         self
     }
 
@@ -506,6 +518,13 @@ impl FunctionSpec {
             .expect("tempdir");
         let log = dir.path().join("bootstrap.log");
         let mut env: Vec<(String, String)> = api.function_env(DEFAULT_FUNCTION);
+        let proxy = self
+            .proxied
+            .then(|| RuntimeProxy::start(&api.runtime_api_for(DEFAULT_FUNCTION)));
+        if let Some(proxy) = &proxy {
+            env.retain(|(name, _)| name != "AWS_LAMBDA_RUNTIME_API");
+            env.push(("AWS_LAMBDA_RUNTIME_API".into(), proxy.runtime_api()));
+        }
         env.extend(s3.env());
         env.push(("SCAR_IMAGE".into(), busybox_image()));
         if layer.is_none() {
@@ -543,6 +562,7 @@ impl FunctionSpec {
         Function {
             s3,
             api,
+            proxy,
             child,
             log,
             _dir: dir,
