@@ -150,7 +150,7 @@ fn a_malformed_s3_record_is_unreadable_and_the_others_still_run() {
     let [unreadable] = mapped.unreadable.as_slice() else {
         panic!("one unreadable record: {:?}", mapped.unreadable)
     };
-    assert_eq!(unreadable.what, "record 1");
+    assert_eq!(unreadable.what, "record 2");
     assert!(
         unreadable
             .reason
@@ -178,8 +178,8 @@ fn a_record_without_a_key_or_bucket_is_unreadable() {
     assert_eq!(
         reasons,
         [
-            "record 0: it has no s3.object.key",
-            "record 1: it has no s3.bucket.name"
+            "record 1: it has no s3.object.key",
+            "record 2: it has no s3.bucket.name"
         ]
     );
 }

@@ -29,7 +29,7 @@ pub(super) fn map_sqs(
             message_id: id.map(str::to_owned),
             within: Some(match id {
                 Some(id) => format!("SQS message {id}"),
-                None => format!("record {index} (an SQS message without a messageId)"),
+                None => format!("record {} (an SQS message without a messageId)", index + 1),
             }),
             depth: 2,
         };
@@ -53,7 +53,7 @@ pub(super) fn map_sns(
         let sns = &record["Sns"];
         let within = match field(sns, "MessageId").filter(|id| !id.is_empty()) {
             Some(id) => format!("SNS message {id}"),
-            None => format!("record {index}"),
+            None => format!("record {}", index + 1),
         };
         let origin = Origin {
             message_id: None,

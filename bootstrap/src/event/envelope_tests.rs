@@ -93,7 +93,7 @@ fn an_unreadable_record_inside_an_sqs_message_names_both() {
     let mapped = map(&notification(vec![sqs_message("m1", &body)]));
     assert_eq!(runs(&mapped), [("s3://in/ok.txt".to_owned(), Some("m1"))]);
     assert_eq!(mapped.unreadable.len(), 1);
-    assert_eq!(mapped.unreadable[0].what, "record 1 of SQS message m1");
+    assert_eq!(mapped.unreadable[0].what, "record 2 of SQS message m1");
     assert_eq!(mapped.unreadable[0].reason, "it has no s3.object.key");
     assert_eq!(mapped.unreadable[0].message_id.as_deref(), Some("m1"));
 }

@@ -107,7 +107,7 @@ pub(super) fn map_records(
                 let not_created = removed.then(|| "the object was deleted".to_owned());
                 out.object(input, origin, rules, not_created)?;
             }
-            Err(err) => out.unreadable(origin, &format!("record {index}"), err),
+            Err(err) => out.unreadable(origin, &format!("record {}", index + 1), err),
         }
     }
     Ok(())

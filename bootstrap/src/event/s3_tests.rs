@@ -96,7 +96,7 @@ fn a_key_with_bad_percent_encoding_is_unreadable() {
     ]));
     assert_eq!(urls(&mapped), ["s3://in/ok"]);
     assert_eq!(mapped.unreadable.len(), 1);
-    assert_eq!(mapped.unreadable[0].what, "record 0");
+    assert_eq!(mapped.unreadable[0].what, "record 1");
     assert_eq!(
         mapped.unreadable[0].reason,
         "its key is not URL-encoded UTF-8: a%FFb"
