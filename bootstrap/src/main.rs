@@ -132,6 +132,7 @@ async fn serve(
         image = %config.image,
         engine = %config.engine,
         prefetch = config.prefetch,
+        max_concurrency = config.max_concurrency,
         "bootstrap ready"
     );
     let loops = config.max_concurrency;
@@ -173,7 +174,7 @@ trait Handler: Send + Sync + 'static {
     fn clean_up(&self, request_id: &str);
 
     /// Remove what earlier invocations left (blocking).
-    fn sweep(&self);
+    fn sweep_leftovers(&self);
 }
 
 impl Handler for Supervisor {
@@ -197,7 +198,7 @@ impl Handler for Supervisor {
         }
     }
 
-    fn sweep(&self) {
+    fn sweep_leftovers(&self) {
         let leftovers = self.leftovers();
         Supervisor::sweep(self, &leftovers);
     }
@@ -359,7 +360,7 @@ async fn sweep<H: Handler>(handler: &Arc<H>, sweeping: &Arc<AtomicBool>) {
     let span = tracing::Span::current();
     let _ = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        sweeper.sweep();
+        sweeper.sweep_leftovers();
     })
     .await;
     sweeping.store(false, Ordering::Release);
@@ -546,7 +547,7 @@ mod tests {
             self.cleaned.lock().unwrap().push(request_id.to_owned());
         }
 
-        fn sweep(&self) {}
+        fn sweep_leftovers(&self) {}
     }
 
     fn queued(id: &'static str, deadline_ms: &'static str, payload: &'static str) -> Queued {
