@@ -16,6 +16,8 @@ use s3s::service::S3ServiceBuilder;
 
 use crate::service;
 
+pub mod long_keys;
+
 /// The region every test client and every child process is told to use.
 pub const REGION: &str = "us-east-1";
 
@@ -55,7 +57,7 @@ impl S3Server {
         let fs = s3s_fs::FileSystem::new(root.path())
             .unwrap_or_else(|err| panic!("s3s-fs cannot use {}: {err:?}", root.path().display()));
         let s3_service = {
-            let mut builder = S3ServiceBuilder::new(fs);
+            let mut builder = S3ServiceBuilder::new(long_keys::LongKeys::new(fs));
             builder.set_auth(SimpleAuth::from_single(
                 access_key.clone(),
                 secret_key.clone(),

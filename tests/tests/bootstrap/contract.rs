@@ -199,17 +199,21 @@ fn every_record_runs_when_one_fails_and_a_retry_rewrites_the_same_output_keys() 
     );
 }
 
-/// Outputs of the many-outputs test. Each URL is ~220 bytes, so the uncut response (every URL
-/// in `outputs` and in the record's `outputs`) is ~13 MB and one list alone is over 6 MB.
-const MANY_OUTPUTS: usize = 30_000;
+/// Outputs of the many-outputs test: uploads to the local server take ~2.5 ms each (debug
+/// builds), so few enough to stay under a minute, with long keys instead (two 240-byte folders
+/// and a 239-byte name: ~740-byte URLs). One list of them is ~6.7 MB, over Lambda's limit by
+/// itself; the uncut response (every URL in `outputs` and in the record's `outputs`) ~13 MB.
+const MANY_OUTPUTS: usize = 9_000;
 
-/// Writes [`MANY_OUTPUTS`] empty files of 200-byte names; fails (exit 1) on a key holding
+/// Writes [`MANY_OUTPUTS`] empty files under long names; fails (exit 1) on a key holding
 /// "fail", after writing them.
 fn many_outputs_script() -> String {
+    let folder = "x".repeat(240);
     format!(
-        "cd \"$SCAR_OUTPUT_DIR\" && seq -w 1 {MANY_OUTPUTS} | sed 's/^/{}-/; s/$/.txt/' | xargs touch
+        "dir=\"$SCAR_OUTPUT_DIR/{folder}/{folder}\"
+mkdir -p \"$dir\" && cd \"$dir\" && seq -w 1 {MANY_OUTPUTS} | sed 's/^/{}-/; s/$/.txt/' | xargs touch
 case \"$STORAGE_OBJECT_KEY\" in *fail*) exit 1;; esac",
-        "x".repeat(190)
+        "y".repeat(230)
     )
 }
 
