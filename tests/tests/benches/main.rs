@@ -11,6 +11,7 @@ mod bootstrap_support;
 mod bench;
 mod bootstrap_bench;
 mod bounds;
+mod concurrency_bench;
 mod engine_bench;
 mod preload_bench;
 mod pull_bench;
