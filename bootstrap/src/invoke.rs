@@ -19,7 +19,7 @@ use crate::report::{
 };
 use crate::run::{self, Ran, Tails};
 use crate::runtime::Invocation;
-use crate::space::{Reservation, Space};
+use crate::space::Space;
 use crate::stage::{self, REQUEST_ROOT, RequestDir};
 use crate::upload::{self, UploadFailure, UploadReport};
 use crate::verdict::verdict;
@@ -366,7 +366,7 @@ impl Supervisor {
         let started = Instant::now();
         let staged = self.stage_in(dir, input, runs.payload, runs.stop_at).await;
         response.phases_ms.stage_in += ms(started);
-        let (input_file, _reservation) = match staged {
+        let input_file = match staged {
             Ok(staged) => staged,
             Err(failure) => return Processed::failed(failure),
         };
@@ -491,14 +491,15 @@ impl Supervisor {
     }
 
     /// Put `input` in the input directory: the S3 object downloaded (its size reserved in
-    /// `/tmp` first, for as long as the record runs, see [`Space`]), or the payload written.
+    /// `/tmp` for the download's time, see [`Space`]: then the file itself fills the space), or
+    /// the payload written.
     async fn stage_in(
         &self,
         dir: &RequestDir,
         input: &Input,
         payload: &[u8],
         stop_at: Instant,
-    ) -> Result<(std::path::PathBuf, Option<Reservation>), Failure> {
+    ) -> Result<std::path::PathBuf, Failure> {
         let input_failure = |e: stage::StageError| Failure::new(FailureKind::Input, e);
         match input {
             Input::S3(object) => {
@@ -507,19 +508,20 @@ impl Supervisor {
                     .join(stage::input_file_name(object).map_err(input_failure)?);
                 let reservation = self
                     .space
-                    .reserve(&dir.input(), object.size.unwrap_or(0))
+                    .reserve(&self.request_root, object.size.unwrap_or(0))
                     .map_err(|e| Failure::new(FailureKind::Input, e.describe(&object.url())))?;
                 let client = self.s3.client().await;
                 let bytes = stage::download(client, object, &path, stop_at)
                     .await
                     .map_err(input_failure)?;
+                drop(reservation);
                 tracing::debug!(bytes, input = %object.url(), "downloaded");
-                Ok((path, Some(reservation)))
+                Ok(path)
             }
             Input::Direct => {
                 let path = dir.input().join(DIRECT_INPUT_NAME);
                 write(&path, payload)?;
-                Ok((path, None))
+                Ok(path)
             }
         }
     }
