@@ -10,7 +10,11 @@
 //!   function"), so the harness writes a throwaway manifest declaring the functions of the test;
 //! - `GET .../invocation/next` long-polls until an invoke arrives, and always sends
 //!   `Lambda-Runtime-Deadline-Ms: 600000` (a constant, not a wall-clock deadline);
-//! - a function error (`POST .../error`) makes the invoke answer 500 with the error document.
+//! - a function error (`POST .../error`) makes the invoke answer 500 with the error document;
+//! - concurrent `/next` long polls (Lambda Managed Instances) are each answered with a different
+//!   invocation, and each invoke gets the result posted for its own request id (checked in
+//!   `runtime_proxy`'s tests); it sends neither `Lambda-Runtime-Invocation-Id` nor
+//!   `Lambda-Runtime-Aws-Tenant-Id` and never answers 410: `runtime_proxy::RuntimeProxy` adds those.
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -17,11 +17,13 @@
 //!   [`GONE_ERROR_TYPE`] to the emulator, so that whoever invoked sees the timeout Lambda would
 //!   report instead of waiting forever.
 //!
-//! Concurrency (Lambda Managed Instances): checked by hand against `cargo lambda` 1.9.2, four
-//! concurrent `GET .../invocation/next` long polls are each answered with a different invocation
-//! (distinct request ids, each payload once) as four invokes arrive, and each invoke receives the
-//! response posted for its own request id. The proxy keeps that: each connection it accepts is
-//! served by its own task, and each forwarded call has its own upstream request.
+//! Concurrency (Lambda Managed Instances): with `cargo lambda` 1.9.2, four concurrent
+//! `GET .../invocation/next` long polls are each answered with a different invocation (distinct
+//! request ids, each payload once) as four invokes arrive, and each invoke receives the response
+//! posted for its own request id (the test
+//! `concurrent_long_polls_get_distinct_invocations_and_each_invoker_its_own_response` checks it
+//! through the proxy). The proxy keeps that: each connection it accepts is served by its own
+//! task, and each forwarded call has its own upstream request.
 //!
 //! The proxy speaks the small part of HTTP/1.1 the Runtime API needs (a body with
 //! `Content-Length` or chunked, keep-alive); it is not a general HTTP proxy.
@@ -642,6 +644,80 @@ mod tests {
             assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
             assert_eq!(&id[14..15], "4", "{id}");
         }
+    }
+
+    #[test]
+    fn concurrent_long_polls_get_distinct_invocations_and_each_invoker_its_own_response() {
+        let api = crate::RuntimeApi::start();
+        let proxy = RuntimeProxy::start(&api.runtime_api_for(crate::runtime_api::DEFAULT_FUNCTION));
+        let base = format!("{}/2018-06-01/runtime/invocation", proxy.runtime_api());
+        let invoke_url = format!(
+            "{}/2015-03-31/functions/{}/invocations",
+            api.url(),
+            crate::runtime_api::DEFAULT_FUNCTION
+        );
+        let client = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        std::thread::scope(|scope| {
+            let polls: Vec<_> = (0..4)
+                .map(|_| {
+                    let (client, base) = (&client, &base);
+                    scope.spawn(move || {
+                        let next = client.get(format!("{base}/next")).send().expect("next");
+                        let id = next
+                            .headers()
+                            .get("lambda-runtime-aws-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .expect("request id")
+                            .to_owned();
+                        (id, next.text().expect("payload"))
+                    })
+                })
+                .collect();
+            // The four polls are waiting before the first invoke arrives.
+            std::thread::sleep(Duration::from_millis(500));
+            let invokes: Vec<_> = (1..=4)
+                .map(|n| {
+                    let (client, url) = (&client, &invoke_url);
+                    scope.spawn(move || {
+                        let answer = client
+                            .post(url)
+                            .body(format!("{{\"n\":{n}}}"))
+                            .send()
+                            .expect("invoke");
+                        (n, answer.text().expect("invoke answer"))
+                    })
+                })
+                .collect();
+            let handed: Vec<(String, String)> =
+                polls.into_iter().map(|p| p.join().expect("poll")).collect();
+            let ids: BTreeSet<&str> = handed.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(ids.len(), 4, "{handed:?}");
+            let payloads: BTreeSet<&str> = handed.iter().map(|(_, p)| p.as_str()).collect();
+            let expected: BTreeSet<String> = (1..=4).map(|n| format!("{{\"n\":{n}}}")).collect();
+            assert_eq!(
+                payloads,
+                expected.iter().map(String::as_str).collect::<BTreeSet<_>>()
+            );
+            for (id, payload) in &handed {
+                let posted = client
+                    .post(format!("{base}/{id}/response"))
+                    .body(format!("{{\"echo\":{payload}}}"))
+                    .send()
+                    .expect("response");
+                assert!(posted.status().is_success(), "{}", posted.status());
+            }
+            for invoke in invokes {
+                let (n, answer) = invoke.join().expect("invoke");
+                assert_eq!(answer, format!("{{\"echo\":{{\"n\":{n}}}}}"));
+            }
+        });
+        let handed = proxy.handed();
+        let ids: BTreeSet<&str> = handed.iter().map(|h| h.invocation_id.as_str()).collect();
+        assert_eq!(ids.len(), 4, "invocation ids shared: {handed:?}");
     }
 
     #[test]
