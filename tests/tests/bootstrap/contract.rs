@@ -217,6 +217,42 @@ case \"$STORAGE_OBJECT_KEY\" in *fail*) exit 1;; esac",
     )
 }
 
+/// The response's top-level fields, in the order the interface gives them.
+const RESPONSE_FIELDS: &[&str] = &[
+    "requestId",
+    "image",
+    "engine",
+    "exitCode",
+    "durationMs",
+    "inputs",
+    "outputs",
+    "skipped",
+    "records",
+    "stdout",
+    "stderr",
+    "unconfined",
+    "phasesMs",
+    "omitted",
+];
+
+/// Check the fields of the response `text` come in [`RESPONSE_FIELDS`]' order. The first
+/// occurrence of each name is the top-level one: those a record also has (`exitCode`,
+/// `outputs`) come before `records`.
+fn assert_top_level_order(text: &str) {
+    let at: Vec<usize> = RESPONSE_FIELDS
+        .iter()
+        .map(|field| {
+            text.find(&format!("\"{field}\":"))
+                .unwrap_or_else(|| panic!("no {field} in the response"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|pair| pair[0] < pair[1]),
+        "fields out of order: {:?}",
+        RESPONSE_FIELDS.iter().zip(&at).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn a_response_and_an_error_listing_thousands_of_outputs_stay_under_6_mb() {
     let function = Function::spec()
@@ -239,6 +275,7 @@ fn a_response_and_an_error_listing_thousands_of_outputs_stay_under_6_mb() {
     );
     assert!(text.len() <= LAMBDA_PAYLOAD_LIMIT, "{} bytes", text.len());
     let body: serde_json::Value = serde_json::from_str(&text).expect("the response is JSON");
+    assert_top_level_order(&text);
     let omitted = &body["omitted"];
     let omitted_outputs = omitted["outputs"].as_u64().unwrap_or(0) as usize;
     assert!(omitted_outputs > 0, "{omitted}");
@@ -321,6 +358,9 @@ fn an_sqs_batch_reports_exactly_the_failed_messages_in_batch_item_failures() {
     );
     assert_eq!(function.s3.get_object(BUCKET, "output/bad.txt"), None);
 
+    // One record per message, in the batch's order (the unreadable one included).
+    let order: Vec<&serde_json::Value> = records(body).iter().map(|r| &r["messageId"]).collect();
+    assert_eq!(order, ids, "{body}");
     let succeeded = record_where(body, "messageId", ids[0]);
     assert_eq!(succeeded["status"], "succeeded", "{body}");
     assert_eq!(succeeded["input"], "s3://scar-in/sqs/good.txt", "{body}");
@@ -336,8 +376,9 @@ fn an_sqs_batch_reports_exactly_the_failed_messages_in_batch_item_failures() {
     let unreadable = record_where(body, "messageId", ids[2]);
     assert_eq!(unreadable["status"], "failed", "{body}");
     assert_eq!(unreadable["errorType"], "Scar.InputError", "{body}");
+    assert!(unreadable["input"].is_null(), "{body}");
     let why = unreadable["errorMessage"].as_str().unwrap_or_default();
-    assert!(!why.is_empty(), "{body}");
+    assert!(why.contains(ids[2]) && why.contains("JSON"), "{body}");
 }
 
 /// Writes what the container saw of its input to `output/env.txt`.
