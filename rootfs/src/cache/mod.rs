@@ -5,7 +5,8 @@
 //! <cache>/refs/<escaped ref>       JSON: reference -> manifest digest, ChainID and config
 //!                                  digest (warm resolution)
 //! <cache>/rootfs/<chainid hex>/    root/ (the flattened filesystem), image.json (the DiffIDs
-//!                                  verified while extracting), last-used
+//!                                  verified while extracting), last-used, in-use (flock:
+//!                                  shared while a run uses the image, exclusive to evict it)
 //! <cache>/configs/<digest hex>.json  an image's runtime config, by its config blob's digest
 //! <cache>/blobs/sha256/<hex>       compressed blobs, only when asked to keep them
 //! <cache>/tmp/, <cache>/ingest/    work areas; anything there is garbage after a crash
@@ -23,9 +24,11 @@
 //!
 //! This file only names the parts; each lives in its own file, below nothing that uses it:
 //! [`CacheError`] and the [records](RefRecord) at the bottom, [`Cache`] itself in `store.rs`,
-//! eviction in `space.rs` and the sweep of leftovers in `sweep.rs`.
+//! eviction in `space.rs`, which never takes an image a run holds (`hold.rs`), and the sweep of
+//! leftovers in `sweep.rs`.
 
 mod error;
+mod hold;
 mod lock;
 mod records;
 mod remove;
@@ -35,12 +38,15 @@ mod sweep;
 mod trust;
 
 pub use error::CacheError;
+pub use hold::Hold;
 pub use lock::CacheLock;
 pub use records::{ImageRecord, RefRecord};
 pub use remove::remove_tree;
-pub use space::CachedImage;
+pub use space::{CachedImage, Trimmed};
 pub use store::Cache;
 pub use sweep::{STALE_INGEST, Swept};
 
+#[cfg(test)]
+mod hold_tests;
 #[cfg(test)]
 mod tests;

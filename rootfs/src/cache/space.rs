@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::error::{CacheError, io_err};
+use super::hold::{Claim, Claimed};
 use super::records::ImageRecord;
 use super::store::{Cache, read_json};
 use crate::digest::Digest;
@@ -67,70 +68,134 @@ impl Cache {
         })
     }
 
-    /// Evict least-recently-used images (never `keep`) until `need` bytes fit; returns the
-    /// room available afterwards. Evicts nothing when the room already suffices, and nothing
-    /// either when evicting every other image could not make it suffice (the pull fails
-    /// anyway; the images stay for the next one). Call with the exclusive lock held.
+    /// Evict least-recently-used images (never `keep`, never one a run holds: see
+    /// [`Hold`](super::Hold)) until `need` bytes fit; returns the room available afterwards.
+    /// Evicts nothing when the room already suffices, and nothing either when evicting every
+    /// other image not in use could not make it suffice (the pull fails anyway; the images stay
+    /// for the next one). Call with the exclusive lock held.
     pub fn make_room(
         &self,
         need: u64,
         cap: Option<u64>,
         keep: Option<&Digest>,
     ) -> Result<u64, CacheError> {
-        let cannot_fit = |free: u64| CacheError::CannotFit {
+        let cannot_fit = |free: u64, in_use: &[CachedImage]| CacheError::CannotFit {
             need_mib: need.div_ceil(MIB),
             free_mib: free / MIB,
             dir: self.root().to_owned(),
+            in_use: in_use.len(),
+            in_use_mib: in_use
+                .iter()
+                .map(|i| i.record.size)
+                .sum::<u64>()
+                .div_ceil(MIB),
         };
         if let Some(cap) = cap
             && need > cap
         {
-            return Err(cannot_fit(cap));
+            return Err(cannot_fit(cap, &[]));
         }
-        let mut room = self.room(cap)?;
-        if room >= need {
-            return Ok(room);
-        }
-        let evictable: Vec<CachedImage> = self
-            .images()?
-            .into_iter()
-            .filter(|i| Some(&i.record.chain_id) != keep)
-            .collect();
-        let freeable: u64 = evictable.iter().map(|i| i.record.size).sum();
-        if room.saturating_add(freeable) < need {
-            return Err(cannot_fit(room.saturating_add(freeable)));
-        }
-        for image in evictable {
-            tracing::info!(
-                image = %image.record.reference,
-                size_mib = image.record.size / MIB,
-                "evicting least recently used image to make room"
-            );
-            self.remove_image(&image.record.chain_id)?;
-            room = self.room(cap)?;
+        // Each round evicts at least one image (or fails), so this ends. A second round is
+        // needed only when the file system's free space, not the cap, bounds the room and the
+        // images freed less than their records say.
+        loop {
+            let room = self.room(cap)?;
             if room >= need {
                 return Ok(room);
             }
+            let (claimed, in_use) = self.claim_all(keep)?;
+            let freeable: u64 = claimed.iter().map(|(i, _)| i.record.size).sum();
+            if room.saturating_add(freeable) < need {
+                return Err(cannot_fit(room.saturating_add(freeable), &in_use));
+            }
+            // Only the oldest images whose sizes make the room stay claimed: a run starting in
+            // any other does not wait for the removals.
+            let mut enough = room;
+            let wanted = claimed
+                .iter()
+                .take_while(|(i, _)| {
+                    let short = enough < need;
+                    enough = enough.saturating_add(i.record.size);
+                    short
+                })
+                .count();
+            for (image, claim) in claimed.into_iter().take(wanted) {
+                tracing::info!(
+                    image = %image.record.reference,
+                    size_mib = image.record.size / MIB,
+                    "evicting least recently used image to make room"
+                );
+                self.remove_claimed(&image.record.chain_id, claim)?;
+                if self.room(cap)? >= need {
+                    break;
+                }
+            }
         }
-        Err(cannot_fit(room))
+    }
+
+    /// Every image but `keep`, least recently used first, claimed for eviction if nobody holds
+    /// it, and those that runs hold (logged: they stay).
+    #[allow(clippy::type_complexity)]
+    fn claim_all(
+        &self,
+        keep: Option<&Digest>,
+    ) -> Result<(Vec<(CachedImage, Claim)>, Vec<CachedImage>), CacheError> {
+        let mut claimed = Vec::new();
+        let mut in_use = Vec::new();
+        for image in self.images()? {
+            if Some(&image.record.chain_id) == keep {
+                continue;
+            }
+            match Claim::try_take(&self.image_dir(&image.record.chain_id))? {
+                Claimed::Free(claim) => claimed.push((image, claim)),
+                Claimed::InUse => {
+                    tracing::info!(
+                        image = %image.record.reference,
+                        size_mib = image.record.size / MIB,
+                        "not evicting an image a running container uses"
+                    );
+                    in_use.push(image);
+                }
+                Claimed::Gone => {}
+            }
+        }
+        Ok((claimed, in_use))
     }
 }
 
+/// What [`Cache::trim`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// How many images it evicted.
+    pub evicted: usize,
+    /// The images it would have evicted but running containers use (their references).
+    pub in_use: Vec<String>,
+}
+
 impl Cache {
-    /// Evict least-recently-used images until the cache uses at most `cap` bytes; returns how
-    /// many were evicted. Call with the exclusive lock held.
-    pub fn trim(&self, cap: u64) -> Result<usize, CacheError> {
+    /// Evict least-recently-used images until the cache uses at most `cap` bytes, skipping
+    /// those in use. Call with the exclusive lock held.
+    pub fn trim(&self, cap: u64) -> Result<Trimmed, CacheError> {
         let mut usage = self.usage()?;
-        let mut evicted = 0;
+        let mut trimmed = Trimmed::default();
         for image in self.images()? {
             if usage <= cap {
                 break;
             }
-            self.remove_image(&image.record.chain_id)?;
+            match Claim::try_take(&self.image_dir(&image.record.chain_id))? {
+                Claimed::Free(claim) => {
+                    self.remove_claimed(&image.record.chain_id, claim)?;
+                    trimmed.evicted += 1;
+                }
+                Claimed::InUse => {
+                    trimmed.in_use.push(image.record.reference);
+                    continue;
+                }
+                Claimed::Gone => {}
+            }
             usage = usage.saturating_sub(image.record.size);
-            evicted += 1;
         }
-        Ok(evicted)
+        Ok(trimmed)
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::{CacheError, io_err};
+use super::hold::{Claim, Claimed};
 use super::lock::CacheLock;
 use super::records::{ImageRecord, RefRecord};
 use super::remove::remove_tree;
@@ -197,26 +198,52 @@ impl Cache {
         }
     }
 
-    /// Remove a published image and any reference pointing at it.
+    /// Remove a published image and any reference pointing at it; refused with
+    /// [`CacheError::InUse`] while a run holds it (see [`Hold`](super::Hold)).
     pub fn remove_image(&self, chain_id: &Digest) -> Result<(), CacheError> {
+        match Claim::try_take(&self.image_dir(chain_id))? {
+            Claimed::Free(claim) => self.remove_claimed(chain_id, claim),
+            Claimed::InUse => Err(CacheError::InUse {
+                image: self.name_of(chain_id),
+                dir: self.root.clone(),
+            }),
+            Claimed::Gone => Ok(()),
+        }
+    }
+
+    /// Remove the image `claim` holds exclusive, and any reference pointing at it. The claim is
+    /// released only once the image is gone, so no run can start in a half-removed one.
+    pub(super) fn remove_claimed(&self, chain_id: &Digest, claim: Claim) -> Result<(), CacheError> {
         // Rename out of `rootfs/` first: the image stops being visible atomically, then dies.
         let dir = self.image_dir(chain_id);
-        let grave = self
-            .root
-            .join("tmp")
-            .join(format!("evict-{}", chain_id.hex()));
+        let grave = self.root.join("tmp").join(format!(
+            "evict-{}-{}-{}",
+            chain_id.hex(),
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
         match std::fs::rename(&dir, &grave) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err("rename", &dir)(e)),
         }
+        claim.unlink(&grave)?;
         remove_tree(&grave).map_err(io_err("remove", &grave))?;
+        drop(claim);
         for r in self.refs()? {
             if r.chain_id == *chain_id {
                 self.remove_ref(&r.reference)?;
             }
         }
         Ok(())
+    }
+
+    /// How an image is named in messages: the reference it was pulled as, else its ChainID.
+    pub(super) fn name_of(&self, chain_id: &Digest) -> String {
+        read_json::<ImageRecord>(&self.image_dir(chain_id).join("image.json"))
+            .ok()
+            .flatten()
+            .map_or_else(|| chain_id.to_string(), |r| r.reference)
     }
 
     /// All remembered references.

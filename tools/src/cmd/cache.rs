@@ -118,14 +118,18 @@ fn gc(args: &CacheArgs) -> Outcome {
     let cache = Cache::open(&args.dir())?;
     let _lock = cache.lock(true)?;
     let removed = cache.collect_garbage()?;
-    let evicted = match args.max_bytes() {
+    let trimmed = match args.max_bytes() {
         Some(cap) => cache.trim(cap)?,
-        None => 0,
+        None => Default::default(),
     };
     println!(
-        "removed {removed} leftovers, evicted {evicted} images; {:.1} MiB in use",
+        "removed {removed} leftovers, evicted {} images; {:.1} MiB in use",
+        trimmed.evicted,
         cache.usage()? as f64 / (1024.0 * 1024.0)
     );
+    for image in &trimmed.in_use {
+        println!("kept {image}: a running container uses it (run gc again once it ends)");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
