@@ -440,7 +440,7 @@ fn sns_sns_through_sqs_and_eventbridge_events_reach_the_script_as_the_s3_event_d
 }
 
 #[test]
-fn the_s3_test_event_and_a_deletion_are_skipped_with_their_reason_and_nothing_runs() {
+fn the_s3_test_event_and_deletions_are_skipped_with_their_reason_and_nothing_runs() {
     let function = Function::spec().env("SCAR_SCRIPT", MARK_SCRIPT).start();
     let result = function.invoke(&s3_test_event(BUCKET));
     assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
@@ -478,6 +478,24 @@ fn the_s3_test_event_and_a_deletion_are_skipped_with_their_reason_and_nothing_ru
         entries[0]["reason"]
             .as_str()
             .is_some_and(|r| r.contains("deleted")),
+        "{body}"
+    );
+
+    // The same deletion through EventBridge: another detail-type than "Object Created".
+    let mut deleted = eventbridge_s3_event("Object Deleted", BUCKET, "gone.txt", 0);
+    deleted["detail"]["object"] =
+        serde_json::json!({"key": "gone.txt", "sequencer": "00617F08299329D189"});
+    let result = function.invoke(&deleted);
+    assert_eq!(result.status, 200, "{}\n{}", result.body, function.log());
+    let body = &result.body;
+    assert_eq!(records(body).len(), 0, "{body}");
+    let entries = skipped(body);
+    assert_eq!(entries.len(), 1, "{body}");
+    assert_eq!(entries[0]["input"], "s3://scar-in/gone.txt", "{body}");
+    assert!(
+        entries[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Object Deleted")),
         "{body}"
     );
     assert_eq!(function.s3.list_keys(BUCKET, ""), Vec::<String>::new());
