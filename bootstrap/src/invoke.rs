@@ -377,6 +377,12 @@ impl Supervisor {
                 Ok(spec) => spec,
                 Err(failure) => return Processed::failed(failure),
             };
+        // Held while the container runs: a concurrent pull (Managed Instances, a shared cache)
+        // never evicts the root filesystem under it.
+        let hold = match scar_rootfs::cache::Hold::take(&runs.image.root, &runs.image.reference) {
+            Ok(hold) => hold,
+            Err(err) => return Processed::failed(Failure::new(FailureKind::Image, err)),
+        };
         let started = Instant::now();
         let ran = self
             .run(
@@ -387,6 +393,7 @@ impl Supervisor {
                 &runs.tails,
             )
             .await;
+        drop(hold);
         response.phases_ms.run += ms(started);
         let exit_code = ran.as_ref().ok().map(|ran| ran.outcome.exit_code());
         if let Ok(ran) = &ran {

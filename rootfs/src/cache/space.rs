@@ -103,7 +103,10 @@ impl Cache {
             if room >= need {
                 return Ok(room);
             }
-            let (claimed, in_use) = self.claim_all(keep)?;
+            let Candidates {
+                mut claimed,
+                in_use,
+            } = self.claim_all(keep)?;
             let freeable: u64 = claimed.iter().map(|(i, _)| i.record.size).sum();
             if room.saturating_add(freeable) < need {
                 return Err(cannot_fit(room.saturating_add(freeable), &in_use));
@@ -119,7 +122,8 @@ impl Cache {
                     short
                 })
                 .count();
-            for (image, claim) in claimed.into_iter().take(wanted) {
+            claimed.truncate(wanted);
+            for (image, claim) in claimed {
                 tracing::info!(
                     image = %image.record.reference,
                     size_mib = image.record.size / MIB,
@@ -135,11 +139,7 @@ impl Cache {
 
     /// Every image but `keep`, least recently used first, claimed for eviction if nobody holds
     /// it, and those that runs hold (logged: they stay).
-    #[allow(clippy::type_complexity)]
-    fn claim_all(
-        &self,
-        keep: Option<&Digest>,
-    ) -> Result<(Vec<(CachedImage, Claim)>, Vec<CachedImage>), CacheError> {
+    fn claim_all(&self, keep: Option<&Digest>) -> Result<Candidates, CacheError> {
         let mut claimed = Vec::new();
         let mut in_use = Vec::new();
         for image in self.images()? {
@@ -159,8 +159,16 @@ impl Cache {
                 Claimed::Gone => {}
             }
         }
-        Ok((claimed, in_use))
+        Ok(Candidates { claimed, in_use })
     }
+}
+
+/// The images eviction may take, as [`Cache::claim_all`] found them.
+struct Candidates {
+    /// Claimed, least recently used first.
+    claimed: Vec<(CachedImage, Claim)>,
+    /// Held by runs.
+    in_use: Vec<CachedImage>,
 }
 
 /// What [`Cache::trim`] did.

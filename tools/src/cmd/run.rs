@@ -237,6 +237,18 @@ fn run_container(
     let Some((root, config)) = image_root(args, uncached)? else {
         return Ok(None);
     };
+    // A cached image is held until the container ends, so that no eviction (a pull of another
+    // `scar` or of an invocation sharing the cache) removes it meanwhile; `--rootfs` is no
+    // cache's.
+    let _hold = match (&args.rootfs, &args.image) {
+        (None, Some(image)) => Some(scar_rootfs::cache::Hold::take(&root, image).map_err(
+            |err| RunError::Pull {
+                image: image.clone(),
+                source: Box::new(err.into()),
+            },
+        )?),
+        _ => None,
+    };
     let spec = container_spec(root, &config, args, mounts, |name| std::env::var(name).ok())?;
     // The preload libraries: $SCAR_PRELOAD_DIR, else beside `scar` (see PreloadEngine::locate).
     let engine = engine::select(args.engine, &EngineOptions::default())?;
