@@ -203,6 +203,43 @@ fn dropping_the_hold_makes_the_image_removable_and_evictable_again() {
 }
 
 #[test]
+fn a_hold_changes_nothing_in_the_image_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(tmp.path()).unwrap();
+    let (root, id) = image(&cache, "pristine", MIB);
+    let listing = || {
+        let mut entries: Vec<_> = std::fs::read_dir(cache.image_dir(&id))
+            .unwrap()
+            .map(|e| {
+                let meta = e.as_ref().unwrap().metadata().unwrap();
+                (e.unwrap().file_name(), meta.len(), meta.modified().unwrap())
+            })
+            .collect();
+        entries.sort();
+        entries
+    };
+    let before = listing();
+    assert!(
+        before.iter().any(|(name, ..)| name == "in-use"),
+        "publishing makes the lock file: {before:?}"
+    );
+    let hold = Hold::take(&root, "pristine").unwrap();
+    assert_eq!(listing(), before);
+    drop(hold);
+    assert_eq!(listing(), before);
+    // An image an older version published has no lock file: the first hold makes it.
+    let lock = cache.image_dir(&id).join("in-use");
+    std::fs::remove_file(&lock).unwrap();
+    let hold = Hold::take(&root, "pristine").unwrap();
+    assert!(lock.is_file());
+    assert!(matches!(
+        cache.remove_image(&id),
+        Err(CacheError::InUse { .. })
+    ));
+    drop(hold);
+}
+
+#[test]
 fn taking_a_hold_costs_an_open_a_flock_and_an_fstat() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = Cache::open(tmp.path()).unwrap();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::{CacheError, io_err};
-use super::hold::{Claim, Claimed};
+use super::hold::{Claim, Claimed, IN_USE};
 use super::lock::CacheLock;
 use super::records::{ImageRecord, RefRecord};
 use super::remove::remove_tree;
@@ -167,6 +167,10 @@ impl Cache {
         })?;
         std::fs::write(&meta, text).map_err(io_err("write", &meta))?;
         touch(&build.join("last-used"));
+        // The lock file runs hold ([`Hold`](super::Hold)), there from the start: a run then
+        // adds nothing to the image's directory (a hold would otherwise make it).
+        let in_use = build.join(IN_USE);
+        std::fs::File::create(&in_use).map_err(io_err("create", &in_use))?;
         let dest = self.image_dir(&record.chain_id);
         // A root under this key that does not prove its layers (an older version's) makes
         // room for the verified one: moved aside in one step, then removed.

@@ -123,7 +123,7 @@ fn gc(args: &CacheArgs) -> Outcome {
         None => Default::default(),
     };
     println!(
-        "removed {removed} leftovers, evicted {} images; {:.1} MiB in use",
+        "removed {removed} leftovers, evicted {} images; {:.1} MiB cached",
         trimmed.evicted,
         cache.usage()? as f64 / (1024.0 * 1024.0)
     );
