@@ -1,17 +1,20 @@
 //! Which cached images are in use: a run holds its image, and eviction takes only what nobody
 //! holds.
 //!
-//! Each published image has a lock file, `rootfs/<chainid hex>/in-use`, made on first use. A
-//! run (a container of the bootstrap, `scar run`, `scar local`) takes a shared `flock` on it
-//! for its whole life ([`Hold`]); eviction takes it exclusive without waiting ([`Claim`]) and
-//! removes the image only with it held, so that concurrent invocations of Lambda Managed
-//! Instances, or two processes sharing one cache, never lose the root filesystem under a
-//! running container. `flock` locks belong to an open file, not to a process: two holds of one
-//! bootstrap count as two.
+//! Each published image has a lock file, `rootfs/<chainid hex>/in-use` (made when it is
+//! published, or by the first hold of an image an older version published). A run (a
+//! container of the bootstrap, `scar run`, `scar local`) takes a shared `flock` on it for its
+//! whole life ([`Hold`]); eviction takes it exclusive without waiting ([`Claim`]) and removes
+//! the image only with it held, so that concurrent invocations of Lambda Managed Instances, or
+//! two processes sharing one cache, never lose the root filesystem under a running container.
+//! `flock` locks belong to an open file, not to a process: two holds of one bootstrap count as
+//! two.
 //!
 //! A hold may open the file just before an eviction renames the image away and unlinks the
 //! file; its `flock` then waits for the eviction to end and finds the file unlinked (no link
-//! left), which is the [`CacheError::Evicted`] error rather than a hold on nothing.
+//! left), which is the [`CacheError::Evicted`] error rather than a hold on nothing. Eviction
+//! keeps an image it will not remove claimed only while it counts what it can free, so a hold
+//! otherwise waits only for the removal of its own image, then fails.
 
 use std::fs::File;
 use std::io;
