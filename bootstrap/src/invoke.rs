@@ -175,23 +175,11 @@ impl Supervisor {
             })
             .collect();
         response.inputs = mapped.work.iter().filter_map(|w| w.input.url()).collect();
-        let mut records: Vec<RecordResult> = (mapped.unreadable.iter())
-            .map(|unreadable| {
-                tracing::warn!(record = %unreadable.what, reason = %unreadable.reason, "a record cannot be read");
-                RecordResult::failed(
-                    None,
-                    unreadable.message_id.clone(),
-                    None,
-                    Vec::new(),
-                    Failure::new(
-                        FailureKind::Input,
-                        format!("{} cannot be read: {}", unreadable.what, unreadable.reason),
-                    ),
-                )
-            })
-            .collect();
+        let unreadable: Vec<RecordResult> =
+            mapped.unreadable.iter().map(unreadable_record).collect();
+        let mut ran = Vec::new();
         if mapped.work.is_empty() {
-            if records.is_empty() {
+            if unreadable.is_empty() {
                 tracing::info!(
                     skipped = response.skipped.len(),
                     "every record was skipped; nothing to run"
@@ -201,11 +189,12 @@ impl Supervisor {
             let runs = self
                 .prepare(invocation, mapped.script, stop_at, wall, &mut response)
                 .await?;
-            let ran = self.run_records(&runs, &mapped.work, &mut response).await?;
-            records.extend(ran);
+            ran = self.run_records(&runs, &mapped.work, &mut response).await?;
             response.stdout = runs.tails.stdout_text();
             response.stderr = runs.tails.stderr_text();
         }
+        let positions = mapped.unreadable.iter().map(|u| u.position);
+        let records = in_event_order(ran, unreadable.into_iter().zip(positions));
         response.records = records;
         response.duration_ms = received.elapsed().as_millis() as u64;
         response.phases_ms.total = ms(received);
@@ -631,6 +620,39 @@ impl Processed {
     }
 }
 
+/// The failed record of an event part that could not be read.
+fn unreadable_record(unreadable: &Unreadable) -> RecordResult {
+    tracing::warn!(record = %unreadable.what, reason = %unreadable.reason, "a record cannot be read");
+    RecordResult::failed(
+        None,
+        unreadable.message_id.clone(),
+        None,
+        Vec::new(),
+        Failure::new(
+            FailureKind::Input,
+            format!("{} cannot be read: {}", unreadable.what, unreadable.reason),
+        ),
+    )
+}
+
+/// The records of the runs (`ran`, one per work item, in order) with the unreadable ones put
+/// back where the event had them: each after the `position` work items that came before it.
+fn in_event_order(
+    ran: Vec<RecordResult>,
+    unreadable: impl IntoIterator<Item = (RecordResult, usize)>,
+) -> Vec<RecordResult> {
+    let mut unreadable = unreadable.into_iter().peekable();
+    let mut records = Vec::with_capacity(ran.len());
+    for (index, record) in ran.into_iter().enumerate() {
+        while let Some((before, _)) = unreadable.next_if(|(_, position)| *position <= index) {
+            records.push(before);
+        }
+        records.push(record);
+    }
+    records.extend(unreadable.map(|(record, _)| record));
+    records
+}
+
 /// The answer of an invocation whose records all ran (or were skipped or unreadable): an SQS
 /// batch always succeeds and lists its failed messages in `batchItemFailures` (Lambda deletes
 /// the others from the queue); any other event fails when a record failed, so that Lambda
@@ -663,4 +685,44 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(input: &str, failed: bool) -> RecordResult {
+        let input = Some(input.to_owned());
+        if failed {
+            let failure = Failure::new(FailureKind::Input, "unreadable");
+            RecordResult::failed(input, None, None, Vec::new(), failure)
+        } else {
+            RecordResult::succeeded(input, None, Some(0), Vec::new())
+        }
+    }
+
+    fn inputs(records: &[RecordResult]) -> Vec<&str> {
+        records.iter().filter_map(|r| r.input.as_deref()).collect()
+    }
+
+    #[test]
+    fn unreadable_records_go_back_where_the_event_had_them() {
+        let ran = vec![record("a", false), record("c", false), record("e", false)];
+        let unreadable = [
+            (record("x0", true), 0),
+            (record("b", true), 1),
+            (record("d", true), 2),
+            (record("z", true), 3),
+        ];
+        let records = in_event_order(ran, unreadable);
+        assert_eq!(inputs(&records), ["x0", "a", "b", "c", "d", "e", "z"]);
+    }
+
+    #[test]
+    fn without_runs_the_unreadable_records_keep_their_order() {
+        let unreadable = [(record("a", true), 0), (record("b", true), 0)];
+        assert_eq!(inputs(&in_event_order(Vec::new(), unreadable)), ["a", "b"]);
+        let ran = vec![record("a", false), record("b", false)];
+        assert_eq!(inputs(&in_event_order(ran, [])), ["a", "b"]);
+    }
 }

@@ -130,6 +130,7 @@ fn refuse(out: &mut MappedEvent, origin: &Origin, reason: String) {
             .unwrap_or_else(|| "the event".to_owned()),
         reason,
         message_id: origin.message_id.clone(),
+        position: out.work.len(),
     });
 }
 

@@ -82,6 +82,9 @@ pub struct Unreadable {
     pub reason: String,
     /// The SQS message it belongs to (reported in `batchItemFailures`).
     pub message_id: Option<String>,
+    /// How many [`Work`] items come before it in the event: the response lists records in
+    /// event order.
+    pub position: usize,
 }
 
 /// A mapped event.
@@ -237,6 +240,7 @@ impl MappedEvent {
             what: origin.name(what),
             reason: reason.to_string(),
             message_id: origin.message_id.clone(),
+            position: self.work.len(),
         });
     }
 
