@@ -132,6 +132,18 @@ impl ImageSlot {
     }
 }
 
+impl ImageSlot {
+    /// Forget `image` when it is the one this slot holds ready: its root filesystem was evicted
+    /// from the cache (by another process sharing it), so the next [`ImageSlot::get`] pulls
+    /// again instead of handing out a directory that is gone.
+    pub async fn forget(&self, image: &PreparedImage) {
+        let mut state = self.state.lock().await;
+        if matches!(&*state, State::Ready(ready) if ready.root == image.root) {
+            *state = State::Empty;
+        }
+    }
+}
+
 /// How far a pull got, from its progress events.
 #[derive(Default)]
 struct Tracker {

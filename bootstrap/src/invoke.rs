@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use scar_rootfs::aws::S3;
+use scar_rootfs::cache::{CacheError, Hold};
 use scar_rootfs::engine::{EngineError, RunSpec};
 use scar_rootfs::image::PreparedImage;
 
@@ -211,11 +212,7 @@ impl Supervisor {
         response: &mut Response,
     ) -> Result<Runs<'p>, Failure> {
         let started = Instant::now();
-        let image = self
-            .image
-            .get(stop_at)
-            .await
-            .map_err(|m| Failure::new(FailureKind::Image, m))?;
+        let (image, hold) = self.held_image(stop_at).await?;
         response.phases_ms.pull = ms(started);
         let engine = self
             .engine
@@ -232,10 +229,31 @@ impl Supervisor {
             payload: &invocation.payload,
             request,
             image,
+            _hold: hold,
             engine,
             stop_at,
             tails: Tails::default(),
         })
+    }
+
+    /// The image, held against eviction until every record has run (a concurrent pull on
+    /// Managed Instances, or another process sharing the cache, never evicts the root filesystem
+    /// under the invocation). An image evicted since this sandbox prepared it is pulled again.
+    async fn held_image(&self, stop_at: Instant) -> Result<(PreparedImage, Hold), Failure> {
+        let image_failure = |m: String| Failure::new(FailureKind::Image, m);
+        let image = self.image.get(stop_at).await.map_err(image_failure)?;
+        match Hold::take(&image.root, &image.reference) {
+            Ok(hold) => Ok((image, hold)),
+            Err(CacheError::Evicted { .. }) => {
+                tracing::info!(image = %image.reference, "the image was evicted from the cache since it was prepared; pulling it again");
+                self.image.forget(&image).await;
+                let image = self.image.get(stop_at).await.map_err(image_failure)?;
+                let hold = Hold::take(&image.root, &image.reference)
+                    .map_err(|err| image_failure(err.to_string()))?;
+                Ok((image, hold))
+            }
+            Err(err) => Err(image_failure(err.to_string())),
+        }
     }
 
     /// One container run per record, in order, each in a fresh `input/` and `output/`: a failing
@@ -366,12 +384,6 @@ impl Supervisor {
                 Ok(spec) => spec,
                 Err(failure) => return Processed::failed(failure),
             };
-        // Held while the container runs: a concurrent pull (Managed Instances, a shared cache)
-        // never evicts the root filesystem under it.
-        let hold = match scar_rootfs::cache::Hold::take(&runs.image.root, &runs.image.reference) {
-            Ok(hold) => hold,
-            Err(err) => return Processed::failed(Failure::new(FailureKind::Image, err)),
-        };
         let started = Instant::now();
         let ran = self
             .run(
@@ -382,7 +394,6 @@ impl Supervisor {
                 &runs.tails,
             )
             .await;
-        drop(hold);
         response.phases_ms.run += ms(started);
         let exit_code = ran.as_ref().ok().map(|ran| ran.outcome.exit_code());
         if let Ok(ran) = &ran {
@@ -591,6 +602,8 @@ struct Runs<'a> {
     request: RequestFiles,
     /// The image.
     image: PreparedImage,
+    /// The image's cache entry, held against eviction while the records run.
+    _hold: Hold,
     /// The engine.
     engine: std::sync::Arc<dyn scar_rootfs::engine::Engine>,
     /// When the container must stop.

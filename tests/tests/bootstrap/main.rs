@@ -13,3 +13,4 @@ mod concurrency;
 mod contract;
 mod prefetch;
 mod runtime_headers;
+mod shared_cache;
