@@ -241,13 +241,16 @@ impl Supervisor {
     /// under the invocation). An image evicted since this sandbox prepared it is pulled again.
     async fn held_image(&self, stop_at: Instant) -> Result<(PreparedImage, Hold), Failure> {
         let image_failure = |m: String| Failure::new(FailureKind::Image, m);
-        let image = self.image.get(stop_at).await.map_err(image_failure)?;
+        // Boxed: the pull's future is deep, and inlined twice into the invocation's future its
+        // layout passes the compiler's query depth limit.
+        let get = || Box::pin(self.image.get(stop_at));
+        let image = get().await.map_err(image_failure)?;
         match Hold::take(&image.root, &image.reference) {
             Ok(hold) => Ok((image, hold)),
             Err(CacheError::Evicted { .. }) => {
                 tracing::info!(image = %image.reference, "the image was evicted from the cache since it was prepared; pulling it again");
                 self.image.forget(&image).await;
-                let image = self.image.get(stop_at).await.map_err(image_failure)?;
+                let image = get().await.map_err(image_failure)?;
                 let hold = Hold::take(&image.root, &image.reference)
                     .map_err(|err| image_failure(err.to_string()))?;
                 Ok((image, hold))
