@@ -6,6 +6,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -27,6 +29,8 @@ pub struct S3Server {
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     addr: SocketAddr,
+    /// Added before every request is served, in microseconds (see [`S3Server::set_latency`]).
+    latency: Arc<AtomicU64>,
     access_key: String,
     secret_key: String,
     client: aws_sdk_s3::Client,
@@ -71,6 +75,8 @@ impl S3Server {
             .local_addr()
             .unwrap_or_else(|err| panic!("s3s-fs listener has no address: {err}"));
         let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
+        let latency = Arc::new(AtomicU64::new(0));
+        let delay = latency.clone();
         runtime.spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());
             loop {
@@ -81,8 +87,25 @@ impl S3Server {
                     },
                     _ = &mut stop => break,
                 };
+                // Without it a small answer waits for the client's delayed ACK (Nagle): ~40 ms
+                // per GET, far more than the bootstrap's own work on a 1 KiB object.
+                let _ = socket.set_nodelay(true);
+                let service = s3_service.clone();
+                let delay = delay.clone();
+                let delayed = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let service = service.clone();
+                        let wait = Duration::from_micros(delay.load(Ordering::Relaxed));
+                        async move {
+                            if !wait.is_zero() {
+                                tokio::time::sleep(wait).await;
+                            }
+                            service.call(request.map(s3s::Body::from)).await
+                        }
+                    },
+                );
                 let conn = http
-                    .serve_connection(TokioIo::new(socket), s3_service.clone())
+                    .serve_connection(TokioIo::new(socket), delayed)
                     .into_owned();
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -94,11 +117,21 @@ impl S3Server {
             runtime: Some(runtime),
             shutdown: Some(shutdown),
             addr,
+            latency,
             access_key,
             secret_key,
             client,
             root,
         }
+    }
+
+    /// Hold every request this long before serving it: the first-byte latency of a real S3
+    /// endpoint (tens of milliseconds), which a loopback server lacks. Benchmarks of how
+    /// invocations overlap need it: without it every part of an invocation is CPU work on the
+    /// same few cores, and nothing waits that concurrency could overlap.
+    pub fn set_latency(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency.store(micros, Ordering::Relaxed);
     }
 
     /// `http://127.0.0.1:PORT`.
