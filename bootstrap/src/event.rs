@@ -4,7 +4,8 @@
 //! object named by an S3 notification (directly, in the messages of an SQS batch, in an SNS
 //! event, or in an SNS notification inside an SQS message) or by an EventBridge "Object
 //! Created" event is one run; anything else is a direct invocation whose payload becomes the
-//! input file `event.json`. A record is skipped (nothing to retry) when it is not a new object
+//! input file `event.json`. An HTTP request (API Gateway, a Function URL) is one run whose
+//! input file is the request body (`http`). A record is skipped (nothing to retry) when it is not a new object
 //! (a deletion, a folder marker, `s3:TestEvent`) or lies under the output prefix of its own
 //! bucket (a function writing its outputs into the bucket that triggers it would otherwise call
 //! itself forever); a record that cannot be read is unreadable, and the others still run.
@@ -15,11 +16,15 @@
 use base64::Engine as _;
 
 mod envelope;
+mod http;
 mod mapped;
+mod names;
 mod s3;
 mod shape;
 
+pub use http::{HttpFormat, HttpInput, HttpSource};
 pub use mapped::{EventError, EventRules, Input, MappedEvent, S3Input, Skipped, Unreadable, Work};
+pub use names::fit_file_name;
 pub use s3::decode_key;
 
 use mapped::Origin;
@@ -35,6 +40,25 @@ pub fn map_event(payload: &[u8], rules: EventRules<'_>) -> Result<MappedEvent, E
     let value: Option<serde_json::Value> = serde_json::from_slice(payload).ok();
     let mut mapped = MappedEvent::default();
     let top = Origin::top();
+    if let Some(value) = &value
+        && let Some(format) = http::http_format(value)
+    {
+        // An HTTP request never carries a script: its body is the input, whatever it holds.
+        mapped.http = Some(format);
+        match http::read_request(value, format) {
+            Ok(request) => mapped.work.push(Work {
+                input: Input::Http(Box::new(request)),
+                message_id: None,
+            }),
+            Err(reason) => mapped.unreadable.push(Unreadable {
+                what: "the HTTP request".to_owned(),
+                reason,
+                message_id: None,
+                position: 0,
+            }),
+        }
+        return Ok(mapped);
+    }
     match value.as_ref().and_then(shape_of) {
         Some(Shape::S3(records)) => s3::map_records(records, &top, rules, &mut mapped)?,
         Some(Shape::S3Test) => s3::test_event(&top, &mut mapped),

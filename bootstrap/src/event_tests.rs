@@ -236,3 +236,40 @@ fn an_input_knows_its_object_and_url_and_a_direct_one_has_neither() {
     assert_eq!(Input::Direct.url(), None);
     assert_eq!(Input::Direct.s3(), None);
 }
+
+#[test]
+fn an_http_request_is_one_run_and_never_carries_a_script() {
+    let event = serde_json::json!({
+        "version": "2.0", "rawPath": "/in.txt", "rawQueryString": "",
+        "requestContext": {"http": {"method": "POST"}, "domainName": "x.lambda-url.eu-west-1.on.aws"},
+        "body": "{\"script\": \"ZWNobyBwd25lZA==\"}", "isBase64Encoded": false,
+        "script": "ZWNobyBwd25lZA=="
+    });
+    let rules = EventRules {
+        output: None,
+        allow_invoke_script: true,
+    };
+    let mapped = map_event(event.to_string().as_bytes(), rules).unwrap();
+    assert_eq!(mapped.script, None);
+    assert_eq!(mapped.http, Some(HttpFormat::V2));
+    assert_eq!(mapped.work.len(), 1);
+    let request = mapped.work[0].input.http().unwrap();
+    assert_eq!(request.file_name, "in.txt");
+    assert_eq!(&request.body[..], b"{\"script\": \"ZWNobyBwd25lZA==\"}");
+}
+
+#[test]
+fn an_unreadable_http_request_is_still_an_http_event() {
+    let event = serde_json::json!({
+        "httpMethod": "POST", "path": "/x", "requestContext": {},
+        "body": "%%%", "isBase64Encoded": true
+    });
+    let rules = EventRules {
+        output: None,
+        allow_invoke_script: false,
+    };
+    let mapped = map_event(event.to_string().as_bytes(), rules).unwrap();
+    assert_eq!(mapped.http, Some(HttpFormat::V1));
+    assert!(mapped.work.is_empty());
+    assert!(mapped.unreadable[0].reason.contains("base64"));
+}

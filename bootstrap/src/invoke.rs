@@ -418,9 +418,13 @@ impl Supervisor {
         let started = Instant::now();
         let output = match input {
             Input::S3(object) => Some(self.config.output_for(&object.bucket)),
-            Input::Direct => self.config.output.clone(),
+            Input::Direct | Input::Http(_) => self.config.output.clone(),
         };
-        let report = self.stage_out(dir, output.as_ref()).await;
+        // An HTTP request's outputs are its answer: they are uploaded only when SCAR_OUTPUT asks.
+        let report = match (input, &output) {
+            (Input::Http(_), None) => UploadReport::default(),
+            _ => self.stage_out(dir, output.as_ref()).await,
+        };
         response.phases_ms.stage_out += ms(started);
         tracing::info!(
             phase = "stage-out",
@@ -531,6 +535,16 @@ impl Supervisor {
             Input::Direct => {
                 let path = dir.input().join(DIRECT_INPUT_NAME);
                 write(&path, payload)?;
+                Ok(path)
+            }
+            Input::Http(request) => {
+                let path = dir.input().join(&request.file_name);
+                let reservation = self
+                    .space
+                    .reserve(&self.request_root, request.body.len() as u64)
+                    .map_err(|e| Failure::new(FailureKind::Input, e.describe(&request.label())))?;
+                write(&path, &request.body)?;
+                drop(reservation);
                 Ok(path)
             }
         }

@@ -242,17 +242,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), StageError> {
         .map_err(io("setting the mode of", path))
 }
 
-/// Longest file name Linux filesystems accept (`NAME_MAX`), in bytes; S3 keys go to 1,024.
-const NAME_MAX: usize = 255;
-
-/// Longest extension an over-long name keeps (the dot included).
-const MAX_KEPT_EXTENSION: usize = 16;
-
-/// Hex digits of the key's sha256 that make a shortened name unique.
-const NAME_HASH_HEX: usize = 16;
-
 /// The file name an input object gets: the last segment of its key. A segment longer than
-/// [`NAME_MAX`] bytes (which `File::create` would refuse) becomes `<stem>~<hash><.ext>`: the
+/// 255 bytes (which `File::create` would refuse) becomes `<stem>~<hash><.ext>`: the
 /// stem cut at a character boundary, 16 hex digits of the sha256 of the whole key (two keys
 /// differing only past the cut get two names), and the extension when it has at most 16
 /// bytes, so that tools going by the extension still do. The script finds the whole key in
@@ -265,25 +256,7 @@ pub fn input_file_name(input: &S3Input) -> Result<String, StageError> {
             key: input.key.clone(),
         });
     }
-    if name.len() <= NAME_MAX {
-        return Ok(name.to_owned());
-    }
-    let extension = match name.rfind('.') {
-        Some(dot) if dot > 0 && name.len() - dot <= MAX_KEPT_EXTENSION => &name[dot..],
-        _ => "",
-    };
-    let stem = &name[..name.len() - extension.len()];
-    let budget = NAME_MAX - 1 - NAME_HASH_HEX - extension.len();
-    let cut = (0..=budget)
-        .rev()
-        .find(|&at| stem.is_char_boundary(at))
-        .unwrap_or(0);
-    let hash = scar_rootfs::digest::Digest::of(input.key.as_bytes()).hex();
-    Ok(format!(
-        "{}~{}{extension}",
-        &stem[..cut],
-        &hash[..NAME_HASH_HEX]
-    ))
+    Ok(crate::event::fit_file_name(name, input.key.as_bytes()))
 }
 
 /// Download `input` to `dest`, streaming; stop at `until`. Returns the size written.

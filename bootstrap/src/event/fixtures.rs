@@ -145,7 +145,7 @@ pub fn objects(mapped: &MappedEvent) -> Vec<S3Input> {
         .iter()
         .map(|work| match &work.input {
             Input::S3(object) => object.clone(),
-            Input::Direct => panic!("a direct input among S3 records"),
+            Input::Direct | Input::Http(_) => panic!("a direct or HTTP input among S3 records"),
         })
         .collect()
 }

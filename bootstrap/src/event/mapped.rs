@@ -2,6 +2,7 @@
 //! that cannot be read; and the one gate every S3 object of every shape passes
 //! ([`MappedEvent::object`]): the output-loop guard, folder markers, deleted objects.
 
+use super::http::{HttpFormat, HttpInput};
 use crate::config::{S3Location, SCAR_OUTPUT};
 
 /// One S3 object to process.
@@ -37,6 +38,8 @@ pub enum Input {
     /// A direct invocation: the payload is the input file
     /// [`DIRECT_INPUT_NAME`](super::DIRECT_INPUT_NAME).
     Direct,
+    /// An HTTP request: its body is the input file, named [`HttpInput::file_name`].
+    Http(Box<HttpInput>),
 }
 
 impl Input {
@@ -44,13 +47,21 @@ impl Input {
     pub fn s3(&self) -> Option<&S3Input> {
         match self {
             Self::S3(input) => Some(input),
-            Self::Direct => None,
+            Self::Direct | Self::Http(_) => None,
         }
     }
 
     /// `s3://bucket/key` of an S3 input (the response lists these).
     pub fn url(&self) -> Option<String> {
         self.s3().map(S3Input::url)
+    }
+
+    /// The HTTP request, for an HTTP input.
+    pub fn http(&self) -> Option<&HttpInput> {
+        match self {
+            Self::Http(request) => Some(request),
+            Self::S3(_) | Self::Direct => None,
+        }
     }
 }
 
@@ -104,6 +115,9 @@ pub struct MappedEvent {
     /// `Some(ids of every message, in order)` when the event is an SQS batch: the response then
     /// carries `batchItemFailures`.
     pub sqs_messages: Option<Vec<String>>,
+    /// `Some(format)` when the event is an HTTP request: every answer, failures included, is
+    /// then an HTTP response in that format (API Gateway turns a Lambda error into a bare 502).
+    pub http: Option<HttpFormat>,
 }
 
 /// Why an event cannot be processed at all (a single record's problem is an [`Unreadable`]).
