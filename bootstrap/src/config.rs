@@ -109,6 +109,8 @@ pub struct Config {
     pub passed_aws_env: Vec<(String, String)>,
     /// `SCAR_ALLOW_INVOKE_SCRIPT`.
     pub allow_invoke_script: bool,
+    /// `SCAR_HTTP_STREAMING`.
+    pub http_streaming: bool,
     /// `SCAR_LOG`.
     pub log_filter: String,
     /// `SCAR_LOG_FORMAT`.
@@ -338,6 +340,7 @@ impl Config {
         let prefetch = vars.bool(SCAR_PREFETCH, true)?;
         let pass_aws = vars.bool(SCAR_PASS_AWS_CREDENTIALS, false)?;
         let allow_invoke_script = vars.bool(SCAR_ALLOW_INVOKE_SCRIPT, false)?;
+        let http_streaming = vars.bool(SCAR_HTTP_STREAMING, false)?;
 
         let mut container_env = Vec::new();
         for (name, value) in &vars.map {
@@ -446,6 +449,7 @@ impl Config {
             container_env,
             passed_aws_env,
             allow_invoke_script,
+            http_streaming,
             log_filter,
             log_format,
             s3_endpoint,

@@ -36,6 +36,9 @@ pub const SCAR_ENV_PREFIX: &str = "SCAR_ENV_";
 pub const SCAR_PASS_AWS_CREDENTIALS: &str = "SCAR_PASS_AWS_CREDENTIALS";
 /// Accept `{"script": "<base64>"}` in a direct invocation.
 pub const SCAR_ALLOW_INVOKE_SCRIPT: &str = "SCAR_ALLOW_INVOKE_SCRIPT";
+/// Answer HTTP requests in the Runtime API's streaming response mode (a Function URL with
+/// `InvokeMode: RESPONSE_STREAM`): the event does not say how the URL is set up.
+pub const SCAR_HTTP_STREAMING: &str = "SCAR_HTTP_STREAMING";
 /// Log filter in `tracing` syntax.
 pub const SCAR_LOG: &str = "SCAR_LOG";
 /// `text` or `json`.
@@ -172,6 +175,11 @@ pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
     VariableDoc {
         name: SCAR_ALLOW_INVOKE_SCRIPT,
         meaning: "accept `{\"script\": \"<base64>\"}` in a direct invocation",
+        default: "false",
+    },
+    VariableDoc {
+        name: SCAR_HTTP_STREAMING,
+        meaning: "answer HTTP requests as a stream (up to 200 MB): set it when the Function URL has `InvokeMode: RESPONSE_STREAM`; otherwise answers are buffered (6 MB)",
         default: "false",
     },
     VariableDoc {
