@@ -6,72 +6,28 @@
 //! contract hides the raw deadline header that the emulator fills with a constant. The API is
 //! four plain HTTP/1.1 calls, so a small hyper client keeps every requirement in our hands and
 //! init lean (no TLS, no tower stack).
+//!
+//! The head holds the buffered calls; `stream` the streaming response mode (chunked body,
+//! HTTP prelude, error trailers), which shares the head's client and connection pool. Errors and
+//! header names shared by both sit in `error` and `headers`, at the bottom of the directory.
+
+mod error;
+mod headers;
+mod stream;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::AWS_LAMBDA_RUNTIME_API;
+pub use error::{ErrorReport, RuntimeError};
+use headers::{ERROR_TYPE_HEADER, INVOCATION_ID_HEADER};
+use stream::RequestBody;
+pub use stream::{CHUNK, READ_AHEAD, STREAM_ERROR_TYPE, StreamBody, StreamSent};
 
 const API_VERSION: &str = "2018-06-01";
-/// Given by `/next`, echoed on `/response` and `/error` (Lambda's protection against a late
-/// result of a timed-out attempt reaching a retry that reuses the request id).
-const INVOCATION_ID_HEADER: &str = "lambda-runtime-invocation-id";
-
-/// Why a Runtime API call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// `AWS_LAMBDA_RUNTIME_API` is not usable.
-    #[error("{AWS_LAMBDA_RUNTIME_API}={value} {problem}")]
-    Endpoint {
-        /// The value as given.
-        value: String,
-        /// What is wrong.
-        problem: &'static str,
-    },
-    /// The request could not be sent or its answer not read.
-    #[error("{method} {path}: {source}")]
-    Transport {
-        /// HTTP method.
-        method: Method,
-        /// API path.
-        path: String,
-        /// The underlying error.
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The API answered with an error status.
-    #[error("{method} {path}: the Runtime API answered {status}: {body}")]
-    Status {
-        /// HTTP method.
-        method: Method,
-        /// API path.
-        path: String,
-        /// Status code.
-        status: StatusCode,
-        /// Body of the answer (truncated).
-        body: String,
-    },
-    /// `410 Gone` from `/response` or `/error`: the invocation had already timed out and
-    /// Lambda no longer takes its result.
-    #[error(
-        "{method} {path}: the Runtime API answered 410 Gone: the invocation had already timed out"
-    )]
-    Gone {
-        /// HTTP method.
-        method: Method,
-        /// API path.
-        path: String,
-    },
-    /// `/invocation/next` answered without a request id.
-    #[error("GET {path}: the answer has no Lambda-Runtime-Aws-Request-Id header")]
-    NoRequestId {
-        /// API path.
-        path: String,
-    },
-}
 
 /// Where the Runtime API lives: `http://host:port` plus an optional path prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,17 +94,6 @@ pub struct Invocation {
     pub payload: Bytes,
 }
 
-/// An error report for `/init/error` or `/invocation/{id}/error`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ErrorReport {
-    /// `errorType`, e.g. `Scar.ScriptFailed`.
-    #[serde(rename = "errorType")]
-    pub error_type: String,
-    /// `errorMessage`.
-    #[serde(rename = "errorMessage")]
-    pub error_message: String,
-}
-
 /// What a call sends besides its body.
 struct Extra<'a> {
     /// `Lambda-Runtime-Invocation-Id` to echo.
@@ -161,7 +106,7 @@ struct Extra<'a> {
 #[derive(Clone)]
 pub struct RuntimeApi {
     endpoint: RuntimeEndpoint,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, RequestBody>,
 }
 
 impl RuntimeApi {
@@ -219,6 +164,24 @@ impl RuntimeApi {
         self.call(Method::POST, &path, body, extra).await.map(drop)
     }
 
+    /// Report the invocation's result in the streaming response mode: `body` is sent in
+    /// chunks while it is read (a file never whole), after `prelude` and 8 NUL bytes when the
+    /// answer is an HTTP integration's (Function URL, API Gateway streaming). A failure after
+    /// the request began ends the body with Lambda's error trailers and is
+    /// [`RuntimeError::StreamBroken`]; `invocation_id` is the one `/next` gave, if any.
+    pub async fn respond_streaming(
+        &self,
+        request_id: &str,
+        invocation_id: Option<&str>,
+        prelude: Option<Bytes>,
+        body: StreamBody,
+    ) -> Result<StreamSent, RuntimeError> {
+        let url = self
+            .endpoint
+            .url(&format!("invocation/{request_id}/response"));
+        stream::respond_streaming(&self.client, url, invocation_id, prelude, body).await
+    }
+
     /// Report the invocation's failure; `invocation_id` is the one `/next` gave, if any.
     pub async fn invocation_error(
         &self,
@@ -268,13 +231,13 @@ impl RuntimeApi {
             request = request.header("content-type", "application/json");
         }
         if let Some(error_type) = extra.error_type {
-            request = request.header("lambda-runtime-function-error-type", error_type);
+            request = request.header(ERROR_TYPE_HEADER, error_type);
         }
         if let Some(invocation_id) = extra.invocation_id {
             request = request.header(INVOCATION_ID_HEADER, invocation_id);
         }
         let request = request
-            .body(Full::new(body))
+            .body(stream::buffered(body))
             .map_err(|e| transport(e.into()))?;
         let response = self
             .client
