@@ -17,6 +17,7 @@ pub mod image;
 pub mod invoke;
 pub mod logs;
 pub mod nondumpable;
+pub mod reply;
 pub mod report;
 pub mod run;
 pub mod runtime;
