@@ -60,18 +60,6 @@ impl Reply {
         }
     }
 
-    /// An answer of `status` whose body is the JSON `value`.
-    pub fn json(status: u16, value: &serde_json::Value) -> Self {
-        // Serialising a `Value` cannot fail: its map keys are strings.
-        let body = serde_json::to_vec(value).unwrap_or_default();
-        Self {
-            status,
-            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-            cookies: Vec::new(),
-            body: ReplyBody::Bytes(body.into()),
-        }
-    }
-
     /// The value of header `name` (lowercase), if set.
     pub fn header(&self, name: &str) -> Option<&str> {
         (self.headers.iter())
