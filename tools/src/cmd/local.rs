@@ -7,20 +7,29 @@
 //!
 //! - `scar local --function DIR --watch DATA` ([`serve`]): an S3 event ([`event`]) for each file
 //!   that appears under `DATA/input/` ([`watch`]); outputs land in `DATA/output/`.
+//! - `scar local --function DIR --http ADDR` ([`http`]): the function as a Lambda Function
+//!   URL, each request a Function URL event ([`http_event`]), its answer the HTTP response,
+//!   buffered or streamed as it arrives ([`http_answer`], [`http_stream`], [`runtime_stream`]).
 //! - `scar local invoke --function DIR --event EVENT.json` (or `--input FILE`) ([`invoke`]):
 //!   one event, the response printed.
 //!
-//! Both parse their command line in [`args`], start a [`session`] with [`start`], and print
+//! All parse their command line in [`args`], start a [`session`] with [`start`], and print
 //! through [`output`]; this file only dispatches.
 
 mod args;
+mod channel_body;
 mod environment;
 mod error;
 pub(crate) mod event;
 mod function;
+mod http;
+mod http_answer;
+mod http_event;
+mod http_stream;
 mod invoke;
 mod output;
 pub(crate) mod runtime_api;
+pub(crate) mod runtime_stream;
 pub(crate) mod s3;
 mod sandbox;
 mod serve;
@@ -46,9 +55,13 @@ pub fn run(args: LocalArgs) -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             Some(LocalCommand::Invoke(invoke)) => invoke::run_invoke(invoke).await,
-            None => {
-                serve::run_watch(args.function, args.watch.unwrap_or_default(), args.existing).await
-            }
+            None => match args.http {
+                Some(address) => http::run_http(args.function, address, args.dir).await,
+                None => {
+                    serve::run_watch(args.function, args.watch.unwrap_or_default(), args.existing)
+                        .await
+                }
+            },
         }
     });
     match result {

@@ -352,6 +352,7 @@ pub(super) async fn invoke_once(
             Phases::from_response(&document)
                 .ok_or_else(|| format!("no durationMs/phasesMs in the response {document}"))
         }
+        Reply::Stream(_) => Err("the bootstrap streamed its answer to an S3 event".into()),
         Reply::Error { error_type, body } => Err(format!(
             "{error_type}: {}",
             String::from_utf8_lossy(&body)

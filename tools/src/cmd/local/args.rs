@@ -1,5 +1,5 @@
-//! The command line of `scar local`: the watch (the default), `invoke`, and what both need to
-//! know about the function and its sandbox.
+//! The command line of `scar local`: the watch (the default), the HTTP server, `invoke`, and
+//! what they all need to know about the function and its sandbox.
 
 use std::path::PathBuf;
 
@@ -15,11 +15,33 @@ pub struct LocalArgs {
     pub(super) function: FunctionArgs,
     /// Data directory: each file that appears under DIR/input/ is sent as an S3 event; outputs
     /// land in DIR/output/.
-    #[arg(long, value_name = "DIR", required = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "http",
+        conflicts_with = "http"
+    )]
     pub(super) watch: Option<PathBuf>,
     /// Also process the files already under DIR/input/ when the watch starts.
-    #[arg(long)]
+    #[arg(long, requires = "watch")]
     pub(super) existing: bool,
+    /// Serve the function as a Lambda Function URL on ADDR (e.g. 127.0.0.1:8080).
+    ///
+    /// Each request becomes a Function URL event (payload format 2.0; a binary body in
+    /// base64), one at a time, and the function's answer becomes the HTTP response: buffered
+    /// (statusCode, headers, cookies, body) or streamed as it arrives (the Runtime API's
+    /// streaming mode, for SCAR_HTTP_STREAMING=true); a function error is a 502. Requests whose
+    /// event passes Lambda's 6 MB are refused with 413, as a Function URL does. For example:
+    ///
+    ///   scar local --function examples/http-grayify --http 127.0.0.1:8080
+    ///
+    ///   curl --data-binary @examples/demo/sample.png http://127.0.0.1:8080/sample.png -o grey.png
+    #[arg(long, value_name = "ADDR", verbatim_doc_comment)]
+    pub(super) http: Option<String>,
+    /// With --http: the directory behind the local bucket, for a function whose template sets
+    /// SCAR_OUTPUT (its outputs land in DIR/output/); default a temporary directory.
+    #[arg(long, value_name = "DIR", requires = "http")]
+    pub(super) dir: Option<PathBuf>,
 }
 
 /// Subcommands of `scar local`.

@@ -19,7 +19,8 @@ pub(super) struct Endpoints<'a> {
     pub(super) task_root: &'a Path,
     pub(super) runtime_dir: &'a Path,
     pub(super) cache_dir: &'a Path,
-    pub(super) output: String,
+    /// `SCAR_OUTPUT`, in place of the template's; `None` keeps what the template says.
+    pub(super) output: Option<String>,
 }
 
 /// The bootstrap's complete environment: Lambda's variables, the template's, then overrides.
@@ -79,7 +80,9 @@ pub(super) fn lambda_environment(
     for (name, value) in &function.env {
         set(&mut env, name, value.clone());
     }
-    set(&mut env, "SCAR_OUTPUT", endpoints.output.clone());
+    if let Some(output) = &endpoints.output {
+        set(&mut env, "SCAR_OUTPUT", output.clone());
+    }
     for (name, value) in overrides {
         set(&mut env, name, value.clone());
     }
@@ -132,7 +135,7 @@ mod tests {
             task_root: Path::new("/fn"),
             runtime_dir: Path::new("/opt"),
             cache_dir: Path::new("/cache"),
-            output: "s3://scar-local/output/".into(),
+            output: Some("s3://scar-local/output/".into()),
         };
         let overrides = vec![("SCAR_LOG".to_owned(), "trace".to_owned())];
         let env = lambda_environment(&function, &args, &endpoints, &overrides);

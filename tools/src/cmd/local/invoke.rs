@@ -10,7 +10,7 @@ use super::error::{LocalError, io};
 use super::event;
 use super::output::{document, report};
 use super::s3::INPUT_PREFIX;
-use super::start::start;
+use super::start::{Outputs, start};
 
 /// Run `scar local invoke`.
 pub(super) async fn run_invoke(args: InvokeArgs) -> Result<ExitCode, LocalError> {
@@ -29,7 +29,13 @@ pub(super) async fn run_invoke(args: InvokeArgs) -> Result<ExitCode, LocalError>
         (None, Some(file)) => (None, Vec::new(), Some(file.clone())),
         (None, None) => return Err(LocalError::NoEvent),
     };
-    let (mut session, context) = start(&args.function, &data_dir, event_buckets).await?;
+    let (mut session, context) = start(
+        &args.function,
+        &data_dir,
+        event_buckets,
+        Outputs::LocalBucket,
+    )
+    .await?;
     let (label, payload) = match (payload, input) {
         (Some(payload), _) => (
             args.event

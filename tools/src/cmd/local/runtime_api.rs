@@ -4,7 +4,8 @@
 //! event is queued and hands it out with the request id, an epoch-milliseconds deadline, the
 //! function ARN and a trace id; the runtime answers on `/invocation/{id}/response` or
 //! `/invocation/{id}/error`, or reports `/runtime/init/error` before its first `next`.
-//! Invocations are served one at a time, like one Lambda sandbox.
+//! Invocations are served one at a time, like one Lambda sandbox. A `/response` in the
+//! streaming mode is handed to the caller as it arrives ([`runtime_stream`]), not collected.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,13 +21,17 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use super::runtime_stream::{self, Received, ResponseStream};
+
 const PREFIX: &str = "/2018-06-01/runtime";
 
 /// How one invocation ended, as the runtime reported it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Reply {
     /// `POST /invocation/{id}/response`: the function's result.
     Response(Bytes),
+    /// `POST /invocation/{id}/response` in the streaming mode: the body as it arrives.
+    Stream(ResponseStream),
     /// `POST /invocation/{id}/error`: the error document and `Lambda-Runtime-Function-Error-Type`.
     Error {
         /// The header, or the document's `errorType`.
@@ -139,7 +144,14 @@ impl RuntimeApi {
 
     /// Queue an event for the runtime.
     pub fn invoke(&self, payload: Bytes) -> Invocation {
+        self.invoke_with(|_| payload)
+    }
+
+    /// Queue the event `payload` makes from the invocation's request id (an HTTP event carries
+    /// it as `requestContext.requestId`, as on Lambda).
+    pub fn invoke_with(&self, payload: impl FnOnce(&str) -> Bytes) -> Invocation {
         let request_id = new_request_id(self.counter.fetch_add(1, Ordering::Relaxed));
+        let payload = payload(&request_id);
         let (reply, receiver) = oneshot::channel();
         // The receiving half lives in `shared` as long as the server, so the send cannot fail
         // while `self` exists; if it ever did, the dropped `reply` resolves `receiver` to an error.
@@ -221,6 +233,20 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
+    let Some(route) = parts.uri.path().strip_prefix(PREFIX) else {
+        return Ok(api_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "unknown path: the API lives under /2018-06-01/runtime",
+        ));
+    };
+    let segments: Vec<&str> = route.trim_start_matches('/').split('/').collect();
+    // A streamed response is handed on while it arrives; every other request is read whole.
+    if let (&Method::POST, ["invocation", id, "response"]) = (&parts.method, segments.as_slice())
+        && runtime_stream::is_streaming(&parts.headers)
+    {
+        return Ok(stream(&shared, id, &parts, body).await);
+    }
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) => {
@@ -231,14 +257,6 @@ async fn handle(
             ));
         }
     };
-    let Some(route) = parts.uri.path().strip_prefix(PREFIX) else {
-        return Ok(api_error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "unknown path: the API lives under /2018-06-01/runtime",
-        ));
-    };
-    let segments: Vec<&str> = route.trim_start_matches('/').split('/').collect();
     let response = match (&parts.method, segments.as_slice()) {
         (&Method::GET, ["invocation", "next"]) => next(&shared).await,
         (&Method::POST, ["invocation", id, "response"]) => {
@@ -260,6 +278,44 @@ async fn handle(
         ),
     };
     Ok(response)
+}
+
+/// A `/response` in the streaming mode: the caller gets the stream at once, then each piece
+/// as the runtime sends it; the runtime's request is answered when its body has ended.
+async fn stream(
+    shared: &Shared,
+    request_id: &str,
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Response<Full<Bytes>> {
+    let Some(sender) = take_in_flight(shared, request_id) else {
+        return not_in_progress(request_id);
+    };
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (pieces, response_stream) = runtime_stream::channel(content_type);
+    // The caller may have given up (its runtime exited): the body is still read, and dropped.
+    let _ = sender.send(Reply::Stream(response_stream));
+    match runtime_stream::receive(body, pieces).await {
+        Received::Complete => text(StatusCode::ACCEPTED, r#"{"status":"OK"}"#),
+        Received::TooLarge => api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Function.ResponseSizeTooLarge",
+            &format!(
+                "the streamed response passed Lambda's limit of {} bytes",
+                runtime_stream::MAX_STREAMED
+            ),
+        ),
+        // Nobody reads this answer: the connection it would go on is gone.
+        Received::Broken => api_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "the streamed response broke off",
+        ),
+    }
 }
 
 async fn next(shared: &Shared) -> Response<Full<Bytes>> {
@@ -320,233 +376,33 @@ async fn next(shared: &Shared) -> Response<Full<Bytes>> {
     response
 }
 
-fn finish(shared: &Shared, request_id: &str, reply: Reply) -> Response<Full<Bytes>> {
-    let sender = shared
+/// The caller waiting for `request_id`, which only one answer may reach.
+fn take_in_flight(shared: &Shared, request_id: &str) -> Option<oneshot::Sender<Reply>> {
+    shared
         .in_flight
         .lock()
         .ok()
-        .and_then(|mut in_flight| in_flight.remove(request_id));
-    match sender {
+        .and_then(|mut in_flight| in_flight.remove(request_id))
+}
+
+fn not_in_progress(request_id: &str) -> Response<Full<Bytes>> {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        &format!("request {request_id} is not in progress (already answered, or never handed out)"),
+    )
+}
+
+fn finish(shared: &Shared, request_id: &str, reply: Reply) -> Response<Full<Bytes>> {
+    match take_in_flight(shared, request_id) {
         Some(sender) => {
             let _ = sender.send(reply);
             text(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
         }
-        None => api_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestID",
-            &format!(
-                "request {request_id} is not in progress (already answered, or never handed out)"
-            ),
-        ),
+        None => not_in_progress(request_id),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hyper_util::rt::TokioIo;
-
-    /// One HTTP/1.1 request with a real client over TCP.
-    async fn call(
-        address: SocketAddr,
-        method: Method,
-        path: &str,
-        body: &'static str,
-    ) -> Response<Bytes> {
-        let stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("http://{address}{path}"))
-            .header("host", address.to_string())
-            .body(if body.is_empty() {
-                Full::new(Bytes::new())
-            } else {
-                Full::new(Bytes::from_static(body.as_bytes()))
-            })
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let (parts, body) = response.into_parts();
-        Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
-    }
-
-    async fn api() -> (RuntimeApi, mpsc::UnboundedReceiver<Notice>) {
-        let (notices, receiver) = mpsc::unbounded_channel();
-        let arn = "arn:aws:lambda:us-east-1:000000000000:function:demo".to_owned();
-        (
-            RuntimeApi::start(arn, Duration::from_secs(60), notices)
-                .await
-                .unwrap(),
-            receiver,
-        )
-    }
-
-    #[tokio::test]
-    async fn next_hands_out_the_event_with_lambda_headers_and_response_reaches_the_caller() {
-        let (api, mut notices) = api().await;
-        let invocation = api.invoke(Bytes::from_static(br#"{"hello":1}"#));
-        let event = call(
-            api.address(),
-            Method::GET,
-            "/2018-06-01/runtime/invocation/next",
-            "",
-        )
-        .await;
-        assert_eq!(event.status(), StatusCode::OK);
-        assert_eq!(event.body().as_ref(), br#"{"hello":1}"#);
-        let header = |name: &str| {
-            event
-                .headers()
-                .get(name)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_owned()
-        };
-        assert_eq!(
-            header("lambda-runtime-aws-request-id"),
-            invocation.request_id
-        );
-        assert!(header("lambda-runtime-invoked-function-arn").ends_with(":function:demo"));
-        assert!(header("lambda-runtime-trace-id").starts_with("Root=1-"));
-        let deadline: u128 = header("lambda-runtime-deadline-ms").parse().unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis();
-        assert!(
-            deadline > now + 50_000 && deadline <= now + 60_000,
-            "deadline {deadline} vs now {now}"
-        );
-        assert_eq!(
-            notices.recv().await,
-            Some(Notice::Started {
-                request_id: invocation.request_id.clone()
-            })
-        );
-
-        let path = format!(
-            "/2018-06-01/runtime/invocation/{}/response",
-            invocation.request_id
-        );
-        let answer = call(api.address(), Method::POST, &path, r#"{"exitCode":0}"#).await;
-        assert_eq!(answer.status(), StatusCode::ACCEPTED);
-        assert_eq!(
-            invocation.reply.await.unwrap(),
-            Reply::Response(Bytes::from_static(br#"{"exitCode":0}"#))
-        );
-
-        // A second answer for the same request is refused, as Lambda does.
-        let again = call(api.address(), Method::POST, &path, "{}").await;
-        assert_eq!(again.status(), StatusCode::BAD_REQUEST);
-    }
-
-    #[tokio::test]
-    async fn an_error_report_carries_its_type_to_the_caller() {
-        let (api, _notices) = api().await;
-        let invocation = api.invoke(Bytes::from_static(b"{}"));
-        call(
-            api.address(),
-            Method::GET,
-            "/2018-06-01/runtime/invocation/next",
-            "",
-        )
-        .await;
-        let path = format!(
-            "/2018-06-01/runtime/invocation/{}/error",
-            invocation.request_id
-        );
-        let body = r#"{"errorType":"Scar.ScriptFailed","errorMessage":"exit 3"}"#;
-        assert_eq!(
-            call(api.address(), Method::POST, &path, body)
-                .await
-                .status(),
-            StatusCode::ACCEPTED
-        );
-        match invocation.reply.await.unwrap() {
-            Reply::Error { error_type, body } => {
-                assert_eq!(error_type, "Scar.ScriptFailed");
-                assert!(String::from_utf8_lossy(&body).contains("exit 3"));
-            }
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn next_waits_until_an_event_is_queued() {
-        let (api, _notices) = api().await;
-        let address = api.address();
-        let waiting = tokio::spawn(async move {
-            call(
-                address,
-                Method::GET,
-                "/2018-06-01/runtime/invocation/next",
-                "",
-            )
-            .await
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!waiting.is_finished(), "next answered with nothing queued");
-        let invocation = api.invoke(Bytes::from_static(b"{\"n\":2}"));
-        let event = tokio::time::timeout(Duration::from_secs(30), waiting)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            event
-                .headers()
-                .get("lambda-runtime-aws-request-id")
-                .unwrap()
-                .to_str()
-                .unwrap(),
-            invocation.request_id
-        );
-    }
-
-    #[tokio::test]
-    async fn init_error_is_reported_as_a_notice() {
-        let (api, mut notices) = api().await;
-        let body = r#"{"errorType":"Scar.ConfigError","errorMessage":"SCAR_IMAGE is empty"}"#;
-        let response = call(
-            api.address(),
-            Method::POST,
-            "/2018-06-01/runtime/init/error",
-            body,
-        )
-        .await;
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        match notices.recv().await {
-            Some(Notice::InitError { error_type, body }) => {
-                assert_eq!(error_type, "Scar.ConfigError");
-                assert!(String::from_utf8_lossy(&body).contains("SCAR_IMAGE is empty"));
-            }
-            other => panic!("expected an init error, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn unknown_paths_and_request_ids_are_refused() {
-        let (api, _notices) = api().await;
-        assert_eq!(
-            call(api.address(), Method::GET, "/nope", "").await.status(),
-            StatusCode::NOT_FOUND
-        );
-        let path = "/2018-06-01/runtime/invocation/not-a-request/response";
-        assert_eq!(
-            call(api.address(), Method::POST, path, "{}").await.status(),
-            StatusCode::BAD_REQUEST
-        );
-    }
-
-    #[test]
-    fn request_ids_are_uuid_shaped_and_distinct() {
-        let a = new_request_id(1);
-        let b = new_request_id(2);
-        assert_ne!(a, b);
-        let groups: Vec<usize> = a.split('-').map(str::len).collect();
-        assert_eq!(groups, [8, 4, 4, 4, 12]);
-    }
-}
+#[path = "runtime_api_tests.rs"]
+mod tests;

@@ -10,7 +10,7 @@ use super::error::{LocalError, io};
 use super::event::event_for;
 use super::output::report;
 use super::s3::INPUT_PREFIX;
-use super::start::start;
+use super::start::{Outputs, start};
 use super::watch;
 
 /// How often `--watch` looks for new files.
@@ -24,7 +24,7 @@ pub(super) async fn run_watch(
 ) -> Result<ExitCode, LocalError> {
     let input_dir = data_dir.join(INPUT_PREFIX);
     std::fs::create_dir_all(&input_dir).map_err(io(&input_dir))?;
-    let (mut session, context) = start(&args, &data_dir, Vec::new()).await?;
+    let (mut session, context) = start(&args, &data_dir, Vec::new(), Outputs::LocalBucket).await?;
     let input_dir = context.data_dir.join(INPUT_PREFIX);
     let mut watcher = watch::Watcher::new(&input_dir, existing);
     let left_alone = if existing {

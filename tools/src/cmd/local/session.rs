@@ -73,6 +73,15 @@ pub struct Session {
     label: String,
 }
 
+/// What came of sending one event: the runtime's reply, or an outcome without one.
+#[derive(Debug)]
+pub enum Exchange {
+    /// The runtime answered (a streamed answer may still be arriving).
+    Replied(Reply),
+    /// No answer: the bootstrap failed to start, exited or ran out of time.
+    Ended(Outcome),
+}
+
 /// What woke the invocation loop up.
 enum Event {
     Reply(Option<Reply>),
@@ -81,7 +90,23 @@ enum Event {
     Limit,
 }
 
-fn document_field(body: &Bytes, field: &str) -> Option<String> {
+/// A response body as a document: its JSON, or its text as a string.
+fn response_document(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// The outcome of an error report: its type, and its `errorMessage` or whole text.
+fn error_outcome(error_type: String, body: &[u8]) -> Outcome {
+    let message = document_field(body, "errorMessage")
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    Outcome::Error {
+        error_type,
+        message,
+    }
+}
+
+fn document_field(body: &[u8], field: &str) -> Option<String> {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()?
         .get(field)?
@@ -130,12 +155,40 @@ impl Session {
     pub async fn invoke(
         &mut self,
         payload: Bytes,
-        mut on_start: impl FnMut(&str),
+        on_start: impl FnMut(&str),
     ) -> Result<Outcome, SessionError> {
+        Ok(match self.exchange(|_| payload, on_start).await? {
+            Exchange::Replied(Reply::Response(body)) => Outcome::Response(response_document(&body)),
+            Exchange::Replied(Reply::Stream(stream)) => {
+                // Not an HTTP front: the stream is the function's result, read whole.
+                let mut pieces = stream.pieces;
+                let mut body = Vec::new();
+                while let Some(piece) = pieces.recv().await {
+                    match piece {
+                        Ok(bytes) => body.extend_from_slice(&bytes),
+                        Err(broke) => return Ok(error_outcome(broke.error_type, &broke.body)),
+                    }
+                }
+                Outcome::Response(response_document(&body))
+            }
+            Exchange::Replied(Reply::Error { error_type, body }) => {
+                error_outcome(error_type, &body)
+            }
+            Exchange::Ended(outcome) => outcome,
+        })
+    }
+
+    /// Send the event `payload` makes from the request id and wait for the runtime's reply as
+    /// it is (a streamed one still arriving), or for the outcome that took its place.
+    pub async fn exchange(
+        &mut self,
+        payload: impl FnOnce(&str) -> Bytes,
+        mut on_start: impl FnMut(&str),
+    ) -> Result<Exchange, SessionError> {
         if self.child.is_none() {
             self.start()?;
         }
-        let mut invocation = self.api.invoke(payload);
+        let mut invocation = self.api.invoke_with(payload);
         let started_at = Instant::now();
         let mut init_error: Option<(String, String)> = None;
         // The limit is counted from the start, generous enough to cover a cold start.
@@ -143,7 +196,9 @@ impl Session {
         tokio::pin!(limit);
         loop {
             let Some(child) = self.child.as_mut() else {
-                return Ok(Outcome::Exited("the bootstrap is not running".into()));
+                return Ok(Exchange::Ended(Outcome::Exited(
+                    "the bootstrap is not running".into(),
+                )));
             };
             let event = tokio::select! {
                 reply = &mut invocation.reply => Event::Reply(reply.ok()),
@@ -152,21 +207,12 @@ impl Session {
                 () = &mut limit => Event::Limit,
             };
             match event {
-                Event::Reply(Some(Reply::Response(body))) => {
-                    let document = serde_json::from_slice(&body).unwrap_or_else(|_| {
-                        serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
-                    });
-                    return Ok(Outcome::Response(document));
+                Event::Reply(Some(reply)) => return Ok(Exchange::Replied(reply)),
+                Event::Reply(None) => {
+                    return Ok(Exchange::Ended(Outcome::Exited(
+                        "the runtime API stopped".into(),
+                    )));
                 }
-                Event::Reply(Some(Reply::Error { error_type, body })) => {
-                    let message = document_field(&body, "errorMessage")
-                        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-                    return Ok(Outcome::Error {
-                        error_type,
-                        message,
-                    });
-                }
-                Event::Reply(None) => return Ok(Outcome::Exited("the runtime API stopped".into())),
                 Event::Notice(Notice::Started { request_id })
                     if request_id == invocation.request_id =>
                 {
@@ -189,21 +235,27 @@ impl Session {
                             init_error = Some((error_type, message));
                         }
                     }
-                    return Ok(match init_error {
+                    return Ok(Exchange::Ended(match init_error {
                         Some((error_type, message)) => Outcome::InitError {
                             error_type,
                             message,
                         },
                         None => Outcome::Exited(describe_exit(status)),
-                    });
+                    }));
                 }
                 Event::Limit => {
                     self.stop().await;
                     self.api.abandon(&invocation.request_id);
-                    return Ok(Outcome::TimedOut(started_at.elapsed()));
+                    return Ok(Exchange::Ended(Outcome::TimedOut(started_at.elapsed())));
                 }
             }
         }
+    }
+
+    /// How long an invocation may take before the sandbox is stopped: the function's timeout,
+    /// and a grace for the bootstrap to report its own deadline first.
+    pub fn limit(&self) -> Duration {
+        self.timeout + KILL_GRACE
     }
 
     /// Stop the bootstrap (at the end of the session, or after a timeout).

@@ -15,11 +15,22 @@ use super::s3::S3Endpoint;
 use super::sandbox::{self, LambdaSim, Launch};
 use super::session::Session;
 
+/// Where the function's outputs are uploaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outputs {
+    /// Always to the local bucket's `output/`: S3 events, whose outputs are the point.
+    LocalBucket,
+    /// To the local bucket only when the template sets `SCAR_OUTPUT`: an HTTP request's
+    /// outputs are its answer, and uploading them too changes what the bootstrap answers.
+    AsTemplate,
+}
+
 /// Start the session of `args`'s function over `data_dir`, serving `extra_buckets` too.
 pub(super) async fn start(
     args: &FunctionArgs,
     data_dir: &Path,
     extra_buckets: Vec<String>,
+    outputs: Outputs,
 ) -> Result<(Session, Context), LocalError> {
     let dir = args.function.as_deref().ok_or(LocalError::NoFunction)?;
     let overrides = parse_overrides(args)?;
@@ -85,7 +96,15 @@ pub(super) async fn start(
         task_root: &task_root,
         runtime_dir: &runtime_dir,
         cache_dir: &cache_dir,
-        output: format!("s3://{}/{OUTPUT_PREFIX}", args.bucket),
+        output: match outputs {
+            Outputs::AsTemplate
+                if !function.env.iter().any(|(n, _)| n == "SCAR_OUTPUT")
+                    && !function.unresolved.iter().any(|(n, _)| n == "SCAR_OUTPUT") =>
+            {
+                None
+            }
+            _ => Some(format!("s3://{}/{OUTPUT_PREFIX}", args.bucket)),
+        },
     };
     launch.env = lambda_environment(&function, args, &endpoints, &overrides);
 
