@@ -35,7 +35,8 @@ pub struct LocalArgs {
     ///
     ///   scar local --function examples/http-grayify --http 127.0.0.1:8080
     ///
-    ///   curl --data-binary @examples/demo/sample.png http://127.0.0.1:8080/sample.png -o grey.png
+    ///   curl --data-binary @examples/demo/sample.png \
+    ///       http://127.0.0.1:8080/sample.png -o grey.png
     #[arg(long, value_name = "ADDR", verbatim_doc_comment)]
     pub(super) http: Option<String>,
     /// With --http: the directory behind the local bucket, for a function whose template sets

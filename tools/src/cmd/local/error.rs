@@ -21,12 +21,11 @@ pub(super) enum LocalError {
     S3(#[from] s3::S3Error),
     #[error(transparent)]
     Session(#[from] session::SessionError),
-    #[error(
-        "cannot serve HTTP on {address}: {source} (give a free host:port, e.g. 127.0.0.1:8080)"
-    )]
+    #[error("cannot serve HTTP on {address}: {error} (give a free host:port, e.g. 127.0.0.1:8080)")]
     Bind {
         address: String,
-        source: std::io::Error,
+        // Not named `source`: the message already says it, and a source would repeat it.
+        error: std::io::Error,
     },
     #[error("cannot start the Runtime API: {0}")]
     RuntimeApi(std::io::Error),

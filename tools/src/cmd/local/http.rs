@@ -62,13 +62,13 @@ pub(super) async fn run_http(
     std::fs::create_dir_all(&data_dir).map_err(io(&data_dir))?;
     let listener = TcpListener::bind(&address)
         .await
-        .map_err(|source| LocalError::Bind {
+        .map_err(|error| LocalError::Bind {
             address: address.clone(),
-            source,
+            error,
         })?;
-    let local = listener.local_addr().map_err(|source| LocalError::Bind {
+    let local = listener.local_addr().map_err(|error| LocalError::Bind {
         address: address.clone(),
-        source,
+        error,
     })?;
     let (mut session, context) = start(&args, &data_dir, Vec::new(), Outputs::AsTemplate).await?;
     let url = FunctionUrl::of(&context.function.name, &args.region);
@@ -85,6 +85,7 @@ pub(super) async fn run_http(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut result = Ok(());
+    let mut served_count = 0u64;
     loop {
         let job = tokio::select! {
             _ = &mut ctrl_c => break,
@@ -99,6 +100,7 @@ pub(super) async fn run_http(
             }
             served = serve(&mut session, &url, job) => served,
         };
+        served_count += 1;
         if let Err(err) = served {
             result = Err(err);
             break;
@@ -109,6 +111,7 @@ pub(super) async fn run_http(
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
+    eprintln!("scar local: stopped; {served_count} requests reached the function");
     result.map(|()| ExitCode::SUCCESS)
 }
 

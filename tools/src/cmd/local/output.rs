@@ -53,11 +53,18 @@ pub(super) fn describe_function(
             );
         }
     }
+    let outputs = if launch.env.iter().any(|(n, _)| n == "SCAR_OUTPUT") {
+        format!(
+            "outputs go to s3://{bucket}/{OUTPUT_PREFIX} = {}",
+            data_dir.join(OUTPUT_PREFIX).display()
+        )
+    } else {
+        "SCAR_OUTPUT is not set: outputs are not uploaded".to_owned()
+    };
     eprintln!(
-        "scar local: S3 bucket {bucket} is {} (key K is the file {}/K); outputs go to s3://{bucket}/{OUTPUT_PREFIX} = {}",
+        "scar local: S3 bucket {bucket} is {} (key K is the file {}/K); {outputs}",
         data_dir.display(),
         data_dir.display(),
-        data_dir.join(OUTPUT_PREFIX).display()
     );
     match &launch.sim {
         Some(sim) => eprintln!(
