@@ -41,6 +41,10 @@ fn templates() -> Vec<PathBuf> {
         .map(|e| repo().join("examples").join(e).join("template.yaml"))
         .collect();
     all.push(repo().join("layer/template.yaml"));
+    // HTTP triggers (issue 20): a Function URL, and the same function behind an HTTP API.
+    for template in ["template.yaml", "template-httpapi.yaml"] {
+        all.push(repo().join("examples/http-grayify").join(template));
+    }
     all
 }
 
@@ -608,4 +612,59 @@ fn demo_sh_turns_the_sample_grey_and_says_where_the_result_is() {
         &sample(),
         &repo().join("examples/demo/run/output/sample.png"),
     );
+}
+
+/// The HTTP example answers through a Function URL that streams (IAM-signed), and through an
+/// HTTP API that does not; both run the same script in the same image.
+#[test]
+fn the_http_grayify_templates_stream_through_an_iam_function_url_and_buffer_behind_an_http_api() {
+    let dir = repo().join("examples/http-grayify");
+    for file in ["script.sh", "Makefile", "README.md"] {
+        assert!(
+            dir.join(file).is_file(),
+            "examples/http-grayify/{file} is missing"
+        );
+    }
+    let read = |name: &str| -> Value {
+        serde_norway::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    let url = read("template.yaml");
+    let (id, function) = function_of(&url);
+    let props = get(function, &["Properties"]).unwrap();
+    let config = get(props, &["FunctionUrlConfig"]).expect("FunctionUrlConfig");
+    assert_eq!(
+        get(config, &["AuthType"]).map(text).as_deref(),
+        Some("AWS_IAM")
+    );
+    assert_eq!(
+        get(config, &["InvokeMode"]).map(text).as_deref(),
+        Some("RESPONSE_STREAM")
+    );
+    let env = get(props, &["Environment", "Variables"]).unwrap();
+    assert_eq!(
+        get(env, &["SCAR_HTTP_STREAMING"]).map(text).as_deref(),
+        Some("true")
+    );
+    let makefile = std::fs::read_to_string(dir.join("Makefile")).unwrap();
+    assert!(makefile.contains(&format!("build-{id}:")));
+
+    let api = read("template-httpapi.yaml");
+    let (_, function) = function_of(&api);
+    let props = get(function, &["Properties"]).unwrap();
+    let events = get(props, &["Events"]).and_then(Value::as_mapping).unwrap();
+    let (_, event) = events.iter().next().unwrap();
+    assert_eq!(get(event, &["Type"]).map(text).as_deref(), Some("HttpApi"));
+    let env = get(props, &["Environment", "Variables"]).unwrap();
+    assert!(
+        get(env, &["SCAR_HTTP_STREAMING"]).is_none(),
+        "an HTTP API cannot stream: its answers must be buffered"
+    );
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    for shown in [
+        "sam build",
+        "sam deploy --guided",
+        "scar local --function examples/http-grayify --http",
+    ] {
+        assert!(readme.contains(shown), "the README does not show `{shown}`");
+    }
 }

@@ -10,3 +10,4 @@ mod build;
 mod examples;
 mod harness;
 mod local;
+mod local_http;

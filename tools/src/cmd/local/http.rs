@@ -100,10 +100,13 @@ pub(super) async fn run_http(
             }
             served = serve(&mut session, &url, job) => served,
         };
-        served_count += 1;
-        if let Err(err) = served {
-            result = Err(err);
-            break;
+        match served {
+            Ok(Reached::Function) => served_count += 1,
+            Ok(Reached::Refused) => {}
+            Err(err) => {
+                result = Err(err);
+                break;
+            }
         }
     }
     server.abort();
@@ -247,9 +250,16 @@ fn answered(
     head.response(ChannelBody::whole(body))
 }
 
+/// Whether a request went to the function.
+enum Reached {
+    Function,
+    /// Refused before (its event is too large for Lambda).
+    Refused,
+}
+
 /// Send one request to the sandbox and its answer to the client. Only a failure to run the
 /// sandbox at all is an error; the function's own failures are responses.
-async fn serve(session: &mut Session, url: &FunctionUrl, job: Job) -> Result<(), LocalError> {
+async fn serve(session: &mut Session, url: &FunctionUrl, job: Job) -> Result<Reached, LocalError> {
     let Job {
         request,
         started,
@@ -264,7 +274,7 @@ async fn serve(session: &mut Session, url: &FunctionUrl, job: Job) -> Result<(),
     };
     if event(SIZE_PROBE_ID).len() > MAX_EVENT {
         let _ = response.send(too_large(&label, started));
-        return Ok(());
+        return Ok(Reached::Refused);
     }
     let exchange = session.exchange(event, |request_id| {
         eprintln!("{label}: started (request {request_id})")
@@ -284,7 +294,7 @@ async fn serve(session: &mut Session, url: &FunctionUrl, job: Job) -> Result<(),
             if forwarded == Forwarded::TimedOut {
                 session.stop().await;
             }
-            return Ok(());
+            return Ok(Reached::Function);
         }
         Exchange::Replied(Reply::Response(answer)) => match http_answer::buffered(&answer) {
             Ok((head, body)) => (head, body, None),
@@ -317,5 +327,5 @@ async fn serve(session: &mut Session, url: &FunctionUrl, job: Job) -> Result<(),
         }
     };
     let _ = response.send(answered(&label, started, head, body, note));
-    Ok(())
+    Ok(Reached::Function)
 }
