@@ -272,7 +272,7 @@ async fn serve(session: &mut Session, url: &FunctionUrl, job: Job) -> Result<Rea
             serde_json::to_vec(&function_url_event(&request, url, request_id)).unwrap_or_default(),
         )
     };
-    if event(SIZE_PROBE_ID).len() > MAX_EVENT {
+    if event(SIZE_PROBE_ID).len() >= MAX_EVENT {
         let _ = response.send(too_large(&label, started));
         return Ok(Reached::Refused);
     }

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 use super::event::Civil;
 
-/// Largest event Lambda accepts for a synchronous invocation: "Request must be smaller than
-/// 6291456 bytes for the InvokeFunction operation". A binary body counts base64-encoded.
+/// Lambda's bound on a synchronous invocation's event: "Request must be smaller than 6291456
+/// bytes for the InvokeFunction operation". A binary body counts base64-encoded.
 pub const MAX_EVENT: usize = 6 * 1024 * 1024;
 
 /// Month abbreviations of the `time` field (CLF dates, as API Gateway writes them).
