@@ -9,6 +9,7 @@ use scar_rootfs::image::PreparedImage;
 use crate::config::Config;
 use crate::container_env::{self, RunFacts};
 use crate::event::Input;
+use crate::reply;
 use crate::report::{Failure, FailureKind};
 use crate::stage::RequestDir;
 
@@ -63,7 +64,11 @@ pub fn container_spec(
         event: &request.event,
         tenant_id: request.tenant_id.as_deref(),
     };
-    container_env::apply(spec, &config.passed_aws_env, &config.container_env, &facts)
+    spec = container_env::apply(spec, &config.passed_aws_env, &config.container_env, &facts);
+    // An HTTP request's method, path, query and headers (names prefixed, so a caller can
+    // never set anything else).
+    let http = input.http().map(reply::http_env).unwrap_or_default();
+    spec.envs(http.iter().map(|(name, value)| (name.as_str(), value.as_str())))
         .bind_same(&input_dir, false)
         .bind_same(&output_dir, false)
         .bind_same(&dir.meta(), true)

@@ -9,11 +9,13 @@ use scar_rootfs::cache::{CacheError, Hold};
 use scar_rootfs::engine::{EngineError, RunSpec};
 use scar_rootfs::image::PreparedImage;
 
+use crate::answer::{Answer, HttpMode};
 use crate::config::{Config, ConfigError, S3Location, SCAR_OUTPUT, SCAR_SCRIPT_FILE, ScriptSource};
 use crate::container::{RequestFiles, container_spec};
 use crate::deadline::Deadline;
-use crate::event::{self, DIRECT_INPUT_NAME, EventRules, Input, Unreadable, Work};
+use crate::event::{self, DIRECT_INPUT_NAME, EventRules, Input, MappedEvent, Unreadable, Work};
 use crate::image::{EngineSlot, ImageSlot};
+use crate::reply::{self, OutputFile};
 use crate::report::{
     Failure, FailureKind, RecordResult, Response, SkippedEntry, batch_item_failures,
     summary_failure,
@@ -147,14 +149,14 @@ impl Supervisor {
 
     /// Process one invocation; `received` is when `/invocation/next` answered. The steps: map
     /// the event to its records, get the image and the engine, write the request's files, then
-    /// one run per record ([`Supervisor::process`]), each judged on its own, then the response
-    /// ([`Supervisor::conclude`]).
+    /// one run per record ([`Supervisor::process`]), each judged on its own, then the answer
+    /// ([`conclude`]). An HTTP request is answered as HTTP ([`Supervisor::handle_http`]).
     pub async fn handle(
         &self,
         invocation: &Invocation,
         received: Instant,
         wall: SystemTime,
-    ) -> Result<Response, Failure> {
+    ) -> Result<Answer, Failure> {
         let stop_at = self.stop_at(invocation, received, wall);
         let rules = EventRules {
             output: self.config.output.as_ref(),
@@ -168,6 +170,90 @@ impl Supervisor {
             };
             Failure::new(kind, e)
         })?;
+        if let Some(format) = mapped.http {
+            let mode = HttpMode {
+                format,
+                streaming: self.config.http_streaming,
+            };
+            return Ok(self
+                .handle_http(invocation, &mapped, mode, stop_at, wall)
+                .await);
+        }
+        self.handle_event(invocation, mapped, received, stop_at, wall)
+            .await
+            .map(Answer::Json)
+    }
+
+    /// An HTTP request: one run, answered with what it made (see [`crate::reply`]); every
+    /// failure is an HTTP answer too.
+    async fn handle_http(
+        &self,
+        invocation: &Invocation,
+        mapped: &MappedEvent,
+        mode: HttpMode,
+        stop_at: Instant,
+        wall: SystemTime,
+    ) -> Answer {
+        let request_id = invocation.request_id.as_str();
+        let failed = |failure: Failure| {
+            tracing::error!(
+                error_type = failure.kind.error_type(),
+                "HTTP request failed: {}",
+                failure.message
+            );
+            mode.failure(&failure, request_id)
+        };
+        let Some(work) = mapped.work.first() else {
+            let reason = mapped.unreadable.first().map_or_else(
+                || "the HTTP request cannot be read".to_owned(),
+                |u| format!("{} cannot be read: {}", u.what, u.reason),
+            );
+            return failed(Failure::new(FailureKind::Input, reason));
+        };
+        let Some(request) = work.input.http() else {
+            return failed(Failure::new(
+                FailureKind::Internal,
+                "an HTTP event mapped to a run that is not an HTTP request",
+            ));
+        };
+        tracing::info!(
+            source = request.source.as_str(),
+            method = %request.method,
+            path = %request.path,
+            bytes = request.body.len(),
+            input = %request.file_name,
+            "HTTP request"
+        );
+        let mut response = Response::new(request_id, &self.config.image);
+        let runs = match self
+            .prepare(invocation, None, stop_at, wall, &mut response)
+            .await
+        {
+            Ok(runs) => runs,
+            Err(failure) => return failed(failure),
+        };
+        let processed = self.process(&runs, &work.input, &mut response).await;
+        if let Err(failure) = processed.verdict {
+            return failed(failure);
+        }
+        let output_dir = runs.request.dir.output();
+        let outputs = output_files(&output_dir, &processed.outputs);
+        let stdout = runs.tails.stdout_text();
+        match reply::for_outputs(request, &outputs, &stdout, &runs.request.dir.meta()) {
+            Ok(reply) => mode.answer(reply, &outputs, request_id, processed.ended),
+            Err(err) => failed(Failure::new(FailureKind::Output, err)),
+        }
+    }
+
+    /// An event's records, each run and judged on its own, and the result document.
+    async fn handle_event(
+        &self,
+        invocation: &Invocation,
+        mapped: MappedEvent,
+        received: Instant,
+        stop_at: Instant,
+        wall: SystemTime,
+    ) -> Result<Response, Failure> {
         let mut response = Response::new(&invocation.request_id, &self.config.image);
         response.skipped = (mapped.skipped.iter())
             .map(|skipped| SkippedEntry {
@@ -398,6 +484,7 @@ impl Supervisor {
             )
             .await;
         response.phases_ms.run += ms(started);
+        let ended = Some(Instant::now());
         let exit_code = ran.as_ref().ok().map(|ran| ran.outcome.exit_code());
         if let Ok(ran) = &ran {
             tracing::info!(
@@ -445,6 +532,7 @@ impl Supervisor {
             verdict,
             exit_code,
             outputs: report.uploaded,
+            ended,
         }
     }
 
@@ -637,6 +725,8 @@ struct Processed {
     exit_code: Option<i32>,
     /// `s3://` URLs of the outputs uploaded.
     outputs: Vec<String>,
+    /// When the container's run ended (none when it never ran).
+    ended: Option<Instant>,
 }
 
 impl Processed {
@@ -646,8 +736,27 @@ impl Processed {
             verdict: Err(failure),
             exit_code: None,
             outputs: Vec::new(),
+            ended: None,
         }
     }
+}
+
+/// The files of `output_dir`, each with its `s3://` URL when it is one of `uploaded`.
+fn output_files(output_dir: &Path, uploaded: &[String]) -> Vec<OutputFile> {
+    let (planned, _) = upload::plan(output_dir, "");
+    planned
+        .into_iter()
+        .map(|plan| {
+            let suffix = format!("/{}", plan.key);
+            let url = uploaded.iter().find(|url| url.ends_with(&suffix)).cloned();
+            OutputFile {
+                name: plan.key,
+                path: plan.path,
+                size: plan.size,
+                url,
+            }
+        })
+        .collect()
 }
 
 /// The failed record of an event part that could not be read.

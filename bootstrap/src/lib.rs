@@ -8,6 +8,7 @@
 //! [`invoke`] strings these together. [`config`] is read once at init, [`logs`] sets up tracing,
 //! [`nondumpable`] keeps the bootstrap's secrets out of the container's reach.
 
+pub mod answer;
 pub mod config;
 pub mod container;
 pub mod container_env;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
+use scar_bootstrap::answer::Answer;
 use scar_bootstrap::config::{
     self, Config, ConfigError, DEFAULT_LOG_FILTER, LogFormat, SCAR_TIMEOUT_MARGIN,
 };
@@ -168,7 +169,7 @@ trait Handler: Send + Sync + 'static {
         invocation: Invocation,
         received: Instant,
         wall: SystemTime,
-    ) -> BoxFuture<'static, Result<report::Response, Failure>>;
+    ) -> BoxFuture<'static, Result<Answer, Failure>>;
 
     /// After the result was posted: remove what is left of `request_id`'s directory.
     fn clean_up(&self, request_id: &str);
@@ -183,7 +184,7 @@ impl Handler for Supervisor {
         invocation: Invocation,
         received: Instant,
         wall: SystemTime,
-    ) -> BoxFuture<'static, Result<report::Response, Failure>> {
+    ) -> BoxFuture<'static, Result<Answer, Failure>> {
         Box::pin(async move { Supervisor::handle(&self, &invocation, received, wall).await })
     }
 
@@ -317,16 +318,45 @@ struct Ids<'a> {
 
 /// Post the invocation's result; a `410 Gone` (the invocation already timed out) is logged
 /// and the loop goes on.
-async fn finish(api: &RuntimeApi, ids: Ids<'_>, result: Result<report::Response, Failure>) {
+async fn finish(api: &RuntimeApi, ids: Ids<'_>, result: Result<Answer, Failure>) {
     let Ids {
         request_id,
         invocation_id,
     } = ids;
     let posted = match result {
-        Ok(response) => {
+        Ok(Answer::Json(response)) => {
             tracing::info!(exit_code = ?response.exit_code, duration_ms = response.duration_ms, outputs = response.outputs.len(), "invocation succeeded");
             let body = report::encode_response(&response, report::MAX_PAYLOAD);
             api.respond(request_id, invocation_id, body.into()).await
+        }
+        Ok(Answer::Buffered { status, payload }) => {
+            tracing::info!(status, bytes = payload.len(), "HTTP answer");
+            api.respond(request_id, invocation_id, payload).await
+        }
+        Ok(Answer::Streamed {
+            status,
+            prelude,
+            body,
+            script_ended,
+        }) => {
+            let sent = api
+                .respond_streaming(request_id, invocation_id, Some(prelude), body)
+                .await;
+            sent.map(|sent| {
+                // How long the caller waited after the script ended for the answer to start.
+                let since_script_end_ms = script_ended.map(|ended| {
+                    sent.first_byte
+                        .saturating_duration_since(ended)
+                        .as_secs_f64()
+                        * 1e3
+                });
+                tracing::info!(
+                    status,
+                    bytes = sent.bytes,
+                    since_script_end_ms,
+                    "HTTP answer streamed"
+                );
+            })
         }
         Err(failure) => {
             tracing::error!(
@@ -528,7 +558,7 @@ mod tests {
             invocation: Invocation,
             _received: Instant,
             _wall: SystemTime,
-        ) -> BoxFuture<'static, Result<report::Response, Failure>> {
+        ) -> BoxFuture<'static, Result<Answer, Failure>> {
             Box::pin(async move {
                 let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
                 self.most.fetch_max(now, Ordering::SeqCst);
@@ -539,7 +569,10 @@ mod tests {
                     std::future::pending::<()>().await;
                 }
                 self.running.fetch_sub(1, Ordering::SeqCst);
-                Ok(report::Response::new(&invocation.request_id, "img"))
+                Ok(Answer::Json(report::Response::new(
+                    &invocation.request_id,
+                    "img",
+                )))
             })
         }
 
