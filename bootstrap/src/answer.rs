@@ -19,7 +19,7 @@ pub const MAX_STREAMED: u64 = 200 * 1024 * 1024;
 /// The answer of one invocation.
 pub enum Answer {
     /// An event's result document (`POST /response` as JSON).
-    Json(Response),
+    Json(Box<Response>),
     /// An HTTP answer that fits Lambda's buffered payload: the integration response document.
     Buffered {
         /// The HTTP status it carries.

@@ -181,7 +181,7 @@ impl Supervisor {
         }
         self.handle_event(invocation, mapped, received, stop_at, wall)
             .await
-            .map(Answer::Json)
+            .map(|response| Answer::Json(Box::new(response)))
     }
 
     /// An HTTP request: one run, answered with what it made (see [`crate::reply`]); every

@@ -569,10 +569,10 @@ mod tests {
                     std::future::pending::<()>().await;
                 }
                 self.running.fetch_sub(1, Ordering::SeqCst);
-                Ok(Answer::Json(report::Response::new(
+                Ok(Answer::Json(Box::new(report::Response::new(
                     &invocation.request_id,
                     "img",
-                )))
+                ))))
             })
         }
 
