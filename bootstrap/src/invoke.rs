@@ -176,7 +176,7 @@ impl Supervisor {
                 streaming: self.config.http_streaming,
             };
             return Ok(self
-                .handle_http(invocation, &mapped, mode, stop_at, wall)
+                .handle_http(invocation, &mapped, mode, received, stop_at, wall)
                 .await);
         }
         self.handle_event(invocation, mapped, received, stop_at, wall)
@@ -191,6 +191,7 @@ impl Supervisor {
         invocation: &Invocation,
         mapped: &MappedEvent,
         mode: HttpMode,
+        received: Instant,
         stop_at: Instant,
         wall: SystemTime,
     ) -> Answer {
@@ -239,10 +240,24 @@ impl Supervisor {
         let output_dir = runs.request.dir.output();
         let outputs = output_files(&output_dir, &processed.outputs);
         let stdout = runs.tails.stdout_text();
-        match reply::for_outputs(request, &outputs, &stdout, &runs.request.dir.meta()) {
+        let answer = match reply::for_outputs(request, &outputs, &stdout, &runs.request.dir.meta())
+        {
             Ok(reply) => mode.answer(reply, &outputs, request_id, processed.ended),
             Err(err) => failed(Failure::new(FailureKind::Output, err)),
-        }
+        };
+        // The phases an event's result document carries, here in the log: the answer is the
+        // output itself. A streamed body is still to be sent; a buffered one is encoded.
+        let phases = &response.phases_ms;
+        tracing::info!(
+            total_ms = ms(received),
+            pull_ms = phases.pull,
+            stage_in_ms = phases.stage_in,
+            run_ms = phases.run,
+            stage_out_ms = phases.stage_out,
+            outputs = outputs.len(),
+            "HTTP request processed"
+        );
+        answer
     }
 
     /// An event's records, each run and judged on its own, and the result document.
