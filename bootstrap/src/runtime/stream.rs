@@ -231,10 +231,14 @@ fn produce(
     stop: &AtomicBool,
 ) -> Outcome {
     let send = |frame: Frame<Bytes>| frames.blocking_send(Ok(frame)).is_ok();
-    if let Some(head) = head
-        && !send(Frame::data(head))
-    {
-        return Outcome::Abandoned;
+    if let Some(mut prelude) = head {
+        // The prelude and its delimiter go as two chunks, as AWS's Node.js runtime writes them:
+        // a reader that takes the first chunk for the whole prelude (the `cargo lambda`
+        // emulator does) must not find the delimiter glued to it.
+        let delimiter = prelude.split_off(prelude.len().saturating_sub(DELIMITER.len()));
+        if !send(Frame::data(prelude)) || !send(Frame::data(delimiter)) {
+            return Outcome::Abandoned;
+        }
     }
     let (file, len) = match body {
         StreamBody::Bytes(bytes) => {
