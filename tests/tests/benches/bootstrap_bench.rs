@@ -17,16 +17,16 @@ use std::time::{Duration, Instant};
 
 use crate::bootstrap_support::{BUCKET, COPY_BIG_SCRIPT, COPY_SCRIPT, Function, bootstrap_bin};
 
-fn quick() -> bool {
+pub(crate) fn quick() -> bool {
     std::env::var("SCAR_BENCH_QUICK").is_ok_and(|v| v == "1")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
 
-fn summary(mut values: Vec<f64>) -> String {
+pub(crate) fn summary(mut values: Vec<f64>) -> String {
     values.sort_by(f64::total_cmp);
     format!(
         "median {:7.2} ms  p90 {:7.2} ms  min {:7.2} ms",
@@ -36,7 +36,7 @@ fn summary(mut values: Vec<f64>) -> String {
     )
 }
 
-fn phase(body: &serde_json::Value, name: &str) -> f64 {
+pub(crate) fn phase(body: &serde_json::Value, name: &str) -> f64 {
     body["phasesMs"][name]
         .as_f64()
         .unwrap_or_else(|| panic!("no phasesMs.{name} in {body}"))

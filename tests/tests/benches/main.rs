@@ -13,6 +13,7 @@ mod bootstrap_bench;
 mod bounds;
 mod concurrency_bench;
 mod engine_bench;
+mod http_bench;
 mod preload_bench;
 mod pull_bench;
 
