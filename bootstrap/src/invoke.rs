@@ -238,7 +238,7 @@ impl Supervisor {
             return failed(failure);
         }
         let output_dir = runs.request.dir.output();
-        let outputs = output_files(&output_dir, &processed.outputs);
+        let outputs = output_files(&output_dir, self.config.output.as_ref(), &processed.outputs);
         let stdout = runs.tails.stdout_text();
         let answer = match reply::for_outputs(request, &outputs, &stdout, &runs.request.dir.meta())
         {
@@ -756,14 +756,22 @@ impl Processed {
     }
 }
 
-/// The files of `output_dir`, each with its `s3://` URL when it is one of `uploaded`.
-fn output_files(output_dir: &Path, uploaded: &[String]) -> Vec<OutputFile> {
+/// The files of `output_dir`, each with its `s3://` URL under `output` when it is one of
+/// `uploaded`.
+fn output_files(
+    output_dir: &Path,
+    output: Option<&S3Location>,
+    uploaded: &[String],
+) -> Vec<OutputFile> {
     let (planned, _) = upload::plan(output_dir, "");
+    let prefix = output.map(|o| format!("s3://{}/{}", o.bucket, o.prefix_dir()));
     planned
         .into_iter()
         .map(|plan| {
-            let suffix = format!("/{}", plan.key);
-            let url = uploaded.iter().find(|url| url.ends_with(&suffix)).cloned();
+            let url = prefix.as_ref().and_then(|prefix| {
+                let url = format!("{prefix}{}", plan.key);
+                uploaded.contains(&url).then_some(url)
+            });
             OutputFile {
                 name: plan.key,
                 path: plan.path,
