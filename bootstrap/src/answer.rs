@@ -107,7 +107,19 @@ impl HttpMode {
         }
     }
 
-    fn too_large(self, len: u64, outputs: &[OutputFile], request_id: &str) -> Answer {
+    /// Whether a binary body of `len` bytes (a tar of the outputs) surely cannot be carried:
+    /// base64 makes a buffered one 4/3 as large.
+    pub fn cannot_carry(self, len: u64) -> bool {
+        if self.streaming {
+            len > MAX_STREAMED
+        } else {
+            len > MAX_PAYLOAD as u64 / 4 * 3
+        }
+    }
+
+    /// The answer for a body of `len` bytes larger than the mode carries: the listing of
+    /// `outputs` when they were all uploaded, else a `Scar.OutputError` saying what to set.
+    pub fn too_large(self, len: u64, outputs: &[OutputFile], request_id: &str) -> Answer {
         let (limit, mode) = if self.streaming {
             (MAX_STREAMED, "a streamed response")
         } else {
@@ -160,3 +172,7 @@ fn streamed(reply: Reply, script_ended: Option<Instant>) -> Answer {
         script_ended,
     }
 }
+
+#[cfg(test)]
+#[path = "answer_tests.rs"]
+mod tests;

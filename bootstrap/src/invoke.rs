@@ -240,10 +240,17 @@ impl Supervisor {
         let output_dir = runs.request.dir.output();
         let outputs = output_files(&output_dir, self.config.output.as_ref(), &processed.outputs);
         let stdout = runs.tails.stdout_text();
-        let answer = match reply::for_outputs(request, &outputs, &stdout, &runs.request.dir.meta())
-        {
-            Ok(reply) => mode.answer(reply, &outputs, request_id, processed.ended),
-            Err(err) => failed(Failure::new(FailureKind::Output, err)),
+        // The archive of outputs that cannot fit is not written: it would only take /tmp.
+        let total: u64 = outputs.iter().map(|o| o.size).sum();
+        let skip_archive = request.archive && mode.cannot_carry(total);
+        let scratch = runs.request.dir.meta();
+        let answer = if skip_archive {
+            mode.too_large(total, &outputs, request_id)
+        } else {
+            match reply::for_outputs(request, &outputs, &stdout, &scratch) {
+                Ok(reply) => mode.answer(reply, &outputs, request_id, processed.ended),
+                Err(err) => failed(Failure::new(FailureKind::Output, err)),
+            }
         };
         // The phases an event's result document carries, here in the log: the answer is the
         // output itself. A streamed body is still to be sent; a buffered one is encoded.
