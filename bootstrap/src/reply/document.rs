@@ -104,10 +104,17 @@ pub fn buffered(reply: Reply, format: HttpFormat, limit: usize) -> io::Result<Bu
     } = reply;
     let head = |base64| {
         let headers = clean_headers(&headers);
-        let cookies = (!cookies.is_empty()).then(|| clean_cookies(&cookies));
+        let cookies = clean_cookies(&cookies);
+        // 2.0 always carries `cookies`, empty or not: readers of the format that require the
+        // field (the `cargo lambda` emulator's) refuse a document without it.
         let (multi_value_headers, cookies) = match format {
-            HttpFormat::V1 => (cookies.map(|set_cookie| SetCookies { set_cookie }), None),
-            HttpFormat::V2 => (None, cookies),
+            HttpFormat::V1 => {
+                let set_cookies = (!cookies.is_empty()).then_some(SetCookies {
+                    set_cookie: cookies,
+                });
+                (set_cookies, None)
+            }
+            HttpFormat::V2 => (None, Some(cookies)),
         };
         open_body(&Head {
             status_code: status,

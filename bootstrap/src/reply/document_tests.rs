@@ -221,6 +221,15 @@ fn payload_2_0_carries_cookies_in_their_own_field() {
 }
 
 #[test]
+fn payload_2_0_always_carries_cookies_and_1_0_only_when_there_are_some() {
+    let document = payload(buffered(text("hi", "text/plain"), HttpFormat::V2, 1 << 20).unwrap());
+    assert_eq!(document["cookies"], json!([]), "{document}");
+    let document = payload(buffered(text("hi", "text/plain"), HttpFormat::V1, 1 << 20).unwrap());
+    assert!(document.get("multiValueHeaders").is_none(), "{document}");
+    assert!(document.get("cookies").is_none(), "{document}");
+}
+
+#[test]
 fn headers_never_carry_a_line_break() {
     let mut reply = text("hi", "text/plain");
     reply
