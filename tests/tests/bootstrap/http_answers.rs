@@ -21,7 +21,8 @@ const SCRIPT: &str = r#"case "$SCAR_HTTP_PATH" in
 */sleep) sleep 7919 ;;
 */env)
   env | grep -E '^SCAR_(HTTP|QUERY|HEADER)_' | sort > "$SCAR_OUTPUT_DIR/env.txt"
-  echo "input=$(basename "$SCAR_INPUT_FILE")" >> "$SCAR_OUTPUT_DIR/env.txt" ;;
+  echo "input=$(basename "$SCAR_INPUT_FILE")" >> "$SCAR_OUTPUT_DIR/env.txt"
+  grep -q '"rawPath":"/env"' "$SCAR_EVENT_FILE" && echo "event=whole" >> "$SCAR_OUTPUT_DIR/env.txt" ;;
 */big) seq 1 6000000 > "$SCAR_OUTPUT_DIR/big.bin" ;;
 */huge) dd if=/dev/zero of="$SCAR_OUTPUT_DIR/huge.bin" bs=1048576 seek=201 count=0 2>/dev/null ;;
 */two) echo a > "$SCAR_OUTPUT_DIR/a.txt"; echo bb > "$SCAR_OUTPUT_DIR/b.txt" ;;
@@ -241,12 +242,29 @@ fn the_script_sees_the_request_as_variables_and_never_its_credentials() {
         "SCAR_HEADER_USER_AGENT=curl/8.5.0",
         "SCAR_HEADER_X_SCAR_MODE=fast",
         "input=env",
+        "event=whole",
     ] {
         assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
     }
     assert!(
         !text.contains("s3cr3t"),
         "a credential reached the script:\n{text}"
+    );
+}
+
+#[test]
+fn a_request_body_never_supplies_the_script_even_where_invocations_may() {
+    let function = Function::spec()
+        .env("SCAR_SCRIPT", SCRIPT)
+        .env("SCAR_ALLOW_INVOKE_SCRIPT", "true")
+        .start();
+    let body = br#"{"script": "echo pwned > \"$SCAR_OUTPUT_DIR/p.txt\""}"#;
+    let (document, bytes) = answer_document(&function, &http_api_event("/job.json", "", body));
+    assert_eq!(document["statusCode"], 200, "{document}");
+    assert_eq!(
+        bytes,
+        marked(body),
+        "the function's own script ran on the body"
     );
 }
 
