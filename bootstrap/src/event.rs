@@ -22,7 +22,7 @@ mod names;
 mod s3;
 mod shape;
 
-pub use http::{HttpFormat, HttpInput, HttpSource};
+pub use http::{HttpFormat, HttpInput, HttpSource, media_type};
 pub use mapped::{EventError, EventRules, Input, MappedEvent, S3Input, Skipped, Unreadable, Work};
 pub use names::fit_file_name;
 pub use s3::decode_key;

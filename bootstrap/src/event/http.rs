@@ -301,15 +301,20 @@ fn file_name(path: &str, query: &[(String, String)], content_type: Option<&str>)
     super::names::fit_file_name(&chosen, path.as_bytes())
 }
 
-/// `.png` for `image/png`, ...; empty for a type with no usual extension.
-fn extension_for(content_type: &str) -> &'static str {
-    let essence = content_type
+/// The media type of a `Content-Type` value, lowercase, without its parameters:
+/// `image/png` for `Image/PNG; q=1`.
+pub fn media_type(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
+        .to_ascii_lowercase()
+}
+
+/// `.png` for `image/png`, ...; empty for a type with no usual extension.
+fn extension_for(content_type: &str) -> &'static str {
+    match media_type(content_type).as_str() {
         "text/plain" => ".txt",
         "text/csv" => ".csv",
         "text/html" => ".html",

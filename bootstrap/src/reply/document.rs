@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::message::{Reply, ReplyBody, clean_cookies, clean_headers};
-use crate::event::HttpFormat;
+use crate::event::{HttpFormat, media_type};
 
 /// A buffered answer: the document, or how large the body was when it could not fit.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,12 +68,7 @@ struct Prelude {
 /// XML, JavaScript, form data and the `+json` / `+xml` suffixes. API Gateway hands a text body
 /// to the client as it is, so anything else (images, archives, video) must be base64.
 pub fn is_textual(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = media_type(content_type);
     essence.starts_with("text/")
         || essence.ends_with("+json")
         || essence.ends_with("+xml")
