@@ -11,6 +11,7 @@ mod bootstrap_failures;
 mod bootstrap_isolation;
 mod concurrency;
 mod contract;
+mod http;
 mod http_answers;
 mod prefetch;
 mod runtime_headers;
