@@ -1,28 +1,25 @@
 //! End to end, the HTTP answers `http_answers.rs` leaves out: a request through the emulator's
 //! Function URL route as a client sends it (its credentials included), an archive asked for,
 //! stdout as the answer, an HTTP API payload 1.0 request with a text body, a buffered answer
-//! past Lambda's 6 MB, failures in streaming mode, and a 50 MB stream of random bytes timed.
+//! past Lambda's 6 MB, names from the path; `http_streamed.rs` streams (failures, 50 MiB).
 //!
 //! The emulator (`cargo lambda watch`) serves `/lambda-url/<function>/<path>`: it builds the
 //! payload 2.0 event from the request and decodes the answer, buffered or streamed.
 //!
-//! Run: `cargo test -p scar-e2e --test bootstrap http:: -- --nocapture` (figures printed).
+//! Run: `cargo test -p scar-e2e --test bootstrap http::` (`... http` runs every HTTP file).
 
 use std::io::Read as _;
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
 use crate::bootstrap_support::{BUCKET, Function, INVOKE_TIMEOUT};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Bytes of the random output streamed: 50 MiB.
-const RANDOM_BYTES: u64 = 50 << 20;
-
-/// One script for every case, chosen by the request's last path segment.
-const SCRIPT: &str = r#"case "$SCAR_HTTP_PATH" in
+/// One script for every case, chosen by the request's last path segment (`?where=1`: the
+/// input's path as stdout).
+pub(crate) const SCRIPT: &str = r#"[ -n "$SCAR_QUERY_WHERE" ] && { printf '%s' "$SCAR_INPUT_FILE"; exit 0; }
+case "$SCAR_HTTP_PATH" in
 */env)
   env | grep -E '^SCAR_(HTTP|QUERY|HEADER)_' | sort > "$SCAR_OUTPUT_DIR/env.txt"
   echo "input=$(basename "$SCAR_INPUT_FILE")" >> "$SCAR_OUTPUT_DIR/env.txt"
@@ -41,7 +38,7 @@ esac"#;
 /// `seq 1 1000000`: 6,888,896 bytes, past Lambda's 6 MB buffered payload.
 const SEVEN_BYTES: u64 = 6_888_896;
 
-fn function(streaming: bool) -> Function {
+pub(crate) fn function(streaming: bool) -> Function {
     Function::spec()
         .env("SCAR_SCRIPT", SCRIPT)
         .env(
@@ -52,24 +49,24 @@ fn function(streaming: bool) -> Function {
 }
 
 /// What a client got from the emulator's Function URL route.
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         (self.headers.get(name))
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.text()))
     }
@@ -108,7 +105,7 @@ fn through_function_url(
     }
 }
 
-fn post(function: &Function, path_and_query: &str, body: Vec<u8>) -> Answer {
+pub(crate) fn post(function: &Function, path_and_query: &str, body: Vec<u8>) -> Answer {
     through_function_url(function, reqwest::Method::POST, path_and_query, &[], body)
 }
 
@@ -344,98 +341,32 @@ fn a_buffered_answer_past_6_mb_is_an_output_error_or_with_scar_output_the_upload
 }
 
 #[test]
-fn streamed_failures_carry_their_status_and_scar_error_through_the_prelude() {
-    // The emulator's deadline is 600 s away: a margin of 597 s stops the script after ~3 s.
-    let function = Function::spec()
-        .env("SCAR_SCRIPT", SCRIPT)
-        .env("SCAR_HTTP_STREAMING", "true")
-        .env("SCAR_TIMEOUT_MARGIN", "597")
-        .start();
-    let answer = post(&function, "fail", b"x".to_vec());
-    assert_eq!(answer.status, 422, "{}\n{}", answer.text(), function.log());
-    assert_eq!(answer.header("content-type"), "application/json");
-    let error = answer.json();
-    assert_eq!(error["errorType"], "Scar.ScriptFailed", "{error}");
-    let message = error["errorMessage"].as_str().unwrap_or_default();
-    assert!(message.contains("refusing: not a picture"), "{message}");
-    assert!(error["requestId"].as_str().is_some_and(|id| !id.is_empty()));
-
-    let started = Instant::now();
-    let answer = post(&function, "sleep", b"x".to_vec());
-    assert_eq!(answer.status, 504, "{}\n{}", answer.text(), function.log());
-    assert_eq!(answer.json()["errorType"], "Scar.Timeout");
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        started.elapsed()
-    );
-    let streamed = function.log().matches("HTTP answer streamed").count();
+fn a_path_naming_the_input_with_quotes_non_ascii_letters_or_dot_dots_stays_one_name_in_input() {
+    let function = function(false);
+    let cases = [
+        ("caf%C3%A9%20%22menu%22.png", "café \"menu\".png"),
+        ("in/..%2F..%2Fescape.png", "escape.png"),
+        ("%2E%2E%2F?filename=named.png", "named.png"),
+    ];
+    for (path, name) in cases {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let answer = post(
+            &function,
+            &format!("{path}{separator}where=1"),
+            b"x".to_vec(),
+        );
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        let input = answer.text();
+        let (dir, file) = input.rsplit_once('/').unwrap_or_default();
+        assert_eq!(file, name, "{path}: {input}");
+        assert!(dir.ends_with("/input"), "{path}: {input}");
+    }
+    let answer = post(&function, "caf%C3%A9%20%22menu%22.png", b"PNG".to_vec());
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.body, b"PNG");
+    assert_eq!(answer.header("content-type"), "image/png");
     assert_eq!(
-        streamed,
-        2,
-        "both failures went as streams:\n{}",
-        function.log()
-    );
-}
-
-#[test]
-fn fifty_mib_of_random_bytes_stream_whole_through_a_function_url() {
-    let function = function(true);
-    let started = Instant::now();
-    let url = format!("{}/lambda-url/scar/random", function.api.url());
-    let mut response = reqwest::blocking::Client::builder()
-        .timeout(INVOKE_TIMEOUT)
-        .build()
-        .expect("HTTP client")
-        .post(&url)
-        .send()
-        .unwrap_or_else(|err| panic!("{url}: {err}\n{}", function.log()));
-    let head_after = started.elapsed();
-    assert_eq!(response.status(), 200, "{}", function.log());
-    let content_type = response.headers()["content-type"].clone();
-    assert_eq!(content_type, "application/octet-stream");
-    let mut hasher = Sha256::new();
-    let mut first = [0u8; 1];
-    let mut received = response.read(&mut first).expect("the first byte") as u64;
-    let first_after = started.elapsed();
-    hasher.update(&first[..received as usize]);
-    received += std::io::copy(&mut response, &mut hasher).expect("the streamed body");
-    let total = started.elapsed();
-    assert_eq!(received, RANDOM_BYTES, "{}", function.log());
-    let log = function.log();
-    let made = log
-        .split("made ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("the script's sha256 is not in the log:\n{log}"));
-    assert_eq!(
-        hex::encode(hasher.finalize()),
-        made,
-        "the bytes differ from what the script made"
-    );
-    let streamed = log
-        .lines()
-        .find(|l| l.contains("HTTP answer streamed"))
-        .unwrap_or_else(|| panic!("no HTTP answer streamed in:\n{log}"));
-    let since_script_end = streamed
-        .split("since_script_end_ms")
-        .nth(1)
-        .map(|rest| {
-            rest.trim_start_matches(['=', ':', '"', ' '])
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.')
-                .collect::<String>()
-        })
-        .unwrap_or_default();
-    let stream_secs = (total - first_after).as_secs_f64();
-    println!(
-        "50 MiB streamed: status after {:.0} ms (the script's run included), first body byte \
-         after {:.0} ms, the rest in {:.2} s ({:.0} MiB/s), {:.2} s in all; the bootstrap sent \
-         its first byte {since_script_end} ms after the script's end",
-        head_after.as_secs_f64() * 1e3,
-        first_after.as_secs_f64() * 1e3,
-        stream_secs,
-        50.0 / stream_secs,
-        total.as_secs_f64()
+        answer.header("content-disposition"),
+        "inline; filename=\"caf_ _menu_.png\"; filename*=UTF-8''caf%C3%A9%20%22menu%22.png"
     );
 }

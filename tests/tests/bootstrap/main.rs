@@ -13,6 +13,7 @@ mod concurrency;
 mod contract;
 mod http;
 mod http_answers;
+mod http_streamed;
 mod prefetch;
 mod runtime_headers;
 mod shared_cache;
