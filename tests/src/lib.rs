@@ -29,6 +29,7 @@ pub mod runtime_api;
 pub mod runtime_proxy;
 pub mod s3;
 pub mod service;
+pub mod throttle;
 pub mod token;
 pub mod workspace;
 pub mod zip_listing;
