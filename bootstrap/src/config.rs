@@ -331,6 +331,7 @@ impl Config {
             SCAR_REGISTRY_USERNAME,
             SCAR_REGISTRY_PASSWORD,
             SCAR_INSECURE_REGISTRIES,
+            SCAR_PULL_RANGES,
         ] {
             vars.get(name)?;
         }

@@ -71,6 +71,9 @@ pub struct PullOptions {
     /// past it the downloads and the extraction stop, nothing is published and the pull fails
     /// with `PullError::Deadline`. `None`: no bound.
     pub deadline: Option<Instant>,
+    /// Range requests in flight per large blob (`SCAR_PULL_RANGES`, or as the function's
+    /// memory allows); `None`: the default of [`crate::registry::plan`], 1: one stream.
+    pub ranges: Option<usize>,
     /// S3 client for `s3://` archives (the caller's, with its endpoint and retries); `None`
     /// builds one from the environment through [`crate::aws`].
     pub s3: Option<crate::aws::S3>,
@@ -88,6 +91,7 @@ impl PullOptions {
             insecure_registries: Vec::new(),
             keep_blobs: false,
             deadline: None,
+            ranges: None,
             s3: None,
         }
     }

@@ -28,7 +28,7 @@ pub const SCAR_PREFETCH: &str = "SCAR_PREFETCH";
 // Registry user name, password (never reaching the container or a log) and plain-HTTP list:
 // parsed by scar-rootfs, with one rule for the bootstrap and `scar`.
 pub use scar_rootfs::registry::settings::{
-    SCAR_INSECURE_REGISTRIES, SCAR_REGISTRY_PASSWORD, SCAR_REGISTRY_USERNAME,
+    SCAR_INSECURE_REGISTRIES, SCAR_PULL_RANGES, SCAR_REGISTRY_PASSWORD, SCAR_REGISTRY_USERNAME,
 };
 /// Prefix of variables copied (without the prefix) into the container.
 pub const SCAR_ENV_PREFIX: &str = "SCAR_ENV_";
@@ -161,6 +161,11 @@ pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
         name: SCAR_INSECURE_REGISTRIES,
         meaning: "comma list of `host:port` reached over plain HTTP",
         default: "none",
+    },
+    VariableDoc {
+        name: SCAR_PULL_RANGES,
+        meaning: "concurrent `Range` requests per blob of 32 MiB or more (8 MiB parts, fed in order); `1`: one stream per blob",
+        default: "by memory: 2 under 512 MB, 4 up to 2 GB (and off Lambda), 8 above",
     },
     VariableDoc {
         name: "SCAR_ENV_<NAME>",

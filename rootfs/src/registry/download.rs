@@ -1,5 +1,6 @@
 //! Streaming a blob out of the registry into a bounded channel, resuming with `Range` requests
-//! when the connection drops mid-blob, and checking it against its digest on the way.
+//! when the connection drops mid-blob, and checking it against its digest on the way. Large
+//! blobs come as concurrent ranges ([`super::ranged`]) fed into the same channel in order.
 //!
 //! The sha256 runs here, on the async worker, not in the decompression thread that reads the
 //! channel: inflating is the longest chain of a pull, and on two cores the hash is better done
@@ -10,9 +11,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use reqwest::StatusCode;
+use reqwest::{Response, StatusCode};
 use tokio::sync::mpsc;
 
+use super::ranged::{self, First, PartError};
 use super::{RegistryClient, guard, retry};
 use crate::blob::BlobError;
 use crate::digest::{Digest, Hasher};
@@ -59,19 +61,80 @@ pub async fn stream_blob(
 }
 
 async fn stream(
-    client: &RegistryClient,
+    client: &Arc<RegistryClient>,
     digest: Digest,
     size: Option<u64>,
     tx: &mpsc::Sender<io::Result<Bytes>>,
 ) -> Result<(), DownloadError> {
-    let mut received = 0u64;
-    let mut drops = 0u32;
     let mut hasher = Hasher::new();
+    let plan = client.plan();
+    let Some(total) = size.filter(|&s| plan.applies(s)) else {
+        return single(client, digest, size, tx, hasher, 0, None).await;
+    };
+    let started = std::time::Instant::now();
+    let mut parts = match ranged::start(client.clone(), digest, total, plan).await? {
+        First::Parts(parts) => parts,
+        First::Whole(response) => {
+            tracing::info!(%digest, "the registry ignores ranges: one stream");
+            return single(client, digest, size, tx, hasher, 0, Some(response)).await;
+        }
+    };
+    let mut sent = 0u64;
+    while let Some(part) = parts.next().await {
+        match part {
+            Ok(chunks) => {
+                for bytes in chunks {
+                    sent += bytes.len() as u64;
+                    hasher.update(&bytes);
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        return Ok(()); // the consumer stopped (it failed or is done)
+                    }
+                }
+            }
+            Err(PartError::NoRange) => {
+                // What was sent stays sent: the single stream goes on from there.
+                tracing::info!(%digest, sent, "a range was answered whole: one stream from here");
+                drop(parts);
+                return single(client, digest, size, tx, hasher, sent, None).await;
+            }
+            Err(PartError::Registry(err)) => return Err(err.into()),
+            Err(PartError::Dropped { attempts, detail }) => {
+                return Err(DownloadError::Dropped {
+                    digest,
+                    host: client.host().to_owned(),
+                    attempts,
+                    detail,
+                });
+            }
+        }
+    }
+    tracing::debug!(
+        %digest, parts = parts.count(), in_flight = plan.in_flight,
+        ms = started.elapsed().as_millis() as u64, "blob fetched in ranges"
+    );
+    finish(hasher, digest, tx).await
+}
+
+/// One stream from byte `received` (`hasher` has seen the bytes before it), resuming after
+/// drops; `first` is a response already under way for the whole blob.
+async fn single(
+    client: &RegistryClient,
+    digest: Digest,
+    size: Option<u64>,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+    mut hasher: Hasher,
+    mut received: u64,
+    mut first: Option<Response>,
+) -> Result<(), DownloadError> {
+    let mut drops = 0u32;
     loop {
         if size.is_some_and(|s| received >= s) && received > 0 {
             return finish(hasher, digest, tx).await;
         }
-        let response = client.blob(&digest, received).await?;
+        let response = match first.take() {
+            Some(response) => response,
+            None => client.blob(&digest, received).await?,
+        };
         // A registry may ignore Range and resend everything: skip what we already have.
         let mut skip = if response.status() == StatusCode::PARTIAL_CONTENT {
             0

@@ -6,6 +6,8 @@ pub mod download;
 mod error;
 pub mod guard;
 pub mod manifest;
+pub mod plan;
+pub mod ranged;
 pub mod retry;
 pub mod settings;
 
@@ -22,6 +24,7 @@ use crate::options::Credentials;
 use crate::reference::Reference;
 use auth::Challenge;
 use guard::Internal;
+use plan::{Plan, Span};
 
 /// Redirect hops followed before giving up.
 const MAX_REDIRECTS: usize = 5;
@@ -41,6 +44,8 @@ pub struct RegistryClient {
     insecure: Vec<String>,
     /// The internal kinds of the registry's own addresses, resolved at the first redirect.
     own_kinds: tokio::sync::OnceCell<Vec<Internal>>,
+    /// How large blobs are cut into concurrent range requests.
+    plan: Plan,
 }
 
 impl RegistryClient {
@@ -79,7 +84,26 @@ impl RegistryClient {
             authorization: Mutex::new(None),
             insecure: insecure.to_vec(),
             own_kinds: tokio::sync::OnceCell::new(),
+            plan: Plan::new(None),
         })
+    }
+
+    /// Fetch large blobs with `in_flight` concurrent range requests (`SCAR_PULL_RANGES`;
+    /// `None`: the default, 1: one stream per blob).
+    pub fn with_ranges(mut self, in_flight: Option<usize>) -> Self {
+        self.plan = Plan::new(in_flight);
+        self
+    }
+
+    /// How large blobs are cut into concurrent range requests.
+    pub fn plan(&self) -> Plan {
+        self.plan
+    }
+
+    /// Whether `url` is on the registry's own scheme, host and port.
+    fn is_own(&self, url: &str) -> bool {
+        url.strip_prefix(self.base.as_str())
+            .is_some_and(|path| path.starts_with('/'))
     }
 
     /// The registry host.
@@ -94,7 +118,9 @@ impl RegistryClient {
     ) -> Result<(Vec<u8>, Option<String>, Digest), RegistryError> {
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
         let what = format!("manifest {reference}");
-        let response = self.get(&url, &what, Some(manifest::ACCEPT), 0).await?;
+        let response = self
+            .get(&url, &what, Some(manifest::ACCEPT), Span::WHOLE)
+            .await?;
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
@@ -133,9 +159,36 @@ impl RegistryClient {
     /// Start a blob download at byte `offset` (a `Range` request when > 0). A registry that
     /// ignores the range answers 200 with the whole blob: the caller must check the status.
     pub async fn blob(&self, digest: &Digest, offset: u64) -> Result<Response, RegistryError> {
+        self.blob_span(digest, Span::from(offset)).await
+    }
+
+    /// Request bytes `span` of a blob from the registry, its redirects followed (the final URL
+    /// is the response's `url()`). A registry that ignores the range answers 200 with the
+    /// whole blob: the caller must check for 206.
+    pub async fn blob_span(&self, digest: &Digest, span: Span) -> Result<Response, RegistryError> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
-        self.get(&url, &format!("blob {digest}"), None, offset)
+        self.get(&url, &format!("blob {digest}"), None, span).await
+    }
+
+    /// Request bytes `span` of a blob at `url`, the storage URL a registry redirected an
+    /// earlier range to: one GET without credentials (unless `url` is the registry's own),
+    /// retried on connection errors, 429 and 5xx, redirects not followed. Any status is
+    /// returned: the caller falls back to the registry when it is not 206.
+    pub async fn storage_span(
+        &self,
+        url: &str,
+        digest: &Digest,
+        span: Span,
+    ) -> Result<Response, RegistryError> {
+        let authorization = self.authorization.lock().await.clone();
+        let what = format!("blob {digest}");
+        self.send_retrying(url, &what, None, span, authorization.as_deref())
             .await
+    }
+
+    /// Whether `url` is elsewhere than the registry (blob storage it redirected to).
+    pub fn is_elsewhere(&self, url: &reqwest::Url) -> bool {
+        !self.is_own(url.as_str())
     }
 
     async fn small_body(&self, response: Response, what: &str) -> Result<Vec<u8>, RegistryError> {
@@ -166,13 +219,13 @@ impl RegistryClient {
         url: &str,
         what: &str,
         accept: Option<&str>,
-        offset: u64,
+        span: Span,
     ) -> Result<Response, RegistryError> {
         let mut authenticated = false;
         loop {
             let authorization = self.authorization.lock().await.clone();
             let response = self
-                .send_retrying(url, what, accept, offset, authorization.as_deref())
+                .send_retrying(url, what, accept, span, authorization.as_deref())
                 .await?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !authenticated {
@@ -186,7 +239,7 @@ impl RegistryClient {
                 continue;
             }
             if status.is_redirection() {
-                return self.follow_redirect(response, what, offset).await;
+                return self.follow_redirect(response, what, span).await;
             }
             return self.check(response, what, authorization.is_some());
         }
@@ -234,7 +287,7 @@ impl RegistryClient {
         &self,
         mut response: Response,
         what: &str,
-        offset: u64,
+        span: Span,
     ) -> Result<Response, RegistryError> {
         for _ in 0..MAX_REDIRECTS {
             let location = response
@@ -257,7 +310,7 @@ impl RegistryClient {
                 })?;
             self.check_destination(&next, what).await?;
             response = self
-                .send_retrying(next.as_str(), what, None, offset, None)
+                .send_retrying(next.as_str(), what, None, span, None)
                 .await?;
             if !response.status().is_redirection() {
                 return self.check(response, what, false);
@@ -394,13 +447,11 @@ impl RegistryClient {
         url: &str,
         what: &str,
         accept: Option<&str>,
-        offset: u64,
+        span: Span,
         authorization: Option<&str>,
     ) -> Result<Response, RegistryError> {
         // Credentials go to the registry's own scheme, host and port, nowhere else.
-        let own = url
-            .strip_prefix(self.base.as_str())
-            .is_some_and(|path| path.starts_with('/'));
+        let own = self.is_own(url);
         let authorization = authorization.filter(|_| own).and_then(auth::header);
         let mut attempt = 0;
         loop {
@@ -411,8 +462,8 @@ impl RegistryClient {
             if let Some(a) = &authorization {
                 request = request.header(AUTHORIZATION, a.clone());
             }
-            if offset > 0 {
-                request = request.header(RANGE, format!("bytes={offset}-"));
+            if let Some(range) = span.header() {
+                request = request.header(RANGE, range);
             }
             let last = attempt + 1 >= retry::ATTEMPTS;
             match request.send().await {

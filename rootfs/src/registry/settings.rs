@@ -1,6 +1,8 @@
-//! How to reach registries, from the environment: credentials and the plain-HTTP list, parsed
-//! with one rule for the bootstrap, `scar run` and `scar pull`.
+//! How to reach registries, from the environment: credentials, the plain-HTTP list and the
+//! range requests per large blob, parsed with one rule for the bootstrap, `scar run` and
+//! `scar pull`.
 
+use super::plan;
 use crate::options::{Credentials, PullOptions};
 
 /// Registry user name.
@@ -9,6 +11,10 @@ pub const SCAR_REGISTRY_USERNAME: &str = "SCAR_REGISTRY_USERNAME";
 pub const SCAR_REGISTRY_PASSWORD: &str = "SCAR_REGISTRY_PASSWORD";
 /// Comma list of `host:port` registries reached over plain HTTP.
 pub const SCAR_INSECURE_REGISTRIES: &str = "SCAR_INSECURE_REGISTRIES";
+/// Range requests in flight per large blob (1: one stream per blob).
+pub const SCAR_PULL_RANGES: &str = "SCAR_PULL_RANGES";
+/// The function's memory in MB, set by Lambda: sizes the default of `SCAR_PULL_RANGES`.
+pub const AWS_LAMBDA_FUNCTION_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
 
 /// The registry variables as parsed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,6 +23,9 @@ pub struct RegistrySettings {
     pub credentials: Option<Credentials>,
     /// `SCAR_INSECURE_REGISTRIES`.
     pub insecure_registries: Vec<String>,
+    /// `SCAR_PULL_RANGES`, else what `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` allows; `None` off
+    /// Lambda without the variable.
+    pub ranges: Option<usize>,
 }
 
 /// A registry variable that cannot be used.
@@ -42,6 +51,15 @@ pub enum RegistrySettingsError {
         /// The entry at fault.
         entry: String,
     },
+    /// A range count that is not a whole number from 1 to the maximum.
+    #[error(
+        "{SCAR_PULL_RANGES}={value} is not a number of range requests: use a whole number from 1 (one stream per blob) to {}",
+        plan::MAX_IN_FLIGHT
+    )]
+    BadRanges {
+        /// The value as given.
+        value: String,
+    },
 }
 
 impl RegistrySettings {
@@ -61,9 +79,24 @@ impl RegistrySettings {
             None => Vec::new(),
             Some(value) => parse_insecure(&value)?,
         };
+        let ranges = match get(SCAR_PULL_RANGES) {
+            Some(value) => Some(
+                value
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=plan::MAX_IN_FLIGHT).contains(n))
+                    .ok_or(RegistrySettingsError::BadRanges { value })?,
+            ),
+            // Lambda sets it; a value it would not set is ignored, not an error of the user's.
+            None => get(AWS_LAMBDA_FUNCTION_MEMORY_SIZE)
+                .and_then(|mb| mb.trim().parse::<u64>().ok())
+                .map(|mb| plan::in_flight_for_memory(Some(mb))),
+        };
         Ok(Self {
             credentials,
             insecure_registries,
+            ranges,
         })
     }
 
@@ -76,6 +109,7 @@ impl RegistrySettings {
     pub fn apply(self, options: &mut PullOptions) {
         options.credentials = self.credentials;
         options.insecure_registries = self.insecure_registries;
+        options.ranges = self.ranges;
     }
 }
 
@@ -184,6 +218,34 @@ mod tests {
             let text = err.to_string();
             assert!(
                 text.starts_with("SCAR_INSECURE_REGISTRIES=") && text.contains(": use "),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_range_count_is_the_knob_else_the_memory_size_else_unset() {
+        assert_eq!(parse(&[]).unwrap().ranges, None);
+        let memory = |mb| {
+            parse(&[(AWS_LAMBDA_FUNCTION_MEMORY_SIZE, mb)])
+                .unwrap()
+                .ranges
+        };
+        assert_eq!(memory("128"), Some(2));
+        assert_eq!(memory("1024"), Some(4));
+        assert_eq!(memory("2048"), Some(4));
+        assert_eq!(memory("10240"), Some(8));
+        assert_eq!(memory("lots"), None);
+        let both = parse(&[
+            (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, "10240"),
+            (SCAR_PULL_RANGES, " 1 "),
+        ]);
+        assert_eq!(both.unwrap().ranges, Some(1));
+        for bad in ["0", "-1", "two", "33"] {
+            let err = parse(&[(SCAR_PULL_RANGES, bad)]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("SCAR_PULL_RANGES={bad} ")) && text.contains("from 1"),
                 "{text}"
             );
         }

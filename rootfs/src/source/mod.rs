@@ -91,7 +91,8 @@ async fn resolve_registry(
         reference,
         options.credentials.clone(),
         &options.insecure_registries,
-    )?;
+    )?
+    .with_ranges(options.ranges);
     let what = reference.to_string();
     let (body, content_type, mut digest) = client.manifest(&reference.manifest_ref()).await?;
     let manifest = match Document::parse(&what, content_type.as_deref(), &body)? {

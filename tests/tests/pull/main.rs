@@ -13,3 +13,4 @@ mod pull;
 mod pull_archive;
 mod pull_ecr;
 mod pull_hostile;
+mod pull_ranges;

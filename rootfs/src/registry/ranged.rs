@@ -1,0 +1,275 @@
+//! Large blobs as several concurrent `Range` requests of fixed parts, handed back in order.
+//!
+//! One connection to a registry's storage (S3, a CDN) carries a few tens of MB/s on Lambda,
+//! and the storage serves every range at that speed at once: parts fetched side by side fill
+//! the link. The parts come back in blob order, so the channel, the hash and the digest check
+//! of [`super::download`] see the same bytes as with one stream. At most `in_flight` parts are
+//! held at once (the one being handed on included), whatever the consumer's speed.
+//!
+//! Registries redirect blob requests to storage: the first part follows the redirect and the
+//! others go straight to the final URL when it is elsewhere (a presigned URL allows ranges),
+//! back to the registry for a part the storage refuses (an expired signature). A part that
+//! drops or comes back short is asked again for what is missing, alone. A server that answers
+//! 200 instead of 206 has no range support: the caller then falls back to one stream.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::CONTENT_RANGE;
+use reqwest::{Response, StatusCode};
+use tokio::task::JoinHandle;
+
+use super::plan::{Plan, Span};
+use super::{RegistryClient, RegistryError, guard, retry};
+use crate::digest::Digest;
+
+/// Why a part could not be had.
+#[derive(Debug)]
+pub enum PartError {
+    /// The server answered 200: it ignores ranges. Fall back to one stream.
+    NoRange,
+    /// The registry refused or failed (after its own retries).
+    Registry(RegistryError),
+    /// The part kept dropping or coming back short.
+    Dropped {
+        /// Attempts made.
+        attempts: u32,
+        /// Last failure.
+        detail: String,
+    },
+}
+
+/// How the first range request went.
+pub enum First {
+    /// The server sends ranges: the parts, in order.
+    Parts(Parts),
+    /// The server ignored the range and is sending the whole blob (200).
+    Whole(Response),
+}
+
+/// What every part task shares.
+struct Shared {
+    client: Arc<RegistryClient>,
+    digest: Digest,
+    /// Where the registry redirected the first range, when elsewhere than the registry.
+    storage: Option<String>,
+}
+
+/// The parts of one blob, fetched `in_flight` at a time; aborted when dropped.
+pub struct Parts {
+    shared: Arc<Shared>,
+    plan: Plan,
+    size: u64,
+    /// Next part to start.
+    next: u64,
+    /// Parts started and not handed out yet, in order.
+    running: VecDeque<JoinHandle<Result<Vec<Bytes>, PartError>>>,
+}
+
+/// Ask for the first part of blob `digest` (`size` bytes); when the server sends ranges, the
+/// first `in_flight` parts are under way on return.
+pub async fn start(
+    client: Arc<RegistryClient>,
+    digest: Digest,
+    size: u64,
+    plan: Plan,
+) -> Result<First, RegistryError> {
+    let first = span(plan, size, 0);
+    let response = client.blob_span(&digest, first).await?;
+    if response.status() != StatusCode::PARTIAL_CONTENT {
+        return Ok(First::Whole(response));
+    }
+    let storage = client
+        .is_elsewhere(response.url())
+        .then(|| response.url().to_string());
+    let shared = Arc::new(Shared {
+        client,
+        digest,
+        storage,
+    });
+    let mut parts = Parts {
+        shared: shared.clone(),
+        plan,
+        size,
+        next: 1,
+        running: VecDeque::new(),
+    };
+    parts
+        .running
+        .push_back(tokio::spawn(fetch(shared, first, Some(response))));
+    while parts.running.len() < plan.in_flight && parts.spawn_next() {}
+    Ok(First::Parts(parts))
+}
+
+impl Parts {
+    /// How many parts the blob makes.
+    pub fn count(&self) -> u64 {
+        self.plan.parts(self.size)
+    }
+
+    /// The next part's bytes, in blob order; `None` once every part was handed out.
+    pub async fn next(&mut self) -> Option<Result<Vec<Bytes>, PartError>> {
+        // The part handed out last has been passed on: its slot goes to the next part.
+        while self.running.len() < self.plan.in_flight && self.spawn_next() {}
+        let head = self.running.pop_front()?;
+        Some(match head.await {
+            Ok(result) => result,
+            Err(err) => Err(PartError::Dropped {
+                attempts: 1,
+                detail: format!("the part's task failed: {err}"),
+            }),
+        })
+    }
+
+    fn spawn_next(&mut self) -> bool {
+        if self.next >= self.count() {
+            return false;
+        }
+        let span = span(self.plan, self.size, self.next);
+        self.next += 1;
+        self.running
+            .push_back(tokio::spawn(fetch(self.shared.clone(), span, None)));
+        true
+    }
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        // A pull stopped (deadline, failure): its parts stop downloading too.
+        for task in &self.running {
+            task.abort();
+        }
+    }
+}
+
+/// Part `index` of a blob of `size` bytes.
+fn span(plan: Plan, size: u64, index: u64) -> Span {
+    let start = index.saturating_mul(plan.part);
+    let end = start.saturating_add(plan.part).min(size).saturating_sub(1);
+    Span {
+        start,
+        end: Some(end),
+    }
+}
+
+/// The bytes of `span`, asking again for what is missing after a drop or a short answer.
+async fn fetch(
+    shared: Arc<Shared>,
+    span: Span,
+    mut response: Option<Response>,
+) -> Result<Vec<Bytes>, PartError> {
+    let end = span.end.unwrap_or(span.start);
+    let want = end + 1 - span.start;
+    let mut chunks = Vec::new();
+    let mut have = 0u64;
+    let mut failures = 0u32;
+    loop {
+        let rest = Span {
+            start: span.start + have,
+            end: Some(end),
+        };
+        let answer = match response.take() {
+            Some(r) => r,
+            None => request(&shared, rest).await?,
+        };
+        let detail = match read(answer, rest, want - have, &mut chunks).await {
+            Ok(n) if have + n == want => return Ok(chunks),
+            Ok(n) => {
+                have += n;
+                format!("the server sent {n} bytes of {}", want - have + n)
+            }
+            Err((n, detail)) => {
+                have += n;
+                detail
+            }
+        };
+        failures += 1;
+        if failures >= retry::ATTEMPTS {
+            return Err(PartError::Dropped {
+                attempts: failures,
+                detail,
+            });
+        }
+        tracing::info!(
+            digest = %shared.digest, start = rest.start, %detail, "blob part interrupted, asking again"
+        );
+        tokio::time::sleep(retry::backoff(failures - 1)).await;
+    }
+}
+
+/// A 206 for `span`: from the storage the registry redirected to when there is one, else (or
+/// when the storage refuses) from the registry.
+async fn request(shared: &Shared, span: Span) -> Result<Response, PartError> {
+    if let Some(url) = &shared.storage {
+        match shared.client.storage_span(url, &shared.digest, span).await {
+            Ok(r) if r.status() == StatusCode::PARTIAL_CONTENT => return Ok(r),
+            Ok(r) => tracing::info!(
+                digest = %shared.digest, status = r.status().as_u16(),
+                "blob storage refused a range, asking the registry"
+            ),
+            Err(err) => tracing::info!(
+                digest = %shared.digest, %err, "blob storage failed, asking the registry"
+            ),
+        }
+    }
+    let response = shared
+        .client
+        .blob_span(&shared.digest, span)
+        .await
+        .map_err(PartError::Registry)?;
+    if response.status() == StatusCode::PARTIAL_CONTENT {
+        Ok(response)
+    } else {
+        Err(PartError::NoRange)
+    }
+}
+
+/// Read a 206 for `span` into `chunks`: the bytes read, and why it stopped short if it did.
+/// An answer for another range than asked is not used at all.
+async fn read(
+    response: Response,
+    span: Span,
+    want: u64,
+    chunks: &mut Vec<Bytes>,
+) -> Result<u64, (u64, String)> {
+    let start = response
+        .headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if start != Some(span.start) {
+        return Err((
+            0,
+            format!("asked for bytes from {}, got {start:?}", span.start),
+        ));
+    }
+    let mut got = 0u64;
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(bytes) => {
+                let take = (want - got).min(bytes.len() as u64);
+                if take < bytes.len() as u64 {
+                    // More than the range asked for: keep what was asked, ask for nothing more.
+                    chunks.push(bytes.slice(..take as usize));
+                    return Ok(got + take);
+                }
+                got += take;
+                if !bytes.is_empty() {
+                    chunks.push(bytes);
+                }
+            }
+            // The error names the URL, which may be presigned storage: cut its query.
+            Err(err) => return Err((got, guard::describe_reqwest(err))),
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+#[path = "ranged_tests.rs"]
+mod tests;

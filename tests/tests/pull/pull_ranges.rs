@@ -1,0 +1,149 @@
+//! Parallel ranged downloads (#21) end to end: an image with a 40 MiB layer pushed to the real
+//! CNCF registry and pulled through a tap (the registry's own access log is off in the test
+//! configuration; the tap records each request line with its `Range` header) with
+//! `SCAR_PULL_RANGES=4`, then with `SCAR_PULL_RANGES=1` for comparison. The big layer is a
+//! plain tar: gzip in a debug build would make the test about compression, not the network.
+
+use std::path::Path;
+use std::time::Instant;
+
+use scar_e2e::Registry;
+use scar_e2e::fault::{Fault, FaultProxy};
+use scar_e2e::oci::{Compression, ImageBuilder, LayerBuilder, Pusher};
+use scar_rootfs::options::PullOptions;
+use scar_rootfs::registry::settings::{RegistrySettings, SCAR_PULL_RANGES};
+use sha2::{Digest, Sha256};
+
+/// The file in the big layer: the layer is this plus its tar header and padding.
+const BIG: u64 = 40 << 20;
+/// Bytes per range request (`scar_rootfs::registry::ranged::PART`).
+const PART: u64 = 8 << 20;
+
+/// Bytes that do not repeat, so a part out of place changes the file.
+fn noise(offset: u64, buf: &mut [u8]) {
+    let mut x = offset.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for b in buf.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}
+
+fn sha256_of_file(path: &Path) -> String {
+    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).expect("read the pulled file");
+    hex::encode(hasher.finalize())
+}
+
+/// Options for a pull through `proxy` with `SCAR_PULL_RANGES=ranges`, read as the bootstrap
+/// and `scar run` read it.
+fn options(cache: &Path, proxy: &FaultProxy, ranges: &str) -> PullOptions {
+    let mut o = PullOptions::new(cache);
+    let host = proxy.host();
+    RegistrySettings::from_env(|name| match name {
+        SCAR_PULL_RANGES => Some(ranges.to_owned()),
+        "SCAR_INSECURE_REGISTRIES" => Some(host.clone()),
+        _ => None,
+    })
+    .expect("the settings parse")
+    .apply(&mut o);
+    o
+}
+
+/// The blob requests the tap saw for `digest`.
+fn blob_requests(proxy: &FaultProxy, digest: &str) -> Vec<String> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|line| line.contains(&format!("/blobs/{digest}")))
+        .collect()
+}
+
+#[test]
+fn a_layer_over_32_mib_is_pulled_as_concurrent_ranges_and_extracted_whole() {
+    let registry = Registry::start();
+    let big = LayerBuilder::new(Compression::None)
+        .without_tar_copy()
+        .big_file("data/big.bin", BIG, noise)
+        .finish();
+    let digest = big.blob.digest();
+    let size = big.blob.bytes.len() as u64;
+    let mut expected = vec![0u8; BIG as usize];
+    // `big_file` fills 1 MiB chunks, each seeded by its offset.
+    for (i, chunk) in expected.chunks_mut(1 << 20).enumerate() {
+        noise(i as u64 * (1 << 20), chunk);
+    }
+    let expected_sha = hex::encode(Sha256::digest(&expected));
+    drop(expected);
+    let small = LayerBuilder::new(Compression::Gzip)
+        .dir("etc")
+        .file("etc/small", b"small\n")
+        .finish();
+    let image = ImageBuilder::new().layer(small).layer(big).build();
+    Pusher::new(&registry.url(), None).image("team/big", "v1", &image);
+    let reference = |proxy: &FaultProxy| format!("{}/team/big:v1", proxy.host());
+
+    // Four ranges in flight.
+    let proxy = FaultProxy::start(&registry.host(), Fault::Stall { secs: 0 }, "", 0);
+    let cache = tempfile::tempdir().expect("tmp");
+    let started = Instant::now();
+    let prepared =
+        crate::pull_support::pull_blocking(&reference(&proxy), &options(cache.path(), &proxy, "4"))
+            .expect("the ranged pull");
+    let ranged = started.elapsed();
+    assert_eq!(
+        std::fs::read_to_string(prepared.root.join("etc/small")).expect("etc/small"),
+        "small\n"
+    );
+    let file = prepared.root.join("data/big.bin");
+    assert_eq!(std::fs::metadata(&file).expect("big.bin").len(), BIG);
+    assert_eq!(
+        sha256_of_file(&file),
+        expected_sha,
+        "the file, byte for byte"
+    );
+    let requests = blob_requests(&proxy, &digest);
+    let parts = size.div_ceil(PART);
+    assert_eq!(
+        requests.len() as u64,
+        parts,
+        "one request per {PART}-byte part of {size} bytes: {requests:#?}"
+    );
+    for i in 0..parts {
+        let start = i * PART;
+        let end = (start + PART).min(size) - 1;
+        let range = format!("[range: bytes={start}-{end}]");
+        assert!(
+            requests
+                .iter()
+                .any(|line| line.to_ascii_lowercase().ends_with(&range)),
+            "no request for {range}: {requests:#?}"
+        );
+    }
+
+    // One stream, for comparison.
+    let proxy = FaultProxy::start(&registry.host(), Fault::Stall { secs: 0 }, "", 0);
+    let cache = tempfile::tempdir().expect("tmp");
+    let started = Instant::now();
+    let prepared =
+        crate::pull_support::pull_blocking(&reference(&proxy), &options(cache.path(), &proxy, "1"))
+            .expect("the one-stream pull");
+    let single = started.elapsed();
+    assert_eq!(
+        sha256_of_file(&prepared.root.join("data/big.bin")),
+        expected_sha
+    );
+    let requests = blob_requests(&proxy, &digest);
+    assert!(
+        requests.len() == 1 && !requests[0].to_ascii_lowercase().contains("range:"),
+        "SCAR_PULL_RANGES=1 is one plain request: {requests:#?}"
+    );
+    eprintln!(
+        "pull of a {:.1} MiB layer on loopback: {parts} ranges of 8 MiB, 4 in flight, {:.2} s; one stream {:.2} s",
+        size as f64 / (1 << 20) as f64,
+        ranged.as_secs_f64(),
+        single.as_secs_f64()
+    );
+}
