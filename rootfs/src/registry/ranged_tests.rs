@@ -30,6 +30,10 @@ enum Mode {
     ShortOnce,
     /// The first part's body comes 300 ms after its headers.
     SlowFirst,
+    /// The first request for the second part gets a 503.
+    UnavailableOnce,
+    /// Blob storage whose second request is refused (403, an expired signature).
+    RefuseSecond,
 }
 
 /// A request seen: its range and when it arrived.
@@ -41,6 +45,8 @@ struct Seen {
 
 struct Server {
     host: String,
+    /// Where a registry that redirects sends blob requests (storage's `host:port`).
+    redirect: Option<String>,
     seen: Arc<Mutex<Vec<Seen>>>,
     /// When the slow first part's body was sent.
     slow_done: Arc<Mutex<Option<Instant>>>,
@@ -48,24 +54,30 @@ struct Server {
 
 impl Server {
     async fn start(blob: Arc<Vec<u8>>, mode: Mode) -> Server {
+        Self::start_redirecting(blob, mode, None).await
+    }
+
+    /// A server that answers every request with a 307 to `redirect` when given.
+    async fn start_redirecting(blob: Arc<Vec<u8>>, mode: Mode, redirect: Option<String>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let slow_done = Arc::new(Mutex::new(None));
-        let (s, d) = (seen.clone(), slow_done.clone());
+        let (s, d, to) = (seen.clone(), slow_done.clone(), redirect.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else {
                     return;
                 };
-                let (blob, seen, done) = (blob.clone(), s.clone(), d.clone());
+                let (blob, seen, done, to) = (blob.clone(), s.clone(), d.clone(), to.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, &blob, mode, &seen, &done).await;
+                    let _ = serve(conn, &blob, mode, &seen, &done, to.as_deref()).await;
                 });
             }
         });
         Server {
             host,
+            redirect,
             seen,
             slow_done,
         }
@@ -91,6 +103,7 @@ async fn serve(
     mode: Mode,
     seen: &Mutex<Vec<Seen>>,
     slow_done: &Mutex<Option<Instant>>,
+    redirect: Option<&str>,
 ) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -113,6 +126,17 @@ async fn serve(
             .count()
             - 1
     };
+    if let Some(to) = redirect {
+        let path = head.split_whitespace().nth(1).unwrap_or("/");
+        let answer = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{to}{path}?signature=x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        return conn.write_all(answer.as_bytes()).await;
+    }
+    if mode == Mode::RefuseSecond && seen.lock().unwrap().len() == 2 {
+        let answer = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        return conn.write_all(answer.as_bytes()).await;
+    }
     let size = blob.len() as u64;
     let honour = match mode {
         Mode::Ignore => false,
@@ -127,6 +151,11 @@ async fn serve(
     };
     let mut end = end.unwrap_or(size - 1).min(size - 1);
     let second = start == TEST_PART && earlier == 0;
+    if mode == Mode::UnavailableOnce && second {
+        let answer =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        return conn.write_all(answer.as_bytes()).await;
+    }
     if mode == Mode::ShortOnce && second {
         end = start + TEST_PART / 2 - 1;
     }
@@ -168,6 +197,11 @@ fn blob(len: usize) -> Vec<u8> {
 async fn pull(data: Vec<u8>, mode: Mode) -> (Result<Vec<u8>, String>, Server) {
     let data = Arc::new(data);
     let server = Server::start(data.clone(), mode).await;
+    (pull_from(&server, data).await, server)
+}
+
+/// Pull `data` from `server` as a registry, 3 parts in flight.
+async fn pull_from(server: &Server, data: Arc<Vec<u8>>) -> Result<Vec<u8>, String> {
     let reference: Reference = format!("{}/team/blob:v1", server.host).parse().unwrap();
     let mut client = RegistryClient::new(&reference, None, std::slice::from_ref(&server.host))
         .unwrap()
@@ -191,7 +225,7 @@ async fn pull(data: Vec<u8>, mode: Mode) -> (Result<Vec<u8>, String>, Server) {
         }
     }
     job.await.unwrap();
-    (result.map(|()| out), server)
+    result.map(|()| out)
 }
 
 fn ranges(server: &Server) -> Vec<Option<(u64, Option<u64>)>> {
@@ -230,6 +264,41 @@ async fn a_large_blob_comes_in_ranges_in_order_and_whole() {
         })
         .collect();
     assert_eq!(seen, want, "one request per part, each for its own bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redirect_the_other_parts_go_straight_to_the_storage() {
+    let data = Arc::new(blob(5 * TEST_PART as usize));
+    let storage = Server::start(data.clone(), Mode::Ranges).await;
+    let registry =
+        Server::start_redirecting(data.clone(), Mode::Ranges, Some(storage.host.clone())).await;
+    assert_eq!(registry.redirect.as_deref(), Some(storage.host.as_str()));
+    let out = pull_from(&registry, data.clone()).await;
+    assert_eq!(out.unwrap(), *data);
+    assert_eq!(
+        ranges(&registry),
+        vec![Some((0, Some(TEST_PART - 1)))],
+        "only the first part through the registry"
+    );
+    assert_eq!(ranges(&storage).len(), 5, "every part from the storage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_the_storage_refuses_is_asked_of_the_registry() {
+    let data = Arc::new(blob(5 * TEST_PART as usize));
+    let storage = Server::start(data.clone(), Mode::RefuseSecond).await;
+    let registry =
+        Server::start_redirecting(data.clone(), Mode::Ranges, Some(storage.host.clone())).await;
+    let out = pull_from(&registry, data.clone()).await;
+    assert_eq!(out.unwrap(), *data);
+    let through_registry = ranges(&registry);
+    assert_eq!(through_registry.len(), 2, "{through_registry:?}");
+    let refused = ranges(&storage)[1];
+    assert_eq!(
+        through_registry[1], refused,
+        "the refused part, once more through the registry"
+    );
+    assert_eq!(ranges(&storage).len(), 6, "5 parts and the refused request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,6 +348,17 @@ async fn a_part_cut_once_is_asked_again_alone_for_what_it_missed() {
     assert_eq!(second.len(), 2, "the cut part and its retry: {seen:?}");
     assert_eq!(seen.len(), 6, "no other part asked twice: {seen:?}");
     assert!(second[1].0 >= TEST_PART && second[1].1 == Some(2 * TEST_PART - 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_answered_503_once_is_retried_alone() {
+    let data = blob(5 * TEST_PART as usize);
+    let (out, server) = pull(data.clone(), Mode::UnavailableOnce).await;
+    assert_eq!(out.unwrap(), data);
+    let seen = ranges(&server);
+    let second = Some((TEST_PART, Some(2 * TEST_PART - 1)));
+    assert_eq!(seen.iter().filter(|r| **r == second).count(), 2, "{seen:?}");
+    assert_eq!(seen.len(), 6, "no other part asked twice: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
