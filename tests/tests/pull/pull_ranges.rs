@@ -1,15 +1,19 @@
 //! Parallel ranged downloads (#21) end to end: an image with a 40 MiB layer pushed to the real
 //! CNCF registry and pulled through a tap (the registry's own access log is off in the test
 //! configuration; the tap records each request line with its `Range` header) with
-//! `SCAR_PULL_RANGES=4`, then with `SCAR_PULL_RANGES=1` for comparison. The big layer is a
-//! plain tar: gzip in a debug build would make the test about compression, not the network.
+//! `SCAR_PULL_RANGES=4`, then with `SCAR_PULL_RANGES=1` for comparison; and both through a
+//! proxy that holds each connection to 40 MB/s (what one connection to S3 or a CDN carries on
+//! Lambda), times printed. The big layer is a plain tar: gzip in a debug build would make the
+//! test about compression, not the network.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use scar_e2e::Registry;
 use scar_e2e::fault::{Fault, FaultProxy};
 use scar_e2e::oci::{Compression, ImageBuilder, LayerBuilder, Pusher};
+use scar_e2e::throttle::ThrottleProxy;
+use scar_rootfs::image::PreparedImage;
 use scar_rootfs::options::PullOptions;
 use scar_rootfs::registry::settings::{RegistrySettings, SCAR_PULL_RANGES};
 use sha2::{Digest, Sha256};
@@ -37,11 +41,10 @@ fn sha256_of_file(path: &Path) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Options for a pull through `proxy` with `SCAR_PULL_RANGES=ranges`, read as the bootstrap
-/// and `scar run` read it.
-fn options(cache: &Path, proxy: &FaultProxy, ranges: &str) -> PullOptions {
+/// Options for a pull through `host` (plain HTTP) with `SCAR_PULL_RANGES=ranges`, read as the
+/// bootstrap and `scar run` read it.
+fn options(cache: &Path, host: String, ranges: &str) -> PullOptions {
     let mut o = PullOptions::new(cache);
-    let host = proxy.host();
     RegistrySettings::from_env(|name| match name {
         SCAR_PULL_RANGES => Some(ranges.to_owned()),
         "SCAR_INSECURE_REGISTRIES" => Some(host.clone()),
@@ -61,9 +64,9 @@ fn blob_requests(proxy: &FaultProxy, digest: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_layer_over_32_mib_is_pulled_as_concurrent_ranges_and_extracted_whole() {
-    let registry = Registry::start();
+/// The pushed image `team/big:v1`: a small gzip layer and a plain one holding `data/big.bin`
+/// (`BIG` bytes); returns the big layer's digest and size and the file's sha256.
+fn push_big_image(registry: &Registry) -> (String, u64, String) {
     let big = LayerBuilder::new(Compression::None)
         .without_tar_copy()
         .big_file("data/big.bin", BIG, noise)
@@ -76,23 +79,34 @@ fn a_layer_over_32_mib_is_pulled_as_concurrent_ranges_and_extracted_whole() {
         noise(i as u64 * (1 << 20), chunk);
     }
     let expected_sha = hex::encode(Sha256::digest(&expected));
-    drop(expected);
     let small = LayerBuilder::new(Compression::Gzip)
         .dir("etc")
         .file("etc/small", b"small\n")
         .finish();
     let image = ImageBuilder::new().layer(small).layer(big).build();
     Pusher::new(&registry.url(), None).image("team/big", "v1", &image);
-    let reference = |proxy: &FaultProxy| format!("{}/team/big:v1", proxy.host());
+    (digest, size, expected_sha)
+}
+
+/// Pull `team/big:v1` through `host` into a new cache with `SCAR_PULL_RANGES=ranges`.
+fn pull_timed(host: String, ranges: &str) -> (PreparedImage, Duration, tempfile::TempDir) {
+    let cache = tempfile::tempdir().expect("tmp");
+    let reference = format!("{host}/team/big:v1");
+    let started = Instant::now();
+    let prepared =
+        crate::pull_support::pull_blocking(&reference, &options(cache.path(), host, ranges))
+            .unwrap_or_else(|err| panic!("pull with SCAR_PULL_RANGES={ranges}: {err}"));
+    (prepared, started.elapsed(), cache)
+}
+
+#[test]
+fn a_layer_over_32_mib_is_pulled_as_concurrent_ranges_and_extracted_whole() {
+    let registry = Registry::start();
+    let (digest, size, expected_sha) = push_big_image(&registry);
 
     // Four ranges in flight.
     let proxy = FaultProxy::start(&registry.host(), Fault::Stall { secs: 0 }, "", 0);
-    let cache = tempfile::tempdir().expect("tmp");
-    let started = Instant::now();
-    let prepared =
-        crate::pull_support::pull_blocking(&reference(&proxy), &options(cache.path(), &proxy, "4"))
-            .expect("the ranged pull");
-    let ranged = started.elapsed();
+    let (prepared, ranged, _cache) = pull_timed(proxy.host(), "4");
     assert_eq!(
         std::fs::read_to_string(prepared.root.join("etc/small")).expect("etc/small"),
         "small\n"
@@ -125,12 +139,7 @@ fn a_layer_over_32_mib_is_pulled_as_concurrent_ranges_and_extracted_whole() {
 
     // One stream, for comparison.
     let proxy = FaultProxy::start(&registry.host(), Fault::Stall { secs: 0 }, "", 0);
-    let cache = tempfile::tempdir().expect("tmp");
-    let started = Instant::now();
-    let prepared =
-        crate::pull_support::pull_blocking(&reference(&proxy), &options(cache.path(), &proxy, "1"))
-            .expect("the one-stream pull");
-    let single = started.elapsed();
+    let (prepared, single, _cache) = pull_timed(proxy.host(), "1");
     assert_eq!(
         sha256_of_file(&prepared.root.join("data/big.bin")),
         expected_sha
@@ -145,5 +154,39 @@ fn a_layer_over_32_mib_is_pulled_as_concurrent_ranges_and_extracted_whole() {
         size as f64 / (1 << 20) as f64,
         ranged.as_secs_f64(),
         single.as_secs_f64()
+    );
+}
+
+#[test]
+fn through_a_40_mb_s_link_per_connection_ranges_and_one_stream_are_timed() {
+    const RATE: u64 = 40_000_000;
+    let registry = Registry::start();
+    let (_digest, size, expected_sha) = push_big_image(&registry);
+    let upstream = registry.host().parse().expect("the registry's address");
+    let mut times = Vec::new();
+    for ranges in ["4", "1"] {
+        let throttle = ThrottleProxy::start(upstream, RATE);
+        let (prepared, took, _cache) = pull_timed(throttle.addr().to_string(), ranges);
+        assert_eq!(
+            sha256_of_file(&prepared.root.join("data/big.bin")),
+            expected_sha
+        );
+        // Whatever the ranges, no connection carries more than 40 MB/s: the layer alone needs
+        // this long over one (a floor only a proxy that does not throttle can miss).
+        if ranges == "1" {
+            let floor = Duration::from_secs_f64(size as f64 / RATE as f64 * 0.9);
+            assert!(
+                took >= floor,
+                "one stream in {took:?}, under the link's {floor:?}"
+            );
+        }
+        times.push(took);
+    }
+    eprintln!(
+        "pull of a {:.1} MiB layer through 40 MB/s per connection: 4 ranges in flight {:.2} s, one stream {:.2} s ({:.2}x)",
+        size as f64 / (1 << 20) as f64,
+        times[0].as_secs_f64(),
+        times[1].as_secs_f64(),
+        times[0].as_secs_f64() / times[1].as_secs_f64()
     );
 }
