@@ -17,6 +17,7 @@ pub mod cache;
 pub mod digest;
 pub mod engine;
 pub mod extract;
+pub mod framed;
 pub mod image;
 pub mod options;
 pub mod pull;

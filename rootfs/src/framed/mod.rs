@@ -1,0 +1,5 @@
+//! Framed images: an image's root filesystem flattened into one object of independent zstd
+//! frames with an index, made for cold starts from S3 (`scar image push`, `SCAR_IMAGE=s3://`).
+//! The layout is in [`format`].
+
+pub mod format;
