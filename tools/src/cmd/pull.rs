@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use scar_rootfs::options::{PullOptions, PullPolicy};
 use scar_rootfs::pull::{PullEvent, PullReport};
 use scar_rootfs::registry::settings::{
-    RegistrySettings, RegistrySettingsError, SCAR_INSECURE_REGISTRIES, SCAR_REGISTRY_PASSWORD,
-    SCAR_REGISTRY_USERNAME,
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE, RegistrySettings, RegistrySettingsError,
+    SCAR_INSECURE_REGISTRIES, SCAR_PULL_RANGES, SCAR_REGISTRY_PASSWORD, SCAR_REGISTRY_USERNAME,
 };
 
 /// Cache options shared by `scar pull` and `scar cache`.
@@ -62,6 +62,13 @@ pub struct PullArgs {
     /// Keep the compressed layer blobs in the cache.
     #[arg(long)]
     pub keep_blobs: bool,
+    /// Concurrent `Range` requests per blob of 32 MiB or more (8 MiB parts, fed in order);
+    /// `1`: one connection per blob (default: by $AWS_LAMBDA_FUNCTION_MEMORY_SIZE as the
+    /// bootstrap does, 4 off Lambda).
+    // Kept as text: the bootstrap's parser checks it, so both refuse the same values with the
+    // same message.
+    #[arg(long, env = "SCAR_PULL_RANGES", value_name = "N")]
+    pub ranges: Option<String>,
     /// Give up after this many seconds: the pull stops, says how far it got and publishes
     /// nothing (with --keep-blobs the next pull resumes from the blobs it kept).
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
@@ -84,6 +91,8 @@ fn registry_settings(args: &PullArgs) -> Result<RegistrySettings, RegistrySettin
         SCAR_REGISTRY_USERNAME => args.username.clone(),
         SCAR_REGISTRY_PASSWORD => args.password.clone(),
         SCAR_INSECURE_REGISTRIES => Some(args.insecure.join(",")),
+        SCAR_PULL_RANGES => args.ranges.clone(),
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE => std::env::var(name).ok(),
         _ => None,
     })
 }
@@ -252,5 +261,20 @@ mod tests {
             ["127.0.0.1:5000", "reg.local:80"]
         );
         assert!(settings(&["--insecure", "http://127.0.0.1:5000"]).is_err());
+    }
+
+    #[test]
+    fn ranges_are_checked_as_the_bootstrap_checks_them() {
+        assert_eq!(settings(&["--ranges", "1"]).unwrap().ranges, Some(1));
+        assert_eq!(settings(&["--ranges", " 8 "]).unwrap().ranges, Some(8));
+        for bad in ["0", "four", "100000"] {
+            let err = settings(&["--ranges", bad]).unwrap_err();
+            assert!(
+                matches!(&err, RegistrySettingsError::BadRanges { value } if value == bad),
+                "{bad}: {err:?}"
+            );
+        }
+        // An empty value (a blank console row) is the default, as for the bootstrap.
+        assert_eq!(settings(&["--ranges", ""]).unwrap().ranges, None);
     }
 }
