@@ -48,6 +48,9 @@ pub enum PullError {
         #[source]
         source: ExtractError,
     },
+    /// A framed image could not be fetched, verified or applied; nothing of it was kept.
+    #[error(transparent)]
+    Framed(Box<crate::framed::read::ReadError>),
     /// A worker thread died.
     #[error("the extraction worker stopped unexpectedly: {0}")]
     Worker(String),
@@ -310,6 +313,9 @@ async fn build_root(
         path: root.clone(),
         source,
     })?;
+    if let Blobs::Framed(image) = &blobs {
+        return build_framed(resolved, image.clone(), &root, budget, progress, stop).await;
+    }
     // Registry layers stream through bounded channels; two downloads run at once so the next
     // layer's request and first bytes overlap the current layer's extraction.
     let mut receivers = Vec::new();
@@ -373,6 +379,71 @@ async fn build_root(
     }
     let (written, charged) = result??;
     Ok((downloaded.load(Ordering::Relaxed), written, charged))
+}
+
+/// [`build_root`] for a framed image: its frames fetched as ranges, decoded on every core,
+/// checked and extracted as one layer.
+async fn build_framed(
+    resolved: &ResolvedImage,
+    image: Arc<source::FramedImage>,
+    root: &std::path::Path,
+    budget: u64,
+    progress: Option<Progress>,
+    stop: deadline::Stop,
+) -> Result<(u64, u64, u64), PullError> {
+    use crate::framed::read;
+    let groups = read::groups(&image.index);
+    let (compressed, task) = image.fetch(groups);
+    let downloaded = Arc::new(AtomicU64::new(0));
+    if let Some(p) = &progress {
+        p(PullEvent::Resolved {
+            layers: 1,
+            total_bytes: Some(image.index.compressed_size()),
+            downloaded: downloaded.clone(),
+        });
+    }
+    let counter = downloaded.clone();
+    let compressed = compressed.inspect(move |part| {
+        if let Ok(bytes) = part {
+            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let guard = stop.guard(task.as_ref().map(|t| t.abort_handle()));
+    let until = stop.deadline();
+    let (layers, counter, root) = (resolved.layers.clone(), downloaded.clone(), root.to_owned());
+    let work = tokio::task::spawn_blocking(move || {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let reader = read::FrameReader::new(&image.name, &image.index, compressed, threads);
+        let failure = reader.failure();
+        let input = stop.reader(Box::new(reader));
+        let result = read::apply(&image.name, &root, budget, input, &failure).map_err(|err| {
+            stop.explain(0, &layers, &counter, false)
+                .map_or_else(|| PullError::Framed(Box::new(err)), PullError::Deadline)
+        });
+        if result.is_err()
+            && let Some(build) = root.parent()
+        {
+            let _ = crate::cache::remove_tree(build);
+        }
+        if let (Ok(_), Some(p)) = (&result, &progress) {
+            p(PullEvent::Downloaded(counter.load(Ordering::Relaxed)));
+            p(PullEvent::LayerDone(1));
+        }
+        result
+    });
+    let result = deadline::finish(work, &guard, until)
+        .await
+        .map_err(|e| PullError::Worker(e.to_string()));
+    drop(guard);
+    if let Some(t) = task {
+        t.abort();
+    }
+    let applied = result??;
+    Ok((
+        downloaded.load(Ordering::Relaxed),
+        applied.bytes_written,
+        applied.charged,
+    ))
 }
 
 /// Where each layer's bytes come from.

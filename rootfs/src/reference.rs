@@ -1,5 +1,6 @@
 //! What `SCAR_IMAGE` names: a registry reference (with Docker Hub normalisation, tags and
-//! digests) or a local/S3 image source (`oci:`, `oci-archive:`, `docker-archive:`).
+//! digests) or a local/S3 image source (`oci:`, `oci-archive:`, `docker-archive:`, a framed
+//! image as `s3://bucket/key` or `framed:PATH`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -59,6 +60,17 @@ pub enum ReferenceError {
     /// Malformed `s3://` location.
     #[error("`{0}` is not an S3 location: write s3://bucket/key")]
     S3(String),
+    /// A framed image's pin that is not a digest.
+    #[error(
+        "`{reference}` has an invalid pin: write s3://bucket/key@sha256:<64 hex> (or framed:PATH@sha256:...) with the digest `scar image push` printed"
+    )]
+    Pin {
+        /// The whole reference.
+        reference: String,
+        /// What is wrong with it.
+        #[source]
+        source: DigestError,
+    },
 }
 
 /// An image in a registry: `registry/repository[:tag][@digest]`.
@@ -280,6 +292,29 @@ pub enum ImageRef {
         /// Where the tar is.
         location: Location,
     },
+    /// `s3://bucket/key[@sha256:...]` or `framed:PATH[@sha256:...]`: a framed image (see
+    /// [`crate::framed::format`]), pinned to the digest of its index when `pin` is given.
+    Framed {
+        /// Where the object is.
+        location: Location,
+        /// The digest its index must have.
+        pin: Option<Digest>,
+    },
+}
+
+/// Split `rest[@sha256:...]` of a framed image name into the location text and its pin.
+fn split_pin(input: &str, rest: &str) -> Result<(String, Option<Digest>), ReferenceError> {
+    // Only an `@` followed by an algorithm is a pin: `@` is a legal character of S3 keys.
+    match rest.rsplit_once('@') {
+        Some((location, pin)) if pin.contains(':') => {
+            let digest = pin.parse().map_err(|source| ReferenceError::Pin {
+                reference: input.to_owned(),
+                source,
+            })?;
+            Ok((location.to_owned(), Some(digest)))
+        }
+        _ => Ok((rest.to_owned(), None)),
+    }
 }
 
 /// Split `path[:tag]` where the tag can only follow the last `/`.
@@ -322,6 +357,20 @@ impl FromStr for ImageRef {
                 location: Location::parse(input, rest)?,
             });
         }
+        if s.starts_with("s3://") {
+            let (location, pin) = split_pin(input, s)?;
+            return Ok(Self::Framed {
+                location: Location::parse(input, &location)?,
+                pin,
+            });
+        }
+        if let Some(rest) = s.strip_prefix("framed:") {
+            let (location, pin) = split_pin(input, rest)?;
+            return Ok(Self::Framed {
+                location: Location::parse(input, &location)?,
+                pin,
+            });
+        }
         if let Some(rest) = s.strip_prefix("docker://") {
             return rest.parse().map(Self::Registry);
         }
@@ -342,6 +391,13 @@ impl fmt::Display for ImageRef {
                 tag.iter().try_for_each(|t| write!(f, ":{t}"))
             }
             Self::DockerArchive { location } => write!(f, "docker-archive:{location}"),
+            Self::Framed { location, pin } => {
+                if let Location::Path(_) = location {
+                    write!(f, "framed:")?;
+                }
+                write!(f, "{location}")?;
+                pin.iter().try_for_each(|d| write!(f, "@{d}"))
+            }
         }
     }
 }
@@ -461,6 +517,61 @@ mod tests {
         ));
         assert!(matches!(
             "oci:".parse::<ImageRef>(),
+            Err(ReferenceError::MissingPath(_))
+        ));
+    }
+
+    #[test]
+    fn framed_images_parse_with_and_without_a_pin_and_print_back_the_same() {
+        let d = format!("sha256:{}", "b".repeat(64));
+        for text in [
+            "s3://bucket/images/app.scar".to_owned(),
+            format!("s3://bucket/images/app.scar@{d}"),
+            "framed:/tmp/app.scar".to_owned(),
+            format!("framed:/tmp/app.scar@{d}"),
+            "s3://bucket/odd@key".to_owned(),
+        ] {
+            let x: ImageRef = text.parse().unwrap();
+            assert!(matches!(x, ImageRef::Framed { .. }), "{text}");
+            assert_eq!(x.to_string(), text);
+        }
+        let x: ImageRef = format!("s3://b/k@{d}").parse().unwrap();
+        assert_eq!(
+            x,
+            ImageRef::Framed {
+                location: Location::S3 {
+                    bucket: "b".into(),
+                    key: "k".into()
+                },
+                pin: Some(d.parse().unwrap())
+            }
+        );
+        let y: ImageRef = "framed:./img.scar".parse().unwrap();
+        assert_eq!(
+            y,
+            ImageRef::Framed {
+                location: Location::Path("./img.scar".into()),
+                pin: None
+            }
+        );
+        // The archive forms keep their meaning.
+        assert!(matches!(
+            "oci-archive:s3://b/k.tar".parse::<ImageRef>(),
+            Ok(ImageRef::OciArchive { .. })
+        ));
+    }
+
+    #[test]
+    fn a_bad_framed_name_says_which_form_to_write() {
+        let err = "s3://bucket/key@sha256:zz".parse::<ImageRef>().unwrap_err();
+        assert!(matches!(err, ReferenceError::Pin { .. }), "{err}");
+        assert!(err.to_string().contains("s3://bucket/key@sha256:"), "{err}");
+        assert!(matches!(
+            "s3://bucket".parse::<ImageRef>(),
+            Err(ReferenceError::S3(_))
+        ));
+        assert!(matches!(
+            "framed:".parse::<ImageRef>(),
             Err(ReferenceError::MissingPath(_))
         ));
     }

@@ -3,3 +3,4 @@
 //! The layout is in [`format`].
 
 pub mod format;
+pub mod read;

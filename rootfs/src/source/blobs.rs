@@ -1,5 +1,5 @@
 //! Access to an image's blobs in its source: streamed from a registry, or read in place from
-//! an OCI layout directory or an image tar.
+//! an OCI layout directory or an image tar, or the frames of a framed image.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::error::SourceError;
+use super::framed_image::FramedImage;
 use crate::digest::Digest;
 use crate::registry::RegistryClient;
 
@@ -39,6 +40,8 @@ pub enum Blobs {
         /// A temporary download removed when the pull ends.
         _download: Option<RemoveOnDrop>,
     },
+    /// The frames of a framed image, read by [`crate::framed::read`].
+    Framed(Arc<FramedImage>),
 }
 
 /// Deletes a file when dropped (S3 downloads in the cache's ingest area).
@@ -54,7 +57,7 @@ impl Blobs {
     /// A reader over a blob of a local source (`None` for the registry, which streams).
     pub fn open_local(&self, blob: &BlobRef) -> Result<Option<Box<dyn Read + Send>>, SourceError> {
         match self {
-            Self::Registry(_) => Ok(None),
+            Self::Registry(_) | Self::Framed(_) => Ok(None),
             Self::Dir(dir) => {
                 let BlobRef::Digest(d) = blob else {
                     return Ok(None);
@@ -161,6 +164,7 @@ impl Blobs {
             Self::Registry(c) => c.host().to_owned(),
             Self::Dir(d) => d.display().to_string(),
             Self::Archive { name, .. } => name.clone(),
+            Self::Framed(image) => image.name.clone(),
         }
     }
 }

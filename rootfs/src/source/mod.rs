@@ -1,5 +1,6 @@
 //! Where an image's manifest, config and layers come from: a registry, an OCI layout directory,
-//! an OCI archive or a `docker save` archive (the last two from a path or S3).
+//! an OCI archive or a `docker save` archive (the last two from a path or S3), or a framed
+//! image (S3 or a path).
 //!
 //! This file picks the source for a reference; what the sources share sits below it in files
 //! of its own ([`SourceError`], [`Blobs`], [`ResolvedImage`]), so no source imports this one.
@@ -7,14 +8,19 @@
 mod archive;
 mod blobs;
 mod error;
+mod framed;
+mod framed_image;
 mod layout;
 mod resolved;
 mod s3;
+mod s3_ranges;
 
 use std::sync::Arc;
 
 pub use blobs::{BlobRef, Blobs, RemoveOnDrop};
 pub use error::SourceError;
+pub use framed::MEDIA_TYPE as FRAMED_MEDIA_TYPE;
+pub use framed_image::{Compressed, FramedImage, Store};
 pub use resolved::{Layer, ResolvedImage};
 
 use crate::cache::Cache;
@@ -50,6 +56,9 @@ pub async fn resolve(
             let resolved = archive::resolve_docker(&blobs, &image.to_string())?;
             Ok((resolved, blobs))
         }
+        ImageRef::Framed { location, pin } => {
+            framed::resolve(location, pin.as_ref(), &image.to_string(), options).await
+        }
     }
 }
 
@@ -76,7 +85,9 @@ pub fn remembered(image: &ImageRef) -> bool {
     match image {
         ImageRef::Registry(_) => true,
         ImageRef::OciDir { .. } => false,
-        ImageRef::OciArchive { location, .. } | ImageRef::DockerArchive { location } => {
+        ImageRef::OciArchive { location, .. }
+        | ImageRef::DockerArchive { location }
+        | ImageRef::Framed { location, .. } => {
             matches!(location, Location::S3 { .. })
         }
     }

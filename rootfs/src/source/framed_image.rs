@@ -1,0 +1,91 @@
+//! A resolved framed image and how its frames' bytes are fetched: parallel ranges from S3,
+//! reads of a file. Below [`super::framed`] (which resolves it) and [`super::blobs`].
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::s3_ranges::Object;
+use crate::digest::Digest;
+use crate::framed::format::Index;
+use crate::framed::read::Group;
+
+/// The compressed bytes of a framed image's groups of frames, in order, or why not.
+pub type Compressed = Box<dyn Iterator<Item = Result<Bytes, String>> + Send>;
+
+/// Where a framed image's bytes are.
+#[derive(Debug)]
+pub enum Store {
+    /// An S3 object, read by ranges.
+    S3(Arc<Object>),
+    /// A local file.
+    File(PathBuf),
+}
+
+/// A resolved framed image: where it is, its index and the index's digest.
+#[derive(Debug)]
+pub struct FramedImage {
+    /// `s3://bucket/key` or the path.
+    pub name: String,
+    /// Where its bytes are.
+    pub store: Store,
+    /// Its index, checked against the trailer and the pin.
+    pub index: Index,
+    /// The index's digest (the image's name and cache key).
+    pub digest: Digest,
+    /// Ranges in flight when reading from S3.
+    pub in_flight: usize,
+}
+
+impl FramedImage {
+    /// The compressed bytes of `groups`, in order: from S3 `in_flight` ranges at once through
+    /// a task of the current runtime (returned, to abort it when the pull stops), from a file
+    /// read by the consumer's thread.
+    pub fn fetch(&self, groups: Vec<Group>) -> (Compressed, Option<tokio::task::JoinHandle<()>>) {
+        match &self.store {
+            Store::S3(object) => {
+                let spans = groups.iter().map(|g| (g.start, g.end)).collect();
+                let mut stream = Box::pin(object.clone().ranges(spans, self.in_flight));
+                let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+                let task = tokio::spawn(async move {
+                    while let Some(part) = stream.next().await {
+                        let failed = part.is_err();
+                        if tx.send(part.map_err(|e| e.to_string())).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+                (
+                    Box::new(std::iter::from_fn(move || rx.blocking_recv())),
+                    Some(task),
+                )
+            }
+            Store::File(path) => {
+                let (path, name) = (path.clone(), self.name.clone());
+                let mut file: Option<File> = None;
+                let reads = groups.into_iter().map(move |g| {
+                    let f = match &file {
+                        Some(f) => f,
+                        None => {
+                            file.insert(File::open(&path).map_err(|e| format!("open {name}: {e}"))?)
+                        }
+                    };
+                    pread(f, g.start, g.end + 1 - g.start)
+                        .map_err(|e| format!("read {name} at {}: {e}", g.start))
+                });
+                (Box::new(reads), None)
+            }
+        }
+    }
+}
+
+/// `len` bytes of `file` from `offset`.
+pub(super) fn pread(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(Bytes::from(buf))
+}

@@ -1,0 +1,212 @@
+//! S3 objects read as byte ranges: one GetObject per range through the project's S3 client
+//! ([`crate::aws`]), several at once, each checked for length and asked again alone when it
+//! fails or comes back short.
+//!
+//! One connection to S3 carries a few tens of MB/s; AWS's guidance for large objects is
+//! parallel range GETs, and S3 serves each at full speed. The ranges come back in the order
+//! asked, at most `in_flight` held at once (see [`Object::ranges`]), so a reader sees the
+//! object's bytes as from one stream while its memory stays `in_flight` parts.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use super::error::SourceError;
+use crate::options::PullOptions;
+use crate::registry::plan;
+
+/// Attempts per range: a range that fails (after the SDK's own retries of the request) or
+/// comes back short is asked again alone this many times in all.
+pub const ATTEMPTS: u32 = 3;
+
+/// An S3 object read by ranges.
+#[derive(Clone, Debug)]
+pub struct Object {
+    s3: crate::aws::S3,
+    bucket: String,
+    key: String,
+}
+
+impl Object {
+    /// `s3://bucket/key` through the caller's S3 client, or one from the environment.
+    pub fn new(bucket: &str, key: &str, options: &PullOptions) -> Self {
+        Self {
+            s3: options.s3.clone().unwrap_or_else(crate::aws::S3::from_env),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    /// `s3://bucket/key`, the name every error gives.
+    pub fn name(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    fn error(&self, detail: String) -> SourceError {
+        SourceError::S3 {
+            location: self.name(),
+            detail,
+        }
+    }
+
+    /// One GET with `range` (a `Range` header value): the body and the object's whole length
+    /// (from `Content-Range`, else the body's length when the whole object came).
+    async fn get(&self, range: &str) -> Result<(Bytes, u64), SourceError> {
+        let answer = self
+            .s3
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .range(range)
+            .send()
+            .await
+            .map_err(|e| self.error(describe(&e)))?;
+        let total = answer
+            .content_range()
+            .and_then(|r| r.rsplit_once('/'))
+            .and_then(|(_, total)| total.trim().parse::<u64>().ok());
+        let body = answer
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.error(crate::aws::error_chain(&e)))?
+            .into_bytes();
+        let total = total.unwrap_or(body.len() as u64);
+        Ok((body, total))
+    }
+
+    /// The object's last `n` bytes (all of it when it is smaller) and its length: one suffix
+    /// range GET.
+    pub async fn tail(&self, n: u64) -> Result<(Bytes, u64), SourceError> {
+        let (body, total) = self.get(&format!("bytes=-{n}")).await?;
+        // A server that ignores the range sends the whole object: keep its tail.
+        let keep = (body.len() as u64).min(n) as usize;
+        Ok((body.slice(body.len() - keep..), total))
+    }
+
+    /// Bytes `start..=end`, exactly, asked again alone when the answer fails or is short.
+    pub async fn range(&self, start: u64, end: u64) -> Result<Bytes, SourceError> {
+        let want = end.saturating_sub(start) + 1;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let detail = match self.get(&format!("bytes={start}-{end}")).await {
+                Ok((body, _)) if body.len() as u64 == want => return Ok(body),
+                Ok((body, _)) => format!(
+                    "bytes {start}-{end} came back as {} bytes of {want}",
+                    body.len()
+                ),
+                Err(SourceError::S3 { detail, .. }) => detail,
+                Err(other) => return Err(other),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(self.error(format!("{detail} ({attempt} attempts)")));
+            }
+            tracing::info!(object = %self.name(), start, %detail, "S3 range failed, asking again");
+            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+        }
+    }
+
+    /// The ranges `spans` (`(start, end)`, ends included), `in_flight` at once, handed back in
+    /// the order given: a later range that arrives first waits, so at most `in_flight` ranges
+    /// are held.
+    pub fn ranges(
+        self: Arc<Self>,
+        spans: Vec<(u64, u64)>,
+        in_flight: usize,
+    ) -> impl Stream<Item = Result<Bytes, SourceError>> + Send + 'static {
+        futures::stream::iter(spans)
+            .map(move |(start, end)| {
+                let object = self.clone();
+                async move { object.range(start, end).await }
+            })
+            .buffered(in_flight.max(1))
+    }
+
+    /// Download the whole object to `dest`: its first part, then, when it is at least
+    /// [`plan::THRESHOLD`] bytes and `in_flight` allows, the other parts side by side, each
+    /// written at its offset; else the rest as one range.
+    pub async fn download(&self, dest: &Path, in_flight: usize) -> Result<(), SourceError> {
+        let io = |op, source| SourceError::Io {
+            op,
+            path: dest.to_owned(),
+            source,
+        };
+        let (first, total) = self.get(&format!("bytes=0-{}", plan::PART - 1)).await?;
+        let file = std::fs::File::create(dest).map_err(|e| io("create", e))?;
+        let file = Arc::new(file);
+        // A server that ignores the range sends the whole object: it is all there then.
+        let have = first.len() as u64;
+        write_at(&file, first, 0)
+            .await
+            .map_err(|e| io("write", e))?;
+        if have >= total {
+            return Ok(());
+        }
+        let spans: Vec<(u64, u64)> = if in_flight > 1 && total >= plan::THRESHOLD {
+            (have..total)
+                .step_by(plan::PART as usize)
+                .map(|start| (start, (start + plan::PART).min(total) - 1))
+                .collect()
+        } else {
+            vec![(have, total - 1)]
+        };
+        let mut parts = futures::stream::iter(spans)
+            .map(|(start, end)| async move { self.range(start, end).await.map(|b| (start, b)) })
+            .buffer_unordered(in_flight.max(1));
+        while let Some(part) = parts.next().await {
+            let (offset, bytes) = part?;
+            write_at(&file, bytes, offset)
+                .await
+                .map_err(|e| io("write", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Write `bytes` at `offset` of `file` on a blocking thread.
+async fn write_at(file: &Arc<std::fs::File>, bytes: Bytes, offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || file.write_all_at(&bytes, offset))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Range requests in flight for `options` (`SCAR_PULL_RANGES` or the memory default), the
+/// same setting as registry blobs.
+pub fn in_flight(options: &PullOptions) -> usize {
+    plan::Plan::new(options.ranges).in_flight
+}
+
+/// What went wrong with a GetObject, in one line with the way out.
+fn describe(
+    e: &aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
+) -> String {
+    crate::aws::describe(
+        e,
+        "S3",
+        &[
+            (
+                "NoSuchKey",
+                "the object does not exist: check the bucket and key in the image name and that the image was uploaded",
+            ),
+            (
+                "NoSuchBucket",
+                "the bucket does not exist: check the bucket in the image name",
+            ),
+            (
+                "AccessDenied",
+                "the function's role (or the AWS credentials) needs s3:GetObject on it",
+            ),
+            (
+                "InvalidRange",
+                "the object is empty or shorter than asked: upload the whole image again",
+            ),
+        ],
+    )
+}
