@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::blob::{Counted, Verified};
-use crate::cache::{Cache, CacheError, ImageRecord, RefRecord};
+use crate::cache::{Cache, CacheError, ImageRecord, RefRecord, Turn};
 use crate::extract::pipeline::{self, ChannelReader};
 use crate::extract::{ExtractError, Extractor};
 use crate::image::{ImageConfig, PreparedImage};
@@ -204,15 +204,18 @@ pub async fn prepare_with_progress(
         source::resolve(&image_ref, options, &cache),
     )
     .await??;
-    let lock_cache = cache.clone();
-    let lock = deadline::before(
-        options.deadline,
-        tokio::task::spawn_blocking(move || lock_cache.lock(true)),
-    )
-    .await?
-    .map_err(|e| PullError::Worker(e.to_string()))??;
-    // Shared with the extraction thread, which may outlive this future (see `deadline::Stop`).
-    let lock = Arc::new(lock);
+    // The cache's exclusive lock, for the short steps that need it only (never across the
+    // download: other sandboxes sharing the cache keep starting meanwhile).
+    let exclusive = || async {
+        let lock_cache = cache.clone();
+        deadline::before(
+            options.deadline,
+            tokio::task::spawn_blocking(move || lock_cache.lock(true)),
+        )
+        .await?
+        .map_err(|e| PullError::Worker(e.to_string()))?
+        .map_err(PullError::Cache)
+    };
     // The config first, so that a reference never names a config that is not there.
     let remember = |chain_id| -> Result<(), CacheError> {
         if remembered {
@@ -226,10 +229,24 @@ pub async fn prepare_with_progress(
         }
         Ok(())
     };
-    if let Some(record) = cache.lookup(&resolved.chain_id)? {
-        remember(record.chain_id)?;
-        return Ok(hit(record, resolved.config.clone()));
-    }
+    // One pull per image across every process sharing the cache (see `cache/pulling.rs`).
+    let turn = cache
+        .wait_turn(
+            &resolved.chain_id,
+            &key,
+            options.deadline,
+            crate::cache::stale_limit(),
+        )
+        .await?
+        .ok_or_else(PartialPull::default)?;
+    let pull_lock = match turn {
+        Turn::Ready(record) => {
+            let _lock = exclusive().await?;
+            remember(record.chain_id)?;
+            return Ok(hit(record, resolved.config.clone()));
+        }
+        Turn::Build(lock) => lock.map(Arc::new),
+    };
     let mut need = estimate(&resolved.layers);
     let keep = options.keep_blobs.then(|| cache.clone());
     if keep.is_some() {
@@ -241,10 +258,32 @@ pub async fn prepare_with_progress(
             .filter_map(|l| l.size)
             .sum::<u64>();
     }
-    let room = cache.make_room(need, options.max_cache_bytes, None)?;
-    let build = cache.new_tmp()?;
-    let stop = deadline::Stop::new(options.deadline).holding(lock.clone());
-    let outcome = build_root(&resolved, blobs, &build, room, progress, keep, stop).await;
+    let room = {
+        let _lock = exclusive().await?;
+        cache.make_room(need, options.max_cache_bytes, None)?
+    };
+    let (build, build_lock) = cache.new_build()?;
+    // Shared with the extraction thread, which may outlive this future (see `deadline::Stop`):
+    // the sweep leaves the build alone while the thread writes.
+    let build_lock = Arc::new(build_lock);
+    let stop = deadline::Stop::new(options.deadline).holding(build_lock.clone());
+    // The heartbeat tells waiting sandboxes (and the sweep) that this pull is alive and
+    // moving; it follows the byte counter the pull reports once resolved.
+    let counter = crate::cache::Counter::default();
+    let seen = counter.clone();
+    let inner = progress;
+    let progress: Progress = Arc::new(move |event| {
+        if let PullEvent::Resolved { downloaded, .. } = &event {
+            let _ = seen.set(downloaded.clone());
+        }
+        if let Some(p) = &inner {
+            p(event);
+        }
+    });
+    let beating = pull_lock.iter().cloned().chain([build_lock]).collect();
+    let heartbeat = crate::cache::Heartbeat::start(beating, counter);
+    let outcome = build_root(&resolved, blobs, &build, room, Some(progress), keep, stop).await;
+    drop(heartbeat);
     let (bytes_downloaded, bytes_written, size) = match outcome {
         Ok(v) => v,
         Err(err) => {
@@ -263,8 +302,22 @@ pub async fn prepare_with_progress(
         size,
         layers: resolved.layers.len(),
     };
-    cache.publish(&build, &record)?;
-    remember(record.chain_id)?;
+    let published = async {
+        let _lock = exclusive().await?;
+        // A pull that went on without waiting may have published the image first: then
+        // `publish` keeps that one and drops this build.
+        cache.publish(&build, &record)?;
+        remember(record.chain_id).map_err(PullError::Cache)
+    }
+    .await;
+    drop(pull_lock);
+    if let Err(err) = published {
+        // Unless it was published: nothing of a build stays behind a failed pull.
+        if build.exists() {
+            let _ = crate::cache::remove_tree(&build);
+        }
+        return Err(err);
+    }
     let layers = record.layers;
     let (prepared, _) = hit(record, resolved.config.clone());
     tracing::info!(image = %key, root = %prepared.root.display(), layers, bytes_downloaded, bytes_written, "image ready");

@@ -9,11 +9,17 @@
 //!                                  shared while a run uses the image, exclusive to evict it)
 //! <cache>/configs/<digest hex>.json  an image's runtime config, by its config blob's digest
 //! <cache>/blobs/sha256/<hex>       compressed blobs, only when asked to keep them
-//! <cache>/tmp/, <cache>/ingest/    work areas; anything there is garbage after a crash
+//! <cache>/pulls/<chainid hex>.lock  flock: held by the one process pulling that image, with
+//!                                  its heartbeat inside (see `pulling.rs`)
+//! <cache>/tmp/, <cache>/ingest/    work areas; a build in `tmp/` is locked by its builder
+//!                                  (`.building`), anything else there is garbage after a crash
 //! ```
 //!
 //! Root filesystems are built under `tmp/` and renamed into `rootfs/` only once complete, so a
-//! reader never sees a half-extracted image.
+//! reader never sees a half-extracted image. The cache's lock is taken exclusive only for short
+//! steps (making room, publishing, removing); a pull waits for another pull of the same image
+//! on that image's own lock, never on the cache's, so a cache shared by many sandboxes (EFS)
+//! serves warm starts while others pull.
 //!
 //! A root is keyed by the ChainID of its layers' DiffIDs, which an image's config merely claims:
 //! `image.json` records the DiffIDs that the extraction hashed, and [`Cache::lookup`] serves
@@ -27,9 +33,12 @@
 //! eviction in `space.rs`, which never takes an image a run holds (`hold.rs`), and the sweep of
 //! leftovers in `sweep.rs`.
 
+mod building;
 mod error;
+mod heartbeat;
 mod hold;
 mod lock;
+mod pulling;
 mod records;
 mod remove;
 mod space;
@@ -38,8 +47,10 @@ mod sweep;
 mod trust;
 
 pub use error::CacheError;
+pub use heartbeat::{BEAT, Counter, Heartbeat};
 pub use hold::Hold;
-pub use lock::CacheLock;
+pub use lock::{BUILDING, CacheLock};
+pub use pulling::{DEFAULT_STALE, POLL, SCAR_CACHE_STALE_SECONDS, Turn, stale_limit};
 pub use records::{ImageRecord, RefRecord};
 pub use remove::remove_tree;
 pub use space::{CachedImage, Trimmed};
@@ -48,5 +59,7 @@ pub use sweep::{STALE_INGEST, Swept};
 
 #[cfg(test)]
 mod hold_tests;
+#[cfg(test)]
+mod pulling_tests;
 #[cfg(test)]
 mod tests;

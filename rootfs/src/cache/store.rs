@@ -6,9 +6,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::building::remove_build;
 use super::error::{CacheError, io_err};
 use super::hold::{Claim, Claimed, IN_USE};
-use super::lock::CacheLock;
+use super::lock::{BUILDING, CacheLock};
 use super::records::{ImageRecord, RefRecord};
 use super::remove::remove_tree;
 use super::trust;
@@ -171,6 +172,14 @@ impl Cache {
         // adds nothing to the image's directory (a hold would otherwise make it).
         let in_use = build.join(IN_USE);
         std::fs::File::create(&in_use).map_err(io_err("create", &in_use))?;
+        // The builder's lock file has no use once published (its holder keeps its descriptor).
+        let building = build.join(BUILDING);
+        match std::fs::remove_file(&building) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_err("unlink", &building)(e));
+            }
+            _ => {}
+        }
         let dest = self.image_dir(&record.chain_id);
         // A root under this key that does not prove its layers (an older version's) makes
         // room for the verified one: moved aside in one step, then removed.
@@ -189,7 +198,8 @@ impl Cache {
         }
         match std::fs::rename(build, &dest) {
             Ok(()) => Ok(dest),
-            // Someone published the same ChainID first (only possible without the lock).
+            // Someone published the same ChainID first (a pull that went on without the
+            // image's pull lock, see `pulling.rs`): theirs stays, this build goes.
             Err(e)
                 if read_json::<ImageRecord>(&dest.join("image.json"))
                     .is_ok_and(|r| r.is_some_and(|r| r.proves(&record.chain_id))) =>
@@ -263,8 +273,9 @@ impl Cache {
         Ok(out)
     }
 
-    /// Remove crash leftovers (`tmp/`, `ingest/`), references to images no longer present and
-    /// configs no reference names. Call with the exclusive lock held.
+    /// Remove crash leftovers (`tmp/`, `ingest/`; not a build whose builder still holds its
+    /// lock), references to images no longer present and configs no reference names. Call
+    /// with the exclusive lock held.
     pub fn collect_garbage(&self) -> Result<u64, CacheError> {
         let mut removed = 0;
         for sub in ["tmp", "ingest"] {
@@ -273,7 +284,13 @@ impl Cache {
                 let entry = entry.map_err(io_err("readdir", &dir))?;
                 let path = entry.path();
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove_tree(&path).map_err(io_err("remove", &path))?;
+                    if sub == "tmp" {
+                        if !remove_build(&path, std::time::Duration::ZERO)? {
+                            continue;
+                        }
+                    } else {
+                        remove_tree(&path).map_err(io_err("remove", &path))?;
+                    }
                 } else {
                     std::fs::remove_file(&path).map_err(io_err("unlink", &path))?;
                 }
