@@ -12,5 +12,6 @@ mod cache_trust;
 mod pull;
 mod pull_archive;
 mod pull_ecr;
+mod pull_framed;
 mod pull_hostile;
 mod pull_ranges;
