@@ -92,6 +92,27 @@ impl ThrottleProxy {
             bytes_per_second > 0,
             "a throttle of 0 bytes per second forwards nothing: give a rate"
         );
+        ThrottleProxy::try_start_with_burst(upstream, bytes_per_second, burst)
+            .unwrap_or_else(|err| panic!("cannot start the throttle on 127.0.0.1: {err}"))
+    }
+
+    /// [`ThrottleProxy::start`] for a program rather than a test: a runtime or a listening
+    /// socket that cannot be had is an error, and so is a rate of 0 (nothing would pass).
+    pub fn try_start(upstream: SocketAddr, bytes_per_second: u64) -> std::io::Result<Self> {
+        ThrottleProxy::try_start_with_burst(upstream, bytes_per_second, DEFAULT_BURST)
+    }
+
+    fn try_start_with_burst(
+        upstream: SocketAddr,
+        bytes_per_second: u64,
+        burst: u64,
+    ) -> std::io::Result<Self> {
+        if bytes_per_second == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a throttle of 0 bytes per second forwards nothing: give a rate",
+            ));
+        }
         let limit = Limit {
             bytes_per_second,
             burst,
@@ -100,14 +121,9 @@ impl ThrottleProxy {
             .worker_threads(2)
             .thread_name("throttle-proxy")
             .enable_all()
-            .build()
-            .unwrap_or_else(|err| panic!("cannot build a tokio runtime for the throttle: {err}"));
-        let listener = runtime
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .unwrap_or_else(|err| panic!("the throttle cannot listen on 127.0.0.1: {err}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|err| panic!("the throttle's address: {err}"));
+            .build()?;
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
         let serving = counters.clone();
@@ -131,14 +147,14 @@ impl ThrottleProxy {
                 });
             }
         });
-        ThrottleProxy {
+        Ok(ThrottleProxy {
             runtime: Some(runtime),
             shutdown: Some(shutdown),
             addr,
             upstream,
             limit,
             counters,
-        }
+        })
     }
 
     /// `127.0.0.1:PORT`, where clients connect.

@@ -1,8 +1,12 @@
 //! `scar bench`: this project's pull, engines and bootstrap measured side by side with the peers
 //! (skopeo + umoci, udocker, bwrap, unshare + chroot) and the raw floors, in one run, on images
-//! built on this machine and served by a loopback registry. Prints one table and writes
-//! `benchmarks.md` with PNG plots of how the costs grow.
+//! built on this machine and served by a loopback registry, and the cold starts of a fan-out
+//! (one connection per blob, parallel ranges, the S3 format; direct and through a proxy that
+//! holds each connection to 40 MB/s). Prints one table and writes `benchmarks.md` with PNG
+//! plots of how the costs grow.
 
+mod cold;
+mod cold_s3;
 mod context;
 mod grayify;
 mod images;
@@ -49,8 +53,8 @@ pub struct BenchArgs {
     /// The `bootstrap` binary (default: next to this `scar`).
     #[arg(long)]
     pub bootstrap: Option<PathBuf>,
-    /// Only these sections, comma-separated: `pull`, `start`, `invoke`, `grayify` (default: all;
-    /// `grayify` runs in full runs only).
+    /// Only these sections, comma-separated: `pull`, `start`, `invoke`, `grayify`, `cold`
+    /// (default: all; `grayify` runs in full runs only).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Only these images, comma-separated: `small`, `medium`, `large`, `ffmpeg` (default: all).
@@ -200,6 +204,9 @@ fn bench_in(
     }
     if section("grayify") {
         rows.extend(grayify::grayify(&bench, &images));
+    }
+    if section("cold") {
+        rows.extend(cold::cold_starts(&bench, &images));
     }
 
     let report = report::Report {

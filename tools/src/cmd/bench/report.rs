@@ -169,6 +169,41 @@ impl Report {
                 limit: 40.0,
             },
             Bound {
+                issue: "cold starts (21)",
+                text: "through the per-connection bandwidth proxy, the pull with parallel ranges ≤ 0.5 × one connection per blob (d/c)",
+                measured: self.ratio(Section::ColdStart, pull_image, "(d)", "(c)"),
+                limit: 0.5,
+            },
+            Bound {
+                issue: "cold starts (21)",
+                text: "the S3 format ≤ 0.5 × the registry gzip pull, no throttle (e/a)",
+                measured: self.ratio(Section::ColdStart, pull_image, "(e)", "(a)"),
+                limit: 0.5,
+            },
+            Bound {
+                issue: "cold starts (21)",
+                text: "the S3 format through the proxy ≤ 0.35 × the registry pull through it (f/c)",
+                measured: self.ratio(Section::ColdStart, pull_image, "(f)", "(c)"),
+                limit: 0.35,
+            },
+            Bound {
+                issue: "cold starts (21)",
+                text: "peak RSS of every cold-start pull ≤ 64 MiB",
+                measured: self
+                    .rows
+                    .iter()
+                    .filter(|r| r.section == Section::ColdStart)
+                    .filter_map(|r| r.result.as_ref().ok())
+                    .map(|s| s.max_rss_kib)
+                    .max()
+                    .filter(|kib| *kib > 0)
+                    .map(|kib| {
+                        let mib = kib as f64 / 1024.0;
+                        (mib, format!("largest {mib:.1} MiB"))
+                    }),
+                limit: 64.0,
+            },
+            Bound {
                 issue: "workspace (2)",
                 text: "bootstrap from exec to its first GET /next ≤ 20 ms (prefetch off)",
                 measured: secs(self.find(

@@ -12,6 +12,9 @@ pub enum Section {
     WarmStart,
     /// A full warm invocation through `bootstrap`.
     Invocation,
+    /// Cold pulls of one large image by the routes of a fan-out: one connection per blob or
+    /// parallel ranges, a registry or the S3 format, on loopback or held to a bandwidth.
+    ColdStart,
 }
 
 impl Section {
@@ -21,6 +24,9 @@ impl Section {
             Section::ColdPull => "1. Cold pull + extract (loopback registry, empty cache)",
             Section::WarmStart => "2. Warm start in a cached image",
             Section::Invocation => "3. Warm invocation through bootstrap (Runtime API + S3)",
+            Section::ColdStart => {
+                "4. Cold start at fan-out (empty cache; direct, and through a per-connection bandwidth)"
+            }
         }
     }
 }

@@ -1,0 +1,151 @@
+//! The S3 side of the cold-start section: the project's S3 endpoint (the one `scar local`
+//! serves, in this process on a runtime of its own) holding the bench image in the S3 format,
+//! written by `scar image push`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::cmd::local::s3::S3Endpoint;
+
+use super::context::Bench;
+use super::images::BenchImage;
+use super::pull::remove_tree;
+
+/// The bucket the endpoint serves.
+const BUCKET: &str = "scar-bench";
+
+/// A bench image in the S3 format behind a running S3 endpoint.
+pub struct S3Image {
+    // Field order is drop order: the endpoint's task goes before the runtime that runs it.
+    endpoint: S3Endpoint,
+    _runtime: tokio::runtime::Runtime,
+    address: SocketAddr,
+    dir: PathBuf,
+    reference: String,
+}
+
+impl S3Image {
+    /// Start the endpoint over `<work>/s3` and write `image` into it with `scar image push`
+    /// (pulled from the bench's registry). The error is the reason the S3 rows give.
+    pub fn prepare(bench: &Bench, image: &BenchImage) -> Result<S3Image, String> {
+        let dir = bench.work.join("s3");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-s3")
+            .enable_all()
+            .build()
+            .map_err(|err| format!("a runtime for the S3 endpoint: {err}"))?;
+        let endpoint = runtime
+            .block_on(S3Endpoint::start(&dir, &[BUCKET.to_string()]))
+            .map_err(|err| format!("the S3 endpoint: {err}"))?;
+        let url = endpoint.url();
+        let address: SocketAddr = url
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|err| format!("the S3 endpoint's address {url}: {err}"))?;
+        let key = format!("{}.scar", image.name);
+        let pin = push(bench, image, &dir.join(&key))?;
+        Ok(S3Image {
+            endpoint,
+            _runtime: runtime,
+            address,
+            dir,
+            reference: format!("s3://{BUCKET}/{key}{pin}"),
+        })
+    }
+
+    /// Where the endpoint listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The directory whose files are the bucket's objects.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `s3://scar-bench/<image>.scar@sha256:<index digest>`, the name a function would use.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// The S3 variables of a `scar pull` of [`S3Image::reference`], reaching the endpoint
+    /// directly or through `via` (the proxy forwards bytes, so the signature still holds).
+    pub fn configure(&self, command: &mut Command, via: Option<SocketAddr>) {
+        let host = via.unwrap_or(self.address);
+        for var in ["AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
+            command.env_remove(var);
+        }
+        command
+            .env("AWS_ENDPOINT_URL_S3", format!("http://{host}"))
+            .env("AWS_ACCESS_KEY_ID", &self.endpoint.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.endpoint.secret_key)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+    }
+}
+
+/// `scar image push <registry image> --output <object>`: the object lands in the endpoint's
+/// directory, which is the bucket. Returns the pin it printed (`@sha256:...`), or nothing when
+/// it printed none.
+fn push(bench: &Bench, image: &BenchImage, object: &Path) -> Result<String, String> {
+    let cache = bench.work.join("s3-push-cache");
+    eprintln!(
+        "scar bench: scar image push of {} into {}",
+        image.name,
+        object.display()
+    );
+    let output = bench
+        .scar_command("image")
+        .arg("push")
+        .arg(bench.registry.reference(image.name))
+        .arg("--output")
+        .arg(object)
+        .arg("--cache")
+        .arg(&cache)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| format!("cannot run scar image push: {err}"));
+    remove_tree(&cache);
+    let output = output?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        // clap and `fail` both start the line that says what went wrong with "error".
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().to_ascii_lowercase().starts_with("error"))
+            .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()));
+        return Err(format!(
+            "scar image push failed: {}",
+            line.unwrap_or("no output").trim()
+        ));
+    }
+    Ok(pin_in(&text).unwrap_or_default())
+}
+
+/// The first `@sha256:<64 hex>` in `text`.
+fn pin_in(text: &str) -> Option<String> {
+    text.match_indices("@sha256:").find_map(|(at, _)| {
+        let hex = text.get(at + 8..at + 8 + 64)?;
+        hex.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            .then(|| format!("@sha256:{hex}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pin_is_read_from_what_push_prints() {
+        let digest = "0123456789abcdef".repeat(4);
+        let text = format!("42 frames\nSCAR_IMAGE=framed:/x/large.scar@sha256:{digest}\n");
+        assert_eq!(pin_in(&text), Some(format!("@sha256:{digest}")));
+        assert_eq!(pin_in("no pin @sha256:abc"), None);
+        assert_eq!(pin_in(&format!("@sha256:{}", "Z".repeat(64))), None);
+    }
+}
