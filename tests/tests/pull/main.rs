@@ -15,3 +15,4 @@ mod pull_ecr;
 mod pull_framed;
 mod pull_hostile;
 mod pull_ranges;
+mod shared_cache;
