@@ -21,6 +21,9 @@ pub const SCAR_PRELOAD_DIR: &str = "SCAR_PRELOAD_DIR";
 pub const SCAR_PRELOAD_STATIC: &str = "SCAR_PRELOAD_STATIC";
 /// Cache cap in MiB.
 pub const SCAR_CACHE_MAX_MB: &str = "SCAR_CACHE_MAX_MB";
+// Seconds a pull of an image by another sandbox sharing the cache may stay silent before a
+// waiting one pulls on its own: read by scar-rootfs, for the bootstrap and `scar` alike.
+pub use scar_rootfs::cache::SCAR_CACHE_STALE_SECONDS;
 /// `if-not-present` or `always`.
 pub const SCAR_PULL_POLICY: &str = "SCAR_PULL_POLICY";
 /// Pull during the init phase.
@@ -136,6 +139,11 @@ pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
         name: SCAR_CACHE_MAX_MB,
         meaning: "cap for the cache in MiB",
         default: "what the filesystem of the cache holds",
+    },
+    VariableDoc {
+        name: SCAR_CACHE_STALE_SECONDS,
+        meaning: "with a cache shared by sandboxes (EFS): seconds another sandbox's pull of the same image may go without progress before a waiting one pulls on its own",
+        default: "30",
     },
     VariableDoc {
         name: SCAR_PULL_POLICY,
