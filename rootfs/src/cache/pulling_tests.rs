@@ -184,3 +184,24 @@ fn a_pull_lock_file_the_sweep_unlinked_is_not_believed() {
     let fresh = first_turn(&cache, &id);
     assert!(old.unlinked() && !fresh.unlinked());
 }
+
+#[test]
+fn a_holder_whose_bytes_stopped_moving_stops_beating_and_is_passed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(tmp.path()).unwrap();
+    let id = record("f").chain_id;
+    let lock = Arc::new(first_turn(&cache, &id));
+    // Alive (its thread runs) but its download stalled: the counter stays at 7.
+    let counter = Counter::default();
+    counter.set(Arc::new(AtomicU64::new(7))).unwrap();
+    let beat = Heartbeat::start(vec![lock], counter);
+    let (what, waited) = wait(&cache, id, None, Duration::from_secs(2))
+        .join()
+        .unwrap();
+    drop(beat);
+    assert_eq!(what, Some("build without the lock"));
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+}

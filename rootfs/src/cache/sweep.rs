@@ -12,7 +12,9 @@
 //! for the stale limit (`SCAR_CACHE_STALE_SECONDS`). Either way the build is first renamed
 //! away, then removed: a builder that thaws afterwards finds its directory gone and fails at
 //! publication (which needs the cache's lock, held here throughout), so no half-removed tree
-//! is ever published. `ingest/` also receives S3 archives downloaded before any lock is taken,
+//! is ever published. (On NFS a POSIX lock belongs to the process: the sweep of a process that
+//! is itself building would get its own build's lock; the silence it also requires keeps such a
+//! build, which beats, alive.) `ingest/` also receives S3 archives downloaded before any lock is taken,
 //! so an entry there goes only once it has not changed for [`STALE_INGEST`]; so does a pull
 //! lock nobody holds.
 
