@@ -41,21 +41,27 @@ impl Heartbeat {
             }
         };
         beat(0);
-        std::thread::spawn(move || {
-            let mut last = None;
-            loop {
-                match stopped.recv_timeout(BEAT) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    // Dropped (or, never, sent): the pull is over.
-                    _ => return,
+        // Without a thread (none to be had) the pull only looks silent: others then pull too.
+        let spawned = std::thread::Builder::new()
+            .name("scar-heartbeat".into())
+            .spawn(move || {
+                let mut last = None;
+                loop {
+                    match stopped.recv_timeout(BEAT) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        // Dropped (or, never, sent): the pull is over.
+                        _ => return,
+                    }
+                    let now = counter.get().map(|c| c.load(Ordering::Relaxed));
+                    if now.is_none() || now != last {
+                        beat(now.unwrap_or(0));
+                    }
+                    last = now;
                 }
-                let now = counter.get().map(|c| c.load(Ordering::Relaxed));
-                if now.is_none() || now != last {
-                    beat(now.unwrap_or(0));
-                }
-                last = now;
-            }
-        });
+            });
+        if let Err(err) = spawned {
+            tracing::warn!(%err, "cannot start the pull's heartbeat");
+        }
         Self { _stop: stop }
     }
 }
