@@ -82,6 +82,41 @@ fn quick_bench_prints_one_table_and_writes_the_report_and_plots() {
         .expect("plain exec row");
     assert!(!floor.contains("no number"), "{floor}");
 
+    // The cold-start section: its registry rows, direct and through the 40 MB/s proxy, need
+    // nothing but the loopback registry, so they always give numbers; the S3 rows give a
+    // number or their reason like every row.
+    assert_eq!(
+        stdout.matches("4. Cold start at fan-out").count(),
+        1,
+        "{stdout}"
+    );
+    for route in [
+        "(a) registry, one connection per blob",
+        "(b) registry, parallel ranges",
+        "(c) proxy: registry, one connection per blob",
+        "(d) proxy: registry, parallel ranges",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.contains(route))
+            .unwrap_or_else(|| panic!("no cold-start row {route}:\n{stdout}"));
+        assert!(!row.contains("no number"), "{row}");
+    }
+    for route in ["(e) S3 format", "(f) proxy: S3 format"] {
+        assert!(
+            stdout.contains(route),
+            "no cold-start row {route}:\n{stdout}"
+        );
+    }
+    for bound in [
+        "(d/c)",
+        "(e/a)",
+        "(f/c)",
+        "peak RSS of every cold-start pull",
+    ] {
+        assert!(stdout.contains(bound), "no bound {bound}:\n{stdout}");
+    }
+
     let report = std::fs::read_to_string(out.path().join("benchmarks.md")).expect("benchmarks.md");
     for part in [
         "## Machine",
