@@ -272,6 +272,14 @@ impl Report {
              binaries and libraries come from pages read back from disk, as after a reboot. \
              A binary written moments ago (an install, the layer's unzip) sits in the page \
              cache in large folios and starts faster: 0.4 ms per `scar run` on this machine.\n\n\
+             The cold-start section pulls one image (the large one; the small one in a quick \
+             run) into an empty cache by each route of a fan-out: the loopback registry with one \
+             connection per blob (`--ranges 1`) and with parallel ranges (the default), the S3 \
+             format written by `scar image push` and served by `scar local`'s S3 endpoint, and \
+             each again through a proxy inside the bench that holds every TCP connection to \
+             40 MB/s (`SCAR_BENCH_THROTTLE_MBPS`), the wall one connection to S3 or a registry's \
+             CDN meets on Lambda; loopback has none. Its rows take turns like the pull section's \
+             and start from the same settled state.\n\n\
              The machine is shared (2 cores, other builds running), so the spread between the \
              fastest and slowest run is wide; compare rows within one run, not across runs.\n\n",
         );
