@@ -446,7 +446,7 @@ async fn build_framed(
 ) -> Result<(u64, u64, u64), PullError> {
     use crate::framed::read;
     let groups = read::groups(&image.index);
-    let (compressed, task) = image.fetch(groups);
+    let compressed = image.fetch(groups, stop.deadline());
     let downloaded = Arc::new(AtomicU64::new(0));
     if let Some(p) = &progress {
         p(PullEvent::Resolved {
@@ -461,7 +461,7 @@ async fn build_framed(
             counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
     });
-    let guard = stop.guard(task.as_ref().map(|t| t.abort_handle()));
+    let guard = stop.guard(None);
     let until = stop.deadline();
     let (layers, counter, root) = (resolved.layers.clone(), downloaded.clone(), root.to_owned());
     let work = tokio::task::spawn_blocking(move || {
@@ -488,9 +488,6 @@ async fn build_framed(
         .await
         .map_err(|e| PullError::Worker(e.to_string()));
     drop(guard);
-    if let Some(t) = task {
-        t.abort();
-    }
     let applied = result??;
     Ok((
         downloaded.load(Ordering::Relaxed),

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 
 use super::s3_ranges::Object;
 use crate::digest::Digest;
@@ -42,27 +41,15 @@ pub struct FramedImage {
 }
 
 impl FramedImage {
-    /// The compressed bytes of `groups`, in order: from S3 `in_flight` ranges at once through
-    /// a task of the current runtime (returned, to abort it when the pull stops), from a file
-    /// read by the consumer's thread.
-    pub fn fetch(&self, groups: Vec<Group>) -> (Compressed, Option<tokio::task::JoinHandle<()>>) {
+    /// The compressed bytes of `groups`, in order, for a blocking thread: from S3 `in_flight`
+    /// ranges at once as tasks of the current runtime (stopped when the iterator is dropped,
+    /// an error past `deadline`), from a file read by the consumer's thread.
+    pub fn fetch(&self, groups: Vec<Group>, deadline: Option<std::time::Instant>) -> Compressed {
         match &self.store {
             Store::S3(object) => {
                 let spans = groups.iter().map(|g| (g.start, g.end)).collect();
-                let mut stream = Box::pin(object.clone().ranges(spans, self.in_flight));
-                let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-                let task = tokio::spawn(async move {
-                    while let Some(part) = stream.next().await {
-                        let failed = part.is_err();
-                        if tx.send(part.map_err(|e| e.to_string())).await.is_err() || failed {
-                            return;
-                        }
-                    }
-                });
-                (
-                    Box::new(std::iter::from_fn(move || rx.blocking_recv())),
-                    Some(task),
-                )
+                let ranges = object.clone().ranges(spans, self.in_flight, deadline);
+                Box::new(ranges)
             }
             Store::File(path) => {
                 let (path, name) = (path.clone(), self.name.clone());
@@ -77,7 +64,7 @@ impl FramedImage {
                     pread(f, g.start, g.end + 1 - g.start)
                         .map_err(|e| format!("read {name} at {}: {e}", g.start))
                 });
-                (Box::new(reads), None)
+                Box::new(reads)
             }
         }
     }

@@ -11,7 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use std::collections::VecDeque;
+
+use futures::StreamExt;
+use tokio::task::JoinHandle;
 
 use super::error::SourceError;
 use crate::options::PullOptions;
@@ -69,12 +72,19 @@ impl Object {
             .content_range()
             .and_then(|r| r.rsplit_once('/'))
             .and_then(|(_, total)| total.trim().parse::<u64>().ok());
-        let body = answer
-            .body
-            .collect()
+        // Read into one buffer of the announced size: collecting the chunks and joining them
+        // would hold the part twice.
+        let announced = answer.content_length().unwrap_or(0).max(0) as u64;
+        let mut buf = Vec::with_capacity(announced.min(2 * plan::PART) as usize);
+        let mut body = answer.body;
+        while let Some(chunk) = body
+            .try_next()
             .await
             .map_err(|e| self.error(crate::aws::error_chain(&e)))?
-            .into_bytes();
+        {
+            buf.extend_from_slice(&chunk);
+        }
+        let body = Bytes::from(buf);
         let total = total.unwrap_or(body.len() as u64);
         Ok((body, total))
     }
@@ -111,20 +121,24 @@ impl Object {
         }
     }
 
-    /// The ranges `spans` (`(start, end)`, ends included), `in_flight` at once, handed back in
-    /// the order given: a later range that arrives first waits, so at most `in_flight` ranges
-    /// are held.
+    /// The ranges `spans` (`(start, end)`, ends included), `in_flight` at once as tasks of
+    /// the current runtime, handed back in the order given to a blocking thread: a range is
+    /// started when the one before the window is taken, so at most `in_flight` ranges are
+    /// held besides the one taken. Past `deadline` the next range is an error.
     pub fn ranges(
         self: Arc<Self>,
         spans: Vec<(u64, u64)>,
         in_flight: usize,
-    ) -> impl Stream<Item = Result<Bytes, SourceError>> + Send + 'static {
-        futures::stream::iter(spans)
-            .map(move |(start, end)| {
-                let object = self.clone();
-                async move { object.range(start, end).await }
-            })
-            .buffered(in_flight.max(1))
+        deadline: Option<std::time::Instant>,
+    ) -> Ranges {
+        Ranges {
+            object: self,
+            spans: spans.into(),
+            running: VecDeque::new(),
+            in_flight: in_flight.max(1),
+            runtime: tokio::runtime::Handle::current(),
+            deadline,
+        }
     }
 
     /// Download the whole object to `dest`: its first part, then, when it is at least
@@ -209,4 +223,61 @@ fn describe(
             ),
         ],
     )
+}
+
+/// See [`Object::ranges`]; its running ranges stop when it is dropped.
+pub struct Ranges {
+    object: Arc<Object>,
+    spans: VecDeque<(u64, u64)>,
+    running: VecDeque<JoinHandle<Result<Bytes, SourceError>>>,
+    in_flight: usize,
+    runtime: tokio::runtime::Handle,
+    deadline: Option<std::time::Instant>,
+}
+
+impl Iterator for Ranges {
+    type Item = Result<Bytes, String>;
+
+    /// The next range, waiting for it: call from a blocking thread, not from the runtime.
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.running.len() < self.in_flight {
+            let Some((start, end)) = self.spans.pop_front() else {
+                break;
+            };
+            let object = self.object.clone();
+            self.running.push_back(
+                self.runtime
+                    .spawn(async move { object.range(start, end).await }),
+            );
+        }
+        let head = self.running.pop_front()?;
+        let deadline = self.deadline;
+        let joined = self.runtime.block_on(async move {
+            match deadline {
+                Some(at) => tokio::time::timeout_at(at.into(), head).await.ok(),
+                None => Some(head.await),
+            }
+        });
+        Some(match joined {
+            Some(Ok(Ok(bytes))) => Ok(bytes),
+            Some(Ok(Err(err))) => Err(err.to_string()),
+            Some(Err(err)) => Err(format!(
+                "{}: a range task failed: {err}",
+                self.object.name()
+            )),
+            None => Err(format!(
+                "{}: the pull's deadline passed while its frames were downloading",
+                self.object.name()
+            )),
+        })
+    }
+}
+
+impl Drop for Ranges {
+    fn drop(&mut self) {
+        // A pull that stopped (failure, deadline) stops its downloads too.
+        for task in &self.running {
+            task.abort();
+        }
+    }
 }

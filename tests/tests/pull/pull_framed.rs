@@ -349,3 +349,46 @@ fn an_oci_archive_of_more_than_32_mib_in_s3_still_pulls() {
         "the last MiB"
     );
 }
+
+/// Peak resident memory of `scar pull` (`VmHWM`, as GNU time reports it) of a 300 MiB framed
+/// image: the compressed window is the ranges in flight, the decoded one about two frames per
+/// core, whatever the image's size.
+#[test]
+fn the_pull_of_a_300_mib_framed_image_stays_under_64_mib_of_memory() {
+    let f = fixture("apps/huge.scar", 300 << 20);
+    let size = std::fs::metadata(&f.object).expect("object").len();
+    assert!(size >= 300 << 20, "{size} bytes");
+    let cache = tempfile::tempdir().expect("tmp");
+    let image = format!("s3://{BUCKET}/apps/huge.scar");
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss_kib=%M"])
+        .arg(scar())
+        .args(["pull", &image, "--cache"])
+        .arg(cache.path())
+        .envs(f.s3.env())
+        .env("SCAR_PULL_RANGES", "4")
+        .output()
+        .expect("run scar pull under /usr/bin/time");
+    let took = started.elapsed();
+    let root = pulled_root(&out);
+    assert_eq!(
+        std::fs::metadata(root.join("data/big.bin"))
+            .expect("big")
+            .len(),
+        300 << 20
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kib: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {stderr}"));
+    eprintln!(
+        "scar pull of a {:.0} MiB framed image from S3: {:.2} s, peak RSS {:.1} MiB",
+        size as f64 / (1 << 20) as f64,
+        took.as_secs_f64(),
+        kib as f64 / 1024.0
+    );
+    assert!(kib <= 64 * 1024, "peak RSS {kib} KiB");
+}
