@@ -258,11 +258,23 @@ pub async fn prepare_with_progress(
             .filter_map(|l| l.size)
             .sum::<u64>();
     }
-    let room = {
-        let _lock = exclusive().await?;
-        cache.make_room(need, options.max_cache_bytes, None)?
-    };
     let (build, build_lock) = cache.new_build()?;
+    // Room counted with what the other builds running now reserved (see `cache/reserve.rs`).
+    let room = async {
+        let _lock = exclusive().await?;
+        cache
+            .make_room_for_build(need, options.max_cache_bytes, &build)
+            .map_err(PullError::Cache)
+    }
+    .await;
+    let room = match room {
+        Ok(room) => room,
+        Err(err) => {
+            drop(build_lock);
+            let _ = crate::cache::remove_tree(&build);
+            return Err(err);
+        }
+    };
     // Shared with the extraction thread, which may outlive this future (see `deadline::Stop`):
     // the sweep leaves the build alone while the thread writes.
     let build_lock = Arc::new(build_lock);

@@ -8,6 +8,10 @@ use super::error::{CacheError, io_err};
 use super::lock::{Attempt, BUILDING, CacheLock};
 use super::remove::remove_tree;
 
+/// The file inside a build directory holding the bytes its builder expects to take (see
+/// `reserve.rs`).
+pub const RESERVED: &str = ".reserved";
+
 static GRAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Whether the build directory `dir` is abandoned: nobody holds its [`BUILDING`] lock and its

@@ -41,11 +41,13 @@ mod lock;
 mod pulling;
 mod records;
 mod remove;
+mod reserve;
 mod space;
 mod store;
 mod sweep;
 mod trust;
 
+pub use building::RESERVED;
 pub use error::CacheError;
 pub use heartbeat::{BEAT, Counter, Heartbeat};
 pub use hold::Hold;

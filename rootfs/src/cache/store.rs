@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::building::remove_build;
+use super::building::{RESERVED, remove_build};
 use super::error::{CacheError, io_err};
 use super::hold::{Claim, Claimed, IN_USE};
 use super::lock::{BUILDING, CacheLock};
@@ -172,13 +172,16 @@ impl Cache {
         // adds nothing to the image's directory (a hold would otherwise make it).
         let in_use = build.join(IN_USE);
         std::fs::File::create(&in_use).map_err(io_err("create", &in_use))?;
-        // The builder's lock file has no use once published (its holder keeps its descriptor).
-        let building = build.join(BUILDING);
-        match std::fs::remove_file(&building) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_err("unlink", &building)(e));
+        // The builder's lock file and reservation have no use once published (the builder
+        // keeps its descriptor).
+        for name in [BUILDING, RESERVED] {
+            let path = build.join(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err("unlink", &path)(e));
+                }
+                _ => {}
             }
-            _ => {}
         }
         let dest = self.image_dir(&record.chain_id);
         // A root under this key that does not prove its layers (an older version's) makes
