@@ -4,4 +4,5 @@
 
 pub mod format;
 pub mod read;
+mod tar_walk;
 pub mod write;
