@@ -1,6 +1,6 @@
-//! Framed images (#21) end to end: a tree made into the S3 image format, put in the real
-//! S3-compatible server (s3s-fs, SigV4 checked) and pulled with `scar pull s3://bucket/key`:
-//! the tree comes back whole, a warm pull needs no S3, a pin, a flipped byte and a truncated
+//! Framed images (#21) end to end: a tree made into the S3 image format (`write_tree`, what
+//! `scar image push` runs), put in the real S3-compatible server (s3s-fs, SigV4 checked) and
+//! pulled with `scar pull s3://bucket/key`: the tree comes back whole, a warm pull needs no S3, a pin, a flipped byte and a truncated
 //! object are refused naming the object with nothing cached, and through a proxy that holds
 //! each connection to 40 MB/s the frames come over several connections (times printed). Also an
 //! `oci-archive:s3://` of more than 32 MiB, which now downloads as ranges.
@@ -13,7 +13,8 @@ use std::time::Instant;
 use scar_e2e::S3Server;
 use scar_e2e::throttle::ThrottleProxy;
 use scar_rootfs::digest::Digest;
-use scar_rootfs::framed::format::{FORMAT, FRAME_TARGET, Frame, Index, Trailer};
+use scar_rootfs::framed::format::{Index, Trailer};
+use scar_rootfs::framed::write::{WriteOptions, write_tree};
 use scar_rootfs::image::ImageConfig;
 
 const BUCKET: &str = "images";
@@ -56,43 +57,25 @@ fn make_tree(dir: &Path, big: usize) {
     std::os::unix::fs::symlink("hello", dir.join("etc/link")).expect("symlink");
 }
 
-/// The framed object of `tree` (its tar cut every `FRAME_TARGET` bytes, each piece a zstd
-/// frame, then the index and the trailer) written to `out`; returns the index digest.
+/// The framed object of `tree`, as `scar image push` writes it, written to `out`; returns the
+/// index digest.
 fn write_framed(tree: &Path, out: &Path) -> Digest {
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
-    builder.append_dir_all(".", tree).expect("tar the tree");
-    let tar = builder.into_inner().expect("finish the tar");
-    let mut object = Vec::new();
-    let mut frames = Vec::new();
-    for chunk in tar.chunks(FRAME_TARGET as usize) {
-        let compressed = zstd::bulk::compress(chunk, 1).expect("zstd");
-        frames.push(Frame {
-            offset: object.len() as u64,
-            length: compressed.len() as u64,
-            size: chunk.len() as u64,
-            digest: Digest::of(chunk),
-            continues: !frames.is_empty(),
-        });
-        object.extend_from_slice(&compressed);
-    }
-    let index = Index {
-        format: FORMAT.into(),
-        source: tree.display().to_string(),
-        config: ImageConfig::default(),
-        frames,
-        entries: 0,
-    };
-    let (bytes, digest) = index.encode();
-    let trailer = Trailer {
-        index_offset: object.len() as u64,
-        index_len: bytes.len() as u64,
-        index_digest: digest,
-    };
-    object.extend_from_slice(&bytes);
-    object.extend_from_slice(&trailer.encode());
-    std::fs::write(out, &object).expect("write the object");
-    digest
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out).expect("create the object"));
+    let written = write_tree(
+        tree,
+        &ImageConfig::default(),
+        &tree.display().to_string(),
+        &mut file,
+        &WriteOptions::default(),
+    )
+    .expect("write the framed image");
+    std::io::Write::flush(&mut file).expect("flush the object");
+    assert!(
+        written.index.frames.len() > 2,
+        "{:?}",
+        written.index.frames.len()
+    );
+    written.index_digest
 }
 
 /// `scar pull IMAGE --cache CACHE` with the server's environment and `env`.
