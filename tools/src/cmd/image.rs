@@ -10,6 +10,17 @@ use scar_tools::oci::{self, LayoutOptions};
 pub enum ImageCommand {
     /// Pack a directory as a one-layer OCI image layout (use it as SCAR_IMAGE=oci:LAYOUT:TAG).
     FromDir(FromDirArgs),
+    /// Pull IMAGE and write it to S3 (or a file) as a framed image, made for cold starts.
+    ///
+    /// A framed image is the image's root filesystem flattened into one tar, cut into
+    /// independent zstd frames of a few MiB, with an index of the frames and the image config at
+    /// the end of the object. A cold start fetches the frames with parallel range requests and
+    /// decompresses them on every core, where a registry pull reads each layer over one
+    /// connection and inflates gzip on one core.
+    ///
+    /// Prints the name to use, pinned to the digest of the index:
+    /// SCAR_IMAGE=s3://BUCKET/KEY@sha256:... (or framed:FILE@sha256:... with --output).
+    Push(super::image_push::PushArgs),
 }
 
 /// Arguments of `scar image from-dir`.
@@ -52,6 +63,7 @@ pub enum ImageArgsError {
 pub fn run(command: ImageCommand) -> ExitCode {
     match command {
         ImageCommand::FromDir(args) => from_dir(args),
+        ImageCommand::Push(args) => super::image_push::run(args),
     }
 }
 

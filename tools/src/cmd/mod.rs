@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cache;
 pub mod image;
+mod image_push;
 pub mod lambda_sim;
 pub mod layer;
 pub mod local;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use scar_rootfs::image::PreparedImage;
 use scar_rootfs::options::{PullOptions, PullPolicy};
 use scar_rootfs::pull::{PullEvent, PullReport};
 use scar_rootfs::registry::settings::{
@@ -99,6 +100,18 @@ fn registry_settings(args: &PullArgs) -> Result<RegistrySettings, RegistrySettin
 
 /// Run `scar pull`.
 pub fn run(args: PullArgs) -> ExitCode {
+    match prepare(&args) {
+        Ok((prepared, report)) => {
+            println!("{}", prepared.root.display());
+            eprintln!("{}", summary(&args.image, &report));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// The pull options the flags (or their variables) give; the error has been printed.
+pub fn options(args: &PullArgs) -> Result<PullOptions, ExitCode> {
     let mut options = PullOptions::new(args.cache.dir());
     options.max_cache_bytes = args.cache.max_bytes();
     options.policy = args.policy;
@@ -107,11 +120,18 @@ pub fn run(args: PullArgs) -> ExitCode {
     options.deadline = args
         .timeout
         .and_then(|limit| std::time::Instant::now().checked_add(limit));
-    match registry_settings(&args) {
+    match registry_settings(args) {
         Ok(registry) => registry.apply(&mut options),
-        Err(err) => return super::fail(&err),
+        Err(err) => return Err(super::fail(&err)),
     }
     options.s3 = Some(scar_rootfs::aws::S3::from_env());
+    Ok(options)
+}
+
+/// Make `args.image` available in the cache as `scar pull` does (`scar image push` pulls
+/// with this too), with a progress bar on a terminal; the error has been printed.
+pub fn prepare(args: &PullArgs) -> Result<(PreparedImage, PullReport), ExitCode> {
+    let options = options(args)?;
     // A cached image needs no network, no thread and no async runtime: answer it first, so a
     // warm resolution costs little more than the process start.
     let started = std::time::Instant::now();
@@ -122,12 +142,10 @@ pub fn run(args: PullArgs) -> ExitCode {
                 seconds: started.elapsed().as_secs_f64(),
                 ..PullReport::default()
             };
-            println!("{}", prepared.root.display());
-            eprintln!("{}", summary(&args.image, &report));
-            return ExitCode::SUCCESS;
+            return Ok((prepared, report));
         }
         Ok(None) => {}
-        Err(err) => return super::fail(&err),
+        Err(err) => return Err(super::fail(&err)),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -135,7 +153,7 @@ pub fn run(args: PullArgs) -> ExitCode {
         .build()
     {
         Ok(r) => r,
-        Err(err) => return super::fail(&err),
+        Err(err) => return Err(super::fail(&err)),
     };
     let bar = indicatif::ProgressBar::hidden();
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -148,14 +166,7 @@ pub fn run(args: PullArgs) -> ExitCode {
         Some(progress),
     ));
     bar.finish_and_clear();
-    match result {
-        Ok((prepared, report)) => {
-            println!("{}", prepared.root.display());
-            eprintln!("{}", summary(&args.image, &report));
-            ExitCode::SUCCESS
-        }
-        Err(err) => super::fail(&err),
-    }
+    result.map_err(|err| super::fail(&err))
 }
 
 fn progress_callback(bar: indicatif::ProgressBar) -> scar_rootfs::pull::Progress {
@@ -195,7 +206,7 @@ fn progress_callback(bar: indicatif::ProgressBar) -> scar_rootfs::pull::Progress
 }
 
 /// The one summary line.
-fn summary(image: &str, r: &PullReport) -> String {
+pub fn summary(image: &str, r: &PullReport) -> String {
     const MIB: f64 = 1024.0 * 1024.0;
     if r.cached {
         return format!(
