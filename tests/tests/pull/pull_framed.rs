@@ -375,3 +375,71 @@ fn the_pull_of_a_300_mib_framed_image_stays_under_64_mib_of_memory() {
     );
     assert!(kib <= 64 * 1024, "peak RSS {kib} KiB");
 }
+
+/// The same files as a registry image (one gzip layer, as `docker push` makes it) and as a
+/// framed image in S3, each pulled cold by `scar pull`: the times are printed (the bounds are
+/// `scar bench --only cold`'s); both roots must hold the same bytes.
+#[test]
+fn the_same_files_pulled_from_a_registry_and_as_a_framed_image_are_timed() {
+    use scar_e2e::Registry;
+    use scar_e2e::oci::{Compression, ImageBuilder, LayerBuilder, Pusher};
+    const BIG: u64 = 24 << 20;
+    let text: Vec<u8> = (0..700_000)
+        .flat_map(|i| format!("{i:08} the quick brown fox jumps over the lazy dog\n").into_bytes())
+        .collect();
+    let fill = |offset: u64, buf: &mut [u8]| buf.copy_from_slice(&noise(offset, buf.len()));
+    let layer = LayerBuilder::new(Compression::Gzip)
+        .dir("data")
+        .big_file("data/big.bin", BIG, fill)
+        .file("data/text.txt", &text)
+        .finish();
+    let registry = Registry::start();
+    Pusher::new(&registry.url(), None).image(
+        "team/same",
+        "v1",
+        &ImageBuilder::new().layer(layer).build(),
+    );
+
+    let tree = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(tree.path().join("data")).expect("mkdir");
+    let mut big = vec![0u8; BIG as usize];
+    for (i, chunk) in big.chunks_mut(1 << 20).enumerate() {
+        fill(i as u64 * (1 << 20), chunk);
+    }
+    std::fs::write(tree.path().join("data/big.bin"), &big).expect("write");
+    std::fs::write(tree.path().join("data/text.txt"), &text).expect("write");
+    let dir = tempfile::tempdir().expect("tmp");
+    let object = dir.path().join("same.scar");
+    write_framed(tree.path(), &object);
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET);
+    s3.put_file(BUCKET, "apps/same.scar", &object);
+
+    let timed = |image: &str, env: &[(&str, &str)]| {
+        let cache = tempfile::tempdir().expect("tmp");
+        let started = Instant::now();
+        let out = scar_pull(image, cache.path(), &s3.env(), env);
+        let took = started.elapsed();
+        let root = pulled_root(&out);
+        let got = std::fs::read(root.join("data/big.bin")).expect("big.bin");
+        assert!(got == big, "big.bin of {image}");
+        assert!(std::fs::read(root.join("data/text.txt")).expect("text") == text);
+        took
+    };
+    let host = registry.host();
+    let from_registry = timed(
+        &format!("{host}/team/same:v1"),
+        &[("SCAR_INSECURE_REGISTRIES", &host)],
+    );
+    let framed = timed(&format!("s3://{BUCKET}/apps/same.scar"), &[]);
+    // The same object from a file: what the S3 test server's own time is.
+    let local = timed(&format!("framed:{}", object.display()), &[]);
+    eprintln!(
+        "cold scar pull of the same {:.0} MiB of files: registry gzip layer {:.2} s, framed image from S3 {:.2} s ({:.2}x), from a file {:.2} s",
+        (BIG as usize + text.len()) as f64 / (1 << 20) as f64,
+        from_registry.as_secs_f64(),
+        framed.as_secs_f64(),
+        framed.as_secs_f64() / from_registry.as_secs_f64(),
+        local.as_secs_f64()
+    );
+}
