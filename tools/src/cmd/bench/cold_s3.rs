@@ -46,12 +46,14 @@ impl S3Image {
             .map_err(|err| format!("the S3 endpoint's address {url}: {err}"))?;
         let key = format!("{}.scar", image.name);
         let pin = push(bench, image, &dir.join(&key))?;
+        let reference = format!("s3://{BUCKET}/{key}{pin}");
+        eprintln!("scar bench: the S3 rows pull {reference} from {url}");
         Ok(S3Image {
             endpoint,
             _runtime: runtime,
             address,
             dir,
-            reference: format!("s3://{BUCKET}/{key}{pin}"),
+            reference,
         })
     }
 
