@@ -9,5 +9,6 @@ mod demo_support;
 mod build;
 mod examples;
 mod harness;
+mod image_push;
 mod local;
 mod local_http;

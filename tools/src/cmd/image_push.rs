@@ -93,6 +93,11 @@ pub fn run(args: PushArgs) -> ExitCode {
         },
         None => None,
     };
+    if let Some((bucket, key)) = &dest
+        && let Err(err) = check_bucket(bucket, key)
+    {
+        return super::fail(&err);
+    }
     let (prepared, report) = match super::pull::prepare(&args.pull) {
         Ok(pulled) => pulled,
         Err(code) => return code,
@@ -229,6 +234,40 @@ fn to_s3(
         })?;
     runtime.block_on(upload(&temp.0, written.object_len, bucket, key))?;
     Ok(written)
+}
+
+/// Fail early, before pulling and writing, when the bucket does not exist. Any other answer
+/// (403 without s3:ListBucket, which PutObject does not need) lets the upload try.
+fn check_bucket(bucket: &str, key: &str) -> Result<(), PushError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PushError::Upload {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message: e.to_string(),
+        })?;
+    let answer = runtime.block_on(async {
+        let s3 = scar_rootfs::aws::S3::from_env();
+        s3.client().await.head_bucket().bucket(bucket).send().await
+    });
+    match answer {
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {
+            Err(PushError::Upload {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                message: format!("NoSuchBucket: {}", HINTS[0].1),
+            })
+        }
+        Err(e) => {
+            tracing::debug!(
+                "HeadBucket {bucket}: {}; trying the upload",
+                scar_rootfs::aws::error_chain(&e)
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 /// What to do about the usual refusals.
