@@ -313,6 +313,17 @@ impl Config {
                 })?;
             pull.max_cache_bytes = Some(mib.saturating_mul(1024 * 1024));
         }
+        // Read by the cache itself (a wait for another sandbox's pull); refused here so that a
+        // typo fails the init with its name rather than silently meaning 30 s.
+        if let Some(text) = vars.get(SCAR_CACHE_STALE_SECONDS)?
+            && !text.trim().parse::<u64>().is_ok_and(|secs| secs >= 1)
+        {
+            return Err(invalid(
+                SCAR_CACHE_STALE_SECONDS,
+                text,
+                "is not a number of seconds: use a whole number from 1, such as 30",
+            ));
+        }
         if let Some(text) = vars.get(SCAR_PULL_POLICY)? {
             pull.policy = match text.trim() {
                 "if-not-present" => PullPolicy::IfNotPresent,

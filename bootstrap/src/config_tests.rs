@@ -76,6 +76,8 @@ fn every_malformed_value_names_its_variable() {
         (SCAR_TIMEOUT_MARGIN, "-1"),
         (SCAR_CACHE_MAX_MB, "0"),
         (SCAR_CACHE_MAX_MB, "1.5"),
+        (SCAR_CACHE_STALE_SECONDS, "0"),
+        (SCAR_CACHE_STALE_SECONDS, "30s"),
         (SCAR_CACHE_DIR, "relative/dir"),
         (SCAR_PULL_POLICY, "never"),
         (SCAR_PREFETCH, "maybe"),

@@ -23,9 +23,10 @@ const MIB: u64 = 1024 * 1024;
 
 /// Shared between the async side of a pull and its extraction thread: whether to stop.
 ///
-/// It also holds the cache's exclusive lock: every clone lives until the extraction thread is
-/// done with the build directory, so a sweep (which takes the lock without waiting) never takes
-/// the work area of a pull whose future was dropped while its thread still writes.
+/// It also holds the build's lock (and the image's pull lock): every clone lives until the
+/// extraction thread is done with the build directory, so a sweep (which takes a build's lock
+/// without waiting) never takes the work area of a pull whose future was dropped while its
+/// thread still writes.
 #[derive(Clone)]
 pub(crate) struct Stop {
     deadline: Option<Instant>,
