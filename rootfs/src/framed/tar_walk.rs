@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -279,11 +279,7 @@ impl Walker {
             path: full.to_owned(),
             source,
         };
-        let mut file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(full)
-            .map_err(failed)?;
+        let mut file = open_file(full).map_err(failed)?;
         let mut left = len;
         while left > 0 {
             let want = self
@@ -307,6 +303,36 @@ impl Walker {
         let pad = (BLOCK - len % BLOCK) % BLOCK;
         framer.put(&[0u8; BLOCK as usize][..pad as usize])?;
         Ok(())
+    }
+}
+
+/// Open a file of the tree for reading. An unprivileged pull writes every file as the user
+/// with the image's mode, so a file the image makes unreadable (mode 000: `/etc/shadow` of
+/// Amazon Linux and RHEL) is ours but refuses us: then the owner's read bit is added for the
+/// `open` and the mode put back at once (the descriptor keeps its access). The mode written in
+/// the tar is the one read before.
+fn open_file(full: &Path) -> io::Result<File> {
+    let open = || {
+        File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(full)
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let meta = std::fs::symlink_metadata(full)?;
+            if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+                return Err(e);
+            }
+            let mode = meta.permissions().mode();
+            std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode | 0o400))?;
+            let file = open();
+            let restored = std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode));
+            let file = file?;
+            restored?;
+            Ok(file)
+        }
+        other => other,
     }
 }
 

@@ -5,6 +5,8 @@
 //! name pulls the image back; a missing bucket fails naming it and leaves no temporary file; an
 //! image of more than 64 MiB goes up as a multipart upload (time and ratio printed).
 
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -321,4 +323,79 @@ fn an_image_of_more_than_64_mib_goes_up_in_parts() {
         took,
         index.tar_size() as f64 / took / 1e6
     );
+}
+
+#[test]
+fn an_unprivileged_push_reads_the_files_an_image_makes_unreadable() {
+    const NOBODY: u32 = 65534;
+    let image = Image::new(1 << 10);
+    // Amazon Linux's /etc/shadow: mode 000. The layout is made as root (which reads it), then
+    // pulled and pushed by an unprivileged user, whose pull writes it as its own with mode 000.
+    let shadow = image.tree().join("etc/shadow");
+    std::fs::write(&shadow, b"root:*:19000::::::\n").expect("write");
+    std::fs::set_permissions(&shadow, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let written = write_from_dir(
+        &image.tree(),
+        &image.dir.path().join("layout"),
+        &LayoutOptions {
+            tag: "v1".into(),
+            ..LayoutOptions::default()
+        },
+    )
+    .expect("layout");
+    scar_e2e::images::make_readable(&image.dir.path().join("layout")).expect("chmod");
+    let work = tempfile::tempdir().expect("tmp");
+    let root = nix::unistd::geteuid().is_root();
+    for dir in [image.dir.path(), work.path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    if root {
+        scar_e2e::images::chown_tree(work.path(), NOBODY, NOBODY).expect("chown");
+    }
+    let file = work.path().join("app.scarf");
+    let mut cmd = Command::new(scar());
+    cmd.args(["image", "push", &written.reference, "--output"])
+        .arg(&file)
+        .arg("--cache")
+        .arg(work.path().join("cache"))
+        .env("HOME", work.path());
+    if root {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().expect("run scar");
+    pushed(&out);
+    let object = std::fs::read(&file).expect("the file");
+    let (index, _) = read_index(&object);
+    let tar: Vec<u8> = index
+        .frames
+        .iter()
+        .flat_map(|f| {
+            let range = &object[f.offset as usize..(f.offset + f.length) as usize];
+            zstd::stream::decode_all(range).expect("a frame")
+        })
+        .collect();
+    let mut found = false;
+    for entry in tar::Archive::new(&tar[..]).entries().expect("tar") {
+        let mut entry = entry.expect("entry");
+        // Owners of an unprivileged pull mean nothing: 0:0.
+        assert_eq!(
+            (entry.header().uid().ok(), entry.header().gid().ok()),
+            (Some(0), Some(0))
+        );
+        if entry.path_bytes().as_ref() == b"etc/shadow" {
+            assert_eq!(entry.header().mode().expect("mode"), 0o000);
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut body).expect("read");
+            assert_eq!(body, "root:*:19000::::::\n");
+            found = true;
+        }
+    }
+    assert!(found, "etc/shadow is in the image");
+    // The cached file keeps its mode.
+    let cached: Vec<u32> = std::fs::read_dir(work.path().join("cache/rootfs"))
+        .expect("the cache")
+        .filter_map(|e| std::fs::symlink_metadata(e.ok()?.path().join("root/etc/shadow")).ok())
+        .map(|m| m.permissions().mode() & 0o7777)
+        .collect();
+    assert_eq!(cached, [0o000]);
 }
