@@ -11,6 +11,7 @@ mod bootstrap_failures;
 mod bootstrap_isolation;
 mod concurrency;
 mod contract;
+mod framed_image;
 mod http;
 mod http_answers;
 mod http_streamed;
