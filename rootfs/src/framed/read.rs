@@ -22,8 +22,8 @@ use super::format::{Frame, Index};
 use crate::digest::Digest;
 use crate::extract::{ExtractError, Extractor};
 
-/// Compressed bytes a range request asks for at least (unless the object ends first); frames
-/// are added until it is reached, so a range is this to twice this.
+/// Compressed bytes a range request asks for at most, unless one frame alone is larger: frames
+/// are added to a range while it stays within this, so the ranges in flight bound the memory.
 pub const GROUP_TARGET: u64 = 4 * 1024 * 1024;
 
 /// Why a framed image could not be applied.
@@ -74,7 +74,8 @@ pub struct Group {
     pub frames: Range<usize>,
 }
 
-/// The index's frames cut into ranges of [`GROUP_TARGET`] bytes or more, at frame boundaries.
+/// The index's frames cut into ranges of at most [`GROUP_TARGET`] bytes (or one frame), at
+/// frame boundaries.
 pub fn groups(index: &Index) -> Vec<Group> {
     let mut out = Vec::new();
     let mut first = 0;
@@ -82,7 +83,7 @@ pub fn groups(index: &Index) -> Vec<Group> {
         let start = index.frames[first].offset;
         let mut last = first;
         while last + 1 < index.frames.len()
-            && index.frames[last].offset + index.frames[last].length - start < GROUP_TARGET
+            && index.frames[last + 1].offset + index.frames[last + 1].length - start <= GROUP_TARGET
         {
             last += 1;
         }
@@ -268,6 +269,11 @@ fn feed(
     results: &mpsc::Sender<(usize, Decoded)>,
 ) {
     for group in groups {
+        // The slot of the group's first frame before its bytes: a group is not taken from the
+        // fetcher (which then starts the next range) while the window is full.
+        if slots.send(()).is_err() {
+            return;
+        }
         let bytes = match compressed.next() {
             Some(Ok(b)) if b.len() as u64 == group.end - group.start + 1 => b,
             Some(Ok(b)) => {
@@ -303,7 +309,8 @@ fn feed(
                 return;
             };
             // Blocks while the window of frames is full: the reader frees a slot per frame.
-            if slots.send(()).is_err() || jobs.send((i, bytes.slice_ref(frame))).is_err() {
+            let slot = i == group.frames.start || slots.send(()).is_ok();
+            if !slot || jobs.send((i, bytes.slice_ref(frame))).is_err() {
                 return;
             }
         }

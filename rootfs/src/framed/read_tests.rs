@@ -109,19 +109,28 @@ fn a_good_object_applies_to_the_tree_it_was_made_from() {
 #[test]
 fn groups_cover_every_frame_once_at_frame_boundaries() {
     let (_, mut index) = object(&tar_bytes());
-    // Pretend the frames are 3 MiB each: two make a group of at least GROUP_TARGET.
+    // Pretend the frames are 1.5 MiB each: two fit in GROUP_TARGET, three do not.
     let mut at = 0;
     for f in &mut index.frames {
         f.offset = at;
-        f.length = 3 * 1024 * 1024;
+        f.length = 3 * 512 * 1024;
         at += f.length;
     }
     let g = groups(&index);
     assert_eq!(g[0].frames, 0..2);
+    assert!(g.iter().all(|g| g.end + 1 - g.start <= GROUP_TARGET));
     assert_eq!(g[0].end + 1, g[1].start);
     let covered: Vec<usize> = g.iter().flat_map(|g| g.frames.clone()).collect();
     assert_eq!(covered, (0..index.frames.len()).collect::<Vec<_>>());
     assert_eq!(g.last().unwrap().end + 1, at);
+    // A frame larger than the target is a range alone.
+    index.frames[0].length = 5 * 1024 * 1024;
+    let mut at = 0;
+    for f in &mut index.frames {
+        f.offset = at;
+        at += f.length;
+    }
+    assert_eq!(groups(&index)[0].frames, 0..1);
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod pull;
 mod pull_archive;
 mod pull_ecr;
 mod pull_framed;
+mod pull_framed_retry;
 mod pull_hostile;
 mod pull_ranges;
 mod shared_cache;
