@@ -203,6 +203,15 @@ fn to_file(args: &PushArgs, prepared: &PreparedImage, file: &Path) -> Result<Wri
         path: file.to_owned(),
         error,
     })?;
+    // The rename itself survives a crash once the directory is synced (best effort: some file
+    // systems refuse fsync on a directory).
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::debug!("fsync {}: {e}", dir.display());
+    }
     Ok(written)
 }
 
