@@ -1,6 +1,6 @@
 //! The S3 side of the cold-start section: the project's S3 endpoint (the one `scar local`
 //! serves, in this process on a runtime of its own) holding the bench image in the S3 format,
-//! written by `scar image push`.
+//! uploaded by `scar image push`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ pub struct S3Image {
 }
 
 impl S3Image {
-    /// Start the endpoint over `<work>/s3` and write `image` into it with `scar image push`
+    /// Start the endpoint over `<work>/s3` and upload `image` to it with `scar image push`
     /// (pulled from the bench's registry). The error is the reason the S3 rows give.
     pub fn prepare(bench: &Bench, image: &BenchImage) -> Result<S3Image, String> {
         let dir = bench.work.join("s3");
@@ -45,16 +45,17 @@ impl S3Image {
             .parse()
             .map_err(|err| format!("the S3 endpoint's address {url}: {err}"))?;
         let key = format!("{}.scar", image.name);
-        let pin = push(bench, image, &dir.join(&key))?;
-        let reference = format!("s3://{BUCKET}/{key}{pin}");
-        eprintln!("scar bench: the S3 rows pull {reference} from {url}");
-        Ok(S3Image {
+        let mut s3 = S3Image {
             endpoint,
             _runtime: runtime,
             address,
             dir,
-            reference,
-        })
+            reference: format!("s3://{BUCKET}/{key}"),
+        };
+        let pin = s3.push(bench, image)?;
+        s3.reference.push_str(&pin);
+        eprintln!("scar bench: the S3 rows pull {} from {url}", s3.reference);
+        Ok(s3)
     }
 
     /// Where the endpoint listens.
@@ -89,43 +90,46 @@ impl S3Image {
     }
 }
 
-/// `scar image push <registry image> --output <object>`: the object lands in the endpoint's
-/// directory, which is the bucket. Returns the pin it printed (`@sha256:...`), or nothing when
-/// it printed none.
-fn push(bench: &Bench, image: &BenchImage, object: &Path) -> Result<String, String> {
-    let cache = bench.work.join("s3-push-cache");
-    eprintln!(
-        "scar bench: scar image push of {} into {}",
-        image.name,
-        object.display()
-    );
-    let output = bench
-        .scar_command("image")
-        .arg("push")
-        .arg(bench.registry.reference(image.name))
-        .arg("--output")
-        .arg(object)
-        .arg("--cache")
-        .arg(&cache)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| format!("cannot run scar image push: {err}"));
-    remove_tree(&cache);
-    let output = output?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        // clap and `fail` both start the line that says what went wrong with "error".
-        let line = text
-            .lines()
-            .find(|l| l.trim_start().to_ascii_lowercase().starts_with("error"))
-            .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()));
-        return Err(format!(
-            "scar image push failed: {}",
-            line.unwrap_or("no output").trim()
-        ));
+impl S3Image {
+    /// `scar image push <registry image> s3://scar-bench/<image>.scar` through the endpoint.
+    /// Uploaded, not written beside it: `s3s-fs` keeps the ETag of an object it received, and
+    /// for a file it did not receive it hashes the whole file on every GET, ranges included
+    /// (measured: a 260 MiB object pulled in 31 s instead of a few). Returns the pin push
+    /// printed (`@sha256:...`), or nothing when it printed none.
+    fn push(&self, bench: &Bench, image: &BenchImage) -> Result<String, String> {
+        let cache = bench.work.join("s3-push-cache");
+        eprintln!(
+            "scar bench: scar image push of {} to {}",
+            image.name, self.reference
+        );
+        let mut command = bench.scar_command("image");
+        self.configure(&mut command, None);
+        let output = command
+            .arg("push")
+            .arg(bench.registry.reference(image.name))
+            .arg(&self.reference)
+            .arg("--cache")
+            .arg(&cache)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| format!("cannot run scar image push: {err}"));
+        remove_tree(&cache);
+        let output = output?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            // clap and `fail` both start the line that says what went wrong with "error".
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().to_ascii_lowercase().starts_with("error"))
+                .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()));
+            return Err(format!(
+                "scar image push failed: {}",
+                line.unwrap_or("no output").trim()
+            ));
+        }
+        Ok(pin_in(&text).unwrap_or_default())
     }
-    Ok(pin_in(&text).unwrap_or_default())
 }
 
 /// The first `@sha256:<64 hex>` in `text`.
