@@ -311,3 +311,13 @@ fn dropping_the_proxy_stops_it() {
         "nothing listens on {addr} after drop"
     );
 }
+
+#[test]
+fn try_start_refuses_a_rate_of_zero_and_serves_otherwise() {
+    let upstream: SocketAddr = "127.0.0.1:9".parse().expect("address");
+    let err = ThrottleProxy::try_start(upstream, 0).expect_err("a rate of 0 was accepted");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let proxy = ThrottleProxy::try_start(upstream, RATE).expect("the proxy starts");
+    assert_eq!(proxy.bytes_per_second(), RATE);
+    assert!(proxy.addr().ip().is_loopback());
+}
