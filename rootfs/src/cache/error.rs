@@ -83,6 +83,14 @@ fn cannot_fit_fix(in_use: usize, in_use_mib: u64) -> String {
     }
 }
 
+/// Create `dir` and its parents, 0755 whatever the umask says: `trust::check` refuses a
+/// group-writable cache, and nobody else may swap what is inside.
+pub(super) fn make_dirs(dir: &Path) -> Result<(), CacheError> {
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
+        .create(dir)
+        .map_err(io_err("mkdir", dir))
+}
+
 pub(super) fn io_err<'a>(
     op: &'static str,
     path: &'a Path,

@@ -24,6 +24,7 @@ use std::path::Path;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::error::CacheError;
+use super::lock::open_lock_file;
 
 /// The lock file's name inside an image's directory.
 pub(super) const IN_USE: &str = "in-use";
@@ -146,10 +147,5 @@ impl Claim {
 }
 
 fn open(path: &Path) -> io::Result<File> {
-    File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+    open_lock_file(path)
 }

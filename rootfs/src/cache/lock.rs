@@ -84,17 +84,22 @@ impl CacheLock {
 }
 
 fn open(path: &Path) -> Result<File, CacheError> {
+    open_lock_file(path).map_err(|source| CacheError::Io {
+        op: "open lock",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Open (creating it, never truncating: a heartbeat may be in it) a lock file for `flock`, read
+/// and write: on NFS a shared lock needs the file open for reading, an exclusive one for writing.
+pub(super) fn open_lock_file(path: &Path) -> std::io::Result<File> {
     File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|source| CacheError::Io {
-            op: "open lock",
-            path: path.to_owned(),
-            source,
-        })
 }
 
 fn flock_err(path: &Path, errno: nix::errno::Errno) -> CacheError {

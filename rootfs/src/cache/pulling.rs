@@ -22,7 +22,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::error::{CacheError, io_err};
+use super::error::{CacheError, make_dirs};
 use super::heartbeat::Silence;
 use super::lock::{Attempt, BUILDING, CacheLock};
 use super::records::ImageRecord;
@@ -85,12 +85,7 @@ impl Cache {
     fn try_pull(&self, chain_id: &Digest) -> Result<Attempt, CacheError> {
         let path = self.pull_lock_path(chain_id);
         if let Some(dir) = path.parent() {
-            std::os::unix::fs::DirBuilderExt::mode(
-                std::fs::DirBuilder::new().recursive(true),
-                0o755,
-            )
-            .create(dir)
-            .map_err(io_err("mkdir", dir))?;
+            make_dirs(dir)?;
         }
         // A lock file the sweep unlinked between our open and our flock locks nothing others
         // see: look again (the next open makes a fresh one).

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::building::{RESERVED, remove_build};
-use super::error::{CacheError, io_err};
+use super::error::{CacheError, io_err, make_dirs};
 use super::hold::{Claim, Claimed, IN_USE};
 use super::lock::{BUILDING, CacheLock};
 use super::records::{ImageRecord, RefRecord};
@@ -31,14 +31,7 @@ impl Cache {
         // one stat here rather than four mkdirs and four stats.
         if !root.join("ingest").is_dir() {
             for sub in ["refs", "rootfs", "configs", "tmp", "ingest"] {
-                let dir = root.join(sub);
-                // 0755 whatever the umask says: `trust::check` refuses a group-writable cache.
-                std::os::unix::fs::DirBuilderExt::mode(
-                    std::fs::DirBuilder::new().recursive(true),
-                    0o755,
-                )
-                .create(&dir)
-                .map_err(io_err("mkdir", &dir))?;
+                make_dirs(&root.join(sub))?;
             }
         }
         // Four more stats on the warm path: whose the cache is (see `trust`).
@@ -133,12 +126,7 @@ impl Cache {
         // A cache made by an older version has no `configs/` (`open` stops at its first check);
         // 0755 whatever the umask, as `open` makes the others: nobody else may swap a config.
         if let Some(dir) = path.parent() {
-            std::os::unix::fs::DirBuilderExt::mode(
-                std::fs::DirBuilder::new().recursive(true),
-                0o755,
-            )
-            .create(dir)
-            .map_err(io_err("mkdir", dir))?;
+            make_dirs(dir)?;
         }
         write_json_atomic(self, &path, config)
     }
