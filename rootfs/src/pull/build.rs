@@ -37,10 +37,9 @@ pub(super) async fn build_root(
         return build_framed(resolved, image.clone(), &root, budget, progress, stop).await;
     }
     // Registry layers stream through bounded channels; two downloads run at once so the next
-    // layer's request and first bytes overlap the current layer's extraction. When a blob comes
-    // as parallel ranges, one download at a time: its parts already fill the link, and two
-    // blobs' parts in flight at once would double the memory they hold (measured: 99 MiB peak
-    // for 8 parts of 8 MiB against 64 MiB allowed).
+    // layer's request and first bytes overlap the current layer's extraction. Blobs fetched in
+    // ranges share the client's window of parts, handed out in this order (`registry::window`),
+    // so two of them at once hold no more than one.
     let mut receivers = Vec::new();
     let mut driver = None;
     if let Blobs::Registry(client) = &blobs {
@@ -57,17 +56,9 @@ pub(super) async fn build_root(
             }
             receivers.push(Some(rx));
         }
-        let plan = client.plan();
-        let ranged = resolved
-            .layers
-            .iter()
-            .any(|l| l.size.is_some_and(|size| plan.applies(size)));
-        let downloads = if ranged { 1 } else { 2 };
         use futures::StreamExt;
         driver = Some(tokio::spawn(
-            futures::stream::iter(jobs)
-                .buffered(downloads)
-                .collect::<Vec<()>>(),
+            futures::stream::iter(jobs).buffered(2).collect::<Vec<()>>(),
         ));
     }
     let downloaded = Arc::new(AtomicU64::new(0));

@@ -15,6 +15,7 @@ use reqwest::{Response, StatusCode};
 use tokio::sync::mpsc;
 
 use super::ranged::{self, First, PartError};
+use super::window::Ticket;
 use super::{RegistryClient, guard, retry};
 use crate::blob::BlobError;
 use crate::digest::{Digest, Hasher};
@@ -47,16 +48,25 @@ pub enum DownloadError {
 
 /// Send the bytes of blob `digest` (expected `size`, if known) into `tx`; errors are sent as the
 /// last item, and so is a digest mismatch or a blob longer than `size` (a [`BlobError`] inside
-/// the `io::Error`), in place of the end of stream. Returns when done, when the receiver is
-/// gone, or after the error.
-pub async fn stream_blob(
+/// the `io::Error`), in place of the end of stream. The future returns when done, when the
+/// receiver is gone, or after the error.
+///
+/// Call it in the order the blobs are read: a blob fetched in ranges takes its place in the
+/// client's window of parts ([`super::window`]) here, not when the future first runs.
+pub fn stream_blob(
     client: Arc<RegistryClient>,
     digest: Digest,
     size: Option<u64>,
     tx: mpsc::Sender<io::Result<Bytes>>,
-) {
-    if let Err(err) = stream(&client, digest, size, &tx).await {
-        let _ = tx.send(Err(io::Error::other(err))).await;
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let plan = client.plan();
+    let ticket = size
+        .filter(|&s| plan.applies(s))
+        .map(|_| client.window().ticket());
+    async move {
+        if let Err(err) = stream(&client, digest, size, &tx, ticket).await {
+            let _ = tx.send(Err(io::Error::other(err))).await;
+        }
     }
 }
 
@@ -65,14 +75,15 @@ async fn stream(
     digest: Digest,
     size: Option<u64>,
     tx: &mpsc::Sender<io::Result<Bytes>>,
+    ticket: Option<Ticket>,
 ) -> Result<(), DownloadError> {
     let mut hasher = Hasher::new();
     let plan = client.plan();
-    let Some(total) = size.filter(|&s| plan.applies(s)) else {
+    let (Some(total), Some(ticket)) = (size, ticket) else {
         return single(client, digest, size, tx, hasher, 0, None).await;
     };
     let started = std::time::Instant::now();
-    let mut parts = match ranged::start(client.clone(), digest, total, plan).await? {
+    let mut parts = match ranged::start(client.clone(), digest, total, plan, ticket).await? {
         First::Parts(parts) => parts,
         First::Whole(response) => {
             tracing::info!(%digest, "the registry ignores ranges: one stream");
@@ -82,7 +93,9 @@ async fn stream(
     let mut sent = 0u64;
     while let Some(part) = parts.next().await {
         match part {
-            Ok(chunks) => {
+            // The slot goes back once the part's bytes are in the channel: the window bounds
+            // the parts held here as well as those under way.
+            Ok((chunks, _slot)) => {
                 for bytes in chunks {
                     sent += bytes.len() as u64;
                     hasher.update(&bytes);

@@ -10,9 +10,11 @@ pub mod plan;
 pub mod ranged;
 pub mod retry;
 pub mod settings;
+pub mod window;
 
 pub use error::RegistryError;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, RANGE, WWW_AUTHENTICATE};
@@ -46,6 +48,8 @@ pub struct RegistryClient {
     own_kinds: tokio::sync::OnceCell<Vec<Internal>>,
     /// How large blobs are cut into concurrent range requests.
     plan: Plan,
+    /// The parts in flight, shared by every ranged blob of the pull this client serves.
+    window: Arc<window::Window>,
 }
 
 impl RegistryClient {
@@ -85,6 +89,7 @@ impl RegistryClient {
             insecure: insecure.to_vec(),
             own_kinds: tokio::sync::OnceCell::new(),
             plan: Plan::new(None),
+            window: window::Window::new(Plan::new(None).in_flight),
         })
     }
 
@@ -92,7 +97,13 @@ impl RegistryClient {
     /// `None`: the default, 1: one stream per blob).
     pub fn with_ranges(mut self, in_flight: Option<usize>) -> Self {
         self.plan = Plan::new(in_flight);
+        self.window = window::Window::new(self.plan.in_flight);
         self
+    }
+
+    /// The slots of parts in flight that this client's ranged blobs share.
+    pub fn window(&self) -> &Arc<window::Window> {
+        &self.window
     }
 
     /// How large blobs are cut into concurrent range requests.

@@ -12,16 +12,17 @@
 //! drops or comes back short is asked again for what is missing, alone. A server that answers
 //! 200 instead of 206 has no range support: the caller then falls back to one stream.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::header::CONTENT_RANGE;
 use reqwest::{Response, StatusCode};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::plan::{Plan, Span};
+use super::window::{Slot, Ticket};
 use super::{RegistryClient, RegistryError, guard, retry};
 use crate::digest::Digest;
 
@@ -57,25 +58,35 @@ struct Shared {
     storage: Option<String>,
 }
 
-/// The parts of one blob, fetched `in_flight` at a time; aborted when dropped.
+/// A part under way and the slot of the pull's window it holds.
+type Started = (JoinHandle<Result<Vec<Bytes>, PartError>>, Slot);
+
+/// The parts of one blob, fetched as the pull's window ([`super::window`]) gives slots;
+/// aborted when dropped.
 pub struct Parts {
-    shared: Arc<Shared>,
     plan: Plan,
     size: u64,
-    /// Next part to start.
-    next: u64,
-    /// Parts started and not handed out yet, in order.
-    running: VecDeque<JoinHandle<Result<Vec<Bytes>, PartError>>>,
+    /// The first part, asked for by [`start`].
+    first: Option<Started>,
+    /// The other parts, in order, as the spawner started them.
+    started: mpsc::UnboundedReceiver<Started>,
+    /// The task that starts the other parts as slots come free.
+    spawner: JoinHandle<()>,
+    /// Parts handed out so far.
+    handed: u64,
 }
 
-/// Ask for the first part of blob `digest` (`size` bytes); when the server sends ranges, the
-/// first `in_flight` parts are under way on return.
+/// Ask for the first part of blob `digest` (`size` bytes) once `ticket` (its place among the
+/// pull's ranged blobs) gets a slot; when the server sends ranges, the other parts start as
+/// slots come free.
 pub async fn start(
     client: Arc<RegistryClient>,
     digest: Digest,
     size: u64,
     plan: Plan,
+    ticket: Ticket,
 ) -> Result<First, RegistryError> {
+    let slot = ticket.slot().await;
     let first = span(plan, size, 0);
     let response = client.blob_span(&digest, first).await?;
     if response.status() != StatusCode::PARTIAL_CONTENT {
@@ -89,18 +100,36 @@ pub async fn start(
         digest,
         storage,
     });
-    let mut parts = Parts {
-        shared: shared.clone(),
+    let (tx, started) = mpsc::unbounded_channel();
+    let spawner = tokio::spawn(spawn_parts(shared.clone(), plan, size, ticket, tx));
+    Ok(First::Parts(Parts {
         plan,
         size,
-        next: 1,
-        running: VecDeque::new(),
-    };
-    parts
-        .running
-        .push_back(tokio::spawn(fetch(shared, first, Some(response))));
-    while parts.running.len() < plan.in_flight && parts.spawn_next() {}
-    Ok(First::Parts(parts))
+        first: Some((tokio::spawn(fetch(shared, first, Some(response))), slot)),
+        started,
+        spawner,
+        handed: 0,
+    }))
+}
+
+/// Start parts 1.. of a blob in order, each once the pull's window gives it a slot; the
+/// ticket, dropped at the end, hands the turn to the next blob.
+async fn spawn_parts(
+    shared: Arc<Shared>,
+    plan: Plan,
+    size: u64,
+    ticket: Ticket,
+    tx: mpsc::UnboundedSender<Started>,
+) {
+    for index in 1..plan.parts(size) {
+        let slot = ticket.slot().await;
+        let task = tokio::spawn(fetch(shared.clone(), span(plan, size, index), None));
+        if let Err(mpsc::error::SendError((task, _slot))) = tx.send((task, slot)) {
+            // The blob was given up.
+            task.abort();
+            return;
+        }
+    }
 }
 
 impl Parts {
@@ -109,36 +138,42 @@ impl Parts {
         self.plan.parts(self.size)
     }
 
-    /// The next part's bytes, in blob order; `None` once every part was handed out.
-    pub async fn next(&mut self) -> Option<Result<Vec<Bytes>, PartError>> {
-        // The part handed out last has been passed on: its slot goes to the next part.
-        while self.running.len() < self.plan.in_flight && self.spawn_next() {}
-        let head = self.running.pop_front()?;
-        Some(match head.await {
-            Ok(result) => result,
+    /// The next part's bytes, in blob order, with the slot they hold: drop it once the bytes
+    /// are passed on. `None` once every part was handed out.
+    pub async fn next(&mut self) -> Option<Result<(Vec<Bytes>, Slot), PartError>> {
+        if self.handed >= self.count() {
+            return None;
+        }
+        let started = match self.first.take() {
+            Some(first) => Some(first),
+            None => self.started.recv().await,
+        };
+        let Some((task, slot)) = started else {
+            return Some(Err(PartError::Dropped {
+                attempts: 1,
+                detail: "the task starting the parts stopped".into(),
+            }));
+        };
+        self.handed += 1;
+        Some(match task.await {
+            Ok(result) => result.map(|chunks| (chunks, slot)),
             Err(err) => Err(PartError::Dropped {
                 attempts: 1,
                 detail: format!("the part's task failed: {err}"),
             }),
         })
     }
-
-    fn spawn_next(&mut self) -> bool {
-        if self.next >= self.count() {
-            return false;
-        }
-        let span = span(self.plan, self.size, self.next);
-        self.next += 1;
-        self.running
-            .push_back(tokio::spawn(fetch(self.shared.clone(), span, None)));
-        true
-    }
 }
 
 impl Drop for Parts {
     fn drop(&mut self) {
-        // A pull stopped (deadline, failure): its parts stop downloading too.
-        for task in &self.running {
+        // A pull stopped (deadline, failure): its parts stop downloading too, and their slots
+        // go back to the window.
+        self.spawner.abort();
+        if let Some((task, _)) = &self.first {
+            task.abort();
+        }
+        while let Ok((task, _slot)) = self.started.try_recv() {
             task.abort();
         }
     }

@@ -413,3 +413,67 @@ async fn a_blob_that_does_not_match_its_digest_is_refused_after_ranges() {
     let err = last.unwrap().unwrap_err().to_string();
     assert!(err.contains("digest") || err.contains("sha256"), "{err}");
 }
+
+/// Two large blobs downloaded at once as a pull does (two downloads in flight, read one after
+/// the other by a slow reader): both come whole, and the second blob asks for its first part
+/// only once the first blob has asked for all of its parts, so the pull's window holds the
+/// parts of one blob's worth, not two.
+#[tokio::test]
+async fn two_ranged_blobs_share_one_window_in_blob_order() {
+    use futures::StreamExt;
+    let data = Arc::new(blob(10 * TEST_PART as usize + 100));
+    let server = Server::start(data.clone(), Mode::Ranges).await;
+    let reference: Reference = format!("{}/team/blob:v1", server.host).parse().unwrap();
+    let mut client = RegistryClient::new(&reference, None, std::slice::from_ref(&server.host))
+        .unwrap()
+        .with_ranges(Some(3));
+    client.plan.part = TEST_PART;
+    client.plan.threshold = 2 * TEST_PART;
+    let client = Arc::new(client);
+    let digest = Digest::of(&data);
+    let size = Some(data.len() as u64);
+    let mut receivers = Vec::new();
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let (tx, rx) = mpsc::channel(super::super::download::CHANNEL_CHUNKS);
+        jobs.push(super::super::download::stream_blob(
+            client.clone(),
+            digest,
+            size,
+            tx,
+        ));
+        receivers.push(rx);
+    }
+    let driver = tokio::spawn(futures::stream::iter(jobs).buffered(2).collect::<Vec<()>>());
+    for mut rx in receivers {
+        let mut out = Vec::new();
+        while let Some(item) = rx.recv().await {
+            out.extend_from_slice(&item.expect("bytes"));
+            // A reader slower than the server, as extraction is on loopback.
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        assert!(out == *data, "a blob came back altered");
+    }
+    tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the downloads ended")
+        .unwrap();
+    let seen = ranges(&server);
+    let parts = data.len().div_ceil(TEST_PART as usize);
+    assert_eq!(seen.len(), 2 * parts, "{seen:?}");
+    let last_of_first = (parts as u64 - 1) * TEST_PART;
+    let first_done = seen
+        .iter()
+        .position(|r| r.is_some_and(|(a, _)| a == last_of_first))
+        .unwrap();
+    let second_start = seen
+        .iter()
+        .skip(1)
+        .position(|r| r.is_some_and(|(a, _)| a == 0))
+        .unwrap()
+        + 1;
+    assert!(
+        second_start > first_done,
+        "the second blob started before the first had asked for its last part: {seen:?}"
+    );
+}
