@@ -200,14 +200,20 @@ async fn pull(data: Vec<u8>, mode: Mode) -> (Result<Vec<u8>, String>, Server) {
     (pull_from(&server, data).await, server)
 }
 
-/// Pull `data` from `server` as a registry, 3 parts in flight.
-async fn pull_from(server: &Server, data: Arc<Vec<u8>>) -> Result<Vec<u8>, String> {
+/// A client of `server` as a registry, `in_flight` parts of [`TEST_PART`] from two parts.
+fn test_client(server: &Server, in_flight: usize) -> RegistryClient {
     let reference: Reference = format!("{}/team/blob:v1", server.host).parse().unwrap();
     let mut client = RegistryClient::new(&reference, None, std::slice::from_ref(&server.host))
         .unwrap()
-        .with_ranges(Some(3));
+        .with_ranges(Some(in_flight));
     client.plan.part = TEST_PART;
     client.plan.threshold = 2 * TEST_PART;
+    client
+}
+
+/// Pull `data` from `server` as a registry, 3 parts in flight.
+async fn pull_from(server: &Server, data: Arc<Vec<u8>>) -> Result<Vec<u8>, String> {
+    let client = test_client(server, 3);
     let digest = Digest::of(&data);
     let (tx, mut rx) = mpsc::channel(super::super::download::CHANNEL_CHUNKS);
     let job = tokio::spawn(super::super::download::stream_blob(
@@ -392,11 +398,7 @@ async fn parts_after_a_slow_first_part_are_fetched_meanwhile_and_come_out_after_
 async fn a_blob_that_does_not_match_its_digest_is_refused_after_ranges() {
     let data = Arc::new(blob(3 * TEST_PART as usize));
     let server = Server::start(data.clone(), Mode::Ranges).await;
-    let reference: Reference = format!("{}/team/blob:v1", server.host).parse().unwrap();
-    let mut client = RegistryClient::new(&reference, None, std::slice::from_ref(&server.host))
-        .unwrap()
-        .with_ranges(Some(2));
-    client.plan.part = TEST_PART;
+    let mut client = test_client(&server, 2);
     client.plan.threshold = TEST_PART;
     let (tx, mut rx) = mpsc::channel(4);
     let wrong = Digest::of(b"something else");
@@ -423,13 +425,7 @@ async fn two_ranged_blobs_share_one_window_in_blob_order() {
     use futures::StreamExt;
     let data = Arc::new(blob(10 * TEST_PART as usize + 100));
     let server = Server::start(data.clone(), Mode::Ranges).await;
-    let reference: Reference = format!("{}/team/blob:v1", server.host).parse().unwrap();
-    let mut client = RegistryClient::new(&reference, None, std::slice::from_ref(&server.host))
-        .unwrap()
-        .with_ranges(Some(3));
-    client.plan.part = TEST_PART;
-    client.plan.threshold = 2 * TEST_PART;
-    let client = Arc::new(client);
+    let client = Arc::new(test_client(&server, 3));
     let digest = Digest::of(&data);
     let size = Some(data.len() as u64);
     let mut receivers = Vec::new();
