@@ -170,21 +170,19 @@ pub async fn prepare_with_progress(
             .filter_map(|l| l.size)
             .sum::<u64>();
     }
-    let (build, build_lock) = cache.new_build()?;
-    // Room counted with what the other builds running now reserved (see `cache/reserve.rs`).
-    let room = async {
+    // The build directory is made under the cache's lock, which the sweep takes too: the sweep
+    // never sees it before its `.building` lock exists. Room counted with what the other builds
+    // running now reserved (see `cache/reserve.rs`).
+    let (build, build_lock, room) = {
         let _lock = exclusive().await?;
-        cache
-            .make_room_for_build(need, options.max_cache_bytes, &build)
-            .map_err(PullError::Cache)
-    }
-    .await;
-    let room = match room {
-        Ok(room) => room,
-        Err(err) => {
-            drop(build_lock);
-            let _ = crate::cache::remove_tree(&build);
-            return Err(err);
+        let (build, build_lock) = cache.new_build()?;
+        match cache.make_room_for_build(need, options.max_cache_bytes, &build) {
+            Ok(room) => (build, build_lock, room),
+            Err(err) => {
+                drop(build_lock);
+                let _ = crate::cache::remove_tree(&build);
+                return Err(PullError::Cache(err));
+            }
         }
     };
     // Shared with the extraction thread, which may outlive this future (see `deadline::Stop`):
@@ -204,7 +202,13 @@ pub async fn prepare_with_progress(
             p(event);
         }
     });
-    let beating = pull_lock.iter().cloned().chain([build_lock]).collect();
+    // The build stays locked until it is published or removed (the sweep takes an unlocked build
+    // for a dead one's), not only while the heartbeat runs.
+    let beating = pull_lock
+        .iter()
+        .cloned()
+        .chain([build_lock.clone()])
+        .collect();
     let heartbeat = crate::cache::Heartbeat::start(beating, counter);
     let outcome =
         build::build_root(&resolved, blobs, &build, room, Some(progress), keep, stop).await;
@@ -236,6 +240,7 @@ pub async fn prepare_with_progress(
     }
     .await;
     drop(pull_lock);
+    drop(build_lock);
     if let Err(err) = published {
         // Unless it was published: nothing of a build stays behind a failed pull.
         if build.exists() {

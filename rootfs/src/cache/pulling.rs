@@ -170,7 +170,9 @@ impl Cache {
     }
 
     /// A fresh private build directory under `tmp/`, with its `.building` lock held: the
-    /// sweep leaves it alone while the lock is held (see `sweep.rs`).
+    /// sweep leaves it alone while the lock is held (see `sweep.rs`). Call with the cache's
+    /// exclusive lock held: the sweep takes it too, so it never finds the directory in the
+    /// instant before its lock file exists (and removes it as a build without one).
     pub fn new_build(&self) -> Result<(PathBuf, CacheLock), CacheError> {
         let dir = self.new_tmp()?;
         let lock = CacheLock::exclusive(&dir.join(BUILDING))?;

@@ -421,3 +421,77 @@ fn a_request_directory_left_by_an_earlier_process_is_swept_at_init() {
     let first = function.invoke(&serde_json::json!({"direct": true}));
     assert_eq!(first.status, 200, "{}\n{}", first.body, function.log());
 }
+
+/// The bootstrap sweeps its cache at init while its prefetch pulls (and, on a cache shared by
+/// sandboxes, whenever another sandbox ends an invocation): a sweep must never take a live
+/// build for a leftover, not even in the instant between the build directory's creation and
+/// its lock's. Here one thread sweeps without pause while the other pulls an image and
+/// removes it again, 150 times over.
+#[test]
+fn a_sweep_running_without_pause_never_removes_a_live_build() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let image = ImageBuilder::new()
+        .layer(
+            LayerBuilder::new(Compression::Gzip)
+                .file("etc/hello", b"hi\n")
+                .finish(),
+        )
+        .build();
+    let layout = work.path().join("layout");
+    scar_e2e::oci::write_layout(&layout, &[("latest", &image)]);
+    let reference = format!("oci:{}:latest", layout.display());
+    let cache_dir = work.path().join("cache");
+    let cache = scar_rootfs::cache::Cache::open(&cache_dir).expect("cache");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sweeps = Arc::new(AtomicUsize::new(0));
+    let sweeper = {
+        let (stop, sweeps, cache_dir) = (stop.clone(), sweeps.clone(), cache_dir.clone());
+        std::thread::spawn(move || -> Result<(), String> {
+            let cache = scar_rootfs::cache::Cache::open(&cache_dir).map_err(|e| e.to_string())?;
+            while !stop.load(Ordering::Relaxed) {
+                if cache.sweep().map_err(|e| e.to_string())?.is_some() {
+                    sweeps.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let options = PullOptions::new(&cache_dir);
+    let mut failed = None;
+    for round in 0..150 {
+        match runtime.block_on(scar_rootfs::pull::prepare(&reference, &options)) {
+            Ok(prepared) => {
+                assert_eq!(
+                    std::fs::read(prepared.root.join("etc/hello")).expect("read"),
+                    b"hi\n"
+                );
+                // As `scar cache rm` does it: under the cache's lock.
+                let chain_id = prepared.chain_id.parse().expect("chain id");
+                let _lock = cache.lock(true).expect("the cache's lock");
+                cache.remove_image(&chain_id).expect("remove the image");
+            }
+            Err(err) => {
+                failed = Some(format!("round {round}: {err}"));
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swept = sweeper.join().expect("the sweeper panicked");
+    assert_eq!(failed, None, "a pull failed beside the sweep");
+    assert_eq!(swept, Ok(()), "the sweep failed");
+    let sweeps = sweeps.load(Ordering::Relaxed);
+    println!("150 pulls beside {sweeps} sweeps");
+    assert!(
+        sweeps > 150,
+        "the sweep hardly ran ({sweeps} times): the test proved nothing"
+    );
+}
