@@ -28,7 +28,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body, Frame};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::{ErrorReport, RuntimeError};
 use super::headers::{ERROR_TYPE_HEADER, INVOCATION_ID_HEADER};
@@ -124,9 +124,11 @@ pub(crate) async fn respond_streaming(
     if let Some(invocation_id) = invocation_id {
         request = request.header(INVOCATION_ID_HEADER, invocation_id);
     }
+    let (ended_tx, ended) = oneshot::channel();
     let channel = ChannelBody {
         frames: receiver,
         progress: Arc::clone(&progress),
+        ended: Some(ended_tx),
     };
     let request = request
         .body(channel.boxed_unsync())
@@ -169,6 +171,10 @@ pub(crate) async fn respond_streaming(
         });
     }
     let outcome = producer.await.map_err(|e| transport(e.into()))?;
+    // A Runtime API may answer before it has read the whole body (the `cargo lambda` emulator
+    // does) while hyper goes on sending it: the count is taken once hyper has taken the body's
+    // end (or dropped it), within a bound, since a stalled connection must not hold the loop.
+    let _ = tokio::time::timeout(BODY_END_WAIT, ended).await;
     let bytes = progress.bytes().saturating_sub(head_len);
     match outcome {
         Outcome::Whole => Ok(StreamSent {
@@ -349,11 +355,31 @@ impl Progress {
     }
 }
 
+/// How long the count of a streamed body waits for hyper to take its last frames once the
+/// Runtime API has answered and the reader has handed everything over.
+const BODY_END_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The request body: frames as the reader produces them, counted as hyper takes them. Its size
 /// is unknown, so hyper sends it chunked.
 struct ChannelBody {
     frames: mpsc::Receiver<FrameResult>,
     progress: Arc<Progress>,
+    /// Fired when hyper has taken the body's end, or dropped the body.
+    ended: Option<oneshot::Sender<()>>,
+}
+
+impl ChannelBody {
+    fn end(&mut self) {
+        if let Some(ended) = self.ended.take() {
+            let _ = ended.send(());
+        }
+    }
+}
+
+impl Drop for ChannelBody {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 impl Body for ChannelBody {
@@ -370,6 +396,9 @@ impl Body for ChannelBody {
             && let Some(data) = frame.data_ref()
         {
             this.progress.handed(data.len());
+        }
+        if let Poll::Ready(None) = &polled {
+            this.end();
         }
         polled
     }

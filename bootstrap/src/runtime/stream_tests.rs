@@ -53,6 +53,9 @@ struct Server {
     hold: Option<oneshot::Receiver<()>>,
     /// Answer right after the head, then close, without reading the body.
     answer_early: bool,
+    /// Answer right after the head, then read the whole body slowly (as the `cargo lambda`
+    /// emulator does with a streamed response, passing it on to a client).
+    answer_first: bool,
 }
 
 impl Server {
@@ -62,6 +65,7 @@ impl Server {
             keep: true,
             hold: None,
             answer_early: false,
+            answer_first: false,
         }
     }
 }
@@ -94,6 +98,17 @@ async fn serve(server: Server) -> (RuntimeApi, tokio::task::JoinHandle<Received>
             socket.get_mut().shutdown().await.unwrap();
             return received;
         }
+        let answer_first = format!(
+            "{}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}",
+            server.answer
+        );
+        if server.answer_first {
+            socket
+                .get_mut()
+                .write_all(answer_first.as_bytes())
+                .await
+                .unwrap();
+        }
         if let Some(hold) = server.hold {
             let _ = hold.await;
         }
@@ -113,6 +128,9 @@ async fn serve(server: Server) -> (RuntimeApi, tokio::task::JoinHandle<Received>
             while left > 0 {
                 let n = left.min(buf.len());
                 socket.read_exact(&mut buf[..n]).await.unwrap();
+                if server.answer_first {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
                 if server.keep {
                     received.body.extend_from_slice(&buf[..n]);
                 }
@@ -134,15 +152,13 @@ async fn serve(server: Server) -> (RuntimeApi, tokio::task::JoinHandle<Received>
                 .trailers
                 .push((name.to_ascii_lowercase(), value.trim().to_owned()));
         }
-        let response = format!(
-            "{}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}",
-            server.answer
-        );
-        socket
-            .get_mut()
-            .write_all(response.as_bytes())
-            .await
-            .unwrap();
+        if !server.answer_first {
+            socket
+                .get_mut()
+                .write_all(answer_first.as_bytes())
+                .await
+                .unwrap();
+        }
         socket.get_mut().shutdown().await.unwrap();
         received
     });
@@ -272,6 +288,25 @@ async fn a_50_mb_file_arrives_whole_in_chunks_of_256_kib() {
     assert!(whole.iter().all(|&c| c == CHUNK), "{whole:?}");
     assert_eq!(*last, len % CHUNK);
     assert!(received.trailers.is_empty());
+}
+
+#[tokio::test]
+async fn a_runtime_api_that_answers_before_reading_the_body_gets_it_whole_and_counted() {
+    let len = 8_000_000;
+    let (file, expected) = pattern_file(len);
+    let mut server = Server::answering(ACCEPTED);
+    server.answer_first = true;
+    let (api, server) = serve(server).await;
+    let sent = api
+        .respond_streaming("r-early", None, None, in_file(file, len as u64))
+        .await
+        .unwrap();
+    let received = server.await.unwrap();
+    assert!(received.body == expected, "the body differs");
+    assert_eq!(
+        sent.bytes, len as u64,
+        "the count covers what was sent after the answer"
+    );
 }
 
 #[tokio::test]
