@@ -8,6 +8,7 @@
 mod cold;
 mod cold_s3;
 mod context;
+mod fresh_fs;
 mod grayify;
 mod images;
 mod invoke;

@@ -15,16 +15,16 @@
 //! the table); none is asserted.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use scar_tools::throttle::ThrottleProxy;
 
 use super::cold_s3::S3Image;
 use super::context::Bench;
+use super::fresh_fs::FreshFs;
 use super::images::BenchImage;
 use super::measure::{RunError, Sample, measure};
-use super::pull::{drop_page_cache, remove_tree};
+use super::pull::{drop_page_cache, read_tree, remove_tree};
 use super::table::{Row, Section, Series, human_bytes};
 
 /// The variable that changes the proxy's rate, in MB/s (10^6 bytes) per connection.
@@ -133,6 +133,17 @@ pub fn cold_starts(bench: &Bench, images: &[BenchImage]) -> Vec<Row> {
         human_bytes(image.layout.compressed_bytes),
         human_bytes(image.layout.uncompressed_bytes)
     );
+    // Each pull's cache on a file system of its own, as each sandbox has its own `/tmp`.
+    let fresh = FreshFs::mount(&bench.work.join("cold-probe"), 64 << 20).map(drop);
+    let case = match &fresh {
+        Ok(()) => format!("{case}, each pull on a fresh ext4"),
+        Err(err) => {
+            eprintln!(
+                "scar bench: cannot make a fresh file system per pull ({err}); the cold pulls share the host's (run as root for loop mounts)"
+            );
+            format!("{case}, on the host file system")
+        }
+    };
     eprintln!("scar bench: cold starts of {case}");
     let s3 = S3Image::prepare(bench, image);
     let proxies = throttle_rate().and_then(|rate| {
@@ -176,7 +187,14 @@ pub fn cold_starts(bench: &Bench, images: &[BenchImage]) -> Vec<Row> {
                 false => Some(&p.registry),
             });
             let before = proxy.map(|p| p.stats().connections);
-            let run = pull_once(bench, image, *route, round, s3.as_ref().ok(), proxy);
+            let run = pull_once(
+                bench,
+                image,
+                (*route, round),
+                s3.as_ref().ok(),
+                proxy,
+                fresh.is_ok(),
+            );
             if let (Some(proxy), Some(before)) = (proxy.filter(|_| route.throttled()), before) {
                 connections[i] = Some(proxy.stats().connections - before);
             }
@@ -234,14 +252,14 @@ fn annotate(rows: &mut [Row], connections: &[Option<u64>], proxies: Option<&Prox
     }
 }
 
-/// One cold `scar pull` by `route` into a fresh cache.
+/// One cold `scar pull` by `route` into a fresh cache, on a fresh file system when `fresh`.
 fn pull_once(
     bench: &Bench,
     image: &BenchImage,
-    route: Route,
-    round: usize,
+    (route, round): (Route, usize),
     s3: Option<&S3Image>,
     proxy: Option<&ThrottleProxy>,
+    fresh: bool,
 ) -> Result<Sample, RunError> {
     let scratch = bench.work.join(format!("cold-{}-{round}", image.name));
     remove_tree(&scratch);
@@ -249,6 +267,18 @@ fn pull_once(
         path: scratch.display().to_string(),
         source,
     })?;
+    // Room for the tree, the pull's estimate (twice the compressed size) and ext4's own.
+    let bytes = 2 * image.layout.uncompressed_bytes + 2 * image.layout.compressed_bytes + (1 << 30);
+    let fs = if fresh {
+        let fs =
+            FreshFs::mount(&scratch.join("cache"), bytes).map_err(|err| RunError::Scratch {
+                path: scratch.join("cache").display().to_string(),
+                source: std::io::Error::other(err),
+            })?;
+        Some(fs)
+    } else {
+        None
+    };
     settle(bench, s3);
     let mut command = bench.scar_command("pull");
     // The proxy is the route measured: no proxy from the environment in between.
@@ -282,6 +312,7 @@ fn pull_once(
     }
     command.arg("--cache").arg(scratch.join("cache"));
     let result = measure(&mut command, &bench.work.join("stderr"), bench.limit);
+    drop(fs);
     remove_tree(&scratch);
     result
 }
@@ -303,25 +334,6 @@ fn settle(bench: &Bench, s3: Option<&S3Image>) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-}
-
-/// Read every file under `dir` into the page cache.
-fn read_tree(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path: PathBuf = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => read_tree(&path),
-            Ok(t) if t.is_file() => {
-                if let Ok(mut file) = std::fs::File::open(&path) {
-                    let _ = std::io::copy(&mut file, &mut std::io::sink());
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]

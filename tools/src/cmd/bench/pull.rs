@@ -233,7 +233,7 @@ pub fn drop_page_cache() -> std::io::Result<()> {
 }
 
 /// Read every file under `dir` (into the page cache).
-fn read_tree(dir: &Path) {
+pub fn read_tree(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
