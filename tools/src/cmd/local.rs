@@ -31,6 +31,7 @@ mod output;
 pub(crate) mod runtime_api;
 pub(crate) mod runtime_stream;
 pub(crate) mod s3;
+mod s3_store;
 mod sandbox;
 mod serve;
 mod session;

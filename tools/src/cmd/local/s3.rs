@@ -14,6 +14,8 @@ use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
+use super::s3_store::Store;
+
 /// Directory inside the data directory that holds `scar local`'s own files.
 pub const STATE_DIR: &str = ".scar-local";
 /// The prefix the watch turns into events.
@@ -121,7 +123,7 @@ impl S3Endpoint {
         })?;
         let access_key = format!("SCARLOCAL{}", random_hex(6)?.to_uppercase());
         let secret_key = random_hex(20)?;
-        let mut builder = S3ServiceBuilder::new(store);
+        let mut builder = S3ServiceBuilder::new(Store::new(store, root.clone()));
         builder.set_auth(SimpleAuth::from_single(
             access_key.clone(),
             secret_key.clone(),
@@ -212,6 +214,55 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["result.txt"]);
+    }
+
+    #[tokio::test]
+    async fn whole_objects_ranges_and_suffixes_come_back_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        // Past several of the store's 1 MiB blocks, and not a multiple of one.
+        let data: Vec<u8> = (0..3_500_001u32).map(|i| (i % 251) as u8).collect();
+        let endpoint = S3Endpoint::start(dir.path(), &["scar-local".into()])
+            .await
+            .unwrap();
+        let s3 = client(&endpoint, &endpoint.secret_key).await;
+        s3.put_object()
+            .bucket("scar-local")
+            .key("images/big.bin")
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        let len = data.len();
+        for (range, want) in [
+            (None, &data[..]),
+            (Some("bytes=0-0".to_owned()), &data[..1]),
+            (
+                Some("bytes=1000-2500000".to_owned()),
+                &data[1000..2_500_001],
+            ),
+            (
+                Some(format!("bytes=1048575-{}", len - 1)),
+                &data[1_048_575..],
+            ),
+            (Some("bytes=-100".to_owned()), &data[len - 100..]),
+            (Some("bytes=3000000-".to_owned()), &data[3_000_000..]),
+        ] {
+            let object = s3
+                .get_object()
+                .bucket("scar-local")
+                .key("images/big.bin")
+                .set_range(range.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                object.content_length(),
+                Some(want.len() as i64),
+                "{range:?}"
+            );
+            let got = object.body.collect().await.unwrap().into_bytes();
+            assert!(got.as_ref() == want, "{range:?}: {} bytes", got.len());
+        }
     }
 
     #[tokio::test]
