@@ -1,6 +1,6 @@
 //! Applying a framed image ([`super::format`]): its frames, fetched as ranges of a few MiB at
-//! frame boundaries, are decoded on every core, each checked against the index before any of
-//! its bytes reach the extractor, and handed on in order as one tar stream.
+//! frame boundaries, are checked against the index and decoded on every core before any of
+//! their bytes reach the extractor, and handed on in order as one tar stream.
 //!
 //! Memory stays bounded whatever the image's size: the fetcher holds its ranges in flight, and
 //! at most [`FrameReader`]'s window of frames (one per core) is being decoded or
@@ -375,6 +375,14 @@ fn decode_into(
     compressed: &[u8],
     mut out: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
+    // The bytes checked before they are decoded: nothing unverified reaches the decoder.
+    let digest = Digest::of(compressed);
+    if digest != frame.digest {
+        return Err(format!(
+            "its bytes are {digest}, the index says {}",
+            frame.digest
+        ));
+    }
     out.clear();
     // No more room than the index allows: a frame that decodes to more fails here.
     out.reserve_exact(frame.size as usize);
@@ -386,13 +394,6 @@ fn decode_into(
             "it decodes to {} bytes, the index says {}",
             out.len(),
             frame.size
-        ));
-    }
-    let digest = Digest::of(&out);
-    if digest != frame.digest {
-        return Err(format!(
-            "its content is {digest}, the index says {}",
-            frame.digest
         ));
     }
     Ok(out)

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::framed::format::{FORMAT, Trailer};
+use crate::framed::format::{FORMAT, TRAILER_LEN, Trailer};
 use crate::image::ImageConfig;
 use crate::options::PullOptions;
 use crate::pull::{self, PullError};
@@ -36,7 +36,7 @@ fn object(tar: &[u8]) -> (Vec<u8>, Index) {
             offset: out.len() as u64,
             length: compressed.len() as u64,
             size: chunk.len() as u64,
-            digest: Digest::of(chunk),
+            digest: Digest::of(&compressed),
             continues: !frames.is_empty(),
         });
         out.extend_from_slice(&compressed);
@@ -161,6 +161,41 @@ fn a_frame_whose_digest_in_the_index_lies_is_refused() {
     index.frames[0].size -= 1;
     let err = apply_parts(&index, parts(&object, &index), dir.path()).unwrap_err();
     assert!(matches!(err, ReadError::Corrupt { frame: 1, .. }), "{err}");
+}
+
+#[test]
+fn a_frame_that_is_its_digest_but_no_zstd_is_refused_before_anything_is_written() {
+    let (mut object, mut index) = object(&tar_bytes());
+    let f = index.frames[0].clone();
+    let garbage = &mut object[f.offset as usize..(f.offset + f.length) as usize];
+    garbage.fill(0x5a);
+    index.frames[0].digest = Digest::of(garbage);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let err = apply_parts(&index, parts(&object, &index), &root).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ReadError::Corrupt { frame: 1, .. }), "{text}");
+    assert!(text.contains("does not decode"), "{text}");
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "{text}");
+}
+
+#[test]
+fn an_index_of_the_first_format_is_refused_with_the_fix() {
+    let (object, mut index) = object(&tar_bytes());
+    index.format = "scar-frames/1".into();
+    let frames_end = index.compressed_size() as usize;
+    let (sealed, _) = seal(object[..frames_end].to_vec(), index);
+    let tail = &sealed[sealed.len() - TRAILER_LEN..];
+    let trailer = Trailer::decode(tail, sealed.len() as u64).unwrap();
+    let at = trailer.index_offset as usize;
+    let err = Index::parse(&sealed[at..at + trailer.index_len as usize], &trailer, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("scar-frames/1") && err.contains("push the image again"),
+        "{err}"
+    );
 }
 
 #[test]

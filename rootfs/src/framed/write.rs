@@ -199,9 +199,9 @@ fn compress_frames(
             .map_err(WriteError::Compress)
             .map(|compressed| Done {
                 seq: job.seq,
+                digest: Digest::of(&compressed),
                 compressed,
                 size: job.tar.len() as u64,
-                digest: Digest::of(&job.tar),
                 continues: job.continues,
                 buf: {
                     job.tar.clear();
