@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use std::collections::VecDeque;
 
 use futures::StreamExt;
 use tokio::task::JoinHandle;
@@ -121,22 +120,45 @@ impl Object {
         }
     }
 
-    /// The ranges `spans` (`(start, end)`, ends included), `in_flight` at once as tasks of
-    /// the current runtime, handed back in the order given to a blocking thread: a range is
-    /// started when the one before the window is taken, so at most `in_flight` ranges are
-    /// held besides the one taken. Past `deadline` the next range is an error.
+    /// The ranges `spans` (`(start, end)`, ends included), `in_flight` downloading at once as
+    /// tasks of the current runtime, handed back in the order given to a blocking thread. A
+    /// range is started when one before it has arrived, not when it is taken: the link keeps
+    /// working while the reader is busy, with up to [`read_ahead`] arrived ranges waiting for
+    /// it (so at most `in_flight` + `read_ahead` + 1 ranges are held). Past `deadline` the next
+    /// range is an error.
     pub fn ranges(
         self: Arc<Self>,
         spans: Vec<(u64, u64)>,
         in_flight: usize,
         deadline: Option<std::time::Instant>,
     ) -> Ranges {
+        let runtime = tokio::runtime::Handle::current();
+        let (arrived, receiver) = tokio::sync::mpsc::channel(read_ahead(in_flight));
+        let object = self.clone();
+        let driver = runtime.spawn(async move {
+            let mut downloads = futures::stream::iter(spans)
+                .map(|(start, end)| {
+                    let object = object.clone();
+                    Aborting(tokio::spawn(async move { object.range(start, end).await }))
+                })
+                .buffered(in_flight.max(1));
+            while let Some(joined) = downloads.next().await {
+                let item = match joined {
+                    Ok(Ok(bytes)) => Ok(bytes),
+                    Ok(Err(err)) => Err(err.to_string()),
+                    Err(err) => Err(format!("{}: a range task failed: {err}", object.name())),
+                };
+                let failed = item.is_err();
+                if arrived.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
         Ranges {
-            object: self,
-            spans: spans.into(),
-            running: VecDeque::new(),
-            in_flight: in_flight.max(1),
-            runtime: tokio::runtime::Handle::current(),
+            name: self.name(),
+            receiver,
+            driver,
+            runtime,
             deadline,
         }
     }
@@ -225,12 +247,37 @@ fn describe(
     )
 }
 
-/// See [`Object::ranges`]; its running ranges stop when it is dropped.
+/// Arrived ranges that may wait for the reader besides the `in_flight` downloading: half as
+/// many (at least one).
+pub fn read_ahead(in_flight: usize) -> usize {
+    (in_flight / 2).max(1)
+}
+
+/// A task aborted when its handle is dropped (a pull that stops stops its downloads).
+struct Aborting<T>(JoinHandle<T>);
+
+impl<T> std::future::Future for Aborting<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for Aborting<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// See [`Object::ranges`]; its downloads stop when it is dropped.
 pub struct Ranges {
-    object: Arc<Object>,
-    spans: VecDeque<(u64, u64)>,
-    running: VecDeque<JoinHandle<Result<Bytes, SourceError>>>,
-    in_flight: usize,
+    name: String,
+    receiver: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    driver: JoinHandle<()>,
     runtime: tokio::runtime::Handle,
     deadline: Option<std::time::Instant>,
 }
@@ -239,45 +286,31 @@ impl Iterator for Ranges {
     type Item = Result<Bytes, String>;
 
     /// The next range, waiting for it: call from a blocking thread, not from the runtime.
+    /// `None` once every range was handed back (or the driver stopped after an error).
     fn next(&mut self) -> Option<Self::Item> {
-        while self.running.len() < self.in_flight {
-            let Some((start, end)) = self.spans.pop_front() else {
-                break;
-            };
-            let object = self.object.clone();
-            self.running.push_back(
-                self.runtime
-                    .spawn(async move { object.range(start, end).await }),
-            );
-        }
-        let head = self.running.pop_front()?;
         let deadline = self.deadline;
-        let joined = self.runtime.block_on(async move {
+        let receiver = &mut self.receiver;
+        let next = self.runtime.block_on(async move {
             match deadline {
-                Some(at) => tokio::time::timeout_at(at.into(), head).await.ok(),
-                None => Some(head.await),
+                Some(at) => tokio::time::timeout_at(at.into(), receiver.recv())
+                    .await
+                    .ok(),
+                None => Some(receiver.recv().await),
             }
         });
-        Some(match joined {
-            Some(Ok(Ok(bytes))) => Ok(bytes),
-            Some(Ok(Err(err))) => Err(err.to_string()),
-            Some(Err(err)) => Err(format!(
-                "{}: a range task failed: {err}",
-                self.object.name()
-            )),
-            None => Err(format!(
+        match next {
+            Some(item) => item,
+            None => Some(Err(format!(
                 "{}: the pull's deadline passed while its frames were downloading",
-                self.object.name()
-            )),
-        })
+                self.name
+            ))),
+        }
     }
 }
 
 impl Drop for Ranges {
     fn drop(&mut self) {
-        // A pull that stopped (failure, deadline) stops its downloads too.
-        for task in &self.running {
-            task.abort();
-        }
+        // The driver's downloads are `Aborting`: they go with it.
+        self.driver.abort();
     }
 }
