@@ -109,6 +109,30 @@ pub(super) fn block_size(root: &Path) -> u64 {
     }
 }
 
+/// The bits the kernel takes from the mode of a file created under `root` (the umask), when
+/// nothing else decides it: then a new file can be created with its final mode and needs no
+/// `fchmod` (a system call per file less on the pull's critical path). `None` when that cannot
+/// be known: no `/proc/self/status` to read it from (asking `umask(2)` changes it, for every
+/// thread), or a default ACL on `root`, which new files follow instead of the umask.
+pub(super) fn creation_mask(root: &Path) -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Umask:"))
+        .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())?;
+    let cpath = cpath(root).ok()?;
+    let name = c"system.posix_acl_default";
+    // SAFETY: both strings are NUL-terminated and live across the call; a null buffer of size
+    // 0 asks only for the value's length, so nothing is written.
+    let rc = unsafe { libc::getxattr(cpath.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    let none = rc < 0
+        && matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENODATA | libc::EOPNOTSUPP)
+        );
+    none.then_some(mask & 0o777)
+}
+
 /// `fchmod` on an open file.
 pub(super) fn fchmod(file: &File, path: &Path, mode: u32) -> Result<(), ExtractError> {
     file.set_permissions(std::fs::Permissions::from_mode(mode))

@@ -84,6 +84,9 @@ pub struct Extractor {
     /// directory (then the group is inherited and `None` makes every chown happen). The
     /// directories extraction creates are never setgid themselves (the bit is dropped).
     creator: Option<(u32, u32)>,
+    /// What the kernel takes from a new file's mode, when only the umask does
+    /// ([`fsops::creation_mask`]).
+    creation_mask: Option<u32>,
 }
 
 impl Extractor {
@@ -100,6 +103,7 @@ impl Extractor {
             dropped_examples: Vec::new(),
             buf: vec![0; COPY_BUF],
             creator: creator(root),
+            creation_mask: fsops::creation_mask(root),
         }
     }
 
@@ -339,11 +343,18 @@ impl Extractor {
         xattrs: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<u64, ExtractError> {
         use std::os::unix::fs::OpenOptionsExt;
+        // Created with its final mode when the umask takes nothing from it (a descriptor opened
+        // for writing stays writable whatever the mode), so no fchmod follows. Not with
+        // extended attributes: setting `user.*` ones needs write permission on the file.
+        let direct = xattrs.is_empty()
+            && self
+                .creation_mask
+                .is_some_and(|mask| mode & (mask | 0o7000) == 0);
         let create = || {
             File::options()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
+                .mode(if direct { mode } else { 0o600 })
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(full)
         };
@@ -383,7 +394,9 @@ impl Extractor {
         if let Some((u, g)) = owner.filter(|&o| Some(o) != self.creator) {
             fsops::fchown(&file, u, g);
         }
-        fsops::fchmod(&file, full, mode)?;
+        if !direct {
+            fsops::fchmod(&file, full, mode)?;
+        }
         fsops::set_file_mtime(&file, mtime);
         Ok(total)
     }

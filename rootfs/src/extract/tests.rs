@@ -514,3 +514,80 @@ fn small_files_are_charged_in_whole_blocks_with_their_directories() {
     let err = x.apply_layer(l1.as_slice()).unwrap_err();
     assert!(matches!(err, ExtractError::Budget { .. }), "{err}");
 }
+
+#[test]
+fn files_get_exactly_their_modes_whether_created_with_them_or_changed_after() {
+    let s = sandbox();
+    // Some are created with their mode, some (bits the umask takes, the sticky bit, a user
+    // xattr to set first) get it by fchmod: the result must not tell which.
+    let modes = [
+        0o755, 0o644, 0o664, 0o666, 0o600, 0o444, 0o000, 0o1755, 0o777,
+    ];
+    let mut layer = Tar::default();
+    for m in modes {
+        layer = layer.entry(&format!("f{m:o}"), tar::EntryType::Regular, m, "", b"data");
+    }
+    let layer = layer
+        .pax(&[("SCHILY.xattr.user.k", b"v")])
+        .entry("x444", tar::EntryType::Regular, 0o444, "", b"data")
+        // A read-only file replaced by the next entry of the same name.
+        .entry("f444", tar::EntryType::Regular, 0o440, "", b"again")
+        .done();
+    apply_all(&s.root, &[layer]).unwrap();
+    for m in modes {
+        let path = s.root.join(format!("f{m:o}"));
+        let meta = std::fs::metadata(&path).unwrap();
+        let want = if m == 0o444 { 0o440 } else { m };
+        assert_eq!(meta.mode() & 0o7777, want, "{}", path.display());
+        assert_eq!(meta.mtime(), 1_700_000_000, "{}", path.display());
+    }
+    assert_eq!(std::fs::read(s.root.join("f444")).unwrap(), b"again");
+    assert_eq!(std::fs::read(s.root.join("f0")).unwrap(), b"data");
+    let x = s.root.join("x444");
+    assert_eq!(std::fs::metadata(&x).unwrap().mode() & 0o7777, 0o444);
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(xattr(&x, "user.k").as_deref(), Some(&b"v"[..]));
+    }
+    crate::cache::remove_tree(&s.root).unwrap();
+}
+
+#[test]
+fn a_default_acl_on_the_root_makes_every_file_take_the_fchmod_path() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = sandbox();
+    assert!(
+        fsops::creation_mask(&s.root).is_some(),
+        "the umask is readable and the test's directory has no default ACL"
+    );
+    // user::rwx group::r-x other::--- (the xattr form: version 2, then tag, perm, id each).
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm) in [(0x01u16, 7u16), (0x04, 5), (0x20, 0)] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    let p = std::ffi::CString::new(s.root.as_os_str().as_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated; acl has acl.len() readable bytes.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            c"system.posix_acl_default".as_ptr(),
+            acl.as_ptr().cast(),
+            acl.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "set a default ACL: {}",
+        std::io::Error::last_os_error()
+    );
+    assert_eq!(fsops::creation_mask(&s.root), None);
+    let layer = Tar::default()
+        .entry("run", tar::EntryType::Regular, 0o755, "", b"x")
+        .done();
+    apply_all(&s.root, &[layer]).unwrap();
+    let meta = std::fs::metadata(s.root.join("run")).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o755);
+}

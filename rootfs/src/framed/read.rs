@@ -3,8 +3,9 @@
 //! their bytes reach the extractor, and handed on in order as one tar stream.
 //!
 //! Memory stays bounded whatever the image's size: the fetcher holds its ranges in flight, and
-//! at most [`FrameReader`]'s window of frames (one per core) is being decoded or
-//! waiting to be read; a frame's slot is given back only once the extractor has read all of it.
+//! at most [`FrameReader`]'s window of frames (one per core and the one being read) is being
+//! decoded or waiting to be read; a frame's slot is given back only once the extractor has read
+//! all of it.
 //! The buffers of decoded frames go round a pool rather than back to the allocator: frames are
 //! a few MiB each, and freeing and asking again for blocks that size from several threads
 //! leaves the heap larger than the window.
@@ -135,9 +136,11 @@ impl FrameReader {
         steady_heap();
         let frames: Arc<[Frame]> = index.frames.clone().into();
         let groups = groups(index);
-        // A frame per decoder besides the one being read (at least two, so that one is decoded
-        // while the other is read).
-        let (slot_tx, slots) = mpsc::sync_channel::<()>(threads.max(2));
+        // The frame being read and one per decoder besides: every decoder has a frame to work
+        // on while the extractor reads (measured on 2 cores, the large bench image from a
+        // local file: 1.58 s with a frame per decoder counting the one read, 1.50 s with this,
+        // 1.48 s with two more; each frame is 4 MiB of memory).
+        let (slot_tx, slots) = mpsc::sync_channel::<()>(threads + 1);
         let (job_tx, jobs) = mpsc::sync_channel::<(usize, Bytes)>(0);
         let jobs = Arc::new(Mutex::new(jobs));
         let (result_tx, results) = mpsc::channel();
