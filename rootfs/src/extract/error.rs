@@ -77,6 +77,17 @@ pub enum ExtractError {
         /// The limit in MiB.
         limit_mib: u64,
     },
+    /// An entry of a flattened image (a framed one, extracted in parallel) that no flattened
+    /// tree has: a name twice, a name under a symlink, a whiteout.
+    #[error(
+        "entry `{entry}` of the flattened image {what}: `scar image push` never writes that, so the object was not made by it or was altered; push the image again"
+    )]
+    NotFlat {
+        /// The entry name.
+        entry: String,
+        /// What is wrong with it.
+        what: &'static str,
+    },
     /// ENOSPC.
     #[error(
         "no space left while writing {path}: free space in the cache directory or raise its size"

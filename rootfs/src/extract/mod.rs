@@ -30,6 +30,8 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use error::ExtractError;
 use path::Resolver;
@@ -87,6 +89,24 @@ pub struct Extractor {
     /// What the kernel takes from a new file's mode, when only the umask does
     /// ([`fsops::creation_mask`]).
     creation_mask: Option<u32>,
+    /// Bytes charged by every extractor of one root, when several work on it at once.
+    shared_charge: Option<Arc<AtomicU64>>,
+    /// A flattened tree, several extractors at once: nothing is ever replaced (a name that is
+    /// there already is an error, not something to remove), and links wait in `links`.
+    flat: bool,
+    /// Symlinks and hardlinks met in `flat` mode, for [`Extractor::apply_links`].
+    links: Vec<Link>,
+}
+
+/// A symlink or hardlink entry kept for later: in a flattened tree extracted by several threads
+/// at once, no symlink exists until every file is written, so no thread's path can cross one.
+pub struct Link {
+    raw: Vec<u8>,
+    kind: tar::EntryType,
+    target: Vec<u8>,
+    mtime: i64,
+    owner: Option<(u32, u32)>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Extractor {
@@ -104,7 +124,72 @@ impl Extractor {
             buf: vec![0; COPY_BUF],
             creator: creator(root),
             creation_mask: fsops::creation_mask(root),
+            shared_charge: None,
+            flat: false,
+            links: Vec::new(),
         }
+    }
+
+    /// One of several extractors of a flattened tree (no whiteouts, each name once, nothing
+    /// under a symlink) into `root` at once, each given whole entries: they share the budget
+    /// through `charged`, replace nothing (a name met twice is [`ExtractError::NotFlat`]) and
+    /// keep symlinks and hardlinks for [`Extractor::apply_links`], so no path crosses a symlink
+    /// while they work. Their directories' metadata goes to the extractor that finishes, by
+    /// [`Extractor::absorb`].
+    pub fn flat(root: &Path, budget: u64, charged: Arc<AtomicU64>) -> Self {
+        let mut x = Self::new(root, budget);
+        x.shared_charge = Some(charged);
+        x.flat = true;
+        x
+    }
+
+    /// Take over what `other`, a [`flat`](Self::flat) extractor of the same root, left for the
+    /// end: its directories' metadata and dropped-attribute counts; returns its links, in order.
+    pub fn absorb(&mut self, other: Extractor) -> Vec<Link> {
+        self.dirs.extend(other.dirs);
+        self.dropped_xattrs += other.dropped_xattrs;
+        for example in other.dropped_examples {
+            if self.dropped_examples.len() < DROPPED_EXAMPLES {
+                self.dropped_examples.push(example);
+            }
+        }
+        if let Some(charged) = other.shared_charge {
+            self.charged = self.charged.max(charged.load(Ordering::Relaxed));
+        }
+        other.links
+    }
+
+    /// How many links this [`flat`](Self::flat) extractor has kept so far.
+    pub fn links_kept(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Make the links the [`flat`](Self::flat) extractors kept, in tar order, once every file
+    /// is there: a name already taken is [`ExtractError::NotFlat`] (a file under what should
+    /// be a symlink, or a name twice), never replaced.
+    pub fn apply_links(&mut self, links: Vec<Link>) -> Result<(), ExtractError> {
+        let flat = std::mem::replace(&mut self.flat, true);
+        let result = links.into_iter().try_for_each(|link| {
+            let name = String::from_utf8_lossy(&link.raw).into_owned();
+            let mut comps = path::clean_name(&link.raw)?;
+            let Some(file_name) = comps.pop() else {
+                return Ok(());
+            };
+            let resolved = self.resolver.resolve_dir(&name, &comps, true);
+            let created = self.resolver.take_created();
+            self.charge(created.saturating_mul(self.block))?;
+            let Some(parent) = resolved? else {
+                return Ok(());
+            };
+            let full = self.resolver.root().join(parent).join(&file_name);
+            self.link(&name, &full, link.kind, &link.target)?;
+            if link.kind == tar::EntryType::Symlink {
+                symlink_meta(&full, link.owner, &link.xattrs, link.mtime);
+            }
+            Ok(())
+        });
+        self.flat = flat;
+        result
     }
 
     /// Bytes charged against the budget so far: what the file system spends (contents in whole
@@ -132,6 +217,17 @@ impl Extractor {
             let Some(file_name) = comps.pop() else {
                 continue; // "./": the root itself
             };
+            if self.flat {
+                if whiteout::classify(&file_name).is_some() {
+                    let what = "is a whiteout";
+                    return Err(ExtractError::NotFlat { entry: name, what });
+                }
+                let kind = entry.header().entry_type();
+                if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+                    self.keep_link(&mut entry, raw, kind, &name);
+                    continue;
+                }
+            }
             if let Some(kind) = whiteout::classify(&file_name) {
                 let removed = whiteout::apply(&mut self.resolver, &name, &comps, kind, &written)?;
                 self.forget(&removed);
@@ -167,30 +263,15 @@ impl Extractor {
                     let n = self.write_file(&mut entry, &full, mode, mtime, owner, &xattrs)?;
                     stats.bytes_written += n;
                 }
-                T::Symlink => {
+                T::Symlink | T::Link => {
                     let target = entry
                         .link_name_bytes()
                         .map(|c| c.into_owned())
                         .unwrap_or_default();
-                    if target.len() > INLINE_SYMLINK {
-                        self.charge(self.block)?;
+                    self.link(&name, &full, kind, &target)?;
+                    if kind == T::Symlink {
+                        symlink_meta(&full, owner, &xattrs, mtime);
                     }
-                    self.replace(&full, false)?;
-                    fsops::symlink(&target, &full)?;
-                    // A new symlink can change what any later parent resolves to.
-                    self.resolver.invalidate();
-                    if let Some((u, g)) = owner {
-                        fsops::lchown(&full, u, g);
-                    }
-                    fsops::set_xattrs(&full, fsops::XattrTarget::Path, &xattrs);
-                    fsops::set_times_nofollow(&full, mtime);
-                }
-                T::Link => {
-                    let target = entry
-                        .link_name_bytes()
-                        .map(|c| c.into_owned())
-                        .unwrap_or_default();
-                    self.hardlink(&name, &target, &full)?;
                 }
                 T::Fifo => {
                     self.replace(&full, false)?;
@@ -291,12 +372,65 @@ impl Extractor {
     }
 
     fn charge(&mut self, bytes: u64) -> Result<(), ExtractError> {
-        self.charged += bytes;
+        self.charged = match &self.shared_charge {
+            Some(shared) => shared.fetch_add(bytes, Ordering::Relaxed) + bytes,
+            None => self.charged + bytes,
+        };
         if self.charged > self.budget {
             return Err(ExtractError::Budget {
                 limit_mib: self.budget / (1024 * 1024),
             });
         }
+        Ok(())
+    }
+
+    /// Keep a symlink or hardlink entry of a flattened tree for [`Extractor::apply_links`].
+    fn keep_link<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw: Vec<u8>,
+        kind: tar::EntryType,
+        name: &str,
+    ) {
+        let header = entry.header();
+        let mtime = header.mtime().unwrap_or(0) as i64;
+        let owner = match (header.uid(), header.gid()) {
+            (Ok(u), Ok(g)) if self.privileged => Some((u as u32, g as u32)),
+            _ => None,
+        };
+        let target = entry
+            .link_name_bytes()
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
+        let xattrs = self.keep_user_xattrs(collect_xattrs(entry), Path::new(name));
+        self.links.push(Link {
+            raw,
+            kind,
+            target,
+            mtime,
+            owner,
+            xattrs,
+        });
+    }
+
+    /// Make `full` a symlink to `target` or (`kind` [`tar::EntryType::Link`]) a hardlink.
+    fn link(
+        &mut self,
+        name: &str,
+        full: &Path,
+        kind: tar::EntryType,
+        target: &[u8],
+    ) -> Result<(), ExtractError> {
+        if kind == tar::EntryType::Link {
+            return self.hardlink(name, target, full);
+        }
+        if target.len() > INLINE_SYMLINK {
+            self.charge(self.block)?;
+        }
+        self.replace(full, false)?;
+        fsops::symlink(target, full)?;
+        // A new symlink can change what any later parent resolves to.
+        self.resolver.invalidate();
         Ok(())
     }
 
@@ -309,11 +443,24 @@ impl Extractor {
         }
         self.charge(self.block)?;
         // Owner-writable until finish(): later entries and layers must be able to write in it.
-        fsops::mkdir(full, 0o700)
+        match fsops::mkdir(full, 0o700) {
+            // Another extractor of a flattened tree made it meanwhile, as a parent of its own.
+            Err(_) if self.flat && std::fs::symlink_metadata(full).is_ok_and(|m| m.is_dir()) => {
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Remove whatever is at `full` so a new entry can take its place.
     fn replace(&mut self, full: &Path, keep_dir: bool) -> Result<(), ExtractError> {
+        if self.flat && std::fs::symlink_metadata(full).is_ok() {
+            let rel = full.strip_prefix(self.resolver.root()).unwrap_or(full);
+            return Err(ExtractError::NotFlat {
+                entry: rel.display().to_string(),
+                what: "names what is there already (a name twice, or a name under a symlink)",
+            });
+        }
         match std::fs::symlink_metadata(full) {
             Ok(m) if m.is_dir() => {
                 if keep_dir {
@@ -432,6 +579,15 @@ impl Extractor {
         self.resolver.invalidate();
         Ok(())
     }
+}
+
+/// A new symlink's owner, extended attributes and time.
+fn symlink_meta(full: &Path, owner: Option<(u32, u32)>, xattrs: &[(Vec<u8>, Vec<u8>)], mtime: i64) {
+    if let Some((u, g)) = owner {
+        fsops::lchown(full, u, g);
+    }
+    fsops::set_xattrs(full, fsops::XattrTarget::Path, xattrs);
+    fsops::set_times_nofollow(full, mtime);
 }
 
 /// Who owns the files created under `root`, when that is known without asking each one.

@@ -141,15 +141,20 @@ impl Resolver {
                         return Ok(None);
                     }
                     // Tars may omit parent directory entries; later entries can set the mode.
-                    std::fs::DirBuilder::new()
-                        .mode(0o755)
-                        .create(&here)
-                        .map_err(|source| ExtractError::Io {
-                            op: "mkdir",
-                            path: here.clone(),
-                            source,
-                        })?;
-                    self.created += 1;
+                    match std::fs::DirBuilder::new().mode(0o755).create(&here) {
+                        Ok(()) => self.created += 1,
+                        // Made meanwhile by another extractor of the same flattened tree.
+                        Err(err)
+                            if err.kind() == io::ErrorKind::AlreadyExists
+                                && std::fs::symlink_metadata(&here).is_ok_and(|m| m.is_dir()) => {}
+                        Err(source) => {
+                            return Err(ExtractError::Io {
+                                op: "mkdir",
+                                path: here,
+                                source,
+                            });
+                        }
+                    }
                     real.push(component);
                 }
                 Err(source) => {

@@ -1,5 +1,7 @@
 use std::path::Path;
 
+use bytes::Bytes;
+
 use super::*;
 use crate::framed::format::{FORMAT, TRAILER_LEN, Trailer};
 use crate::image::ImageConfig;
@@ -52,7 +54,7 @@ fn object(tar: &[u8]) -> (Vec<u8>, Index) {
 }
 
 /// `frames` followed by `index` and its trailer.
-fn seal(mut out: Vec<u8>, index: Index) -> (Vec<u8>, Index) {
+pub(crate) fn seal(mut out: Vec<u8>, index: Index) -> (Vec<u8>, Index) {
     let (bytes, digest) = index.encode();
     let trailer = Trailer {
         index_offset: out.len() as u64,
@@ -65,7 +67,7 @@ fn seal(mut out: Vec<u8>, index: Index) -> (Vec<u8>, Index) {
 }
 
 /// The groups' bytes of `object`, as a fetcher hands them on.
-fn parts(object: &[u8], index: &Index) -> Vec<Result<Bytes, String>> {
+pub(crate) fn parts(object: &[u8], index: &Index) -> Vec<Result<Bytes, String>> {
     groups(index)
         .iter()
         .map(|g| {
@@ -81,9 +83,9 @@ fn apply_parts(
     parts: Vec<Result<Bytes, String>>,
     root: &Path,
 ) -> Result<Applied, ReadError> {
-    let reader = FrameReader::new("framed:test", index, parts.into_iter(), 2);
-    let failure = reader.failure();
-    apply("framed:test", root, u64::MAX, reader, &failure)
+    let wrap = |input| input;
+    let into = (root, u64::MAX);
+    crate::framed::parallel::apply("framed:test", index, parts.into_iter(), 2, into, &wrap)
 }
 
 #[test]

@@ -253,4 +253,4 @@ fn write_frames(
 
 #[cfg(test)]
 #[path = "write_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -20,7 +20,7 @@ fn noise(len: usize, seed: u32) -> Vec<u8> {
 
 /// The tree the brief asks for: a file of several frame targets, an empty file and dir, a
 /// symlink, a hard link pair, a 150-byte name, a setuid file, a FIFO, a long link target.
-fn tree() -> tempfile::TempDir {
+pub(crate) fn tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
     std::fs::create_dir_all(r.join("usr/bin")).unwrap();
@@ -63,7 +63,7 @@ fn options() -> WriteOptions {
     }
 }
 
-fn write(root: &Path) -> (Vec<u8>, Written) {
+pub(crate) fn write(root: &Path) -> (Vec<u8>, Written) {
     let mut out = Vec::new();
     let written = write_tree(
         root,
@@ -80,7 +80,7 @@ fn write(root: &Path) -> (Vec<u8>, Written) {
 }
 
 /// Read the object as a reader would: trailer, index, then every frame alone.
-fn frames_of(object: &[u8]) -> (Index, Vec<Vec<u8>>) {
+pub(crate) fn frames_of(object: &[u8]) -> (Index, Vec<Vec<u8>>) {
     let trailer = Trailer::decode(object, object.len() as u64).unwrap();
     let start = trailer.index_offset as usize;
     let index = Index::parse(
@@ -161,7 +161,7 @@ fn the_same_tree_gives_the_same_bytes() {
 }
 
 /// Every path under `root` with what a round trip must keep.
-fn describe(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn describe(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {

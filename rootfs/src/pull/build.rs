@@ -113,7 +113,7 @@ async fn build_framed(
     progress: Option<Progress>,
     stop: deadline::Stop,
 ) -> Result<(u64, u64, u64), PullError> {
-    use crate::framed::read;
+    use crate::framed::{parallel, read};
     let groups = read::groups(&image.index);
     let compressed = image.fetch(groups, stop.deadline());
     let downloaded = Arc::new(AtomicU64::new(0));
@@ -135,10 +135,10 @@ async fn build_framed(
     let (layers, counter, root) = (resolved.layers.clone(), downloaded.clone(), root.to_owned());
     let work = tokio::task::spawn_blocking(move || {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let reader = read::FrameReader::new(&image.name, &image.index, compressed, threads);
-        let failure = reader.failure();
-        let input = stop.reader(Box::new(reader));
-        let result = read::apply(&image.name, &root, budget, input, &failure).map_err(|err| {
+        let wrap = |input| stop.reader(input);
+        let (index, into) = (&image.index, (root.as_path(), budget));
+        let result = parallel::apply(&image.name, index, compressed, threads, into, &wrap);
+        let result = result.map_err(|err| {
             stop.explain(0, &layers, &counter, false)
                 .map_or_else(|| PullError::Framed(Box::new(err)), PullError::Deadline)
         });
