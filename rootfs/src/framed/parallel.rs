@@ -72,7 +72,12 @@ pub fn apply(
     // Not joined: it may be waiting for the network when an error ends the pull, and it stops
     // by itself once it is told to.
     let (feeder, groups) = (shared.clone(), groups(index));
-    std::thread::spawn(move || feed(&feeder, &groups, compressed));
+    let spawned = std::thread::Builder::new()
+        .name("scar-frames".into())
+        .spawn(move || feed(&feeder, &groups, compressed));
+    if let Err(err) = spawned {
+        return Err(stream(object, &format!("cannot start a thread: {err}")));
+    }
     let workers = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -83,10 +88,24 @@ pub fn apply(
                     wrap,
                 };
                 let extractor = Extractor::flat(root, budget, charged.clone());
-                scope.spawn(move || worker.run(extractor))
+                std::thread::Builder::new()
+                    .name("scar-extract".into())
+                    .spawn_scoped(scope, move || worker.run(extractor))
             })
             .collect();
-        let done: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        let done: Vec<_> = workers
+            .into_iter()
+            .map(|w| match w {
+                Ok(w) => w
+                    .join()
+                    .map_err(|_| "an extraction thread panicked".to_string()),
+                Err(err) => {
+                    let why = format!("cannot start a thread: {err}");
+                    let _ = shared.fail(stream(object, &why));
+                    Err(why)
+                }
+            })
+            .collect();
         // The feeder may wait for room no worker will make now.
         shared.stop();
         done
@@ -98,9 +117,7 @@ pub fn apply(
     let mut links: Vec<(usize, Vec<Link>)> = Vec::new();
     let mut applied = Applied::default();
     for worker in workers {
-        let Ok(done) = worker else {
-            return Err(stream(object, "an extraction thread panicked"));
-        };
+        let done = worker.map_err(|why| stream(object, &why))?;
         applied.entries += done.entries;
         applied.bytes_written += done.bytes_written;
         let mut kept = finisher.absorb(done.extractor);
