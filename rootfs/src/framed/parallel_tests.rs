@@ -2,11 +2,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use super::*;
-use crate::digest::Digest;
-use crate::framed::format::{FORMAT, Trailer};
-use crate::framed::read::tests::{parts, seal};
+use crate::framed::format::Trailer;
+use crate::framed::read::tests::{framed, parts};
 use crate::framed::write::tests::{describe, frames_of, tree, write};
-use crate::image::ImageConfig;
 
 /// The index of a framed object.
 fn index_of(object: &[u8]) -> Index {
@@ -50,31 +48,13 @@ fn roots() -> (tempfile::TempDir, PathBuf, PathBuf) {
 /// A framed object whose every tar piece is a segment of its own (a frame beginning at an
 /// entry boundary), so that threads take them at once.
 fn segmented(pieces: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut frames = Vec::new();
-    let mut tail: Vec<Vec<u8>> = pieces.to_vec();
-    if let Some(last) = tail.last_mut() {
-        last.extend_from_slice(&[0u8; 1024]);
-    }
-    for piece in &tail {
-        let compressed = zstd::bulk::compress(piece, 3).unwrap();
-        frames.push(Frame {
-            offset: out.len() as u64,
-            length: compressed.len() as u64,
-            size: piece.len() as u64,
-            digest: Digest::of(&compressed),
-            continues: false,
-        });
-        out.extend_from_slice(&compressed);
-    }
-    let index = Index {
-        format: FORMAT.into(),
-        source: "test".into(),
-        config: ImageConfig::default(),
-        frames,
-        entries: pieces.len() as u64,
-    };
-    seal(out, index).0
+    let end = [0u8; 1024];
+    let frames: Vec<(&[u8], bool)> = pieces
+        .iter()
+        .map(|p| (p.as_slice(), false))
+        .chain([(&end[..], false)])
+        .collect();
+    framed(&frames, pieces.len() as u64).0
 }
 
 /// One tar entry (no end blocks): a file, or a symlink when `link` is given.

@@ -30,26 +30,36 @@ const FRAME: usize = 64 * 1024;
 
 /// A framed object of `tar` cut every `FRAME` bytes: its bytes and index.
 fn object(tar: &[u8]) -> (Vec<u8>, Index) {
+    let frames: Vec<(&[u8], bool)> = tar
+        .chunks(FRAME)
+        .enumerate()
+        .map(|(i, c)| (c, i > 0))
+        .collect();
+    framed(&frames, 3)
+}
+
+/// A framed object of `frames` (each one's tar bytes, and whether it continues the previous
+/// one's last entry) that declares `entries` entries: its bytes and index.
+pub(crate) fn framed(frames: &[(&[u8], bool)], entries: u64) -> (Vec<u8>, Index) {
     let mut out = Vec::new();
-    let mut frames = Vec::new();
-    for chunk in tar.chunks(FRAME) {
-        let compressed = zstd::bulk::compress(chunk, 3).unwrap();
-        frames.push(Frame {
-            offset: out.len() as u64,
-            length: compressed.len() as u64,
-            size: chunk.len() as u64,
-            digest: Digest::of(&compressed),
-            continues: !frames.is_empty(),
-        });
-        out.extend_from_slice(&compressed);
-    }
-    let index = Index {
+    let mut index = Index {
         format: FORMAT.into(),
         source: "test".into(),
         config: ImageConfig::default(),
-        frames,
-        entries: 3,
+        frames: Vec::new(),
+        entries,
     };
+    for &(tar, continues) in frames {
+        let compressed = zstd::bulk::compress(tar, 3).unwrap();
+        index.frames.push(Frame {
+            offset: out.len() as u64,
+            length: compressed.len() as u64,
+            size: tar.len() as u64,
+            digest: Digest::of(&compressed),
+            continues,
+        });
+        out.extend_from_slice(&compressed);
+    }
     seal(out, index)
 }
 
