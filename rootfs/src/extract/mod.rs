@@ -144,8 +144,9 @@ impl Extractor {
     }
 
     /// Take over what `other`, a [`flat`](Self::flat) extractor of the same root, left for the
-    /// end: its directories' metadata and dropped-attribute counts; returns its links, in order.
-    pub fn absorb(&mut self, other: Extractor) -> Vec<Link> {
+    /// end: its directories' metadata and dropped-attribute counts (its links are taken by
+    /// [`Extractor::take_links`]).
+    pub fn absorb(&mut self, other: Extractor) {
         self.dirs.extend(other.dirs);
         self.dropped_xattrs += other.dropped_xattrs;
         for example in other.dropped_examples {
@@ -156,12 +157,12 @@ impl Extractor {
         if let Some(charged) = other.shared_charge {
             self.charged = self.charged.max(charged.load(Ordering::Relaxed));
         }
-        other.links
     }
 
-    /// How many links this [`flat`](Self::flat) extractor has kept so far.
-    pub fn links_kept(&self) -> usize {
-        self.links.len()
+    /// The links this [`flat`](Self::flat) extractor has kept since it was last asked, in
+    /// order.
+    pub fn take_links(&mut self) -> Vec<Link> {
+        std::mem::take(&mut self.links)
     }
 
     /// Make the links the [`flat`](Self::flat) extractors kept, in tar order, once every file
@@ -175,10 +176,7 @@ impl Extractor {
             let Some(file_name) = comps.pop() else {
                 return Ok(());
             };
-            let resolved = self.resolver.resolve_dir(&name, &comps, true);
-            let created = self.resolver.take_created();
-            self.charge(created.saturating_mul(self.block))?;
-            let Some(parent) = resolved? else {
+            let Some(parent) = self.resolve_parent(&name, &comps)? else {
                 return Ok(());
             };
             let full = self.resolver.root().join(parent).join(&file_name);
@@ -217,39 +215,27 @@ impl Extractor {
             let Some(file_name) = comps.pop() else {
                 continue; // "./": the root itself
             };
-            if self.flat {
-                if whiteout::classify(&file_name).is_some() {
+            if let Some(kind) = whiteout::classify(&file_name) {
+                if self.flat {
                     let what = "is a whiteout";
                     return Err(ExtractError::NotFlat { entry: name, what });
                 }
-                let kind = entry.header().entry_type();
-                if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
-                    self.keep_link(&mut entry, raw, kind, &name);
-                    continue;
-                }
-            }
-            if let Some(kind) = whiteout::classify(&file_name) {
                 let removed = whiteout::apply(&mut self.resolver, &name, &comps, kind, &written)?;
                 self.forget(&removed);
                 continue;
             }
-            let resolved = self.resolver.resolve_dir(&name, &comps, true);
-            // Implicit parents take a block each, whether or not the entry then succeeds.
-            let created = self.resolver.take_created();
-            self.charge(created.saturating_mul(self.block))?;
-            let Some(parent) = resolved? else {
+            let kind = entry.header().entry_type();
+            if self.flat && matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+                self.keep_link(&mut entry, raw, kind, &name);
+                continue;
+            }
+            let Some(parent) = self.resolve_parent(&name, &comps)? else {
                 continue;
             };
             let rel = parent.join(&file_name);
             let full = self.resolver.root().join(&rel);
-            let kind = entry.header().entry_type();
-            let header = entry.header();
-            let mode = header.mode().unwrap_or(0o644) & MODE_MASK;
-            let mtime = header.mtime().unwrap_or(0) as i64;
-            let owner = match (header.uid(), header.gid()) {
-                (Ok(u), Ok(g)) if self.privileged => Some((u as u32, g as u32)),
-                _ => None,
-            };
+            let mode = entry.header().mode().unwrap_or(0o644) & MODE_MASK;
+            let (mtime, owner) = self.time_and_owner(entry.header());
             let xattrs = self.keep_user_xattrs(collect_xattrs(&mut entry), &rel);
             use tar::EntryType as T;
             match kind {
@@ -264,11 +250,7 @@ impl Extractor {
                     stats.bytes_written += n;
                 }
                 T::Symlink | T::Link => {
-                    let target = entry
-                        .link_name_bytes()
-                        .map(|c| c.into_owned())
-                        .unwrap_or_default();
-                    self.link(&name, &full, kind, &target)?;
+                    self.link(&name, &full, kind, &link_target(&entry))?;
                     if kind == T::Symlink {
                         symlink_meta(&full, owner, &xattrs, mtime);
                     }
@@ -392,16 +374,8 @@ impl Extractor {
         kind: tar::EntryType,
         name: &str,
     ) {
-        let header = entry.header();
-        let mtime = header.mtime().unwrap_or(0) as i64;
-        let owner = match (header.uid(), header.gid()) {
-            (Ok(u), Ok(g)) if self.privileged => Some((u as u32, g as u32)),
-            _ => None,
-        };
-        let target = entry
-            .link_name_bytes()
-            .map(|c| c.into_owned())
-            .unwrap_or_default();
+        let (mtime, owner) = self.time_and_owner(entry.header());
+        let target = link_target(entry);
         let xattrs = self.keep_user_xattrs(collect_xattrs(entry), Path::new(name));
         self.links.push(Link {
             raw,
@@ -411,6 +385,29 @@ impl Extractor {
             owner,
             xattrs,
         });
+    }
+
+    /// The directory `comps` (of entry `name`) resolved inside the root and made where missing;
+    /// `None` when it cannot be.
+    fn resolve_parent(
+        &mut self,
+        name: &str,
+        comps: &[OsString],
+    ) -> Result<Option<PathBuf>, ExtractError> {
+        let resolved = self.resolver.resolve_dir(name, comps, true);
+        // Implicit parents take a block each, whether or not the entry then succeeds.
+        let created = self.resolver.take_created();
+        self.charge(created.saturating_mul(self.block))?;
+        resolved
+    }
+
+    /// An entry's mtime, and its owner when ownership is applied (as root).
+    fn time_and_owner(&self, header: &tar::Header) -> (i64, Option<(u32, u32)>) {
+        let owner = match (header.uid(), header.gid()) {
+            (Ok(u), Ok(g)) if self.privileged => Some((u as u32, g as u32)),
+            _ => None,
+        };
+        (header.mtime().unwrap_or(0) as i64, owner)
     }
 
     /// Make `full` a symlink to `target` or (`kind` [`tar::EntryType::Link`]) a hardlink.
@@ -579,6 +576,14 @@ impl Extractor {
         self.resolver.invalidate();
         Ok(())
     }
+}
+
+/// What a symlink or hardlink entry points to.
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>) -> Vec<u8> {
+    entry
+        .link_name_bytes()
+        .map(|c| c.into_owned())
+        .unwrap_or_default()
 }
 
 /// A new symlink's owner, extended attributes and time.

@@ -120,10 +120,8 @@ pub fn apply(
         let done = worker.map_err(|why| stream(object, &why))?;
         applied.entries += done.entries;
         applied.bytes_written += done.bytes_written;
-        let mut kept = finisher.absorb(done.extractor);
-        for (segment, count) in done.links {
-            links.push((segment, kept.drain(..count).collect()));
-        }
+        finisher.absorb(done.extractor);
+        links.extend(done.links);
     }
     links.sort_by_key(|(segment, _)| *segment);
     let extract = |source| ReadError::Extract {
@@ -315,8 +313,8 @@ struct Done {
     extractor: Extractor,
     entries: u64,
     bytes_written: u64,
-    /// The segments whose links it kept, with how many each (in the extractor's order).
-    links: Vec<(usize, usize)>,
+    /// The links it kept, by segment.
+    links: Vec<(usize, Vec<Link>)>,
 }
 
 impl Worker<'_> {
@@ -327,12 +325,11 @@ impl Worker<'_> {
             let Some(frames) = self.segments.get(s) else {
                 break;
             };
-            let before = extractor.links_kept();
             match self.segment(&mut extractor, frames.clone()) {
                 Ok((n, bytes)) => {
                     entries += n;
                     bytes_written += bytes;
-                    links.push((s, extractor.links_kept() - before));
+                    links.push((s, extractor.take_links()));
                 }
                 Err(err) => {
                     if let Some(err) = err {
