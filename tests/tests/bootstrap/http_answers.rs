@@ -313,11 +313,12 @@ fn a_50_mb_output_streams_whole_through_a_function_url() {
     assert_eq!(bytes.len(), expected.len(), "{}", function.log());
     assert!(bytes == expected.as_bytes(), "the streamed bytes differ");
     assert_eq!(headers["content-type"], "application/octet-stream");
-    assert!(
-        function.log().contains("HTTP answer streamed"),
-        "{}",
-        function.log()
+    let log = function.log_with(
+        "HTTP answer streamed",
+        1,
+        std::time::Duration::from_secs(10),
     );
+    assert!(log.contains("HTTP answer streamed"), "{log}");
 }
 
 #[test]

@@ -42,13 +42,9 @@ fn streamed_failures_carry_their_status_and_scar_error_through_the_prelude() {
         "{:?}",
         started.elapsed()
     );
-    let streamed = function.log().matches("HTTP answer streamed").count();
-    assert_eq!(
-        streamed,
-        2,
-        "both failures went as streams:\n{}",
-        function.log()
-    );
+    let log = function.log_with("HTTP answer streamed", 2, Duration::from_secs(10));
+    let streamed = log.matches("HTTP answer streamed").count();
+    assert_eq!(streamed, 2, "both failures went as streams:\n{log}");
 }
 
 #[test]

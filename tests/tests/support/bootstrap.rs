@@ -654,6 +654,20 @@ impl Function {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it holds `count` lines matching `pattern`, or after `timeout` whatever it
+    /// holds: a line the bootstrap writes after it has answered (an answer streamed) may come
+    /// a moment after the caller has the whole answer.
+    pub fn log_with(&self, pattern: &str, count: usize, timeout: Duration) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if log.matches(pattern).count() >= count || Instant::now() >= until {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Wait up to `timeout` for the bootstrap to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let until = Instant::now() + timeout;
