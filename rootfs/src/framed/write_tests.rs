@@ -58,6 +58,7 @@ pub(crate) fn tree() -> tempfile::TempDir {
 fn options() -> WriteOptions {
     WriteOptions {
         level: 3,
+        compress_literals: false,
         frame_target: TARGET,
         threads: 3,
     }
@@ -326,4 +327,33 @@ fn an_unreadable_tree_names_the_path_and_bad_options_are_refused() {
         .unwrap_err();
         assert!(matches!(err, WriteError::Options(_)), "{err}");
     }
+}
+
+#[test]
+fn literals_are_left_raw_unless_asked_for_and_both_decode_to_the_same_tar() {
+    // Six-bit noise: no matches worth taking, so nearly every byte is a literal, which a
+    // Huffman code stores in about six bits and a raw literal in eight.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("noise"), noise(256 * 1024, 7)).unwrap();
+    let config = ImageConfig::default();
+    let sized = |compress_literals| {
+        let mut out = Vec::new();
+        let options = WriteOptions {
+            compress_literals,
+            ..options()
+        };
+        let written = write_tree(dir.path(), &config, "t:t", &mut out, &options).unwrap();
+        let tar: Vec<u8> = frames_of(&out).1.concat();
+        (written.index.compressed_size(), tar)
+    };
+    let (raw, raw_tar) = sized(false);
+    let (huffman, huffman_tar) = sized(true);
+    assert_eq!(raw_tar, huffman_tar);
+    assert!(raw > 256 * 1024, "raw literals take a byte each: {raw}");
+    assert!(
+        huffman < 256 * 1024 * 7 / 8,
+        "Huffman-coded literals take about six bits: {huffman}"
+    );
+    assert_eq!(WriteOptions::default().level, DEFAULT_LEVEL);
+    assert!(!WriteOptions::default().compress_literals);
 }
