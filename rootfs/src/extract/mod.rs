@@ -27,7 +27,6 @@ mod whiteout;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -486,7 +485,6 @@ impl Extractor {
         owner: Option<(u32, u32)>,
         xattrs: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<u64, ExtractError> {
-        use std::os::unix::fs::OpenOptionsExt;
         // Created with its final mode when the umask takes nothing from it (a descriptor opened
         // for writing stays writable whatever the mode), so no fchmod follows. Not with
         // extended attributes: setting `user.*` ones needs write permission on the file.
@@ -494,14 +492,7 @@ impl Extractor {
             && self
                 .creation_mask
                 .is_some_and(|mask| mode & (mask | 0o7000) == 0);
-        let create = || {
-            File::options()
-                .write(true)
-                .create_new(true)
-                .mode(if direct { mode } else { 0o600 })
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(full)
-        };
+        let create = || fsops::create_file(full, if direct { mode } else { 0o600 });
         // Most names are new: try first, and clear the way only when something is there (an
         // lstat per file less; O_EXCL never follows a symlink, so one there is replaced too).
         let file = match create() {

@@ -1,6 +1,7 @@
 //! Unit tests of layer application: semantics and hostile archives.
 
 use super::*;
+use std::fs::File;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 /// A tar built entry by entry, with raw names so hostile ones can be written.
@@ -590,4 +591,56 @@ fn a_default_acl_on_the_root_makes_every_file_take_the_fchmod_path() {
     apply_all(&s.root, &[layer]).unwrap();
     let meta = std::fs::metadata(s.root.join("run")).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o755);
+}
+
+#[test]
+fn openat2_and_the_component_walk_open_the_same_directories_and_refuse_the_same_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(root.join("a/file"), b"x").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("a/out")).unwrap();
+    std::os::unix::fs::symlink("b", root.join("a/inner")).unwrap();
+    let root_fd = fsops::open_root(&root).unwrap();
+    let ino = |fd: &std::os::fd::OwnedFd| nix::sys::stat::fstat(fd).unwrap().st_ino;
+    let walk = |rel: &str| {
+        let names: Vec<&std::ffi::OsStr> = Path::new(rel).iter().collect();
+        fsops::open_walking(&root_fd, &names)
+    };
+    // This kernel has openat2 (5.6 and later): both ways must be tested here.
+    let Some(opened) = fsops::open_beneath(&root_fd, Path::new("a/b/c")) else {
+        panic!("openat2 refused on this machine: the test cannot compare the two ways");
+    };
+    let want = std::fs::metadata(root.join("a/b/c")).unwrap().ino();
+    assert_eq!(ino(&opened.unwrap()), want);
+    assert_eq!(ino(&walk("a/b/c").unwrap()), want);
+    // A symlink anywhere on the way, a file, or nothing: neither opens it.
+    for rel in [
+        "a/out",
+        "a/inner/c",
+        "a/out/x",
+        "a/file",
+        "a/file/x",
+        "a/gone",
+    ] {
+        let by_openat2 = fsops::open_beneath(&root_fd, Path::new(rel)).unwrap();
+        let errno =
+            |r: std::io::Result<std::os::fd::OwnedFd>| r.err().and_then(|e| e.raw_os_error());
+        let (two, walked) = (errno(by_openat2), errno(walk(rel)));
+        for (how, got) in [("openat2", two), ("walk", walked)] {
+            assert!(
+                matches!(got, Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)),
+                "{how} of {rel}: {got:?}"
+            );
+        }
+    }
+    // Through the public door, a stale record is skipped, never followed outside.
+    let full = root.join("a/out");
+    assert!(
+        fsops::open_dir_beneath(&root_fd, Path::new("a/out"), &full)
+            .unwrap()
+            .is_none()
+    );
 }

@@ -55,7 +55,10 @@ pub(super) async fn resolve(
     } else {
         let end = trailer.index_offset + trailer.index_len - 1;
         match &store {
-            Store::S3(object) => object.range(trailer.index_offset, end).await?,
+            Store::S3(object) => {
+                let recycler = super::recycle::Recycler::new();
+                object.range(trailer.index_offset, end, &recycler).await?
+            }
             Store::File(path) => read_at(path, trailer.index_offset, trailer.index_len)?,
         }
     };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::recycle::Recycler;
 use super::s3_ranges::Object;
 use crate::digest::Digest;
 use crate::framed::format::Index;
@@ -54,6 +55,7 @@ impl FramedImage {
             Store::File(path) => {
                 let (path, name) = (path.clone(), self.name.clone());
                 let mut file: Option<File> = None;
+                let recycler = Recycler::new();
                 let reads = groups.into_iter().map(move |g| {
                     let f = match &file {
                         Some(f) => f,
@@ -61,7 +63,10 @@ impl FramedImage {
                             file.insert(File::open(&path).map_err(|e| format!("open {name}: {e}"))?)
                         }
                     };
-                    pread(f, g.start, g.end + 1 - g.start)
+                    let mut buf = recycler.buffer((g.end + 1 - g.start) as usize);
+                    buf.resize((g.end + 1 - g.start) as usize, 0);
+                    f.read_exact_at(&mut buf, g.start)
+                        .map(|()| recycler.freeze(buf))
                         .map_err(|e| format!("read {name} at {}: {e}", g.start))
                 });
                 Box::new(reads)

@@ -11,6 +11,7 @@ mod error;
 mod framed;
 mod framed_image;
 mod layout;
+mod recycle;
 mod resolved;
 mod s3;
 mod s3_ranges;

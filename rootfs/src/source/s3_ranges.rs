@@ -16,6 +16,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::error::SourceError;
+use super::recycle::Recycler;
 use crate::options::PullOptions;
 use crate::registry::plan;
 
@@ -54,8 +55,13 @@ impl Object {
     }
 
     /// One GET with `range` (a `Range` header value): the body and the object's whole length
-    /// (from `Content-Range`, else the body's length when the whole object came).
-    async fn get(&self, range: &str) -> Result<(Bytes, u64), SourceError> {
+    /// (from `Content-Range`, else the body's length when the whole object came), read into a
+    /// buffer of `recycler`.
+    async fn get(
+        &self,
+        range: &str,
+        recycler: &Arc<Recycler>,
+    ) -> Result<(Bytes, u64), SourceError> {
         let answer = self
             .s3
             .client()
@@ -74,7 +80,7 @@ impl Object {
         // Read into one buffer of the announced size: collecting the chunks and joining them
         // would hold the part twice.
         let announced = answer.content_length().unwrap_or(0).max(0) as u64;
-        let mut buf = Vec::with_capacity(announced.min(2 * plan::PART) as usize);
+        let mut buf = recycler.buffer(announced.min(2 * plan::PART) as usize);
         let mut body = answer.body;
         while let Some(chunk) = body
             .try_next()
@@ -83,7 +89,7 @@ impl Object {
         {
             buf.extend_from_slice(&chunk);
         }
-        let body = Bytes::from(buf);
+        let body = recycler.freeze(buf);
         let total = total.unwrap_or(body.len() as u64);
         Ok((body, total))
     }
@@ -91,19 +97,25 @@ impl Object {
     /// The object's last `n` bytes (all of it when it is smaller) and its length: one suffix
     /// range GET.
     pub async fn tail(&self, n: u64) -> Result<(Bytes, u64), SourceError> {
-        let (body, total) = self.get(&format!("bytes=-{n}")).await?;
+        let (body, total) = self.get(&format!("bytes=-{n}"), &Recycler::new()).await?;
         // A server that ignores the range sends the whole object: keep its tail.
         let keep = (body.len() as u64).min(n) as usize;
         Ok((body.slice(body.len() - keep..), total))
     }
 
-    /// Bytes `start..=end`, exactly, asked again alone when the answer fails or is short.
-    pub async fn range(&self, start: u64, end: u64) -> Result<Bytes, SourceError> {
+    /// Bytes `start..=end`, exactly, asked again alone when the answer fails or is short, read
+    /// into a buffer of `recycler`.
+    pub async fn range(
+        &self,
+        start: u64,
+        end: u64,
+        recycler: &Arc<Recycler>,
+    ) -> Result<Bytes, SourceError> {
         let want = end.saturating_sub(start) + 1;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let detail = match self.get(&format!("bytes={start}-{end}")).await {
+            let detail = match self.get(&format!("bytes={start}-{end}"), recycler).await {
                 Ok((body, _)) if body.len() as u64 == want => return Ok(body),
                 Ok((body, _)) => format!(
                     "bytes {start}-{end} came back as {} bytes of {want}",
@@ -135,11 +147,14 @@ impl Object {
         let runtime = tokio::runtime::Handle::current();
         let (arrived, receiver) = tokio::sync::mpsc::channel(read_ahead(in_flight));
         let object = self.clone();
+        let recycler = Recycler::new();
         let driver = runtime.spawn(async move {
             let mut downloads = futures::stream::iter(spans)
                 .map(|(start, end)| {
-                    let object = object.clone();
-                    Aborting(tokio::spawn(async move { object.range(start, end).await }))
+                    let (object, recycler) = (object.clone(), recycler.clone());
+                    Aborting(tokio::spawn(async move {
+                        object.range(start, end, &recycler).await
+                    }))
                 })
                 .buffered(in_flight.max(1));
             while let Some(joined) = downloads.next().await {
@@ -172,7 +187,10 @@ impl Object {
             path: dest.to_owned(),
             source,
         };
-        let (first, total) = self.get(&format!("bytes=0-{}", plan::PART - 1)).await?;
+        let recycler = Recycler::new();
+        let (first, total) = self
+            .get(&format!("bytes=0-{}", plan::PART - 1), &recycler)
+            .await?;
         let file = std::fs::File::create(dest).map_err(|e| io("create", e))?;
         let file = Arc::new(file);
         // A server that ignores the range sends the whole object: it is all there then.
@@ -192,7 +210,10 @@ impl Object {
             vec![(have, total - 1)]
         };
         let mut parts = futures::stream::iter(spans)
-            .map(|(start, end)| async move { self.range(start, end).await.map(|b| (start, b)) })
+            .map(|(start, end)| {
+                let recycler = &recycler;
+                async move { self.range(start, end, recycler).await.map(|b| (start, b)) }
+            })
             .buffer_unordered(in_flight.max(1));
         while let Some(part) = parts.next().await {
             let (offset, bytes) = part?;
