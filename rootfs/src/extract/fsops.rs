@@ -2,9 +2,10 @@
 //! unprivileged user is not allowed to do.
 
 use std::ffi::CString;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path};
@@ -20,24 +21,40 @@ fn cpath(path: &Path) -> Result<CString, ExtractError> {
     })
 }
 
-/// A new file at `path`, open for writing, created with `mode` (less the umask) and never
-/// through a symlink (`O_EXCL`, `O_NOFOLLOW`).
+/// A new file `name` in the directory `dir`, open for writing, created with `mode` (less the
+/// umask) and never through a symlink (`O_EXCL`, `O_NOFOLLOW`).
 ///
 /// `openat(2)` itself rather than `std`'s `open`: musl's `open` follows every `O_CLOEXEC` open
 /// with an `fcntl(F_SETFD)` for kernels that ignored the flag (before 2.6.23), a system call per
 /// file of the image for nothing.
-pub(super) fn create_file(path: &Path, mode: u32) -> io::Result<File> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+pub(super) fn create_file_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<File> {
+    let c =
+        CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `c` is NUL-terminated and outlives the call; with O_CREAT the mode is read as
-    // the variadic argument, passed as the `c_uint` the kernel takes.
-    let fd = unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags, mode as libc::c_uint) };
+    // SAFETY: `dir` is an open descriptor borrowed for the call, `c` is NUL-terminated and
+    // outlives it; with O_CREAT the mode is read as the variadic argument, passed as the
+    // `c_uint` the kernel takes.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` was just returned by openat and is owned by nobody else.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// The directory `path` open as `O_PATH` (a handle for `openat`, needing only search
+/// permission), its last component not followed.
+pub(super) fn open_path_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `c` is NUL-terminated and outlives the call; the flags ask for nothing unusual.
+    let fd = unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `mkdir` with a mode.

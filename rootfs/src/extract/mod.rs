@@ -245,7 +245,9 @@ impl Extractor {
                     fsops::set_xattrs(&full, fsops::XattrTarget::Path, &xattrs);
                 }
                 T::Regular | T::Continuous | T::GNUSparse => {
-                    let n = self.write_file(&mut entry, &full, mode, mtime, owner, &xattrs)?;
+                    let at = (parent.as_path(), file_name.as_os_str());
+                    let n =
+                        self.write_file(&mut entry, at, &full, (mode, mtime, owner), &xattrs)?;
                     stats.bytes_written += n;
                 }
                 T::Symlink | T::Link => {
@@ -476,13 +478,14 @@ impl Extractor {
         }
     }
 
+    /// Write the file `name` in `dir` (resolved, relative to the root), `full` being its
+    /// path, with `meta` (mode, mtime, owner when applied) and `xattrs`.
     fn write_file(
         &mut self,
         entry: &mut impl Read,
+        (dir, name): (&Path, &std::ffi::OsStr),
         full: &Path,
-        mode: u32,
-        mtime: i64,
-        owner: Option<(u32, u32)>,
+        (mode, mtime, owner): (u32, i64, Option<(u32, u32)>),
         xattrs: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<u64, ExtractError> {
         // Created with its final mode when the umask takes nothing from it (a descriptor opened
@@ -492,13 +495,17 @@ impl Extractor {
             && self
                 .creation_mask
                 .is_some_and(|mask| mode & (mask | 0o7000) == 0);
-        let create = || fsops::create_file(full, if direct { mode } else { 0o600 });
+        let create_mode = if direct { mode } else { 0o600 };
+        let create = |resolver: &mut Resolver| {
+            let at = resolver.open_dir(dir)?;
+            fsops::create_file_at(at, name, create_mode)
+        };
         // Most names are new: try first, and clear the way only when something is there (an
         // lstat per file less; O_EXCL never follows a symlink, so one there is replaced too).
-        let file = match create() {
+        let file = match create(&mut self.resolver) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 self.replace(full, false)?;
-                create()
+                create(&mut self.resolver)
             }
             other => other,
         };

@@ -9,10 +9,12 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::error::ExtractError;
+use super::fsops;
 
 /// Symlinks followed while resolving one name before giving up, as Linux's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
@@ -44,6 +46,10 @@ pub(super) struct Resolver {
     /// Implicit parent directories created since [`Resolver::take_created`] was last called:
     /// they occupy space the extractor must charge.
     created: u64,
+    /// The directory (relative to the root) files were last created in, open as `O_PATH`:
+    /// consecutive entries of a tar share their parent, and creating each relative to it
+    /// spares the kernel a walk from the root per file. Dropped with the memo.
+    dir: Option<(PathBuf, OwnedFd)>,
 }
 
 impl Resolver {
@@ -53,6 +59,7 @@ impl Resolver {
             root: root.to_owned(),
             memo: HashMap::new(),
             created: 0,
+            dir: None,
         }
     }
 
@@ -69,6 +76,21 @@ impl Resolver {
     /// Forget memoised answers: the tree changed shape.
     pub(super) fn invalidate(&mut self) {
         self.memo.clear();
+        self.dir = None;
+    }
+
+    /// `real` (a directory relative to the root, as [`Resolver::resolve_dir`] answered, made
+    /// only of real directories) open for `openat`: the same descriptor as for the previous
+    /// file when it is the same directory and the tree has not changed shape since.
+    pub(super) fn open_dir(&mut self, real: &Path) -> io::Result<BorrowedFd<'_>> {
+        if self.dir.as_ref().is_none_or(|(at, _)| at != real) {
+            let fd = fsops::open_path_dir(&self.root.join(real))?;
+            self.dir = Some((real.to_owned(), fd));
+        }
+        match &self.dir {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        }
     }
 
     /// The real directory (relative to the root, made only of real directories) that `dir`
@@ -83,8 +105,17 @@ impl Resolver {
         if let Some(hit) = self.memo.get(dir) {
             return Ok(Some(hit.clone()));
         }
-        let mut real: Vec<OsString> = Vec::new();
-        let mut pending: std::collections::VecDeque<OsString> = dir.iter().cloned().collect();
+        // Start after the longest prefix already resolved (the parent of a new directory,
+        // usually): only the components past it are looked at, not every one from the root.
+        let (mut real, from): (Vec<OsString>, usize) = (1..dir.len())
+            .rev()
+            .find_map(|k| {
+                let hit = self.memo.get(&dir[..k])?;
+                Some((hit.iter().map(OsStr::to_owned).collect(), k))
+            })
+            .unwrap_or_default();
+        let mut pending: std::collections::VecDeque<OsString> =
+            dir[from..].iter().cloned().collect();
         let mut followed = 0usize;
         while let Some(component) = pending.pop_front() {
             if component.is_empty() || component == "." {
@@ -211,6 +242,35 @@ mod tests {
         let mut r = Resolver::new(tmp.path());
         let got = r.resolve_dir("var/run/x", &comps("var/run"), true).unwrap();
         assert_eq!(got, Some(PathBuf::from("run")));
+    }
+
+    #[test]
+    fn a_resolved_prefix_is_continued_from_where_it_really_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("run")).unwrap();
+        std::fs::create_dir(tmp.path().join("var")).unwrap();
+        std::os::unix::fs::symlink("/run", tmp.path().join("var/run")).unwrap();
+        let mut r = Resolver::new(tmp.path());
+        assert_eq!(
+            r.resolve_dir("var/run/x", &comps("var/run"), true).unwrap(),
+            Some(PathBuf::from("run"))
+        );
+        // `var/run` is known: the rest goes on from `run`, not from the literal path.
+        let got = r.resolve_dir("var/run/a/b/x", &comps("var/run/a/b"), true);
+        assert_eq!(got.unwrap(), Some(PathBuf::from("run/a/b")));
+        assert!(tmp.path().join("run/a/b").is_dir());
+        assert!(
+            !tmp.path()
+                .join("var/run/a")
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_dir())
+        );
+        // Once the shape changes, nothing known before is trusted.
+        std::fs::remove_file(tmp.path().join("var/run")).unwrap();
+        std::fs::create_dir(tmp.path().join("var/run")).unwrap();
+        r.invalidate();
+        let got = r.resolve_dir("var/run/a/x", &comps("var/run/a"), true);
+        assert_eq!(got.unwrap(), Some(PathBuf::from("var/run/a")));
     }
 
     #[test]

@@ -644,3 +644,35 @@ fn openat2_and_the_component_walk_open_the_same_directories_and_refuse_the_same_
             .is_none()
     );
 }
+
+#[test]
+fn files_go_into_the_directory_that_is_there_now_after_it_was_removed_or_replaced() {
+    let s = sandbox();
+    let mut x = Extractor::new(&s.root, u64::MAX);
+    // Files are created relative to their parent's descriptor, kept from one file to the next:
+    // a directory removed since (a whiteout, a symlink or a file in its place) must not keep
+    // receiving files where nobody will see them.
+    let lower = Tar::default().file("d/x", "1").file("e/x", "1").done();
+    x.apply_layer(&lower[..]).unwrap();
+    let upper = Tar::default()
+        .file("d/y", "2")
+        .file(".wh.d", "")
+        .file("d/z", "3")
+        .file("e/y", "2")
+        .symlink("e", "d")
+        .file("e/w", "4")
+        .done();
+    x.apply_layer(&upper[..]).unwrap();
+    x.finish().unwrap();
+    let read = |p: &str| std::fs::read_to_string(s.root.join(p)).ok();
+    assert_eq!(read("d/z").as_deref(), Some("3"));
+    assert_eq!(read("d/x"), None);
+    assert_eq!(read("d/y"), None, "whited out with its directory");
+    assert_eq!(read("e/w").as_deref(), Some("4"));
+    assert_eq!(
+        read("d/w").as_deref(),
+        Some("4"),
+        "through the symlink e -> d"
+    );
+    assert!(s.root.join("e").symlink_metadata().unwrap().is_symlink());
+}
