@@ -12,10 +12,10 @@
 //!   buffer of the reader) is larger than the target. The last frame ends with the tar's two
 //!   zero blocks. Concatenated in order, the frames' contents are the whole tar.
 //! - The index ([`Index`], JSON) lists each frame's offset, compressed length, content size and
-//!   the SHA-256 of its compressed bytes, and carries the image's runtime config. A reader
-//!   checks a frame's bytes before it decodes them: nothing unverified reaches the decoder, and
-//!   hashing the compressed bytes costs a third of hashing the tar (the CPU a cold start has
-//!   least of).
+//!   the BLAKE3 digest of its compressed bytes ([`FrameDigest`]; SHA-256 in the previous format,
+//!   still read), and carries the image's runtime config. A reader checks a frame's bytes before
+//!   it decodes them: nothing unverified reaches the decoder, and hashing the compressed bytes
+//!   costs a third of hashing the tar (the CPU a cold start has least of).
 //! - The trailer ([`Trailer`]) is the object's last [`TRAILER_LEN`] bytes: magic, the index's
 //!   offset, length and SHA-256. A reader asks for the object's tail first (one suffix range
 //!   GET), finds the index there (or asks for it), checks it against the trailer and, when the
@@ -25,6 +25,7 @@
 //! In the cache, a framed image is one layer whose DiffID is the index digest, so its ChainID
 //! (the cache key) is the index digest too ([`Index::chain_id`]).
 
+pub use super::frame_digest::FrameDigest;
 use crate::digest::Digest;
 use crate::image::ImageConfig;
 
@@ -34,8 +35,11 @@ pub const TRAILER_LEN: usize = 64;
 /// The trailer's first 8 bytes.
 pub const MAGIC: &[u8; 8] = b"SCARFRM1";
 
-/// The `format` field of every index this version writes and reads.
-pub const FORMAT: &str = "scar-frames/2";
+/// The `format` field of every index this version writes: frames checked by BLAKE3.
+pub const FORMAT: &str = "scar-frames/3";
+
+/// The previous format, still read: the same but frames checked by SHA-256.
+pub const FORMAT_SHA256: &str = "scar-frames/2";
 
 /// Uncompressed tar bytes a writer puts in a frame before it starts the next one.
 pub const FRAME_TARGET: u64 = 4 * 1024 * 1024;
@@ -150,8 +154,8 @@ pub struct Frame {
     pub length: u64,
     /// Uncompressed length (tar bytes).
     pub size: u64,
-    /// SHA-256 of the compressed bytes (the `length` bytes at `offset`).
-    pub digest: Digest,
+    /// Digest of the compressed bytes (the `length` bytes at `offset`).
+    pub digest: FrameDigest,
     /// Whether the frame goes on with the previous frame's last entry instead of beginning at
     /// an entry boundary.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -161,7 +165,7 @@ pub struct Frame {
 /// The index of a framed image.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Index {
-    /// Always [`FORMAT`].
+    /// [`FORMAT`] (or [`FORMAT_SHA256`], read but no longer written).
     pub format: String,
     /// The image it was made from, as the writer named it (for messages only).
     pub source: String,
@@ -195,7 +199,7 @@ impl Index {
         }
         let index: Self =
             serde_json::from_slice(bytes).map_err(|e| FormatError::IndexJson(e.to_string()))?;
-        if index.format != FORMAT {
+        if index.format != FORMAT && index.format != FORMAT_SHA256 {
             return Err(FormatError::IndexJson(format!(
                 "format `{}`, this scar reads `{FORMAT}` (another version of scar wrote it: push the image again with this one)",
                 index.format

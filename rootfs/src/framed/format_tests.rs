@@ -5,7 +5,7 @@ fn frame(offset: u64, length: u64, continues: bool) -> Frame {
         offset,
         length,
         size: 10,
-        digest: Digest::of(b"x"),
+        digest: FrameDigest::of(b"x"),
         continues,
     }
 }

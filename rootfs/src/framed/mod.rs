@@ -3,6 +3,7 @@
 //! The layout is in [`format`].
 
 pub mod format;
+pub mod frame_digest;
 pub mod parallel;
 pub mod read;
 mod tar_walk;

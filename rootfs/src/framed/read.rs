@@ -5,7 +5,6 @@
 use std::ops::Range;
 
 use super::format::{Frame, Index};
-use crate::digest::Digest;
 use crate::extract::ExtractError;
 
 /// Compressed bytes a range request asks for at most, unless one frame alone is larger: frames
@@ -98,7 +97,7 @@ pub(super) fn decode_into(
     mut out: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
     // The bytes checked before they are decoded: nothing unverified reaches the decoder.
-    let digest = Digest::of(compressed);
+    let digest = frame.digest.of_like(compressed);
     if digest != frame.digest {
         return Err(format!(
             "its bytes are {digest}, the index says {}",

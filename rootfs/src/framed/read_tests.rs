@@ -3,7 +3,8 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::*;
-use crate::framed::format::{FORMAT, TRAILER_LEN, Trailer};
+use crate::digest::Digest;
+use crate::framed::format::{FORMAT, FORMAT_SHA256, FrameDigest, TRAILER_LEN, Trailer};
 use crate::image::ImageConfig;
 use crate::options::PullOptions;
 use crate::pull::{self, PullError};
@@ -55,7 +56,7 @@ pub(crate) fn framed(frames: &[(&[u8], bool)], entries: u64) -> (Vec<u8>, Index)
             offset: out.len() as u64,
             length: compressed.len() as u64,
             size: tar.len() as u64,
-            digest: Digest::of(&compressed),
+            digest: FrameDigest::of(&compressed),
             continues,
         });
         out.extend_from_slice(&compressed);
@@ -162,7 +163,7 @@ fn a_corrupt_frame_byte_is_refused_naming_the_frame() {
 fn a_frame_whose_digest_in_the_index_lies_is_refused() {
     let tar = tar_bytes();
     let (object, mut index) = object(&tar);
-    index.frames[1].digest = Digest::of(b"something else");
+    index.frames[1].digest = FrameDigest::of(b"something else");
     let dir = tempfile::tempdir().unwrap();
     let err = apply_parts(&index, parts(&object, &index), dir.path()).unwrap_err();
     let text = err.to_string();
@@ -181,7 +182,7 @@ fn a_frame_that_is_its_digest_but_no_zstd_is_refused_before_anything_is_written(
     let f = index.frames[0].clone();
     let garbage = &mut object[f.offset as usize..(f.offset + f.length) as usize];
     garbage.fill(0x5a);
-    index.frames[0].digest = Digest::of(garbage);
+    index.frames[0].digest = FrameDigest::of(garbage);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
@@ -190,6 +191,33 @@ fn a_frame_that_is_its_digest_but_no_zstd_is_refused_before_anything_is_written(
     assert!(matches!(err, ReadError::Corrupt { frame: 1, .. }), "{text}");
     assert!(text.contains("does not decode"), "{text}");
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "{text}");
+}
+
+#[test]
+fn an_object_of_the_previous_format_with_sha256_frames_is_still_read_and_checked() {
+    let tar = tar_bytes();
+    let (object, mut index) = object(&tar);
+    index.format = FORMAT_SHA256.into();
+    for f in &mut index.frames {
+        let bytes = &object[f.offset as usize..(f.offset + f.length) as usize];
+        f.digest = FrameDigest::Sha256(Digest::of(bytes));
+    }
+    let frames_end = index.compressed_size() as usize;
+    let (sealed, index) = seal(object[..frames_end].to_vec(), index);
+    let dir = tempfile::tempdir().unwrap();
+    let applied = apply_parts(&index, parts(&sealed, &index), dir.path()).unwrap();
+    assert_eq!(applied.entries, 3);
+    assert_eq!(
+        std::fs::read(dir.path().join("etc/hello")).unwrap(),
+        b"hello, framed\n"
+    );
+    // Its SHA-256 digests are checked as such: one that lies is refused.
+    let mut lying = index.clone();
+    lying.frames[1].digest = FrameDigest::Sha256(Digest::of(b"something else"));
+    let other = tempfile::tempdir().unwrap();
+    let err = apply_parts(&lying, parts(&sealed, &lying), other.path()).unwrap_err();
+    assert!(matches!(err, ReadError::Corrupt { frame: 2, .. }), "{err}");
+    assert!(err.to_string().contains("sha256:"), "{err}");
 }
 
 #[test]

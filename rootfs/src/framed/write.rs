@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use super::format::{FORMAT, FRAME_TARGET, Frame, Index, Trailer};
+use super::format::{FORMAT, FRAME_TARGET, Frame, FrameDigest, Index, Trailer};
 use super::tar_walk::{Framer, Job, walk};
 use crate::digest::Digest;
 use crate::image::ImageConfig;
@@ -179,7 +179,7 @@ struct Done {
     seq: u64,
     compressed: Vec<u8>,
     size: u64,
-    digest: Digest,
+    digest: FrameDigest,
     continues: bool,
     buf: Vec<u8>,
 }
@@ -217,7 +217,7 @@ fn compress_frames(
             .map_err(WriteError::Compress)
             .map(|compressed| Done {
                 seq: job.seq,
-                digest: Digest::of(&compressed),
+                digest: FrameDigest::of(&compressed),
                 compressed,
                 size: job.tar.len() as u64,
                 continues: job.continues,

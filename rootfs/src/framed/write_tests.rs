@@ -96,7 +96,7 @@ pub(crate) fn frames_of(object: &[u8]) -> (Index, Vec<Vec<u8>>) {
         .map(|f| {
             let range = &object[f.offset as usize..(f.offset + f.length) as usize];
             assert_eq!(
-                Digest::of(range),
+                FrameDigest::of(range),
                 f.digest,
                 "the digest is of the compressed bytes"
             );
