@@ -11,7 +11,7 @@ use std::sync::Arc;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use tokio::sync::OnceCell;
 
 /// Attempts per S3 request of the bootstrap and of `s3://` image sources (the SDK's standard
@@ -37,11 +37,53 @@ pub struct AwsSettings {
     pub max_attempts: Option<u32>,
 }
 
-/// The HTTP client of every AWS SDK client: hyper with rustls on *ring*.
+/// The HTTP client of every AWS SDK client: hyper with rustls on *ring*, trusting
+/// [`trust_store`].
 pub fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    let context = TlsContext::builder()
+        .with_trust_store(trust_store(|name| std::env::var_os(name)))
+        .build();
+    let builder =
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring));
+    match context {
+        Ok(context) => builder.tls_context(context).build_https(),
+        Err(_) => builder.build_https(),
+    }
+}
+
+/// The roots an AWS connection trusts: Mozilla's, compiled in (as the registry client's are),
+/// and the system's store as well only when `SSL_CERT_FILE` or `SSL_CERT_DIR` names one (a
+/// private CA in front of an S3-compatible server, say).
+///
+/// Reading the system's store is a cold start's first wait: on this Debian host, 22 ms of disk
+/// reads through `/etc/ssl/certs`' hundred symlinks before the first request, on Lambda a
+/// bundle of 200 KB from a cold disk, and every AWS endpoint chains to a root Mozilla lists.
+pub fn trust_store(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> TrustStore {
+    let mut store = TrustStore::empty().with_native_roots(system_store_named(var));
+    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        store.add_pem_certificate(pem(cert));
+    }
+    store
+}
+
+/// Whether `SSL_CERT_FILE` or `SSL_CERT_DIR` names a store of the system's.
+fn system_store_named(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .iter()
+        .any(|name| var(name).is_some_and(|v| !v.is_empty()))
+}
+
+/// A DER certificate as PEM.
+fn pem(der: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+    for line in body.as_bytes().chunks(64) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    out
 }
 
 /// The SDK configuration from the standard chain (environment, profile, on Lambda the
@@ -271,5 +313,47 @@ mod tests {
             Some("http://all:1".to_owned())
         );
         assert_eq!(s3_endpoint_from(env(&[])), None);
+    }
+
+    #[test]
+    fn the_system_store_is_read_only_when_a_variable_names_one() {
+        use std::ffi::OsString;
+        let none = |_: &str| None::<OsString>;
+        assert!(!system_store_named(none));
+        let file = |n: &str| (n == "SSL_CERT_FILE").then(|| OsString::from("/etc/ca.pem"));
+        assert!(system_store_named(file));
+        let dir = |n: &str| (n == "SSL_CERT_DIR").then(|| OsString::from("/etc/ssl/certs"));
+        assert!(system_store_named(dir));
+        let empty = |n: &str| (n == "SSL_CERT_FILE").then(OsString::new);
+        assert!(!system_store_named(empty));
+    }
+
+    #[test]
+    fn the_compiled_in_roots_are_given_as_pem_that_decodes_to_them() {
+        use base64::Engine;
+        let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS;
+        assert!(roots.len() > 100, "{} roots", roots.len());
+        for der in roots {
+            let pem = String::from_utf8(pem(der)).unwrap();
+            let mut lines: Vec<&str> = pem.lines().collect();
+            assert_eq!(lines.remove(0), "-----BEGIN CERTIFICATE-----");
+            assert_eq!(lines.pop(), Some("-----END CERTIFICATE-----"));
+            assert!(lines.iter().all(|l| l.len() <= 64));
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(lines.concat())
+                .unwrap();
+            assert_eq!(body, der.as_ref());
+        }
+        // What the client does with them on its first connection (and panics if it fails):
+        // every one becomes a root of a rustls store.
+        let mut store = rustls::RootCertStore::empty();
+        for der in roots {
+            let pem = pem(der);
+            use rustls::pki_types::pem::PemObject;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                store.add(cert.unwrap()).unwrap();
+            }
+        }
+        assert_eq!(store.len(), roots.len());
     }
 }

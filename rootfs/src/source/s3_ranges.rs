@@ -268,10 +268,12 @@ fn describe(
     )
 }
 
-/// Arrived ranges that may wait for the reader besides the `in_flight` downloading: half as
-/// many (at least one).
-pub fn read_ahead(in_flight: usize) -> usize {
-    (in_flight / 2).max(1)
+/// Arrived ranges that may wait for the reader besides the `in_flight` downloading: one. Its
+/// reader (the framed pull) keeps a window of fetched frames of its own, so a longer queue here
+/// would only hold more buffers (each a whole range, resident since buffers are recycled) while
+/// the cores, not the link, are what the pull waits for.
+pub fn read_ahead(_in_flight: usize) -> usize {
+    1
 }
 
 /// A task aborted when its handle is dropped (a pull that stops stops its downloads).
