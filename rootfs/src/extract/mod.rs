@@ -97,6 +97,31 @@ pub struct Extractor {
     links: Vec<Link>,
 }
 
+/// Directories a thread of [`Extractor::finish`] takes at least (fewer are not worth a thread).
+const MIN_DIRS_PER_THREAD: usize = 64;
+
+/// Give the directories `dirs` (relative to `root`, open as `root_fd`) their final owner, mode
+/// and time; a directory no longer there as a directory is skipped.
+fn apply_dir_meta(
+    root: &Path,
+    root_fd: &std::os::fd::OwnedFd,
+    dirs: &[(PathBuf, DirMeta)],
+) -> Result<(), ExtractError> {
+    for (rel, meta) in dirs {
+        let full = root.join(rel);
+        let Some(dir) = fsops::open_dir_beneath(root_fd, rel, &full)? else {
+            tracing::debug!(dir = %rel.display(), "directory replaced since its entry: its metadata is not applied");
+            continue;
+        };
+        if let Some((u, g)) = meta.owner {
+            fsops::fchown(&dir, u, g);
+        }
+        fsops::fchmod(&dir, &full, meta.mode)?;
+        fsops::set_file_mtime(&dir, meta.mtime);
+    }
+    Ok(())
+}
+
 /// A symlink or hardlink entry kept for later: in a flattened tree extracted by several threads
 /// at once, no symlink exists until every file is written, so no thread's path can cross one.
 pub struct Link {
@@ -282,10 +307,11 @@ impl Extractor {
     /// read-only or its mtime comes after its children are done), and log the extended
     /// attributes that were dropped.
     ///
-    /// Each directory is reached from the root one component at a time with `O_NOFOLLOW` and
-    /// changed through its descriptor: a record whose path now crosses a symlink or a file (a
-    /// later entry replaced a directory) is stale and skipped, never applied where the symlink
-    /// points.
+    /// Each directory is reached from the root with no symlink followed (`openat2`, or one
+    /// component at a time with `O_NOFOLLOW`) and changed through its descriptor: a record whose
+    /// path now crosses a symlink or a file (a later entry replaced a directory) is stale and
+    /// skipped, never applied where the symlink points. The directories of one depth are
+    /// independent, and are shared among the cores.
     pub fn finish(self) -> Result<(), ExtractError> {
         if self.dropped_xattrs > 0 {
             let more = self.dropped_xattrs - self.dropped_examples.len() as u64;
@@ -305,17 +331,42 @@ impl Extractor {
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         let root = self.resolver.root().to_owned();
         let root_fd = fsops::open_root(&root)?;
-        for (rel, meta) in dirs {
-            let full = root.join(&rel);
-            let Some(dir) = fsops::open_dir_beneath(&root_fd, &rel, &full)? else {
-                tracing::debug!(dir = %rel.display(), "directory replaced since its entry: its metadata is not applied");
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        // A depth at a time, deepest first: a directory is reached through its parents, whose
+        // final modes may not let it be.
+        for level in dirs.chunk_by(|a, b| a.0.components().count() == b.0.components().count()) {
+            let per_thread = level.len().div_ceil(threads).max(MIN_DIRS_PER_THREAD);
+            if level.len() <= per_thread {
+                apply_dir_meta(&root, &root_fd, level)?;
                 continue;
-            };
-            if let Some((u, g)) = meta.owner {
-                fsops::fchown(&dir, u, g);
             }
-            fsops::fchmod(&dir, &full, meta.mode)?;
-            fsops::set_file_mtime(&dir, meta.mtime);
+            std::thread::scope(|scope| {
+                let mut inline = Vec::new();
+                let spawned: Vec<_> = level
+                    .chunks(per_thread)
+                    .filter_map(|part| {
+                        let spawned = std::thread::Builder::new()
+                            .name("scar-finish".into())
+                            .spawn_scoped(scope, || apply_dir_meta(&root, &root_fd, part));
+                        // No thread to be had: this one does that part itself.
+                        spawned.map_err(|_| inline.push(part)).ok()
+                    })
+                    .collect();
+                let mut result = inline
+                    .into_iter()
+                    .try_for_each(|part| apply_dir_meta(&root, &root_fd, part));
+                for handle in spawned {
+                    let done = handle.join().unwrap_or_else(|_| {
+                        Err(ExtractError::io(
+                            "finish",
+                            &root,
+                            io::Error::other("a thread applying directory metadata panicked"),
+                        ))
+                    });
+                    result = result.and(done);
+                }
+                result
+            })?;
         }
         Ok(())
     }

@@ -676,3 +676,54 @@ fn files_go_into_the_directory_that_is_there_now_after_it_was_removed_or_replace
     );
     assert!(s.root.join("e").symlink_metadata().unwrap().is_symlink());
 }
+
+#[test]
+fn directories_of_one_depth_shared_among_threads_all_get_their_metadata_deepest_first() {
+    let s = sandbox();
+    let dirs = 3 * MIN_DIRS_PER_THREAD;
+    let mut tar = Tar::default();
+    for i in 0..dirs {
+        tar = tar
+            .entry(&format!("d{i}/"), tar::EntryType::Directory, 0o555, "", b"")
+            .entry(
+                &format!("d{i}/sub/"),
+                tar::EntryType::Directory,
+                0o500,
+                "",
+                b"",
+            )
+            .file(&format!("d{i}/sub/f"), "x");
+    }
+    // A record gone stale in the middle of a level: skipped, nothing applied through it.
+    let tar = tar.file(".wh.d7", "").symlink("d7", "../outside").done();
+    std::fs::set_permissions(&s.outside, std::fs::Permissions::from_mode(0o755)).unwrap();
+    apply_all(&s.root, &[tar]).unwrap();
+    for i in (0..dirs).filter(|&i| i != 7) {
+        for (dir, mode) in [(format!("d{i}"), 0o555), (format!("d{i}/sub"), 0o500)] {
+            let meta = std::fs::symlink_metadata(s.root.join(&dir)).unwrap();
+            assert_eq!(meta.mode() & 0o7777, mode, "{dir}");
+            assert_eq!(
+                meta.mtime(),
+                1_700_000_000,
+                "{dir}: its files were written first"
+            );
+        }
+    }
+    let outside = std::fs::metadata(&s.outside).unwrap();
+    assert_eq!(
+        outside.mode() & 0o7777,
+        0o755,
+        "nothing applied through the symlink"
+    );
+    // Leave the tree removable.
+    for i in 0..dirs {
+        let _ = std::fs::set_permissions(
+            s.root.join(format!("d{i}")),
+            std::fs::Permissions::from_mode(0o755),
+        );
+        let _ = std::fs::set_permissions(
+            s.root.join(format!("d{i}/sub")),
+            std::fs::Permissions::from_mode(0o755),
+        );
+    }
+}
