@@ -65,6 +65,7 @@ pub fn apply(
         window: 2 * threads,
         failure: Mutex::new(None),
         pool: Mutex::new(Vec::new()),
+        decoders: Mutex::new(Vec::new()),
     });
     let segments = segments(index);
     let next = AtomicUsize::new(0);
@@ -177,6 +178,9 @@ struct Shared {
     failure: Mutex<Option<ReadError>>,
     /// Buffers of decoded frames, passed from segment to segment.
     pool: Mutex<Vec<Vec<u8>>>,
+    /// zstd decoders, passed from segment to segment: a new one is some 160 KiB of tables that
+    /// the kernel maps and zeroes for each of a pull's hundreds of segments.
+    decoders: Mutex<Vec<zstd::bulk::Decompressor<'static>>>,
 }
 
 /// Frames fetched and waiting for the thread whose segment they belong to.
@@ -397,10 +401,15 @@ impl SegmentReader {
         let compressed = self.shared.take(i)?;
         let decompressor = match &mut self.decompressor {
             Some(d) => d,
-            None => self.decompressor.insert(
-                zstd::bulk::Decompressor::new()
-                    .map_err(|e| stream(&self.shared.object, &format!("zstd: {e}")))?,
-            ),
+            None => {
+                let kept = self.shared.decoders.lock().ok().and_then(|mut d| d.pop());
+                let decoder = match kept {
+                    Some(d) => d,
+                    None => zstd::bulk::Decompressor::new()
+                        .map_err(|e| stream(&self.shared.object, &format!("zstd: {e}")))?,
+                };
+                self.decompressor.insert(decoder)
+            }
         };
         let mut buf = std::mem::take(&mut self.buf);
         if buf.capacity() == 0 {
@@ -451,6 +460,13 @@ impl Drop for SegmentReader {
             && let Ok(mut pool) = self.shared.pool.lock()
         {
             pool.push(buf);
+        }
+        // A decoder that failed on a frame is left in a state a new frame resets: each frame is
+        // decoded alone, from its start.
+        if let Some(decoder) = self.decompressor.take()
+            && let Ok(mut decoders) = self.shared.decoders.lock()
+        {
+            decoders.push(decoder);
         }
     }
 }
