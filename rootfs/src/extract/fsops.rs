@@ -14,11 +14,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::error::ExtractError;
 
 fn cpath(path: &Path) -> Result<CString, ExtractError> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| ExtractError::Io {
+    c_name(path.as_os_str()).map_err(|source| ExtractError::Io {
         op: "path",
         path: path.to_owned(),
-        source: io::Error::from(io::ErrorKind::InvalidInput),
+        source,
     })
+}
+
+/// `name` NUL-terminated for a system call (a name with a NUL byte is `InvalidInput`).
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 /// A new file `name` in the directory `dir`, open for writing, created with `mode` (less the
@@ -28,8 +33,7 @@ fn cpath(path: &Path) -> Result<CString, ExtractError> {
 /// with an `fcntl(F_SETFD)` for kernels that ignored the flag (before 2.6.23), a system call per
 /// file of the image for nothing.
 pub(super) fn create_file_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<File> {
-    let c =
-        CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c = c_name(name)?;
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: `dir` is an open descriptor borrowed for the call, `c` is NUL-terminated and
     // outlives it; with O_CREAT the mode is read as the variadic argument, passed as the
@@ -45,8 +49,7 @@ pub(super) fn create_file_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io
 /// The directory `path` open as `O_PATH` (a handle for `openat`, needing only search
 /// permission), its last component not followed.
 pub(super) fn open_path_dir(path: &Path) -> io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c = c_name(path.as_os_str())?;
     let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: `c` is NUL-terminated and outlives the call; the flags ask for nothing unusual.
     let fd = unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags) };
@@ -117,13 +120,12 @@ pub(super) fn open_dir_beneath(
 
 /// The directory `names` below `root`, opened one component at a time with `O_NOFOLLOW`
 /// (intermediate ones as `O_PATH`): where `openat2` is refused.
-pub(super) fn open_walking(root: &OwnedFd, names: &[&std::ffi::OsStr]) -> io::Result<OwnedFd> {
+pub(super) fn open_walking(root: &OwnedFd, names: &[&OsStr]) -> io::Result<OwnedFd> {
     let mut current: Option<OwnedFd> = None;
     for (i, name) in names.iter().enumerate() {
         let last = i + 1 == names.len();
         let access = if last { libc::O_RDONLY } else { libc::O_PATH };
-        let c = CString::new(name.as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let c = c_name(name)?;
         let dirfd = current.as_ref().unwrap_or(root).as_raw_fd();
         // SAFETY: `dirfd` is an open descriptor owned by this function or the caller, `c` is
         // NUL-terminated and outlives the call.

@@ -97,6 +97,12 @@ pub struct Extractor {
     links: Vec<Link>,
 }
 
+/// Threads an extraction spreads over: one per core, at most 8 (Lambda gives a function at most
+/// 6).
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
 /// Directories a thread of [`Extractor::finish`] takes at least (fewer are not worth a thread).
 const MIN_DIRS_PER_THREAD: usize = 64;
 
@@ -331,7 +337,7 @@ impl Extractor {
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         let root = self.resolver.root().to_owned();
         let root_fd = fsops::open_root(&root)?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let threads = threads();
         // A depth at a time, deepest first: a directory is reached through its parents, whose
         // final modes may not let it be.
         for level in dirs.chunk_by(|a, b| a.0.components().count() == b.0.components().count()) {

@@ -83,14 +83,14 @@ impl Resolver {
     /// only of real directories) open for `openat`: the same descriptor as for the previous
     /// file when it is the same directory and the tree has not changed shape since.
     pub(super) fn open_dir(&mut self, real: &Path) -> io::Result<BorrowedFd<'_>> {
-        if self.dir.as_ref().is_none_or(|(at, _)| at != real) {
-            let fd = fsops::open_path_dir(&self.root.join(real))?;
-            self.dir = Some((real.to_owned(), fd));
-        }
-        match &self.dir {
-            Some((_, fd)) => Ok(fd.as_fd()),
-            None => Err(io::Error::from(io::ErrorKind::NotFound)),
-        }
+        let kept = match self.dir.take() {
+            Some(kept) if kept.0 == real => self.dir.insert(kept),
+            _ => {
+                let fd = fsops::open_path_dir(&self.root.join(real))?;
+                self.dir.insert((real.to_owned(), fd))
+            }
+        };
+        Ok(kept.1.as_fd())
     }
 
     /// The real directory (relative to the root, made only of real directories) that `dir`

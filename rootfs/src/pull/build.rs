@@ -134,8 +134,8 @@ async fn build_framed(
     let until = stop.deadline();
     let (layers, counter, root) = (resolved.layers.clone(), downloaded.clone(), root.to_owned());
     let work = tokio::task::spawn_blocking(move || {
-        // A thread per core, up to 8 (Lambda gives at most 6): each holds a decoded frame.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        // Each thread holds a decoded frame.
+        let threads = crate::extract::threads();
         let wrap = |input| stop.reader(input);
         let (index, into) = (&image.index, (root.as_path(), budget));
         let result = parallel::apply(&image.name, index, compressed, threads, into, &wrap);

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::blobs::{BlobRef, Blobs};
 use super::error::SourceError;
 use super::framed_image::{FramedImage, Store, pread};
+use super::recycle::Recycler;
 use super::resolved::{Layer, ResolvedImage, finish};
 use super::s3_ranges::{self, Object};
 use crate::digest::Digest;
@@ -56,7 +57,7 @@ pub(super) async fn resolve(
         let end = trailer.index_offset + trailer.index_len - 1;
         match &store {
             Store::S3(object) => {
-                let recycler = super::recycle::Recycler::new();
+                let recycler = Recycler::new();
                 object.range(trailer.index_offset, end, &recycler).await?
             }
             Store::File(path) => read_at(path, trailer.index_offset, trailer.index_len)?,
@@ -107,7 +108,7 @@ fn read_tail(path: &Path) -> Result<(Bytes, u64), SourceError> {
     let file = File::open(path).map_err(|e| io("open", e))?;
     let total = file.metadata().map_err(|e| io("stat", e))?.len();
     let len = total.min(TAIL);
-    let tail = pread(&file, total - len, len).map_err(|e| io("read", e))?;
+    let tail = pread(&file, total - len, len, &Recycler::new()).map_err(|e| io("read", e))?;
     Ok((tail, total))
 }
 
@@ -119,5 +120,5 @@ fn read_at(path: &Path, offset: u64, len: u64) -> Result<Bytes, SourceError> {
         source,
     };
     let file = File::open(path).map_err(|e| io("open", e))?;
-    pread(&file, offset, len).map_err(|e| io("read", e))
+    pread(&file, offset, len, &Recycler::new()).map_err(|e| io("read", e))
 }

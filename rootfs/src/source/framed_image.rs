@@ -63,10 +63,7 @@ impl FramedImage {
                             file.insert(File::open(&path).map_err(|e| format!("open {name}: {e}"))?)
                         }
                     };
-                    let mut buf = recycler.buffer((g.end + 1 - g.start) as usize);
-                    buf.resize((g.end + 1 - g.start) as usize, 0);
-                    f.read_exact_at(&mut buf, g.start)
-                        .map(|()| recycler.freeze(buf))
+                    pread(f, g.start, g.end + 1 - g.start, &recycler)
                         .map_err(|e| format!("read {name} at {}: {e}", g.start))
                 });
                 Box::new(reads)
@@ -75,9 +72,15 @@ impl FramedImage {
     }
 }
 
-/// `len` bytes of `file` from `offset`.
-pub(super) fn pread(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
-    let mut buf = vec![0u8; len as usize];
+/// `len` bytes of `file` from `offset`, read into a buffer of `recycler`.
+pub(super) fn pread(
+    file: &File,
+    offset: u64,
+    len: u64,
+    recycler: &Arc<Recycler>,
+) -> std::io::Result<Bytes> {
+    let mut buf = recycler.buffer(len as usize);
+    buf.resize(len as usize, 0);
     file.read_exact_at(&mut buf, offset)?;
-    Ok(Bytes::from(buf))
+    Ok(recycler.freeze(buf))
 }

@@ -39,8 +39,8 @@ pub struct PushArgs {
     /// fast).
     #[arg(long, default_value_t = scar_rootfs::framed::write::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
-    /// Huffman-code literals too: objects a few percent smaller, every pull decoding about a
-    /// third slower (worth it only where the network, not the CPU, is the wall).
+    /// Huffman-code literals too: objects a few percent smaller, frames decoding about a sixth
+    /// slower (worth it only where the network, not the CPU, is the wall).
     #[arg(long)]
     pub compress_literals: bool,
     /// Uncompressed MiB of tar per frame.
