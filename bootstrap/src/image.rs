@@ -88,7 +88,7 @@ impl ImageSlot {
         options.deadline = Some(until);
         let result = match current {
             State::Prefetching(mut handle, tracker) => {
-                let before = tracker.downloaded();
+                let before = tracker.progress();
                 match tokio::time::timeout_at(until.into(), &mut handle).await {
                     Ok(joined) => match settle(joined) {
                         State::Ready(image) => Ok(image),
@@ -96,7 +96,9 @@ impl ImageSlot {
                         _ => Err("the image pull ended without a result".to_owned()),
                     },
                     Err(_) => {
-                        let progressed = tracker.downloaded() > before;
+                        // Waiting for another sandbox's pull that moves is progress too.
+                        let now = tracker.progress();
+                        let progressed = now.0 > before.0 || now.1 > before.1;
                         let partial = tracker.partial(self.options.keep_blobs);
                         let next = if progressed {
                             *state = State::Prefetching(handle, tracker);
@@ -152,6 +154,8 @@ struct Tracker {
     /// Compressed bytes of all layers; `u64::MAX` when unknown.
     total: AtomicU64,
     downloaded: std::sync::OnceLock<Arc<AtomicU64>>,
+    /// Moves seen of another sandbox's pull of the image, which this one waits for.
+    others: AtomicU64,
 }
 
 impl Tracker {
@@ -169,7 +173,15 @@ impl Tracker {
             }
             PullEvent::LayerDone(n) => self.done.store(n, Ordering::Relaxed),
             PullEvent::Downloaded(_) => {}
+            PullEvent::OtherPullMoved => {
+                self.others.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// What moves: this pull's bytes, and the other sandbox's pull it waits for.
+    fn progress(&self) -> (u64, u64) {
+        (self.downloaded(), self.others.load(Ordering::Relaxed))
     }
 
     fn downloaded(&self) -> u64 {
@@ -290,4 +302,29 @@ fn select(kind: EngineKind, static_policy: StaticPolicy) -> Result<Arc<dyn Engin
     scar_rootfs::engine::select(kind, &options)
         .map(Arc::from)
         .map_err(|err| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_on_another_sandboxs_moving_pull_counts_as_progress() {
+        let tracker = Tracker::default();
+        let before = tracker.progress();
+        assert_eq!(before, (0, 0));
+        // Waiting: this pull has no byte counter yet, the other one's heartbeat moves.
+        tracker.observe(PullEvent::OtherPullMoved);
+        let after = tracker.progress();
+        assert!(after.1 > before.1 && after.0 == before.0, "{after:?}");
+        // Its own turn: its bytes move.
+        let downloaded = Arc::new(AtomicU64::new(0));
+        tracker.observe(PullEvent::Resolved {
+            layers: 1,
+            total_bytes: Some(10),
+            downloaded: downloaded.clone(),
+        });
+        downloaded.store(4, Ordering::Relaxed);
+        assert_eq!(tracker.progress(), (4, 1));
+    }
 }

@@ -142,12 +142,18 @@ pub async fn prepare_with_progress(
         Ok(())
     };
     // One pull per image across every process sharing the cache (see `cache/pulling.rs`).
+    let moved = |progress: &Option<Progress>| {
+        if let Some(p) = progress {
+            p(PullEvent::OtherPullMoved);
+        }
+    };
     let turn = cache
         .wait_turn(
             &resolved.chain_id,
             &key,
             options.deadline,
             crate::cache::stale_limit(),
+            &|| moved(&progress),
         )
         .await?
         .ok_or_else(PartialPull::default)?;

@@ -114,15 +114,19 @@ impl Cache {
 
     /// Wait for this process's turn to pull the image with `chain_id` (named `image` in the
     /// log), polling every [`POLL`]; `None` once `deadline` passed first. `stale` is the
-    /// limit past which a silent holder no longer counts ([`stale_limit`]).
+    /// limit past which a silent holder no longer counts ([`stale_limit`]); `moved` is called
+    /// each time the holder's heartbeat changes (its pull is alive and progressing), so that a
+    /// waiter can tell a long wait from a stalled one.
     pub async fn wait_turn(
         &self,
         chain_id: &Digest,
         image: &str,
         deadline: Option<Instant>,
         stale: Duration,
+        moved: &(dyn Fn() + Send + Sync),
     ) -> Result<Option<Turn>, CacheError> {
         let mut silence = Silence::default();
+        let mut last: Option<String> = None;
         let started = Instant::now();
         let mut said = false;
         loop {
@@ -147,6 +151,10 @@ impl Cache {
                 }
                 Step::Busy(line) => line,
             };
+            if last.as_ref().is_some_and(|last| *last != line) {
+                moved();
+            }
+            last = Some(line.clone());
             let silent = silence.observe(&line, Instant::now());
             if silent >= stale {
                 tracing::warn!(

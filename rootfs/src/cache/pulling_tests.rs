@@ -35,30 +35,36 @@ fn build(cache: &Cache, name: &str) -> (std::path::PathBuf, CacheLock) {
     (dir, lock)
 }
 
+/// Wait for a turn on a thread: what came, after how long, and how many times the holder's
+/// heartbeat was seen to move meanwhile.
 fn wait(
     cache: &Cache,
     id: Digest,
     deadline: Option<Instant>,
     stale: Duration,
-) -> std::thread::JoinHandle<(Option<&'static str>, Duration)> {
+) -> std::thread::JoinHandle<(Option<&'static str>, Duration, usize)> {
     let cache = cache.clone();
     std::thread::spawn(move || {
         let started = Instant::now();
+        let moves = std::sync::atomic::AtomicUsize::new(0);
+        let moved = || {
+            moves.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
         let turn = runtime()
-            .block_on(cache.wait_turn(&id, "img", deadline, stale))
+            .block_on(cache.wait_turn(&id, "img", deadline, stale, &moved))
             .unwrap();
         let what = turn.map(|t| match t {
             Turn::Ready(_) => "ready",
             Turn::Build(Some(_)) => "build with the lock",
             Turn::Build(None) => "build without the lock",
         });
-        (what, started.elapsed())
+        (what, started.elapsed(), moves.into_inner())
     })
 }
 
 fn first_turn(cache: &Cache, id: &Digest) -> CacheLock {
     match runtime()
-        .block_on(cache.wait_turn(id, "img", None, DEFAULT_STALE))
+        .block_on(cache.wait_turn(id, "img", None, DEFAULT_STALE, &|| {}))
         .unwrap()
     {
         Some(Turn::Build(Some(lock))) => lock,
@@ -77,7 +83,7 @@ fn a_second_puller_waits_for_the_first_and_uses_what_it_published() {
     std::thread::sleep(Duration::from_millis(700));
     let (dir, _building) = build(&cache, "a");
     cache.publish(&dir, &rec).unwrap();
-    let (what, waited) = waiter.join().unwrap();
+    let (what, waited, _) = waiter.join().unwrap();
     drop(beat);
     assert_eq!(what, Some("ready"));
     assert!(waited >= Duration::from_millis(600), "{waited:?}");
@@ -92,7 +98,7 @@ fn a_lock_its_holder_dropped_unpublished_is_taken_over() {
     let waiter = wait(&cache, id, None, DEFAULT_STALE);
     std::thread::sleep(Duration::from_millis(500));
     drop(lock);
-    let (what, waited) = waiter.join().unwrap();
+    let (what, waited, _) = waiter.join().unwrap();
     assert_eq!(what, Some("build with the lock"));
     assert!(waited < Duration::from_secs(2), "{waited:?}");
 }
@@ -105,10 +111,11 @@ fn a_silent_holder_is_passed_at_the_stale_limit_and_a_beating_one_is_not() {
     // Silent: one beat, then nothing (a frozen sandbox).
     let lock = Arc::new(first_turn(&cache, &id));
     drop(Heartbeat::start(vec![lock.clone()], Counter::default()));
-    let (what, waited) = wait(&cache, id, None, Duration::from_secs(1))
+    let (what, waited, moves) = wait(&cache, id, None, Duration::from_secs(1))
         .join()
         .unwrap();
     assert_eq!(what, Some("build without the lock"));
+    assert_eq!(moves, 0, "a silent holder never moved");
     assert!(
         waited >= Duration::from_secs(1) && waited < Duration::from_secs(3),
         "{waited:?}"
@@ -125,11 +132,14 @@ fn a_silent_holder_is_passed_at_the_stale_limit_and_a_beating_one_is_not() {
         }
     });
     let deadline = Instant::now() + Duration::from_millis(3500);
-    let (what, waited) = wait(&cache, id, Some(deadline), Duration::from_secs(2))
+    let (what, waited, moves) = wait(&cache, id, Some(deadline), Duration::from_secs(2))
         .join()
         .unwrap();
     assert_eq!(what, None, "a pull that beats is waited for");
     assert!(waited >= Duration::from_secs(3), "{waited:?}");
+    // A beat a second while the bytes move: the waiter saw the line change at least twice in
+    // 3.5 s (progress it reports, so that a bootstrap does not take the wait for a stall).
+    assert!(moves >= 2, "the holder's moves seen: {moves}");
     moving.join().unwrap();
     drop(beat);
 }
@@ -195,11 +205,16 @@ fn a_holder_whose_bytes_stopped_moving_stops_beating_and_is_passed() {
     let counter = Counter::default();
     counter.set(Arc::new(AtomicU64::new(7))).unwrap();
     let beat = Heartbeat::start(vec![lock], counter);
-    let (what, waited) = wait(&cache, id, None, Duration::from_secs(2))
+    let (what, waited, moves) = wait(&cache, id, None, Duration::from_secs(2))
         .join()
         .unwrap();
     drop(beat);
     assert_eq!(what, Some("build without the lock"));
+    // The one beat that followed the counter's attachment (0 to 7) is all it moved.
+    assert!(
+        moves <= 1,
+        "a holder whose bytes stay put does not move: {moves}"
+    );
     assert!(
         waited >= Duration::from_secs(2) && waited < Duration::from_secs(4),
         "{waited:?}"

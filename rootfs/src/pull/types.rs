@@ -91,6 +91,9 @@ pub enum PullEvent {
     Downloaded(u64),
     /// Layer number `index` (1-based) is applied.
     LayerDone(usize),
+    /// Another process pulls this image into the shared cache and this pull waits for it; its
+    /// heartbeat moved (it is alive and getting somewhere). Sent at each move.
+    OtherPullMoved,
 }
 
 /// A progress callback.

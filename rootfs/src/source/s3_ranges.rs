@@ -95,9 +95,12 @@ impl Object {
     }
 
     /// The object's last `n` bytes (all of it when it is smaller) and its length: one suffix
-    /// range GET.
+    /// range GET, asked again like [`Object::range`] when it fails or comes back short.
     pub async fn tail(&self, n: u64) -> Result<(Bytes, u64), SourceError> {
-        let (body, total) = self.get(&format!("bytes=-{n}"), &Recycler::new()).await?;
+        let whole = |len: u64, total: u64| len == n.min(total) || len == total;
+        let (body, total) = self
+            .get_retrying(&format!("bytes=-{n}"), &Recycler::new(), whole)
+            .await?;
         // A server that ignores the range sends the whole object: keep its tail.
         let keep = (body.len() as u64).min(n) as usize;
         Ok((body.slice(body.len() - keep..), total))
@@ -112,13 +115,28 @@ impl Object {
         recycler: &Arc<Recycler>,
     ) -> Result<Bytes, SourceError> {
         let want = end.saturating_sub(start) + 1;
+        let exact = |len: u64, _total: u64| len == want;
+        let range = format!("bytes={start}-{end}");
+        let (body, _) = self.get_retrying(&range, recycler, exact).await?;
+        Ok(body)
+    }
+
+    /// [`Object::get`] of `range`, asked again (up to [`ATTEMPTS`] in all) when it fails or
+    /// when `whole(length, object's length)` says the body is not all that was asked: the SDK
+    /// retries a request that fails before its answer, not a body that breaks off midway.
+    async fn get_retrying(
+        &self,
+        range: &str,
+        recycler: &Arc<Recycler>,
+        whole: impl Fn(u64, u64) -> bool,
+    ) -> Result<(Bytes, u64), SourceError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let detail = match self.get(&format!("bytes={start}-{end}"), recycler).await {
-                Ok((body, _)) if body.len() as u64 == want => return Ok(body),
-                Ok((body, _)) => format!(
-                    "bytes {start}-{end} came back as {} bytes of {want}",
+            let detail = match self.get(range, recycler).await {
+                Ok((body, total)) if whole(body.len() as u64, total) => return Ok((body, total)),
+                Ok((body, total)) => format!(
+                    "{} bytes came back for range {range} (of an object of {total} bytes)",
                     body.len()
                 ),
                 Err(SourceError::S3 { detail, .. }) => detail,
@@ -127,7 +145,7 @@ impl Object {
             if attempt >= ATTEMPTS {
                 return Err(self.error(format!("{detail} ({attempt} attempts)")));
             }
-            tracing::info!(object = %self.name(), start, %detail, "S3 range failed, asking again");
+            tracing::info!(object = %self.name(), %range, %detail, "S3 range failed, asking again");
             tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
         }
     }

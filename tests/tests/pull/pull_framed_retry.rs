@@ -71,3 +71,41 @@ fn a_range_cut_short_is_asked_again_alone_and_the_pull_completes() {
         );
     }
 }
+
+/// The first GET of a pull is the object's tail (the trailer and the index): when its answer
+/// breaks off midway, the SDK does not ask again (it retries requests, not bodies), so the pull
+/// does.
+#[test]
+fn a_tail_cut_short_is_asked_again_and_the_pull_completes() {
+    let f = fixture("apps/tail.scar", 8 << 20);
+    let size = std::fs::metadata(&f.object).expect("object").len();
+    assert!(
+        size > 1 << 20,
+        "the object ({size} bytes) is longer than the tail asked for"
+    );
+    let upstream = f.s3.endpoint().trim_start_matches("http://").to_owned();
+    // Only the first GET is faulted: the tail, cut after 256 KiB of its 1 MiB.
+    let proxy = FaultProxy::start(&upstream, Fault::DropAfter { bytes: 256 << 10 }, "GET", 1);
+    let mut env = f.s3.env();
+    for (k, v) in &mut env {
+        if k == "AWS_ENDPOINT_URL_S3" {
+            *v = format!("http://{}", proxy.host());
+        }
+    }
+    let cache = tempfile::tempdir().expect("tmp");
+    let out = scar_pull(
+        &format!("s3://{BUCKET}/apps/tail.scar"),
+        cache.path(),
+        &env,
+        &[],
+    );
+    assert_same_tree(f.tree.path(), &pulled_root(&out));
+    let gets: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.line.starts_with("GET"))
+        .collect();
+    assert!(gets[0].faulted, "the first GET was cut: {gets:#?}");
+    let tails = gets.iter().filter(|s| s.line.contains("bytes=-")).count();
+    assert_eq!(tails, 2, "the tail asked twice, once cut: {gets:#?}");
+}

@@ -195,6 +195,10 @@ fn progress_callback(bar: indicatif::ProgressBar) -> scar_rootfs::pull::Progress
             bar.set_prefix(layers.to_string());
         }
         PullEvent::Downloaded(n) => bar.set_position(n),
+        PullEvent::OtherPullMoved => {
+            bar.set_message("waiting for another process's pull of this image into the cache");
+            bar.tick();
+        }
         PullEvent::LayerDone(i) => {
             let layers = bar.prefix();
             bar.set_message(format!(
