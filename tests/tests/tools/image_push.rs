@@ -3,7 +3,8 @@
 //! The object's tail parses, its index carries the image's config, the printed name is pinned
 //! to the digest of the index bytes, the file and the S3 object are the same bytes, the pinned
 //! name pulls the image back; a missing bucket fails naming it and leaves no temporary file; an
-//! image of more than 64 MiB goes up as a multipart upload (time and ratio printed).
+//! image of more than 64 MiB goes up as a multipart upload (time and ratio printed), and one
+//! whose upload fails midway is aborted, leaving nothing in S3.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -402,4 +403,65 @@ fn an_unprivileged_push_reads_the_files_an_image_makes_unreadable() {
         .map(|m| m.permissions().mode() & 0o7777)
         .collect();
     assert_eq!(cached, [0o000]);
+}
+
+/// A multipart upload that fails midway is aborted: the push fails naming the destination, and
+/// S3 keeps nothing of it (no upload record, no part; an unaborted upload's parts are billed
+/// until a lifecycle rule removes them). Part 2 is refused every time it is sent (a `307` from
+/// the fault proxy, which the SDK does not retry, or a connection cut while the body is sent,
+/// which it retries until its attempts run out); part 1 goes up first.
+#[test]
+fn a_multipart_upload_that_fails_is_aborted_and_leaves_nothing() {
+    use scar_e2e::fault::{Fault, FaultProxy};
+    let image = Image::new(100 << 20);
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET);
+    let upstream = s3.endpoint().trim_start_matches("http://").to_owned();
+    let refused = Fault::Redirect {
+        base: "http://127.0.0.1:9",
+    };
+    let proxy = FaultProxy::start(&upstream, refused, "partNumber=2", 100);
+    let cache = tempfile::tempdir().expect("tmp");
+    let out = Command::new(scar())
+        .args(["image", "push", &image.reference])
+        .arg(format!("s3://{BUCKET}/big.scarf"))
+        .args(["--level", "1", "--cache"])
+        .arg(cache.path())
+        .envs(s3.env())
+        .env("AWS_ENDPOINT_URL_S3", format!("http://{}", proxy.host()))
+        .output()
+        .expect("run scar");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the push failed: {stderr}");
+    assert!(
+        stderr.contains(&format!("s3://{BUCKET}/big.scarf")) || stderr.contains("big.scarf"),
+        "the error names the destination: {stderr}"
+    );
+    let seen = proxy.seen();
+    let lines: Vec<&str> = seen.iter().map(|s| s.line.as_str()).collect();
+    assert!(
+        seen.iter()
+            .any(|s| s.line.contains("partNumber=1") && !s.faulted),
+        "part 1 went up first: {lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("DELETE") && l.contains("uploadId=")),
+        "the upload was aborted: {lines:#?}"
+    );
+    let mut left = Vec::new();
+    let mut dirs = vec![s3.root().to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("the S3 root").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else if name.starts_with(".upload") || name.contains("big.scarf") {
+                left.push(entry.path());
+            }
+        }
+    }
+    assert!(left.is_empty(), "S3 kept {left:?}");
+    assert!(s3.get_object(BUCKET, "big.scarf").is_none(), "no object");
 }
