@@ -60,14 +60,17 @@ pub struct Group {
 }
 
 /// The index's frames cut into ranges of at most [`GROUP_TARGET`] bytes (or one frame), at
-/// frame boundaries.
+/// frame boundaries; the first range is the first frame alone, so that decoding starts once it
+/// has come (a frame is about a MiB: 26 ms at 40 MB/s, against 100 ms for a whole range) while
+/// the ranges after it download side by side.
 pub fn groups(index: &Index) -> Vec<Group> {
     let mut out = Vec::new();
     let mut first = 0;
     while first < index.frames.len() {
         let start = index.frames[first].offset;
         let mut last = first;
-        while last + 1 < index.frames.len()
+        while first > 0
+            && last + 1 < index.frames.len()
             && index.frames[last + 1].offset + index.frames[last + 1].length - start <= GROUP_TARGET
         {
             last += 1;

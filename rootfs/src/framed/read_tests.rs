@@ -130,20 +130,23 @@ fn groups_cover_every_frame_once_at_frame_boundaries() {
         at += f.length;
     }
     let g = groups(&index);
-    assert_eq!(g[0].frames, 0..2);
+    assert!(index.frames.len() >= 4, "{} frames", index.frames.len());
+    // The first frame alone (decoding starts sooner), then two to a range.
+    assert_eq!(g[0].frames, 0..1);
+    assert_eq!(g[1].frames, 1..3);
     assert!(g.iter().all(|g| g.end + 1 - g.start <= GROUP_TARGET));
     assert_eq!(g[0].end + 1, g[1].start);
     let covered: Vec<usize> = g.iter().flat_map(|g| g.frames.clone()).collect();
     assert_eq!(covered, (0..index.frames.len()).collect::<Vec<_>>());
     assert_eq!(g.last().unwrap().end + 1, at);
     // A frame larger than the target is a range alone.
-    index.frames[0].length = 5 * 1024 * 1024;
+    index.frames[1].length = 5 * 1024 * 1024;
     let mut at = 0;
     for f in &mut index.frames {
         f.offset = at;
         at += f.length;
     }
-    assert_eq!(groups(&index)[0].frames, 0..1);
+    assert_eq!(groups(&index)[1].frames, 1..2);
 }
 
 #[test]

@@ -5,6 +5,10 @@
 pub const THRESHOLD: u64 = 32 * 1024 * 1024;
 /// Bytes per range request.
 pub const PART: u64 = 8 * 1024 * 1024;
+/// Bytes of a blob's first range request. The decompressor can start only once a part is
+/// whole, so a short first part starts it sooner: at 40 MB/s a connection brings 1 MiB in
+/// 26 ms and 8 MiB in 210 ms, while the parts after it download side by side.
+pub const FIRST_PART: u64 = 1024 * 1024;
 /// Parts in flight off Lambda, and on Lambda between 512 MB and 2 GB of memory.
 pub const DEFAULT_IN_FLIGHT: usize = 4;
 /// Most parts in flight `SCAR_PULL_RANGES` may ask for (memory: this many parts).
@@ -53,6 +57,8 @@ pub struct Plan {
     pub in_flight: usize,
     /// Bytes per part.
     pub part: u64,
+    /// Bytes of the first part (at most [`Plan::part`] counts).
+    pub first: u64,
     /// Smallest blob fetched in parts.
     pub threshold: u64,
 }
@@ -65,6 +71,7 @@ impl Plan {
                 .unwrap_or(DEFAULT_IN_FLIGHT)
                 .clamp(1, MAX_IN_FLIGHT),
             part: PART,
+            first: FIRST_PART,
             threshold: THRESHOLD,
         }
     }
@@ -74,9 +81,35 @@ impl Plan {
         self.in_flight > 1 && self.part > 0 && size >= self.threshold
     }
 
-    /// How many parts a blob of `size` bytes makes.
+    /// The first part's length: [`Plan::first`], never more than a part, never 0.
+    fn first_len(&self) -> u64 {
+        self.first.clamp(1, self.part.max(1))
+    }
+
+    /// How many parts a blob of `size` bytes makes: the first, then whole parts.
     pub fn parts(&self, size: u64) -> u64 {
-        size.div_ceil(self.part.max(1))
+        let first = self.first_len();
+        if size <= first {
+            return 1;
+        }
+        1 + (size - first).div_ceil(self.part.max(1))
+    }
+
+    /// Part `index` of a blob of `size` bytes (the last one ends with the blob).
+    pub fn span(&self, size: u64, index: u64) -> Span {
+        let first = self.first_len();
+        let (start, len) = match index {
+            0 => (0, first),
+            _ => (
+                first.saturating_add((index - 1).saturating_mul(self.part.max(1))),
+                self.part.max(1),
+            ),
+        };
+        let end = start.saturating_add(len).min(size).saturating_sub(1);
+        Span {
+            start,
+            end: Some(end),
+        }
     }
 }
 

@@ -87,7 +87,7 @@ pub async fn start(
     ticket: Ticket,
 ) -> Result<First, RegistryError> {
     let slot = ticket.slot().await;
-    let first = span(plan, size, 0);
+    let first = plan.span(size, 0);
     let response = client.blob_span(&digest, first).await?;
     if response.status() != StatusCode::PARTIAL_CONTENT {
         return Ok(First::Whole(response));
@@ -123,7 +123,7 @@ async fn spawn_parts(
 ) {
     for index in 1..plan.parts(size) {
         let slot = ticket.slot().await;
-        let task = tokio::spawn(fetch(shared.clone(), span(plan, size, index), None));
+        let task = tokio::spawn(fetch(shared.clone(), plan.span(size, index), None));
         if let Err(mpsc::error::SendError((task, _slot))) = tx.send((task, slot)) {
             // The blob was given up.
             task.abort();
@@ -176,16 +176,6 @@ impl Drop for Parts {
         while let Ok((task, _slot)) = self.started.try_recv() {
             task.abort();
         }
-    }
-}
-
-/// Part `index` of a blob of `size` bytes.
-fn span(plan: Plan, size: u64, index: u64) -> Span {
-    let start = index.saturating_mul(plan.part);
-    let end = start.saturating_add(plan.part).min(size).saturating_sub(1);
-    Span {
-        start,
-        end: Some(end),
     }
 }
 

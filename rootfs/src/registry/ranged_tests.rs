@@ -207,6 +207,7 @@ fn test_client(server: &Server, in_flight: usize) -> RegistryClient {
         .unwrap()
         .with_ranges(Some(in_flight));
     client.plan.part = TEST_PART;
+    client.plan.first = TEST_PART;
     client.plan.threshold = 2 * TEST_PART;
     client
 }
@@ -250,6 +251,7 @@ fn the_in_flight_count_follows_the_memory_size_and_the_knob_is_bounded() {
     assert!(!Plan::new(Some(1)).applies(1 << 30), "1 is one stream");
     assert!(!Plan::new(Some(4)).applies(THRESHOLD - 1));
     assert!(Plan::new(Some(4)).applies(THRESHOLD));
+    // 1 MiB, then 8 MiB parts: 1 + 4 for 32 MiB and a byte.
     assert_eq!(Plan::new(None).parts(THRESHOLD + 1), 5);
     assert_eq!(Span::from(0).header(), None);
     assert_eq!(Span::from(7).header().as_deref(), Some("bytes=7-"));
@@ -472,4 +474,50 @@ async fn two_ranged_blobs_share_one_window_in_blob_order() {
         second_start > first_done,
         "the second blob started before the first had asked for its last part: {seen:?}"
     );
+}
+
+#[test]
+fn the_first_part_is_short_and_the_parts_cover_the_blob_once_in_order() {
+    let plan = Plan::new(None);
+    assert_eq!(
+        plan.span(100 << 20, 0).header().as_deref(),
+        Some("bytes=0-1048575")
+    );
+    assert_eq!(
+        plan.span(100 << 20, 1).header().as_deref(),
+        Some("bytes=1048576-9437183")
+    );
+    for size in [
+        THRESHOLD,
+        THRESHOLD + 1,
+        9 << 20,
+        (9 << 20) + 1,
+        100 << 20,
+        1 << 20,
+    ] {
+        let mut next = 0;
+        for i in 0..plan.parts(size) {
+            let span = plan.span(size, i);
+            assert_eq!(
+                span.start,
+                next,
+                "part {i} of {size} starts where {} ended",
+                i.max(1) - 1
+            );
+            let end = span.end.unwrap();
+            assert!(
+                end >= span.start && end < size,
+                "part {i} of {size}: {span:?}"
+            );
+            next = end + 1;
+        }
+        assert_eq!(next, size, "the parts of {size} cover it");
+    }
+    // A first part longer than a part is one part long.
+    let odd = Plan {
+        first: 64 << 20,
+        ..plan
+    };
+    assert_eq!(odd.parts(16 << 20), 2);
+    assert_eq!(odd.span(16 << 20, 1).start, 8 << 20);
 }

@@ -20,8 +20,10 @@ use sha2::{Digest, Sha256};
 
 /// The file in the big layer: the layer is this plus its tar header and padding.
 const BIG: u64 = 40 << 20;
-/// Bytes per range request (`scar_rootfs::registry::ranged::PART`).
+/// Bytes per range request (`scar_rootfs::registry::plan::PART`).
 const PART: u64 = 8 << 20;
+/// Bytes of a blob's first range request (`scar_rootfs::registry::plan::FIRST_PART`).
+const FIRST: u64 = 1 << 20;
 
 /// Bytes that do not repeat, so a part out of place changes the file.
 fn noise(offset: u64, buf: &mut [u8]) {
@@ -119,15 +121,18 @@ fn a_layer_over_32_mib_is_pulled_as_concurrent_ranges_and_extracted_whole() {
         "the file, byte for byte"
     );
     let requests = blob_requests(&proxy, &digest);
-    let parts = size.div_ceil(PART);
+    let parts = 1 + (size - FIRST).div_ceil(PART);
     assert_eq!(
         requests.len() as u64,
         parts,
-        "one request per {PART}-byte part of {size} bytes: {requests:#?}"
+        "one request for the first {FIRST} bytes, then one per {PART}-byte part of {size} bytes: {requests:#?}"
     );
     for i in 0..parts {
-        let start = i * PART;
-        let end = (start + PART).min(size) - 1;
+        let (start, len) = match i {
+            0 => (0, FIRST),
+            _ => (FIRST + (i - 1) * PART, PART),
+        };
+        let end = (start + len).min(size) - 1;
         let range = format!("[range: bytes={start}-{end}]");
         assert!(
             requests
@@ -150,7 +155,7 @@ fn a_layer_over_32_mib_is_pulled_as_concurrent_ranges_and_extracted_whole() {
         "SCAR_PULL_RANGES=1 is one plain request: {requests:#?}"
     );
     eprintln!(
-        "pull of a {:.1} MiB layer on loopback: {parts} ranges of 8 MiB, 4 in flight, {:.2} s; one stream {:.2} s",
+        "pull of a {:.1} MiB layer on loopback: {parts} ranges (1 MiB, then 8 MiB), 4 in flight, {:.2} s; one stream {:.2} s",
         size as f64 / (1 << 20) as f64,
         ranged.as_secs_f64(),
         single.as_secs_f64()
