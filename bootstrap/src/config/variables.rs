@@ -172,7 +172,7 @@ pub const FUNCTION_VARIABLES: &[VariableDoc] = &[
     },
     VariableDoc {
         name: SCAR_PULL_RANGES,
-        meaning: "concurrent `Range` requests per blob of 32 MiB or more (8 MiB parts, fed in order); `1`: one stream per blob",
+        meaning: "concurrent `Range` requests per blob of 32 MiB or more (a 1 MiB first part, then 8 MiB parts, fed in order); `1`: one stream per blob",
         default: "by memory: 2 under 512 MB, 4 up to 2 GB (and off Lambda), 8 above",
     },
     VariableDoc {

@@ -63,9 +63,9 @@ pub struct PullArgs {
     /// Keep the compressed layer blobs in the cache.
     #[arg(long)]
     pub keep_blobs: bool,
-    /// Concurrent `Range` requests per blob of 32 MiB or more (8 MiB parts, fed in order);
-    /// `1`: one connection per blob (default: by $AWS_LAMBDA_FUNCTION_MEMORY_SIZE as the
-    /// bootstrap does, 4 off Lambda).
+    /// Concurrent `Range` requests per blob of 32 MiB or more (a 1 MiB first part, then 8 MiB
+    /// parts, fed in order); `1`: one connection per blob (default: by
+    /// $AWS_LAMBDA_FUNCTION_MEMORY_SIZE as the bootstrap does, 4 off Lambda).
     // Kept as text: the bootstrap's parser checks it, so both refuse the same values with the
     // same message.
     #[arg(long, env = "SCAR_PULL_RANGES", value_name = "N")]
