@@ -1,6 +1,6 @@
 //! S3 objects read as byte ranges: one GetObject per range through the project's S3 client
-//! ([`crate::aws`]), several at once, each checked for length and asked again alone when it
-//! fails or comes back short.
+//! ([`crate::aws`]), several at once, each checked for length and asked again alone when its
+//! answer breaks off or comes back short.
 //!
 //! One connection to S3 carries a few tens of MB/s; AWS's guidance for large objects is
 //! parallel range GETs, and S3 serves each at full speed. The ranges come back in the order
@@ -20,8 +20,8 @@ use super::recycle::Recycler;
 use crate::options::PullOptions;
 use crate::registry::plan;
 
-/// Attempts per range: a range that fails (after the SDK's own retries of the request) or
-/// comes back short is asked again alone this many times in all.
+/// Attempts per range: a range whose answer breaks off, cannot be read or comes back short is
+/// asked again alone this many times in all (the SDK retries failed requests by itself).
 pub const ATTEMPTS: u32 = 3;
 
 /// An S3 object read by ranges.
@@ -62,6 +62,18 @@ impl Object {
         range: &str,
         recycler: &Arc<Recycler>,
     ) -> Result<(Bytes, u64), SourceError> {
+        self.get_once(range, recycler).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Object::get`], its error told apart: `true` when asking again may help (the body broke
+    /// off, the answer could not be read), `false` otherwise: S3 answered with an error (no
+    /// such key, access denied), or the SDK has retried the request already (connections that
+    /// failed, 5xx answers, throttling).
+    async fn get_once(
+        &self,
+        range: &str,
+        recycler: &Arc<Recycler>,
+    ) -> Result<(Bytes, u64), (SourceError, bool)> {
         let answer = self
             .s3
             .client()
@@ -72,7 +84,12 @@ impl Object {
             .range(range)
             .send()
             .await
-            .map_err(|e| self.error(describe(&e)))?;
+            .map_err(|e| {
+                // A connection that failed or timed out was retried by the SDK already; an
+                // answer it could not read was not.
+                let again = matches!(e, aws_sdk_s3::error::SdkError::ResponseError(_));
+                (self.error(describe(&e)), again)
+            })?;
         let total = answer
             .content_range()
             .and_then(|r| r.rsplit_once('/'))
@@ -85,7 +102,7 @@ impl Object {
         while let Some(chunk) = body
             .try_next()
             .await
-            .map_err(|e| self.error(crate::aws::error_chain(&e)))?
+            .map_err(|e| (self.error(crate::aws::error_chain(&e)), true))?
         {
             buf.extend_from_slice(&chunk);
         }
@@ -133,14 +150,14 @@ impl Object {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let detail = match self.get(range, recycler).await {
+            let detail = match self.get_once(range, recycler).await {
                 Ok((body, total)) if whole(body.len() as u64, total) => return Ok((body, total)),
                 Ok((body, total)) => format!(
                     "{} bytes came back for range {range} (of an object of {total} bytes)",
                     body.len()
                 ),
-                Err(SourceError::S3 { detail, .. }) => detail,
-                Err(other) => return Err(other),
+                Err((SourceError::S3 { detail, .. }, true)) => detail,
+                Err((other, _)) => return Err(other),
             };
             if attempt >= ATTEMPTS {
                 return Err(self.error(format!("{detail} ({attempt} attempts)")));
