@@ -3,11 +3,11 @@
 //! range requests after 2 MiB of their answer; the pull still brings the tree back whole, with
 //! one more request per cut range, for the same bytes.
 
-use scar_e2e::fault::{Fault, FaultProxy};
+use scar_e2e::fault::{Fault, FaultProxy, Seen};
 use scar_rootfs::framed::format::{Index, Trailer};
 use scar_rootfs::framed::read::groups;
 
-use crate::pull_framed::{BUCKET, assert_same_tree, fixture, pulled_root, scar_pull};
+use crate::pull_framed::{BUCKET, Fixture, assert_same_tree, fixture, pulled_root, scar_pull};
 
 #[test]
 fn a_range_cut_short_is_asked_again_alone_and_the_pull_completes() {
@@ -21,27 +21,12 @@ fn a_range_cut_short_is_asked_again_alone_and_the_pull_completes() {
     assert!(ranges >= 4, "{ranges} ranges");
     // The first request is the tail (1 MiB, under the cut: it goes through whole); the next two
     // are ranges, cut after 2 MiB when they are longer.
-    let upstream = f.s3.endpoint().trim_start_matches("http://").to_owned();
-    let proxy = FaultProxy::start(&upstream, Fault::DropAfter { bytes: 2 << 20 }, "GET", 3);
-    let mut env = f.s3.env();
-    for (k, v) in &mut env {
-        if k == "AWS_ENDPOINT_URL_S3" {
-            *v = format!("http://{}", proxy.host());
-        }
-    }
-    let cache = tempfile::tempdir().expect("tmp");
-    let out = scar_pull(
-        &format!("s3://{BUCKET}/apps/cut.scar"),
-        cache.path(),
-        &env,
+    let seen = pull_through(
+        &f,
+        "apps/cut.scar",
+        FaultProxy::start(&upstream(&f), Fault::DropAfter { bytes: 2 << 20 }, "GET", 3),
         &[("SCAR_PULL_RANGES", "4")],
     );
-    assert_same_tree(f.tree.path(), &pulled_root(&out));
-    let seen: Vec<_> = proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.line.starts_with("GET"))
-        .collect();
     // The faulted ranges longer than the cut are the ones cut (a small range goes through).
     let span = |line: &str| -> Option<(u64, u64)> {
         let (_, range) = line.rsplit_once("bytes=")?;
@@ -83,9 +68,31 @@ fn a_tail_cut_short_is_asked_again_and_the_pull_completes() {
         size > 1 << 20,
         "the object ({size} bytes) is longer than the tail asked for"
     );
-    let upstream = f.s3.endpoint().trim_start_matches("http://").to_owned();
     // Only the first GET is faulted: the tail, cut after 256 KiB of its 1 MiB.
-    let proxy = FaultProxy::start(&upstream, Fault::DropAfter { bytes: 256 << 10 }, "GET", 1);
+    let gets = pull_through(
+        &f,
+        "apps/tail.scar",
+        FaultProxy::start(
+            &upstream(&f),
+            Fault::DropAfter { bytes: 256 << 10 },
+            "GET",
+            1,
+        ),
+        &[],
+    );
+    assert!(gets[0].faulted, "the first GET was cut: {gets:#?}");
+    let tails = gets.iter().filter(|s| s.line.contains("bytes=-")).count();
+    assert_eq!(tails, 2, "the tail asked twice, once cut: {gets:#?}");
+}
+
+/// The fixture's S3 endpoint as `host:port`.
+fn upstream(f: &Fixture) -> String {
+    f.s3.endpoint().trim_start_matches("http://").to_owned()
+}
+
+/// Pull `s3://BUCKET/key` of `f` through `proxy` (with `extra` variables), check the tree came
+/// back whole, and return the GETs the proxy saw.
+fn pull_through(f: &Fixture, key: &str, proxy: FaultProxy, extra: &[(&str, &str)]) -> Vec<Seen> {
     let mut env = f.s3.env();
     for (k, v) in &mut env {
         if k == "AWS_ENDPOINT_URL_S3" {
@@ -93,19 +100,11 @@ fn a_tail_cut_short_is_asked_again_and_the_pull_completes() {
         }
     }
     let cache = tempfile::tempdir().expect("tmp");
-    let out = scar_pull(
-        &format!("s3://{BUCKET}/apps/tail.scar"),
-        cache.path(),
-        &env,
-        &[],
-    );
+    let out = scar_pull(&format!("s3://{BUCKET}/{key}"), cache.path(), &env, extra);
     assert_same_tree(f.tree.path(), &pulled_root(&out));
-    let gets: Vec<_> = proxy
+    proxy
         .seen()
         .into_iter()
         .filter(|s| s.line.starts_with("GET"))
-        .collect();
-    assert!(gets[0].faulted, "the first GET was cut: {gets:#?}");
-    let tails = gets.iter().filter(|s| s.line.contains("bytes=-")).count();
-    assert_eq!(tails, 2, "the tail asked twice, once cut: {gets:#?}");
+        .collect()
 }
