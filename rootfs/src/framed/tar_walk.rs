@@ -129,10 +129,14 @@ pub fn walk(root: &Path, mut framer: Framer) -> Result<(u64, u64), WalkError> {
         skipped: 0,
         chunk: vec![0; CHUNK],
     };
-    let mut stack = vec![(PathBuf::new(), sorted_names(root)?.into_iter())];
-    while let Some((dir, names)) = stack.last_mut() {
+    let mut stack = Stack(vec![(
+        PathBuf::new(),
+        sorted_names(root)?.into_iter(),
+        None,
+    )]);
+    while let Some((dir, names, _)) = stack.0.last_mut() {
         let Some(name) = names.next() else {
-            stack.pop();
+            stack.0.pop();
             continue;
         };
         let rel = dir.join(name);
@@ -147,8 +151,8 @@ pub fn walk(root: &Path, mut framer: Framer) -> Result<(u64, u64), WalkError> {
             Err(Stop::Failed(e)) => return Err(e),
         }
         if meta.is_dir() {
-            let names = sorted_names(&full)?;
-            stack.push((rel, names.into_iter()));
+            let (names, opened) = open_dir(&full, &meta)?;
+            stack.0.push((rel, names.into_iter(), opened));
         }
     }
     if framer.end().is_err() {
@@ -156,6 +160,62 @@ pub fn walk(root: &Path, mut framer: Framer) -> Result<(u64, u64), WalkError> {
         return Ok((walker.entries, walker.skipped));
     }
     Ok((walker.entries, walker.skipped))
+}
+
+/// The directories being walked, innermost last, each with the mode to put back when it is
+/// done. Dropped (at the end, or on an early return), it puts the modes back innermost first:
+/// an outer directory made unsearchable again would hide the inner ones.
+struct Stack(Vec<(PathBuf, std::vec::IntoIter<OsString>, Option<Reopened>)>);
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        while self.0.pop().is_some() {}
+    }
+}
+
+/// A directory of ours whose mode was widened to be walked; the mode goes back on drop.
+struct Reopened {
+    path: PathBuf,
+    mode: u32,
+}
+
+impl Drop for Reopened {
+    fn drop(&mut self) {
+        let mode = std::fs::Permissions::from_mode(self.mode);
+        if let Err(err) = std::fs::set_permissions(&self.path, mode) {
+            tracing::warn!(path = %self.path.display(), mode = format!("{:o}", self.mode), %err, "cannot put a directory's mode back after reading it");
+        }
+    }
+}
+
+/// The names of the directory `full` (`meta` its metadata), sorted. An unprivileged pull writes
+/// every directory as the user with the image's mode, so one the image makes unreadable or
+/// unsearchable (`d---------`) is ours but refuses us: then the owner's read and search bits
+/// are added while its subtree is walked, and its mode is put back when the returned guard
+/// drops (the mode written in the tar is the one read before).
+fn open_dir(full: &Path, meta: &Metadata) -> Result<(Vec<OsString>, Option<Reopened>), WalkError> {
+    let refused = match sorted_names(full) {
+        Err(WalkError::Read { source, .. })
+            if source.kind() == io::ErrorKind::PermissionDenied
+                && meta.uid() == nix::unistd::geteuid().as_raw() =>
+        {
+            source
+        }
+        other => return other.map(|names| (names, None)),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let widened = std::fs::Permissions::from_mode(mode | 0o500);
+    if std::fs::set_permissions(full, widened).is_err() {
+        return Err(WalkError::Read {
+            path: full.to_owned(),
+            source: refused,
+        });
+    }
+    let guard = Reopened {
+        path: full.to_owned(),
+        mode,
+    };
+    Ok((sorted_names(full)?, Some(guard)))
 }
 
 /// The names in a directory, sorted byte-wise (the order tar entries come in).

@@ -331,7 +331,7 @@ fn an_image_of_more_than_64_mib_goes_up_in_parts() {
 }
 
 #[test]
-fn an_unprivileged_push_reads_the_files_an_image_makes_unreadable() {
+fn an_unprivileged_push_reads_the_files_and_directories_an_image_makes_unreadable() {
     const NOBODY: u32 = 65534;
     let image = Image::new(1 << 10);
     // Amazon Linux's /etc/shadow: mode 000. The layout is made as root (which reads it), then
@@ -339,6 +339,26 @@ fn an_unprivileged_push_reads_the_files_an_image_makes_unreadable() {
     let shadow = image.tree().join("etc/shadow");
     std::fs::write(&shadow, b"root:*:19000::::::\n").expect("write");
     std::fs::set_permissions(&shadow, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    // Directories of mode 000, one inside the other, and one the owner may search but not list.
+    let vault = image.tree().join("vault");
+    std::fs::create_dir_all(vault.join("inner")).expect("mkdir");
+    std::fs::write(vault.join("inner/key"), b"inner key\n").expect("write");
+    std::fs::write(vault.join("note"), b"note\n").expect("write");
+    let blind = image.tree().join("blind");
+    std::fs::create_dir(&blind).expect("mkdir");
+    std::fs::write(blind.join("seen"), b"seen\n").expect("write");
+    for file in ["vault/inner/key", "vault/note", "blind/seen"] {
+        let path = image.tree().join(file);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let modes = [
+        (vault.join("inner"), 0o000),
+        (vault.clone(), 0o000),
+        (blind.clone(), 0o100),
+    ];
+    for (dir, mode) in &modes {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode)).expect("chmod");
+    }
     let written = write_from_dir(
         &image.tree(),
         &image.dir.path().join("layout"),
@@ -380,6 +400,7 @@ fn an_unprivileged_push_reads_the_files_an_image_makes_unreadable() {
         })
         .collect();
     let mut found = false;
+    let mut seen = std::collections::BTreeMap::new();
     for entry in tar::Archive::new(&tar[..]).entries().expect("tar") {
         let mut entry = entry.expect("entry");
         // Owners of an unprivileged pull mean nothing: 0:0.
@@ -387,6 +408,15 @@ fn an_unprivileged_push_reads_the_files_an_image_makes_unreadable() {
             (entry.header().uid().ok(), entry.header().gid().ok()),
             (Some(0), Some(0))
         );
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mode = entry.header().mode().expect("mode");
+        let mut body = String::new();
+        if entry.header().entry_type().is_file()
+            && (name.starts_with("vault/") || name.starts_with("blind/"))
+        {
+            std::io::Read::read_to_string(&mut entry, &mut body).expect("read");
+        }
+        seen.insert(name, (mode, body));
         if entry.path_bytes().as_ref() == b"etc/shadow" {
             assert_eq!(entry.header().mode().expect("mode"), 0o000);
             let mut body = String::new();
@@ -396,6 +426,16 @@ fn an_unprivileged_push_reads_the_files_an_image_makes_unreadable() {
         }
     }
     assert!(found, "etc/shadow is in the image");
+    let entry = |name: &str| seen.get(name).cloned();
+    assert_eq!(entry("vault/"), Some((0o000, String::new())), "{seen:#?}");
+    assert_eq!(entry("vault/inner/"), Some((0o000, String::new())));
+    assert_eq!(
+        entry("vault/inner/key"),
+        Some((0o644, "inner key\n".into()))
+    );
+    assert_eq!(entry("vault/note"), Some((0o644, "note\n".into())));
+    assert_eq!(entry("blind/"), Some((0o100, String::new())));
+    assert_eq!(entry("blind/seen"), Some((0o644, "seen\n".into())));
     // The cached file keeps its mode.
     let cached: Vec<u32> = std::fs::read_dir(work.path().join("cache/rootfs"))
         .expect("the cache")
@@ -403,6 +443,21 @@ fn an_unprivileged_push_reads_the_files_an_image_makes_unreadable() {
         .map(|m| m.permissions().mode() & 0o7777)
         .collect();
     assert_eq!(cached, [0o000]);
+    // So do the cached directories, inner ones included: their modes were put back.
+    let cached_root = std::fs::read_dir(work.path().join("cache/rootfs"))
+        .expect("the cache")
+        .find_map(|e| Some(e.ok()?.path().join("root")))
+        .expect("a cached root");
+    for (dir, mode) in &modes {
+        let rel = dir.strip_prefix(image.tree()).expect("in the tree");
+        let meta = std::fs::symlink_metadata(cached_root.join(rel)).expect("cached");
+        assert_eq!(
+            meta.permissions().mode() & 0o7777,
+            *mode,
+            "{}",
+            rel.display()
+        );
+    }
 }
 
 /// A multipart upload that fails midway is aborted: the push fails naming the destination, and
