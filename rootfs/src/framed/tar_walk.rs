@@ -165,7 +165,7 @@ pub fn walk(root: &Path, mut framer: Framer) -> Result<(u64, u64), WalkError> {
 /// The directories being walked, innermost last, each with the mode to put back when it is
 /// done. Dropped (at the end, or on an early return), it puts the modes back innermost first:
 /// an outer directory made unsearchable again would hide the inner ones.
-struct Stack(Vec<(PathBuf, std::vec::IntoIter<OsString>, Option<Reopened>)>);
+struct Stack(Vec<(PathBuf, std::vec::IntoIter<OsString>, Option<Widened>)>);
 
 impl Drop for Stack {
     fn drop(&mut self) {
@@ -174,12 +174,12 @@ impl Drop for Stack {
 }
 
 /// A directory of ours whose mode was widened to be walked; the mode goes back on drop.
-struct Reopened {
+struct Widened {
     path: PathBuf,
     mode: u32,
 }
 
-impl Drop for Reopened {
+impl Drop for Widened {
     fn drop(&mut self) {
         let mode = std::fs::Permissions::from_mode(self.mode);
         if let Err(err) = std::fs::set_permissions(&self.path, mode) {
@@ -193,7 +193,7 @@ impl Drop for Reopened {
 /// unsearchable (`d---------`) is ours but refuses us: then the owner's read and search bits
 /// are added while its subtree is walked, and its mode is put back when the returned guard
 /// drops (the mode written in the tar is the one read before).
-fn open_dir(full: &Path, meta: &Metadata) -> Result<(Vec<OsString>, Option<Reopened>), WalkError> {
+fn open_dir(full: &Path, meta: &Metadata) -> Result<(Vec<OsString>, Option<Widened>), WalkError> {
     let refused = match sorted_names(full) {
         Err(WalkError::Read { source, .. })
             if source.kind() == io::ErrorKind::PermissionDenied
@@ -211,7 +211,7 @@ fn open_dir(full: &Path, meta: &Metadata) -> Result<(Vec<OsString>, Option<Reope
             source: refused,
         });
     }
-    let guard = Reopened {
+    let guard = Widened {
         path: full.to_owned(),
         mode,
     };
