@@ -142,8 +142,8 @@ pub async fn prepare_with_progress(
         Ok(())
     };
     // One pull per image across every process sharing the cache (see `cache/pulling.rs`).
-    let moved = |progress: &Option<Progress>| {
-        if let Some(p) = progress {
+    let moved = || {
+        if let Some(p) = &progress {
             p(PullEvent::OtherPullMoved);
         }
     };
@@ -153,7 +153,7 @@ pub async fn prepare_with_progress(
             &key,
             options.deadline,
             crate::cache::stale_limit(),
-            &|| moved(&progress),
+            &moved,
         )
         .await?
         .ok_or_else(PartialPull::default)?;

@@ -102,6 +102,12 @@ impl Silence {
     /// Beats a live pull cannot miss in a row.
     pub const MIN_SEEN: Duration = Duration::from_secs(3);
 
+    /// Whether `line` differs from the line seen before it (the pull moved since); `false` for
+    /// the first line seen.
+    pub fn moved(&self, line: &str) -> bool {
+        self.seen.as_ref().is_some_and(|(seen, _)| seen != line)
+    }
+
     /// Note the heartbeat `line` read now; returns how long the pull has been silent.
     pub fn observe(&mut self, line: &str, now: Instant) -> Duration {
         let since = match &self.seen {

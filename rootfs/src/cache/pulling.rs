@@ -126,7 +126,6 @@ impl Cache {
         moved: &(dyn Fn() + Send + Sync),
     ) -> Result<Option<Turn>, CacheError> {
         let mut silence = Silence::default();
-        let mut last: Option<String> = None;
         let started = Instant::now();
         let mut said = false;
         loop {
@@ -151,10 +150,9 @@ impl Cache {
                 }
                 Step::Busy(line) => line,
             };
-            if last.as_ref().is_some_and(|last| *last != line) {
+            if silence.moved(&line) {
                 moved();
             }
-            last = Some(line.clone());
             let silent = silence.observe(&line, Instant::now());
             if silent >= stale {
                 tracing::warn!(
