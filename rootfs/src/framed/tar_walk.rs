@@ -173,49 +173,68 @@ impl Drop for Stack {
     }
 }
 
-/// A directory of ours whose mode was widened to be walked; the mode goes back on drop.
+/// A file or directory of ours whose mode was widened to be read ([`widen`]); the mode goes
+/// back with [`Widened::restore`], or on drop.
 struct Widened {
     path: PathBuf,
     mode: u32,
+    restored: bool,
+}
+
+impl Widened {
+    /// Put the mode back now, saying whether that failed.
+    fn restore(mut self) -> io::Result<()> {
+        self.restored = true;
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(self.mode))
+    }
 }
 
 impl Drop for Widened {
     fn drop(&mut self) {
+        if self.restored {
+            return;
+        }
         let mode = std::fs::Permissions::from_mode(self.mode);
         if let Err(err) = std::fs::set_permissions(&self.path, mode) {
-            tracing::warn!(path = %self.path.display(), mode = format!("{:o}", self.mode), %err, "cannot put a directory's mode back after reading it");
+            tracing::warn!(path = %self.path.display(), mode = format!("{:o}", self.mode), %err, "cannot put a mode back after reading");
         }
     }
 }
 
-/// The names of the directory `full` (`meta` its metadata), sorted. An unprivileged pull writes
-/// every directory as the user with the image's mode, so one the image makes unreadable or
-/// unsearchable (`d---------`) is ours but refuses us: then the owner's read and search bits
-/// are added while its subtree is walked, and its mode is put back when the returned guard
-/// drops (the mode written in the tar is the one read before).
+/// Add the owner's `bits` to the mode of `full` (`meta` its metadata, read before), when it is
+/// ours: an unprivileged pull writes every entry as the user with the image's mode, so what the
+/// image makes unreadable is ours but refuses us. `None` when it is not ours.
+fn widen(full: &Path, meta: &Metadata, bits: u32) -> io::Result<Option<Widened>> {
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Ok(None);
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode | bits))?;
+    Ok(Some(Widened {
+        path: full.to_owned(),
+        mode,
+        restored: false,
+    }))
+}
+
+/// The names of the directory `full` (`meta` its metadata), sorted. One the image makes
+/// unreadable or unsearchable (`d---------`) gets the owner's read and search bits ([`widen`])
+/// while its subtree is walked, and its mode back when the returned guard drops (the mode
+/// written in the tar is the one read before).
 fn open_dir(full: &Path, meta: &Metadata) -> Result<(Vec<OsString>, Option<Widened>), WalkError> {
     let refused = match sorted_names(full) {
-        Err(WalkError::Read { source, .. })
-            if source.kind() == io::ErrorKind::PermissionDenied
-                && meta.uid() == nix::unistd::geteuid().as_raw() =>
-        {
+        Err(WalkError::Read { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
             source
         }
         other => return other.map(|names| (names, None)),
     };
-    let mode = meta.permissions().mode() & 0o7777;
-    let widened = std::fs::Permissions::from_mode(mode | 0o500);
-    if std::fs::set_permissions(full, widened).is_err() {
-        return Err(WalkError::Read {
+    match widen(full, meta, 0o500) {
+        Ok(Some(guard)) => Ok((sorted_names(full)?, Some(guard))),
+        _ => Err(WalkError::Read {
             path: full.to_owned(),
             source: refused,
-        });
+        }),
     }
-    let guard = Widened {
-        path: full.to_owned(),
-        mode,
-    };
-    Ok((sorted_names(full)?, Some(guard)))
 }
 
 /// The names in a directory, sorted byte-wise (the order tar entries come in).
@@ -366,11 +385,10 @@ impl Walker {
     }
 }
 
-/// Open a file of the tree for reading. An unprivileged pull writes every file as the user
-/// with the image's mode, so a file the image makes unreadable (mode 000: `/etc/shadow` of
-/// Amazon Linux and RHEL) is ours but refuses us: then the owner's read bit is added for the
-/// `open` and the mode put back at once (the descriptor keeps its access). The mode written in
-/// the tar is the one read before.
+/// Open a file of the tree for reading. A file the image makes unreadable (mode 000:
+/// `/etc/shadow` of Amazon Linux and RHEL) gets the owner's read bit ([`widen`]) for the `open`
+/// and its mode back at once (the descriptor keeps its access). The mode written in the tar is
+/// the one read before.
 fn open_file(full: &Path) -> io::Result<File> {
     let open = || {
         File::options()
@@ -381,13 +399,14 @@ fn open_file(full: &Path) -> io::Result<File> {
     match open() {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             let meta = std::fs::symlink_metadata(full)?;
-            if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+            if !meta.is_file() {
                 return Err(e);
             }
-            let mode = meta.permissions().mode();
-            std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode | 0o400))?;
+            let Some(widened) = widen(full, &meta, 0o400)? else {
+                return Err(e);
+            };
             let file = open();
-            let restored = std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode));
+            let restored = widened.restore();
             let file = file?;
             restored?;
             Ok(file)
