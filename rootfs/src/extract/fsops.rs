@@ -251,6 +251,43 @@ pub(super) fn symlink(target: &[u8], at: &Path) -> Result<(), ExtractError> {
         .map_err(|e| ExtractError::io("symlink", at, e))
 }
 
+/// `symlinkat(target, dir, name)`: a new symlink `name` in the open directory `dir`. A name
+/// already taken is `AlreadyExists` (never replaced).
+pub(super) fn symlink_at(target: &[u8], dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    nix::unistd::symlinkat(OsStr::from_bytes(target), dir, name).map_err(io::Error::from)
+}
+
+/// The owner (when `owner`) and times of the symlink `name` in the open directory `dir`, the
+/// link itself, not what it points to (`AT_SYMLINK_NOFOLLOW`); refusals are ignored, as by
+/// [`lchown`] and [`set_times_nofollow`].
+pub(super) fn symlink_meta_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    owner: Option<(u32, u32)>,
+    mtime: i64,
+) {
+    if let Some((uid, gid)) = owner {
+        let chowned = nix::unistd::fchownat(
+            dir,
+            name,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        if let Err(err) = chowned {
+            tracing::trace!(name = %Path::new(name).display(), %err, "lchown refused");
+        }
+    }
+    let ts = nix::sys::time::TimeSpec::new(mtime, 0);
+    let _ = nix::sys::stat::utimensat(
+        dir,
+        name,
+        &ts,
+        &ts,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    );
+}
+
 /// `mkfifo`.
 pub(super) fn mkfifo(path: &Path, mode: u32) -> Result<(), ExtractError> {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(mode))

@@ -209,15 +209,51 @@ impl Extractor {
             let Some(parent) = self.resolve_parent(&name, &comps)? else {
                 return Ok(());
             };
-            let full = self.resolver.root().join(parent).join(&file_name);
-            self.link(&name, &full, link.kind, &link.target)?;
             if link.kind == tar::EntryType::Symlink {
-                symlink_meta(&full, link.owner, &link.xattrs, link.mtime);
+                return self.flat_symlink(&parent, &file_name, &link);
             }
-            Ok(())
+            let full = self.resolver.root().join(parent).join(&file_name);
+            self.link(&name, &full, link.kind, &link.target)
         });
         self.flat = flat;
         result
+    }
+
+    /// A symlink of a flattened tree, made in its parent `parent` (a real directory, relative
+    /// to the root) opened once for the links made there: a name already taken is
+    /// [`ExtractError::NotFlat`], never replaced. Nothing the resolver remembers changes (it
+    /// remembers real directories only, and the symlink takes a name that was free), so unlike
+    /// [`Extractor::link`] it does not forget them: each link would otherwise walk its parents
+    /// again (the large bench image has some 900 symlinks, made after every file).
+    fn flat_symlink(
+        &mut self,
+        parent: &Path,
+        file_name: &std::ffi::OsStr,
+        link: &Link,
+    ) -> Result<(), ExtractError> {
+        if link.target.len() > INLINE_SYMLINK {
+            self.charge(self.block)?;
+        }
+        let rel = parent.join(file_name);
+        let full = self.resolver.root().join(&rel);
+        let dir = self
+            .resolver
+            .open_dir(parent)
+            .map_err(|e| ExtractError::io("open", &full, e))?;
+        match fsops::symlink_at(&link.target, dir, file_name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(ExtractError::NotFlat {
+                    entry: rel.display().to_string(),
+                    what: "names what is there already (a name twice, or a name under a symlink)",
+                });
+            }
+            Err(e) => return Err(ExtractError::io("symlink", &full, e)),
+        }
+        fsops::symlink_meta_at(dir, file_name, link.owner, link.mtime);
+        // Extended attributes change no time of the link.
+        fsops::set_xattrs(&full, fsops::XattrTarget::Path, &link.xattrs);
+        Ok(())
     }
 
     /// Bytes charged against the budget so far: what the file system spends (contents in whole

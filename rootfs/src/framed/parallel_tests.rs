@@ -111,6 +111,16 @@ fn any_number_of_threads_extracts_the_tree_the_object_was_made_from() {
     std::fs::create_dir(r.join("zzz")).unwrap();
     std::fs::hard_link(r.join("aaa-first"), r.join("zzz/second")).unwrap();
     std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
+    // The link's own time, an old one (the links are made last, at the end of the pull).
+    let old = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &r.join("bin"),
+        &old,
+        &old,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
     std::fs::create_dir(r.join("ro")).unwrap();
     std::fs::write(r.join("ro/inside"), b"x").unwrap();
     std::fs::set_permissions(r.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
@@ -168,6 +178,20 @@ fn a_name_twice_or_a_whiteout_is_refused() {
         err.contains("`dup`") && err.contains("a name twice"),
         "{err}"
     );
+    crate::cache::remove_tree(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    // A symlink is made after every file, where the file has taken its name already.
+    let file_then_link = segmented(&[
+        piece("lib/dup", b"one", None),
+        piece("other", b"", None),
+        piece("lib/dup", b"", Some("other")),
+    ]);
+    let err = apply_to(&file_then_link, 2, &root).unwrap_err().to_string();
+    assert!(
+        err.contains("`lib/dup`") && err.contains("a name twice"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(root.join("lib/dup")).unwrap(), b"one");
     crate::cache::remove_tree(&root).unwrap();
     std::fs::create_dir(&root).unwrap();
     let whiteout = segmented(&[piece("a", b"", None), piece("dir/.wh.a", b"", None)]);

@@ -177,7 +177,11 @@ pub(crate) fn describe(root: &Path) -> BTreeMap<String, String> {
                 stack.push(path.clone());
                 format!("dir {mode:o}")
             } else if kind.is_symlink() {
-                format!("link -> {}", std::fs::read_link(&path).unwrap().display())
+                format!(
+                    "link -> {} mtime {}",
+                    std::fs::read_link(&path).unwrap().display(),
+                    meta.mtime()
+                )
             } else if kind.is_file() {
                 let data = std::fs::read(&path).unwrap();
                 format!(
