@@ -106,6 +106,31 @@ pub fn threads() -> usize {
 /// Directories a thread of [`Extractor::finish`] takes at least (fewer are not worth a thread).
 const MIN_DIRS_PER_THREAD: usize = 64;
 
+/// Symlinks a thread of [`Extractor::apply_links_on`] takes at least.
+const MIN_LINKS_PER_THREAD: usize = 64;
+
+/// [`ExtractError::NotFlat`] for the first link whose name lies below a symlink's: a flattened
+/// tree has none (its writer does not walk into symlinks), and links made side by side must not
+/// resolve through one another.
+fn refuse_links_under_symlinks(links: &[Link]) -> Result<(), ExtractError> {
+    let names = |l: &Link| path::clean_name(&l.raw).ok();
+    let symlinks: HashSet<Vec<OsString>> = links
+        .iter()
+        .filter(|l| l.kind == tar::EntryType::Symlink)
+        .filter_map(names)
+        .collect();
+    for link in links {
+        let Some(comps) = names(link) else { continue };
+        if (1..comps.len()).any(|k| symlinks.contains(&comps[..k])) {
+            return Err(ExtractError::NotFlat {
+                entry: String::from_utf8_lossy(&link.raw).into_owned(),
+                what: "names what is there already (a name twice, or a name under a symlink)",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Give the directories `dirs` (relative to `root`, open as `root_fd`) their final owner, mode
 /// and time; a directory no longer there as a directory is skipped.
 fn apply_dir_meta(
@@ -193,6 +218,71 @@ impl Extractor {
     /// order.
     pub fn take_links(&mut self) -> Vec<Link> {
         std::mem::take(&mut self.links)
+    }
+
+    /// [`Extractor::apply_links`] on up to `threads` threads: the symlinks side by side, each
+    /// thread a run of them in tar order (an extractor of its own charging the shared `charged`,
+    /// as the [`flat`](Self::flat) ones did), then the hardlinks in order on this one (a
+    /// hardlink may name a symlink). Safe side by side because no link is made under another:
+    /// a name below a symlink's is refused first ([`ExtractError::NotFlat`]), so no thread's
+    /// path crosses a symlink another thread makes. The large bench image has some 900
+    /// symlinks, which one thread made while the others had nothing left to do.
+    pub fn apply_links_on(
+        &mut self,
+        links: Vec<Link>,
+        threads: usize,
+        charged: &Arc<AtomicU64>,
+    ) -> Result<(), ExtractError> {
+        refuse_links_under_symlinks(&links)?;
+        let (symlinks, hardlinks): (Vec<Link>, Vec<Link>) = links
+            .into_iter()
+            .partition(|l| l.kind == tar::EntryType::Symlink);
+        let per_thread = symlinks
+            .len()
+            .div_ceil(threads.max(1))
+            .max(MIN_LINKS_PER_THREAD);
+        if symlinks.len() <= per_thread {
+            self.apply_links(symlinks)?;
+            return self.apply_links(hardlinks);
+        }
+        let mut runs: Vec<Vec<Link>> = Vec::new();
+        let mut rest = symlinks.into_iter().peekable();
+        while rest.peek().is_some() {
+            runs.push(rest.by_ref().take(per_thread).collect());
+        }
+        let root = self.resolver.root().to_owned();
+        let budget = self.budget;
+        let done: Vec<Result<Extractor, ExtractError>> = std::thread::scope(|scope| {
+            let make = |run: Vec<Link>| {
+                let mut x = Extractor::flat(&root, budget, charged.clone());
+                x.apply_links(run).map(|()| x)
+            };
+            let spawned: Vec<_> = runs
+                .into_iter()
+                .map(|run| {
+                    std::thread::Builder::new()
+                        .name("scar-links".into())
+                        .spawn_scoped(scope, move || make(run))
+                })
+                .collect();
+            spawned
+                .into_iter()
+                .map(|s| match s {
+                    Ok(handle) => handle.join().unwrap_or_else(|_| {
+                        Err(ExtractError::Read {
+                            source: io::Error::other("a thread making symlinks panicked"),
+                        })
+                    }),
+                    Err(err) => Err(ExtractError::Read {
+                        source: io::Error::other(format!("cannot start a thread: {err}")),
+                    }),
+                })
+                .collect()
+        });
+        for run in done {
+            self.absorb(run?);
+        }
+        self.apply_links(hardlinks)
     }
 
     /// Make the links the [`flat`](Self::flat) extractors kept, in tar order, once every file

@@ -130,7 +130,11 @@ pub fn apply(
         source,
     };
     finisher
-        .apply_links(links.into_iter().flat_map(|(_, l)| l).collect())
+        .apply_links_on(
+            links.into_iter().flat_map(|(_, l)| l).collect(),
+            threads,
+            &charged,
+        )
         .map_err(extract)?;
     applied.charged = finisher.charged();
     finisher.finish().map_err(extract)?;

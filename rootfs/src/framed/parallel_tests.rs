@@ -166,6 +166,59 @@ fn a_file_under_a_symlink_is_refused_and_nothing_lands_outside() {
 }
 
 #[test]
+fn hundreds_of_symlinks_are_made_side_by_side_with_their_own_times() {
+    let dir = tree();
+    let r = dir.path();
+    let old = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+    for d in 0..4 {
+        std::fs::create_dir(r.join(format!("d{d}"))).unwrap();
+        for l in 0..80 {
+            let link = r.join(format!("d{d}/l{l:02}"));
+            std::os::unix::fs::symlink(format!("../t{l}"), &link).unwrap();
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &link,
+                &old,
+                &old,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .unwrap();
+        }
+        // A hardlink to a symlink: made once the symlinks are there.
+        std::fs::hard_link(r.join(format!("d{d}/l00")), r.join(format!("d{d}/hard"))).unwrap();
+    }
+    let (object, _) = write(r);
+    let want = describe(r);
+    for threads in [1, 2, 3] {
+        let (_dir, root, _) = roots();
+        apply_to(&object, threads, &root).unwrap();
+        assert_eq!(describe(&root), want, "{threads} threads");
+        crate::cache::remove_tree(&root).unwrap();
+    }
+}
+
+#[test]
+fn a_link_under_a_symlink_is_refused_and_nothing_lands_outside() {
+    let (_dir, root, outside) = roots();
+    let object = segmented(&[
+        piece("x", b"", Some(outside.to_str().unwrap())),
+        piece("y", b"between", None),
+        piece("x/evil", b"", Some("/etc/passwd")),
+    ]);
+    for threads in [1, 2] {
+        let err = apply_to(&object, threads, &root).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`x/evil`") && text.contains("a name under a symlink"),
+            "{text}"
+        );
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        crate::cache::remove_tree(&root).unwrap();
+        std::fs::create_dir(&root).unwrap();
+    }
+}
+
+#[test]
 fn a_name_twice_or_a_whiteout_is_refused() {
     let (_dir, root, _) = roots();
     let twice = segmented(&[
