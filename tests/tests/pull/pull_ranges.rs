@@ -162,6 +162,58 @@ fn a_layer_over_32_mib_is_pulled_as_concurrent_ranges_and_extracted_whole() {
     );
 }
 
+/// The same ranged pull as the Lambda sandbox makes it: the static `scar pull` as uid 993 under
+/// the simulation (no user namespaces; `prctl`, `ptrace`, `seccomp` and `chroot` refused; a
+/// bare read-only root), with `SCAR_PULL_RANGES=4`.
+#[test]
+fn under_simulated_lambda_a_layer_over_32_mib_is_pulled_as_ranges_and_extracted_whole() {
+    use scar_e2e::lambda_sim::{self, LambdaSim, SANDBOX_UID};
+    const SIM_CACHE: &str = "/tmp/cache";
+    let registry = Registry::start();
+    let (digest, size, expected_sha) = push_big_image(&registry);
+    let proxy = FaultProxy::start(&registry.host(), Fault::Stall { secs: 0 }, "", 0);
+    let cache = tempfile::tempdir().expect("tmp");
+    std::os::unix::fs::chown(cache.path(), Some(SANDBOX_UID), Some(SANDBOX_UID))
+        .expect("chown the cache to the sandbox's user");
+    let layer = lambda_sim::layer_dir();
+    let sim = LambdaSim::new(layer.path())
+        .with_scar()
+        .bind(cache.path(), SIM_CACHE);
+    let scar = format!("{}/scar", lambda_sim::SCAR_DIR);
+    let host = proxy.host();
+    let image = format!("{host}/team/big:v1");
+    let out = sim.run_argv(
+        &[&scar, "pull", &image, "--cache", SIM_CACHE],
+        &[
+            ("SCAR_INSECURE_REGISTRIES", host.as_str()),
+            ("SCAR_PULL_RANGES", "4"),
+        ],
+    );
+    out.assert_success();
+    let printed = out.stdout.lines().next().unwrap_or_default();
+    let inside = printed
+        .strip_prefix(SIM_CACHE)
+        .unwrap_or_else(|| panic!("scar pull printed no root under {SIM_CACHE}: {out:?}"));
+    let root = cache.path().join(inside.trim_start_matches('/'));
+    assert_eq!(
+        sha256_of_file(&root.join("data/big.bin")),
+        expected_sha,
+        "the file, byte for byte"
+    );
+    let requests = blob_requests(&proxy, &digest);
+    assert_eq!(
+        requests.len() as u64,
+        1 + (size - FIRST).div_ceil(PART),
+        "the layer came as ranges: {requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|line| line.to_ascii_lowercase().contains("[range: bytes=")),
+        "{requests:#?}"
+    );
+}
+
 #[test]
 fn through_a_40_mb_s_link_per_connection_ranges_and_one_stream_are_timed() {
     const RATE: u64 = 40_000_000;
