@@ -109,6 +109,53 @@ const MIN_DIRS_PER_THREAD: usize = 64;
 /// Symlinks a thread of [`Extractor::apply_links_on`] takes at least.
 const MIN_LINKS_PER_THREAD: usize = 64;
 
+/// [`ExtractError::NotFlat`] for `entry`, a name a flattened tree has already (or one below a
+/// symlink's).
+fn name_taken(entry: String) -> ExtractError {
+    ExtractError::NotFlat {
+        entry,
+        what: "names what is there already (a name twice, or a name under a symlink)",
+    }
+}
+
+/// `work` on runs of `items` side by side, up to `threads` runs of at least `min` items each,
+/// on scoped threads named `name` (this thread does a run itself when no thread can be had):
+/// the runs' results in order, or the first run's error. Items too few for two runs are
+/// done on this thread. A thread that panics is an error of `op` on `root` saying so.
+fn side_by_side<'a, T: Sync, R: Send>(
+    items: &'a [T],
+    (threads, min): (usize, usize),
+    (name, op, root): (&str, &'static str, &Path),
+    work: impl Fn(&'a [T]) -> Result<R, ExtractError> + Sync,
+) -> Result<Vec<R>, ExtractError> {
+    let per_thread = items.len().div_ceil(threads.max(1)).max(min.max(1));
+    if items.len() <= per_thread {
+        return work(items).map(|r| vec![r]);
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = items
+            .chunks(per_thread)
+            .map(|run| {
+                let spawned = std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn_scoped(scope, move || work(run));
+                // No thread to be had: this one does that run itself.
+                spawned.map_err(|_| run)
+            })
+            .collect();
+        runs.into_iter()
+            .map(|run| match run {
+                Ok(handle) => handle.join().unwrap_or_else(|_| {
+                    let why = format!("a thread of {name} panicked");
+                    Err(ExtractError::io(op, root, io::Error::other(why)))
+                }),
+                Err(run) => work(run),
+            })
+            .collect()
+    })
+}
+
 /// [`ExtractError::NotFlat`] for the first link whose name lies below a symlink's: a flattened
 /// tree has none (its writer does not walk into symlinks), and links made side by side must not
 /// resolve through one another.
@@ -122,10 +169,7 @@ fn refuse_links_under_symlinks(links: &[Link]) -> Result<(), ExtractError> {
     for link in links {
         let Some(comps) = names(link) else { continue };
         if (1..comps.len()).any(|k| symlinks.contains(&comps[..k])) {
-            return Err(ExtractError::NotFlat {
-                entry: String::from_utf8_lossy(&link.raw).into_owned(),
-                what: "names what is there already (a name twice, or a name under a symlink)",
-            });
+            return Err(name_taken(String::from_utf8_lossy(&link.raw).into_owned()));
         }
     }
     Ok(())
@@ -237,60 +281,29 @@ impl Extractor {
         let (symlinks, hardlinks): (Vec<Link>, Vec<Link>) = links
             .into_iter()
             .partition(|l| l.kind == tar::EntryType::Symlink);
-        let per_thread = symlinks
-            .len()
-            .div_ceil(threads.max(1))
-            .max(MIN_LINKS_PER_THREAD);
-        if symlinks.len() <= per_thread {
-            self.apply_links(symlinks)?;
-            return self.apply_links(hardlinks);
-        }
-        let mut runs: Vec<Vec<Link>> = Vec::new();
-        let mut rest = symlinks.into_iter().peekable();
-        while rest.peek().is_some() {
-            runs.push(rest.by_ref().take(per_thread).collect());
-        }
         let root = self.resolver.root().to_owned();
         let budget = self.budget;
-        let done: Vec<Result<Extractor, ExtractError>> = std::thread::scope(|scope| {
-            let make = |run: Vec<Link>| {
+        let runs = side_by_side(
+            &symlinks,
+            (threads, MIN_LINKS_PER_THREAD),
+            ("scar-links", "symlink", &root),
+            |run| {
                 let mut x = Extractor::flat(&root, budget, charged.clone());
                 x.apply_links(run).map(|()| x)
-            };
-            let spawned: Vec<_> = runs
-                .into_iter()
-                .map(|run| {
-                    std::thread::Builder::new()
-                        .name("scar-links".into())
-                        .spawn_scoped(scope, move || make(run))
-                })
-                .collect();
-            spawned
-                .into_iter()
-                .map(|s| match s {
-                    Ok(handle) => handle.join().unwrap_or_else(|_| {
-                        Err(ExtractError::Read {
-                            source: io::Error::other("a thread making symlinks panicked"),
-                        })
-                    }),
-                    Err(err) => Err(ExtractError::Read {
-                        source: io::Error::other(format!("cannot start a thread: {err}")),
-                    }),
-                })
-                .collect()
-        });
-        for run in done {
-            self.absorb(run?);
+            },
+        )?;
+        for run in runs {
+            self.absorb(run);
         }
-        self.apply_links(hardlinks)
+        self.apply_links(&hardlinks)
     }
 
     /// Make the links the [`flat`](Self::flat) extractors kept, in tar order, once every file
     /// is there: a name already taken is [`ExtractError::NotFlat`] (a file under what should
     /// be a symlink, or a name twice), never replaced.
-    pub fn apply_links(&mut self, links: Vec<Link>) -> Result<(), ExtractError> {
+    pub fn apply_links(&mut self, links: &[Link]) -> Result<(), ExtractError> {
         let flat = std::mem::replace(&mut self.flat, true);
-        let result = links.into_iter().try_for_each(|link| {
+        let result = links.iter().try_for_each(|link| {
             let name = String::from_utf8_lossy(&link.raw).into_owned();
             let mut comps = path::clean_name(&link.raw)?;
             let Some(file_name) = comps.pop() else {
@@ -300,7 +313,7 @@ impl Extractor {
                 return Ok(());
             };
             if link.kind == tar::EntryType::Symlink {
-                return self.flat_symlink(&parent, &file_name, &link);
+                return self.flat_symlink(&parent, &file_name, link);
             }
             let full = self.resolver.root().join(parent).join(&file_name);
             self.link(&name, &full, link.kind, &link.target)
@@ -333,10 +346,7 @@ impl Extractor {
         match fsops::symlink_at(&link.target, dir, file_name) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(ExtractError::NotFlat {
-                    entry: rel.display().to_string(),
-                    what: "names what is there already (a name twice, or a name under a symlink)",
-                });
+                return Err(name_taken(rel.display().to_string()));
             }
             Err(e) => return Err(ExtractError::io("symlink", &full, e)),
         }
@@ -467,38 +477,12 @@ impl Extractor {
         // A depth at a time, deepest first: a directory is reached through its parents, whose
         // final modes may not let it be.
         for level in dirs.chunk_by(|a, b| a.0.components().count() == b.0.components().count()) {
-            let per_thread = level.len().div_ceil(threads).max(MIN_DIRS_PER_THREAD);
-            if level.len() <= per_thread {
-                apply_dir_meta(&root, &root_fd, level)?;
-                continue;
-            }
-            std::thread::scope(|scope| {
-                let mut inline = Vec::new();
-                let spawned: Vec<_> = level
-                    .chunks(per_thread)
-                    .filter_map(|part| {
-                        let spawned = std::thread::Builder::new()
-                            .name("scar-finish".into())
-                            .spawn_scoped(scope, || apply_dir_meta(&root, &root_fd, part));
-                        // No thread to be had: this one does that part itself.
-                        spawned.map_err(|_| inline.push(part)).ok()
-                    })
-                    .collect();
-                let mut result = inline
-                    .into_iter()
-                    .try_for_each(|part| apply_dir_meta(&root, &root_fd, part));
-                for handle in spawned {
-                    let done = handle.join().unwrap_or_else(|_| {
-                        Err(ExtractError::io(
-                            "finish",
-                            &root,
-                            io::Error::other("a thread applying directory metadata panicked"),
-                        ))
-                    });
-                    result = result.and(done);
-                }
-                result
-            })?;
+            side_by_side(
+                level,
+                (threads, MIN_DIRS_PER_THREAD),
+                ("scar-finish", "finish", &root),
+                |part| apply_dir_meta(&root, &root_fd, part),
+            )?;
         }
         Ok(())
     }
@@ -637,10 +621,7 @@ impl Extractor {
     fn replace(&mut self, full: &Path, keep_dir: bool) -> Result<(), ExtractError> {
         if self.flat && std::fs::symlink_metadata(full).is_ok() {
             let rel = full.strip_prefix(self.resolver.root()).unwrap_or(full);
-            return Err(ExtractError::NotFlat {
-                entry: rel.display().to_string(),
-                what: "names what is there already (a name twice, or a name under a symlink)",
-            });
+            return Err(name_taken(rel.display().to_string()));
         }
         match std::fs::symlink_metadata(full) {
             Ok(m) if m.is_dir() => {
