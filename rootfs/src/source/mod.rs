@@ -22,6 +22,7 @@ pub use blobs::{BlobRef, Blobs, RemoveOnDrop};
 pub use error::SourceError;
 pub use framed::MEDIA_TYPE as FRAMED_MEDIA_TYPE;
 pub use framed_image::{Compressed, FramedImage, Store};
+pub use recycle::Recycler;
 pub use resolved::{Layer, ResolvedImage};
 
 use crate::cache::Cache;

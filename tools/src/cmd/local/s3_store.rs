@@ -6,31 +6,29 @@
 //! answer itself (checks, range, headers, ETag), stays `s3s-fs`'s: only the body is read again,
 //! from the same file and range, in larger blocks.
 //!
-//! The blocks are read into buffers used again once the connection has sent them: a fresh
-//! MiB for each block is memory the kernel maps and zeroes page by page and unmaps after (on
-//! the bench's 2 cores, a fifth of the endpoint's CPU while it served the large image).
+//! The blocks are read into buffers used again once the connection has sent them (a
+//! [`Recycler`], as a pull's ranges of a file are): a fresh MiB for each block is memory the
+//! kernel maps and zeroes page by page and unmaps after (on the bench's 2 cores, about half of
+//! the endpoint's CPU while it served the large image).
 
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+use scar_rootfs::source::Recycler;
 
 /// Bytes a GetObject body reads at a time.
 const BLOCK: usize = 1 << 20;
-/// Block buffers kept for reuse at most (a few per connection in flight).
-const KEEP: usize = 32;
-
-/// Block buffers that came back, shared by every GetObject of the endpoint.
-type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// `s3s-fs` over `root`, with faster GetObject bodies.
 pub struct Store {
     inner: s3s_fs::FileSystem,
     root: PathBuf,
-    pool: Pool,
+    /// Block buffers, shared by every GetObject of the endpoint.
+    recycler: Arc<Recycler>,
 }
 
 impl Store {
@@ -39,7 +37,7 @@ impl Store {
         Self {
             inner,
             root,
-            pool: Pool::default(),
+            recycler: Recycler::new(),
         }
     }
 
@@ -126,12 +124,13 @@ impl Store {
             Some(range) => range_start(range).ok_or_else(|| s3_error!(InternalError))?,
             None => 0,
         };
-        let file = std::fs::File::open(&path).map_err(|_| s3_error!(NoSuchKey))?;
+        let mut file = std::fs::File::open(&path).map_err(|_| s3_error!(NoSuchKey))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|_| s3_error!(InternalError))?;
         let blocks = Blocks {
             file: Arc::new(file),
-            at: start,
-            end: start.saturating_add(length),
-            pool: self.pool.clone(),
+            left: length,
+            recycler: self.recycler.clone(),
         };
         output.body = Some(StreamingBlob::wrap(futures::stream::try_unfold(
             blocks,
@@ -141,76 +140,35 @@ impl Store {
     }
 }
 
-/// What is left of a GetObject body: bytes `at..end` of `file`.
+/// What is left of a GetObject body: the next `left` bytes of `file`.
 struct Blocks {
     file: Arc<std::fs::File>,
-    at: u64,
-    end: u64,
-    pool: Pool,
+    left: u64,
+    recycler: Arc<Recycler>,
 }
 
 impl Blocks {
     /// The next block (read on tokio's blocking pool) and the rest, or `None` at the end.
     async fn next(mut self) -> std::io::Result<Option<(Bytes, Blocks)>> {
-        let want = (self.end.saturating_sub(self.at)).min(BLOCK as u64) as usize;
+        let want = self.left.min(BLOCK as u64);
         if want == 0 {
             return Ok(None);
         }
-        let mut buf = self
-            .pool
-            .lock()
-            .ok()
-            .and_then(|mut pool| pool.pop())
-            .unwrap_or_default();
-        // Kept at a block's length once zeroed: a buffer used again is not written twice.
-        if buf.len() < BLOCK {
-            buf.resize(BLOCK, 0);
-        }
-        let (file, at) = (self.file.clone(), self.at);
+        let (file, mut buf) = (self.file.clone(), self.recycler.buffer(want as usize));
         let (buf, read) = tokio::task::spawn_blocking(move || {
-            let read = file.read_at(&mut buf[..want], at);
+            let read = (&*file).take(want).read_to_end(&mut buf);
             (buf, read)
         })
         .await
         .map_err(std::io::Error::other)?;
-        let n = read?;
-        if n == 0 {
+        if read? == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the object's file is shorter than its length",
             ));
         }
-        self.at += n as u64;
-        let block = Bytes::from_owner(Lent {
-            buf,
-            len: n,
-            home: Arc::downgrade(&self.pool),
-        });
-        Ok(Some((block, self)))
-    }
-}
-
-/// A block buffer lent to the connection; it goes back to the pool when sent.
-struct Lent {
-    buf: Vec<u8>,
-    len: usize,
-    home: Weak<Mutex<Vec<Vec<u8>>>>,
-}
-
-impl AsRef<[u8]> for Lent {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl Drop for Lent {
-    fn drop(&mut self) {
-        if let Some(home) = self.home.upgrade()
-            && let Ok(mut pool) = home.lock()
-            && pool.len() < KEEP
-        {
-            pool.push(std::mem::take(&mut self.buf));
-        }
+        self.left -= buf.len() as u64;
+        Ok(Some((self.recycler.freeze(buf), self)))
     }
 }
 
